@@ -1,0 +1,223 @@
+"""Study configuration: YAML validated into typed, immutable objects.
+
+The configuration is data. Every path in it is relative to the directory of
+the YAML file, so a study folder can be moved or cloned anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo in a config key must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CohortConfig(_Strict):
+    """A cohort of the study (e.g. training, external test)."""
+
+    role: Literal["train", "validation", "test"]
+    description: str = ""
+
+
+class SeriesConfig(_Strict):
+    """One image series (modality/sequence) of the study.
+
+    ``display_window`` is the intensity window used for figures; when omitted
+    the 1st-99th percentile of the image is used.
+    """
+
+    modality: Literal["CT", "PT", "MR", "US", "OT"]
+    display_window: tuple[float, float] | None = None
+    description: str = ""
+
+
+class EndpointsConfig(_Strict):
+    """Outcome columns of the patient table."""
+
+    binary: str | None = None
+    time: str | None = None
+    event: str | None = None
+
+    @model_validator(mode="after")
+    def _time_and_event_together(self) -> "EndpointsConfig":
+        if (self.time is None) != (self.event is None):
+            raise ValueError("endpoints.time and endpoints.event must be given together (or neither)")
+        return self
+
+
+class GeometryTolerance(_Strict):
+    """Allowed image/mask geometry differences.
+
+    ``spacing`` is relative (fraction of the image spacing), ``origin_mm`` is
+    absolute, ``direction`` is the maximum absolute difference of the
+    direction-cosine entries.
+    """
+
+    spacing: float = Field(1e-3, ge=0)
+    origin_mm: float = Field(0.5, ge=0)
+    direction: float = Field(1e-4, ge=0)
+
+
+class QCConfig(_Strict):
+    """Settings of the image/mask quality-control table."""
+
+    outlier_robust_z: float = Field(3.5, gt=0, description="|robust z| above which a value is flagged")
+    montage_columns: int = Field(8, ge=1)
+
+
+class StepConfig(_Strict):
+    """A notebook step of the study run."""
+
+    name: str
+    notebook: str
+    per_cohort: bool = True
+    depends_on: tuple[str, ...] = ()
+    parameters: dict[str, object] = Field(default_factory=dict)
+
+
+class StudyConfig(_Strict):
+    """The validated study configuration.
+
+    Build it with :func:`load_config`; paths are resolved with :meth:`path`.
+    """
+
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int
+    manifest: str
+    patient_table: str
+    patient_id_column: str = "patient"
+    acquisition_headers: str | None = None
+    cohort_rule: str
+    cohorts: dict[str, CohortConfig]
+    series: dict[str, SeriesConfig]
+    labels: dict[str, int]
+    endpoints: EndpointsConfig = EndpointsConfig()
+    clinical_variables: tuple[str, ...] = ()
+    geometry_tolerance: GeometryTolerance = GeometryTolerance()
+    qc: QCConfig = QCConfig()
+    reports_dir: str = "reports"
+    steps: tuple[StepConfig, ...]
+    # Set by load_config, not by the YAML file.
+    base_dir: str = Field("", exclude=True)
+
+    @field_validator("cohorts", "series", "labels")
+    @classmethod
+    def _not_empty(cls, value: dict) -> dict:
+        if not value:
+            raise ValueError("must list at least one entry")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v <= 0}
+        if bad:
+            raise ValueError(f"label values must be positive integers (0 is background): {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _steps_consistent(self) -> "StudyConfig":
+        names = [s.name for s in self.steps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate step names: {dupes}")
+        seen: set[str] = set()
+        for step in self.steps:
+            unknown = [d for d in step.depends_on if d not in seen]
+            if unknown:
+                raise ValueError(
+                    f"step '{step.name}' depends on {unknown}, which are not earlier steps; "
+                    "list steps in execution order"
+                )
+            seen.add(step.name)
+        if not any(c.role == "train" for c in self.cohorts.values()):
+            raise ValueError("cohorts: one cohort must have role 'train' (fitted steps learn from it only)")
+        return self
+
+    # -- derived values -------------------------------------------------
+    def path(self, relative: str | Path) -> Path:
+        """Resolve a config-relative path to an absolute path."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def report_root(self) -> Path:
+        """``reports/<study>/``: where every table, figure and notebook lands."""
+        return self.path(self.reports_dir) / self.study
+
+    @property
+    def training_cohorts(self) -> list[str]:
+        """Cohorts whose role is ``train``."""
+        return [name for name, c in self.cohorts.items() if c.role == "train"]
+
+    def step(self, name: str) -> StepConfig:
+        """Return the step called ``name``."""
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise ConfigError(f"unknown step '{name}'; configured steps: {[s.name for s in self.steps]}")
+
+    def content_hash(self) -> str:
+        """SHA-256 of the configuration content (independent of its location)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key; remove it or check its spelling")
+        elif e["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing; add it")
+        else:
+            got = e.get("input")
+            got_txt = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            lines.append(f"  - {key}: {e['msg']}{got_txt}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study configuration file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file (e.g. ``study.yaml``).
+
+    Returns
+    -------
+    StudyConfig
+        The validated configuration with ``base_dir`` set to the file's folder.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not YAML, has unknown keys, missing keys
+        or values of the wrong type; the message lists every problem.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"study config not found: {path}; pass --config with the path of your study.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must contain a mapping of keys (study, seed, manifest, ...)")
+    raw["base_dir"] = str(path.parent)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid study config {path}:\n{_format_validation_error(exc)}") from None

@@ -1,0 +1,101 @@
+"""Specific exceptions raised by the toolkit.
+
+Every error message names what is wrong (patient, manifest row, config key or
+notebook cell) and what to do about it, so a researcher can fix the input
+without reading the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class StudyError(Exception):
+    """Base class of all errors raised by :mod:`helpers`."""
+
+
+class ConfigError(StudyError):
+    """The study configuration file is missing, malformed or inconsistent."""
+
+
+class ImageReadError(StudyError):
+    """An image, mask or DICOM object could not be read."""
+
+
+@dataclass(frozen=True)
+class ManifestIssue:
+    """One problem found in the manifest or the patient table.
+
+    Parameters
+    ----------
+    row : int or None
+        1-based data row of the CSV file (the header is row 0); ``None`` when
+        the problem concerns the whole file.
+    column : str or None
+        Column the problem is in.
+    patient : str or None
+        Patient identifier of the row, when known.
+    problem : str
+        What is wrong.
+    fix : str
+        What to change to make it right.
+    """
+
+    row: int | None
+    column: str | None
+    patient: str | None
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.patient:
+            where.append(f"patient {self.patient}")
+        if self.column:
+            where.append(f"column '{self.column}'")
+        loc = ", ".join(where) if where else "file"
+        return f"{loc}: {self.problem} -> fix: {self.fix}"
+
+
+class ManifestError(StudyError):
+    """The manifest (or patient table) failed validation.
+
+    All problems are collected first and reported together in :attr:`issues`.
+    """
+
+    def __init__(self, source: str, issues: list[ManifestIssue]):
+        self.source = source
+        self.issues = list(issues)
+        lines = [f"{len(self.issues)} problem(s) in {source}; nothing was run:"]
+        lines += [f"  - {issue}" for issue in self.issues]
+        super().__init__("\n".join(lines))
+
+
+class StepFailedError(StudyError):
+    """A notebook step failed during a run.
+
+    Parameters
+    ----------
+    step : str
+        Name of the step.
+    cohort : str or None
+        Cohort the step ran for.
+    notebook : str
+        Path of the executed notebook (with the error output).
+    cell : int or None
+        0-based index of the failing code cell, when known.
+    reason : str
+        The exception name and message raised in the notebook.
+    """
+
+    def __init__(self, step: str, cohort: str | None, notebook: str, cell: int | None, reason: str):
+        self.step = step
+        self.cohort = cohort
+        self.notebook = notebook
+        self.cell = cell
+        self.reason = reason
+        where = f"step '{step}'" + (f" (cohort '{cohort}')" if cohort else "")
+        cell_txt = f" in cell {cell}" if cell is not None else ""
+        super().__init__(f"{where} failed{cell_txt}: {reason}\n  executed notebook with the traceback: {notebook}")

@@ -1,0 +1,109 @@
+"""Figures with one consistent style and a colour-blind-safe palette."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+
+from .io import read_image, read_mask  # noqa: E402
+
+#: Okabe-Ito palette (colour-blind safe), in plotting order.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 300,
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "pdf.fonttype": 42,  # embed TrueType so PDF text stays editable
+    "svg.hashsalt": "radiomics-study",
+    "path.simplify": False,
+}
+
+
+def apply_style() -> None:
+    """Apply the project's matplotlib style (idempotent)."""
+    plt.rcParams.update(STYLE)
+
+
+def mid_slice_index(mask: np.ndarray) -> int:
+    """Axial index in the middle of the mask's z extent (array order z, y, x).
+
+    Raises
+    ------
+    ValueError
+        When the mask is empty.
+    """
+    zs = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if zs.size == 0:
+        raise ValueError("empty mask has no mid slice")
+    mid = (zs[0] + zs[-1]) // 2
+    # The middle of the extent can fall in a gap of a multi-part mask: take the nearest slice with mask.
+    return int(zs[np.argmin(np.abs(zs - mid))])
+
+
+def _window(image: np.ndarray, window: Sequence[float] | None) -> tuple[float, float]:
+    if window is not None:
+        return float(window[0]), float(window[1])
+    finite = image[np.isfinite(image)]
+    lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def contour_montage(
+    items: Sequence[tuple[str, str, str, str | None]],
+    window: Sequence[float] | None = None,
+    columns: int = 8,
+    title: str = "",
+    panel_inches: float = 1.6,
+) -> plt.Figure:
+    """Mid-slice montage with the mask contour for each patient.
+
+    Parameters
+    ----------
+    items : sequence of (label, image path, mask path, RTSTRUCT ROI name or None)
+        One panel each, in the given order; the label is the manifest
+        patient id (never a DICOM name).
+    window : (low, high), optional
+        Display window; default per image 1st-99th percentile.
+    columns : int
+        Panels per row.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    apply_style()
+    n = max(len(items), 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_inches, rows * panel_inches + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (label, image_path, mask_path, roi) in zip(axes.ravel(), items, strict=False):
+        image = read_image(image_path)
+        mask = read_mask(mask_path, reference=image if str(mask_path).lower().endswith(".dcm") else None, roi_name=roi)
+        img = sitk.GetArrayViewFromImage(image).astype(float)
+        msk = sitk.GetArrayViewFromImage(mask) > 0
+        k = mid_slice_index(msk)
+        lo, hi = _window(img, window)
+        sx, sy = image.GetSpacing()[:2]
+        ax.imshow(img[k], cmap="gray", vmin=lo, vmax=hi, aspect=sy / sx, interpolation="nearest")
+        if msk[k].any() and not msk[k].all():
+            ax.contour(msk[k].astype(float), levels=[0.5], colors=[PALETTE[1]], linewidths=0.8)
+        ax.set_title(f"{label} (z={k})", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

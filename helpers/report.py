@@ -1,0 +1,145 @@
+"""Writing tables and figures under ``reports/<study>/`` and recording them.
+
+Every file a step writes goes through a :class:`ReportWriter`, which records it
+in the step's output ledger (``.state/outputs/<step>[__<cohort>].json``). The
+runner uses the ledger to hash upstream artefacts and to skip unchanged steps.
+Tables are written as CSV and XLSX, figures as PNG (300 dpi) and PDF, with
+volatile metadata (creation dates) removed so identical inputs give identical
+files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .config import StudyConfig
+from .io import sha256_file
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def ledger_path(report_root: Path, step: str, cohort: str | None) -> Path:
+    """Path of the output ledger of one step run."""
+    suffix = f"__{cohort}" if cohort else ""
+    return report_root / ".state" / "outputs" / f"{step}{suffix}.json"
+
+
+class ReportWriter:
+    """Writes a step's tables and figures and records them in its ledger.
+
+    Parameters
+    ----------
+    cfg : StudyConfig
+        The study configuration (defines ``reports/<study>/``).
+    step : str
+        Name of the step writing (e.g. ``acquisition_qc``).
+    cohort : str, optional
+        Cohort of a per-cohort step; file names then end in ``_<cohort>``.
+    """
+
+    def __init__(self, cfg: StudyConfig, step: str, cohort: str | None = None):
+        self.cfg = cfg
+        self.step = step
+        self.cohort = cohort
+        self.root = cfg.report_root
+        self.tables_dir = self.root / "tables"
+        self.figures_dir = self.root / "figures"
+        self._ledger = ledger_path(self.root, step, cohort)
+        self._ledger.parent.mkdir(parents=True, exist_ok=True)
+        # A new writer starts a fresh ledger: a step run owns exactly the files it writes.
+        self._written: list[str] = []
+        self._save_ledger()
+
+    def _name(self, name: str, per_cohort: bool) -> str:
+        if not _NAME.match(name):
+            raise ValueError(f"output name {name!r}: use lower-case letters, digits, '_', '-', '.' (it names a file)")
+        return f"{name}_{self.cohort}" if (per_cohort and self.cohort) else name
+
+    def _record(self, path: Path) -> None:
+        rel = path.relative_to(self.root).as_posix()
+        if rel not in self._written:
+            self._written.append(rel)
+        self._save_ledger()
+
+    def _save_ledger(self) -> None:
+        self._ledger.write_text(json.dumps({"step": self.step, "cohort": self.cohort, "outputs": self._written}, indent=1))
+
+    def table(self, df: pd.DataFrame, name: str, per_cohort: bool = True, index: bool = False) -> Path:
+        """Write ``tables/<name>[_<cohort>].csv`` and ``.xlsx``; return the CSV path."""
+        stem = self._name(name, per_cohort)
+        self.tables_dir.mkdir(parents=True, exist_ok=True)
+        csv = self.tables_dir / f"{stem}.csv"
+        xlsx = self.tables_dir / f"{stem}.xlsx"
+        df.to_csv(csv, index=index, lineterminator="\n")
+        with pd.ExcelWriter(xlsx, engine="openpyxl") as xw:
+            df.to_excel(xw, index=index, sheet_name=stem[:31])
+            # openpyxl stamps the current time; a fixed date keeps re-runs byte-identical.
+            props = xw.book.properties
+            props.created = props.modified = pd.Timestamp("2000-01-01").to_pydatetime()
+            props.creator = "helpers"
+        self._record(csv)
+        self._record(xlsx)
+        return csv
+
+    def figure(self, fig: plt.Figure, name: str, per_cohort: bool = True) -> Path:
+        """Write ``figures/<name>[_<cohort>].png`` (300 dpi) and ``.pdf``; close the figure."""
+        stem = self._name(name, per_cohort)
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        png = self.figures_dir / f"{stem}.png"
+        pdf = self.figures_dir / f"{stem}.pdf"
+        fig.savefig(png, dpi=300, metadata={"Software": None})
+        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+        plt.close(fig)
+        self._record(png)
+        self._record(pdf)
+        return png
+
+    @property
+    def outputs(self) -> list[str]:
+        """Files written so far, relative to ``reports/<study>/``."""
+        return list(self._written)
+
+
+def read_ledger(report_root: Path, step: str, cohort: str | None) -> list[str]:
+    """Outputs recorded by a step run (empty when the step never ran)."""
+    path = ledger_path(report_root, step, cohort)
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text()).get("outputs", []))
+
+
+def hash_outputs(report_root: Path, outputs: list[str]) -> dict[str, str | None]:
+    """SHA-256 of each recorded output (``None`` when the file is gone)."""
+    return {rel: (sha256_file(report_root / rel) if (report_root / rel).is_file() else None) for rel in outputs}
+
+
+def find_values_in_reports(report_root: Path, values: list[str]) -> dict[str, list[str]]:
+    """Files under ``report_root`` containing any of ``values`` (case-insensitive).
+
+    Text files are searched as text; XLSX/PDF/PNG and other binary files as
+    raw bytes (XLSX is a zip: its sheets are decompressed and searched too).
+    Used to prove that no patient-identifying value reaches a report.
+
+    Returns
+    -------
+    dict
+        value -> list of files (relative paths) that contain it.
+    """
+    needles = {v: v.lower().encode() for v in values if v}
+    hits: dict[str, list[str]] = {v: [] for v in needles}
+    for path in sorted(p for p in report_root.rglob("*") if p.is_file()):
+        blobs = [path.read_bytes()]
+        if path.suffix.lower() in (".xlsx", ".docx") and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                blobs += [zf.read(n) for n in zf.namelist()]
+        low = [b.lower() for b in blobs]
+        for value, needle in needles.items():
+            if any(needle in b for b in low):
+                hits[value].append(path.relative_to(report_root).as_posix())
+    return {v: files for v, files in hits.items() if files}

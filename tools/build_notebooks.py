@@ -1,0 +1,104 @@
+"""Write the study notebooks from their cell sources (kept here so diffs stay readable).
+
+Run `python tools/build_notebooks.py` after editing; tests check the committed
+notebooks match this file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_acquisition_qc.ipynb": [
+        ("md", """# 01 Acquisition and image/mask quality control
+
+Methods: acquisition parameters are read from DICOM headers (or the cohort's header table) through an
+allow-list of acquisition attributes, so no identifying value is read. Each image/mask pair is checked for
+geometry, mask volume, connected components, contact with the image border and intensity inside the mask;
+values far from the series median (robust z-score) are flagged. Outputs go to `reports/<study>/`."""),
+        ("parameters", """config_path = "study.yaml"
+step = "acquisition_qc"
+cohort = "training\""""),
+        ("code", """from IPython.display import display
+
+from helpers.config import load_config
+from helpers.figures import contour_montage
+from helpers.headers import acquisition_table
+from helpers.manifest import load_study
+from helpers.provenance import set_seeds
+from helpers.qc import acquisition_records, cohort_counts, image_mask_qc
+from helpers.report import ReportWriter
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort)"""),
+        ("md", "## Inputs: manifest and patient table (validated before any work)"),
+        ("code", """manifest, patients = load_study(cfg)
+rows = manifest[manifest["cohort"] == cohort]
+print(f"cohort {cohort}: {rows['patient'].nunique()} patients, {len(rows)} images")"""),
+        ("md", "## Cohorts and outcome classes (CLEAR item 15)"),
+        ("code", """counts = cohort_counts(manifest, patients, cfg)
+report.table(counts, "cohort_split_counts", per_cohort=False)
+display(counts)"""),
+        ("md", "## Acquisition parameters per protocol group (Table S1)"),
+        ("code", """acquisition = acquisition_table(acquisition_records(rows, cfg))
+report.table(acquisition, "acquisition_parameters")
+display(acquisition)"""),
+        ("md", "## Image and mask QC (flagged scans first)"),
+        ("code", """qc = image_mask_qc(rows, cfg)
+report.table(qc, "image_mask_qc")
+display(qc.sort_values("qc_flags", ascending=False, key=lambda s: s.str.len()).head(20))"""),
+        ("md", "## Mid-slice montage with the tumour contour, per series"),
+        ("code", """for series, series_rows in rows.groupby("series", sort=False):
+    items = [(r.patient, r.image_path, r.mask_path, r.mask_roi or None) for r in series_rows.itertuples()]
+    fig = contour_montage(items, window=cfg.series[series].display_window, columns=cfg.qc.montage_columns,
+                          title=f"{series}, {cohort} cohort: mid-tumour slice with contour")
+    report.figure(fig, f"montage_{series.lower()}")
+print("\\n".join(report.outputs))"""),
+    ],
+}
+
+
+def build(name: str) -> nbformat.NotebookNode:
+    """The notebook ``name`` as an nbformat object (no outputs)."""
+    cells = []
+    for kind, source in NOTEBOOKS[name]:
+        if kind == "md":
+            cells.append(new_markdown_cell(source))
+        else:
+            cell = new_code_cell(source)
+            if kind == "parameters":
+                cell.metadata["tags"] = ["parameters"]
+            cells.append(cell)
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11"}
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{Path(name).stem[:2]}-{i:02d}"  # stable ids keep the file byte-identical across rebuilds
+    return nb
+
+
+def main(check: bool = False) -> int:
+    stale = []
+    for name in NOTEBOOKS:
+        path = ROOT / "notebooks" / name
+        text = nbformat.writes(build(name)) + "\n"
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"notebooks out of date with tools/build_notebooks.py: {stale}; run python tools/build_notebooks.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(check="--check" in sys.argv))
