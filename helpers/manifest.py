@@ -9,6 +9,7 @@ column, patient and the fix.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "validate_manifest",
     "load_patient_table",
     "load_study",
+    "with_resolved_paths",
     "cohort_by_vendor",
 ]
 
@@ -83,7 +85,7 @@ def _geometry_problem(img: dict, msk: dict, tol) -> str | None:
     return None
 
 
-def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[ManifestIssue], check_images: bool) -> None:
+def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[ManifestIssue], check_images: bool, hasher: Callable[[Path], str]) -> None:
     labels = set(cfg.labels.values())
     for r in df.itertuples(index=False):
         paths: dict[str, Path] = {}
@@ -99,7 +101,7 @@ def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[Ma
         for col, sha_col in (("image", "image_sha256"), ("mask", "mask_sha256")):
             expected = getattr(r, sha_col)
             if expected and col in paths:
-                actual = sha256_file(paths[col])
+                actual = hasher(paths[col])
                 if actual.lower() != expected.lower():
                     issues.append(ManifestIssue(r.row, sha_col, r.patient, f"sha256 of {getattr(r, col)} is {actual[:12]}..., manifest says {expected[:12]}...", "the file changed since the manifest was written: restore the original or update the hash"))
         if not check_images or "image" not in paths:
@@ -138,7 +140,12 @@ def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[Ma
                 issues.append(ManifestIssue(r.row, col, r.patient, "mask covers the whole image (no background voxel)", "check the mask: a label map with background 0 is expected"))
 
 
-def validate_manifest(cfg: StudyConfig, manifest: pd.DataFrame | None = None, check_images: bool = True) -> pd.DataFrame:
+def validate_manifest(
+    cfg: StudyConfig,
+    manifest: pd.DataFrame | None = None,
+    check_images: bool = True,
+    hasher: Callable[[Path], str] = sha256_file,
+) -> pd.DataFrame:
     """Validate the manifest against the config and the files on disk.
 
     Checks, reporting every problem at once: blank required values, unknown
@@ -155,6 +162,8 @@ def validate_manifest(cfg: StudyConfig, manifest: pd.DataFrame | None = None, ch
         An already read manifest (default: read ``cfg.manifest``).
     check_images : bool
         Also open every image and mask (slower, thorough).
+    hasher : callable
+        Computes a file's SHA-256 (the runner passes a cached one).
 
     Returns
     -------
@@ -189,9 +198,15 @@ def validate_manifest(cfg: StudyConfig, manifest: pd.DataFrame | None = None, ch
         if len(cs) > 1:
             rows = df.loc[df["patient"] == patient, "row"].tolist()
             issues.append(ManifestIssue(rows[0], "cohort", patient, f"patient is in {len(cs)} cohorts {cs} (rows {rows})", "assign each patient to exactly one cohort"))
-    _check_files(df, cfg, base, issues, check_images)
+    _check_files(df, cfg, base, issues, check_images, hasher)
     if issues:
         raise ManifestError(str(source), sorted(issues, key=lambda i: (i.row or 0, i.column or "")))
+    return with_resolved_paths(df, base)
+
+
+def with_resolved_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
+    """Add absolute ``image_path``, ``mask_path``, ``mask_reader2_path`` columns."""
+    df = df.copy()
     for col in _PATH_COLUMNS:
         df[f"{col}_path"] = [str(_resolve(base, v)) if v else "" for v in df[col]]
     return df
@@ -255,8 +270,10 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None) -> p
     return table.set_index(pid)
 
 
-def load_study(cfg: StudyConfig, check_images: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_study(cfg: StudyConfig, check_images: bool = True, hasher: Callable[[Path], str] = sha256_file) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate manifest and patient table together; collect all problems first.
+
+    Parameters are those of :func:`validate_manifest`.
 
     Returns
     -------
@@ -265,7 +282,7 @@ def load_study(cfg: StudyConfig, check_images: bool = True) -> tuple[pd.DataFram
     problems: list[ManifestError] = []
     manifest = None
     try:
-        manifest = validate_manifest(cfg, check_images=check_images)
+        manifest = validate_manifest(cfg, check_images=check_images, hasher=hasher)
     except ManifestError as exc:
         problems.append(exc)
     patients = None

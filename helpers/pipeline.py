@@ -24,7 +24,7 @@ import pandas as pd
 
 from .config import StepConfig, StudyConfig, load_config
 from .errors import ConfigError, StepFailedError
-from .manifest import load_study
+from .manifest import load_study, read_manifest, with_resolved_paths
 from .provenance import FileHashCache, environment_hash, git_state, package_versions, source_hash
 from .report import hash_outputs, read_ledger
 
@@ -203,12 +203,22 @@ def run_study(
     cfg = load_config(config_path)
     runs = plan_runs(cfg, step, cohort)
     print(f"validating {cfg.manifest} and {cfg.patient_table} ...", file=out, flush=True)
-    manifest, _patients = load_study(cfg)
     state_dir = cfg.report_root / ".state"
     hashes = FileHashCache(state_dir / "file_hashes.json")
-    data_hashes = {str(p.relative_to(cfg.base_dir)) if p.is_relative_to(cfg.base_dir) else str(p): hashes.sha256(p) for p in _data_files(cfg, manifest)}
-    hashes.save()
+    raw = with_resolved_paths(read_manifest(cfg.path(cfg.manifest)), cfg.path(cfg.manifest).parent)
+    data_hashes = {
+        str(p.relative_to(cfg.base_dir)) if p.is_relative_to(cfg.base_dir) else str(p): hashes.sha256(p)
+        for p in _data_files(cfg, raw)
+        if p.exists()
+    }
     code_hash, env_hash = source_hash(), environment_hash()
+    # Images were fully checked before when config, data and code are unchanged: then only the cheap checks run.
+    stamp_path = state_dir / "validated.json"
+    stamp = hashlib.sha256(json.dumps([cfg.content_hash(), data_hashes, code_hash], sort_keys=True).encode()).hexdigest()
+    previously_valid = stamp_path.is_file() and stamp_path.read_text() == stamp
+    load_study(cfg, check_images=not previously_valid, hasher=hashes.sha256)
+    hashes.save()
+    stamp_path.write_text(stamp)
     state = _load_state(cfg)
     results: list[StepRun] = []
     failure: StepFailedError | None = None

@@ -21,6 +21,7 @@ import pandas as pd
 from .config import StudyConfig
 from .io import sha256_file
 
+_W3CDTF = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -79,10 +80,8 @@ class ReportWriter:
         df.to_csv(csv, index=index, lineterminator="\n")
         with pd.ExcelWriter(xlsx, engine="openpyxl") as xw:
             df.to_excel(xw, index=index, sheet_name=stem[:31])
-            # openpyxl stamps the current time; a fixed date keeps re-runs byte-identical.
-            props = xw.book.properties
-            props.created = props.modified = pd.Timestamp("2000-01-01").to_pydatetime()
-            props.creator = "helpers"
+            xw.book.properties.creator = "helpers"
+        _normalise_zip(xlsx)
         self._record(csv)
         self._record(xlsx)
         return csv
@@ -104,6 +103,25 @@ class ReportWriter:
     def outputs(self) -> list[str]:
         """Files written so far, relative to ``reports/<study>/``."""
         return list(self._written)
+
+
+def _normalise_zip(path: Path) -> None:
+    """Rewrite a zip container (XLSX) with fixed entry timestamps.
+
+    zip entries carry their write time, so two identical tables would give
+    different bytes; a fixed time keeps re-runs byte-identical.
+    """
+    with zipfile.ZipFile(path) as zin:
+        entries = [(info, zin.read(info.filename)) for info in zin.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info, data in entries:
+            if info.filename == "docProps/core.xml":
+                # openpyxl stamps the save time into 'modified' whatever the properties say.
+                data = _W3CDTF.sub(rb"\g<1>2000-01-01T00:00:00Z\g<2>", data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2000, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            zout.writestr(fixed, data)
 
 
 def read_ledger(report_root: Path, step: str, cohort: str | None) -> list[str]:

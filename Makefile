@@ -1,0 +1,37 @@
+# One entry point: `make report` runs the whole study, `make test` runs the test suite.
+# Each creates .venv from the pinned requirements when it is missing or out of date.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= study.yaml
+
+.PHONY: all setup report validate test bench clean-reports
+
+all: report
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build in requirements.txt; see README for GPU machines.
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/python -m helpers run --config $(CONFIG)
+
+validate: $(STAMP)
+	$(BIN)/python -m helpers validate --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_rerun.py
+
+clean-reports:
+	rm -rf reports/*/

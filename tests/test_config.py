@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers.config import load_config
+from helpers.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_study_config_loads():
+    cfg = load_config(REPO / "study.yaml")
+    assert cfg.study == "sts"
+    assert cfg.training_cohorts == ["training"]
+    assert set(cfg.series) == {"CT", "PET", "MR_T1"}
+    assert cfg.path(cfg.manifest) == REPO / "data_manifest.csv"
+    assert cfg.report_root == REPO / "reports" / "sts"
+
+
+def _write(tmp_path, data) -> Path:
+    p = tmp_path / "study.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.fixture
+def base():
+    return yaml.safe_load((REPO / "study.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d.update(cohortz={}), "cohortz: unknown key"),
+        (lambda d: d["qc"].update(outlier_robustz=3), "qc.outlier_robustz: unknown key"),
+        (lambda d: d.pop("seed"), "seed: required key is missing"),
+        (lambda d: d.update(seed="abc"), "seed: Input should be a valid integer"),
+        (lambda d: d["series"]["CT"].update(modality="XR"), "series.CT.modality"),
+        (lambda d: d.update(labels={"GTV": 0}), "label values must be positive"),
+        (lambda d: d["cohorts"]["training"].update(role="test"), "one cohort must have role 'train'"),
+        (lambda d: d["steps"][0].update(depends_on=["later"]), "not earlier steps"),
+        (lambda d: d.update(endpoints={"time": "os_months"}), "must be given together"),
+        (lambda d: d.update(study="my study"), "study: String should match pattern"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path, base, mutate, expected):
+    mutate(base)
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, base))
+    assert expected in str(err.value)
+
+
+def test_all_problems_reported_together(tmp_path, base):
+    base["unknown_a"] = 1
+    base.pop("manifest")
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, base))
+    assert "unknown_a: unknown key" in str(err.value)
+    assert "manifest: required key is missing" in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_content_hash_ignores_location_but_not_content(tmp_path, base):
+    a = load_config(_write(tmp_path, base))
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    b = load_config(_write(other, base))
+    assert a.content_hash() == b.content_hash()
+    base["seed"] += 1
+    c = load_config(_write(other, base))
+    assert c.content_hash() != a.content_hash()

@@ -1,0 +1,116 @@
+"""Image, DICOM-series and RTSTRUCT reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from helpers.errors import ImageReadError
+from helpers.io import dicom_series_files, read_image, read_image_info, read_mask, rtstruct_roi_names, rtstruct_to_mask, sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+DICOM = REPO / "data" / "sts_dicom"
+NIFTI = REPO / "data" / "sts"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+@pytest.mark.parametrize("patient", ["STS_001", "STS_002"])
+@pytest.mark.parametrize("series", ["CT", "PET", "MR_T1"])
+def test_rtstruct_matches_shipped_nifti_mask(patient, series):
+    """DICOM series + RTSTRUCT -> mask agrees with the published NIfTI mask (cropped grid).
+
+    The NIfTI masks are on a cropped grid; the RTSTRUCT mask is compared after
+    resampling onto it by physical coordinates (nearest neighbour, identity transform).
+    """
+    image = read_image(DICOM / patient / series / "image")
+    mask = read_mask(DICOM / patient / series / "mask" / "RS.dcm", reference=image)
+    assert mask.GetSize() == image.GetSize()
+    reference = sitk.ReadImage(str(NIFTI / patient / f"{series}_mask.nii.gz"))
+    on_ref = sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    d = dice(sitk.GetArrayFromImage(on_ref) > 0, sitk.GetArrayFromImage(reference) > 0)
+    assert d >= 0.95
+    # Nothing of the structure falls outside the cropped grid: voxel counts agree as well.
+    assert abs(int(sitk.GetArrayFromImage(mask).sum()) - int(sitk.GetArrayFromImage(reference).sum())) <= 0.05 * sitk.GetArrayFromImage(reference).sum()
+
+
+def test_dicom_series_geometry_matches_nifti_physical_space():
+    image = read_image(DICOM / "STS_001" / "CT" / "image")
+    nifti = sitk.ReadImage(str(NIFTI / "STS_001" / "CT_image.nii.gz"))
+    assert np.allclose(image.GetSpacing(), nifti.GetSpacing(), atol=1e-3)
+    # The NIfTI is a crop: its first voxel is a voxel of the DICOM grid with identical intensity.
+    idx = image.TransformPhysicalPointToIndex(nifti.GetOrigin())
+    assert image[idx] == nifti[0, 0, 0]
+    assert len(dicom_series_files(DICOM / "STS_001" / "CT" / "image")) == image.GetSize()[2]
+
+
+def test_read_image_info_matches_full_read():
+    path = NIFTI / "STS_002" / "PET_image.nii.gz"
+    info = read_image_info(path)
+    img = sitk.ReadImage(str(path))
+    assert info["size"] == img.GetSize() and info["spacing"] == img.GetSpacing()
+
+
+def test_rtstruct_roi_selection_errors():
+    image = read_image(DICOM / "STS_002" / "PET" / "image")
+    rs = DICOM / "STS_002" / "PET" / "mask" / "RS.dcm"
+    assert rtstruct_roi_names(rs) == ["GTV_Mass_PET"]
+    with pytest.raises(ImageReadError, match="structure 'GTV' not in .*available: \\['GTV_Mass_PET'\\]"):
+        rtstruct_to_mask(rs, image, roi_name="GTV")
+    with pytest.raises(ImageReadError, match="is an RTSTRUCT: its image is needed"):
+        read_mask(rs)
+    with pytest.raises(ImageReadError, match="not an RTSTRUCT"):
+        rtstruct_to_mask(next((DICOM / "STS_002" / "PET" / "image").iterdir()), image)
+
+
+def test_rtstruct_hole_is_cut_by_inner_contour(tmp_path):
+    """Nested contours on one slice follow even-odd logic: the inner one is a hole."""
+    ref = sitk.Image(20, 20, 3, sitk.sitkInt16)
+    ref.SetSpacing((1.0, 1.0, 2.0))
+    ds = pydicom.dcmread(DICOM / "STS_002" / "PET" / "mask" / "RS.dcm")
+    roi_contour = ds.ROIContourSequence[0]
+    outer, inner = pydicom.Dataset(), pydicom.Dataset()
+    for c, (lo, hi) in ((outer, (1.5, 16.5)), (inner, (6.5, 11.5))):
+        c.ContourGeometricType = "CLOSED_PLANAR"
+        pts = [(lo, lo), (hi, lo), (hi, hi), (lo, hi)]
+        c.ContourData = [v for x, y in pts for v in (x, y, 2.0)]
+        c.NumberOfContourPoints = 4
+    roi_contour.ContourSequence = [outer, inner]
+    ds.ROIContourSequence = [roi_contour]
+    path = tmp_path / "rs.dcm"
+    ds.save_as(path)
+    arr = sitk.GetArrayFromImage(rtstruct_to_mask(path, ref))
+    assert arr[0].sum() == 0 and arr[2].sum() == 0
+    # Edges lie between voxel centres: 15x15 centres inside the outer square minus 5x5 inside the inner one.
+    assert arr[1, 9, 9] == 0 and arr[1, 4, 4] == 1
+    assert arr[1].sum() == 15 * 15 - 5 * 5
+    assert arr[1, 2:17, 2:17].sum() == 200
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ImageReadError, match="image not found"):
+        read_image(tmp_path / "none.nii.gz")
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"\x00" * 400)
+    with pytest.raises(ImageReadError, match="cannot read image"):
+        read_image(bad)
+    empty_dir = tmp_path / "series"
+    empty_dir.mkdir()
+    with pytest.raises(ImageReadError, match="no DICOM image series found"):
+        read_image(empty_dir)
+
+
+def test_sha256_file_and_folder(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"abc")
+    # Published SHA-256 test vector of "abc" (FIPS 180-2).
+    assert sha256_file(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    before = sha256_file(tmp_path)
+    (tmp_path / "b.txt").write_bytes(b"")
+    assert sha256_file(tmp_path) != before
