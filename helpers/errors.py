@@ -85,7 +85,8 @@ class StepFailedError(StudyError):
     notebook : str
         Path of the executed notebook (with the error output).
     cell : int or None
-        0-based index of the failing code cell, when known.
+        1-based position of the failing cell in the executed notebook (which
+        includes papermill's injected-parameters cell), when known.
     reason : str
         The exception name and message raised in the notebook.
     """
@@ -97,5 +98,5 @@ class StepFailedError(StudyError):
         self.cell = cell
         self.reason = reason
         where = f"step '{step}'" + (f" (cohort '{cohort}')" if cohort else "")
-        cell_txt = f" in cell {cell}" if cell is not None else ""
+        cell_txt = f" in cell {cell} of the executed notebook" if cell is not None else ""
         super().__init__(f"{where} failed{cell_txt}: {reason}\n  executed notebook with the traceback: {notebook}")

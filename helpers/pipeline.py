@@ -164,7 +164,7 @@ def _execute(cfg: StudyConfig, step: StepConfig, cohort: str | None, out_nb: Pat
             log_output=False,
         )
     except pm.PapermillExecutionError as exc:
-        raise StepFailedError(step.name, cohort, str(out_nb), exc.cell_index, f"{exc.ename}: {exc.evalue}") from None
+        raise StepFailedError(step.name, cohort, str(out_nb), exc.cell_index + 1, f"{exc.ename}: {exc.evalue}") from None
 
 
 def run_study(

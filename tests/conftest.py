@@ -60,7 +60,7 @@ def tiny_study(tmp_path: Path):
                          "image": img.relative_to(tmp_path).as_posix(), "mask": msk.relative_to(tmp_path).as_posix()})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     pd.DataFrame({"patient": ["P01", "P02", "P03", "P04"], "outcome": [0, 1, 0, 1]}).to_csv(tmp_path / "patients.csv", index=False)
-    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path)))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path), sort_keys=False))
     return tmp_path
 
 

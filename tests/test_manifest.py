@@ -175,7 +175,7 @@ def test_negative_time_to_event(tiny_study):
 
     data = yaml.safe_load((tiny_study / "study.yaml").read_text())
     data["endpoints"] = {"binary": "outcome", "time": "months", "event": "died"}
-    (tiny_study / "study.yaml").write_text(yaml.safe_dump(data))
+    (tiny_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     pd.DataFrame({"patient": ["P01", "P02", "P03", "P04"], "outcome": [0, 1, 0, 1], "months": [12, -3, 5, 7], "died": [0, 1, 1, 0]}).to_csv(tiny_study / "patients.csv", index=False)
     with pytest.raises(ManifestError) as err:
         load_patient_table(load_config(tiny_study / "study.yaml"))
