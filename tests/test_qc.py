@@ -95,3 +95,19 @@ def test_image_mask_qc_on_tiny_study(tiny_study):
     assert len(qc) == 8
     assert (qc["mask_voxels"] == 4 * 5 * 4).all()
     assert qc["mask_volume_ml"].tolist() == pytest.approx([80 * 2 / 1000] * 8)
+
+
+def test_acquisition_values_from_manifest_columns(tiny_study):
+    """Without DICOM headers or a header CSV, DICOM-keyword columns of the manifest are used."""
+    df = pd.read_csv(tiny_study / "manifest.csv")
+    df["Manufacturer"] = ["SIEMENS", "GE MEDICAL SYSTEMS"] * 4
+    df["ManufacturerModelName"] = ["Verio", "Signa HDxt"] * 4
+    df["MagneticFieldStrength"] = [3.0, 1.5] * 4
+    df["RepetitionTime"] = ["1750", "300"] * 4
+    df.to_csv(tiny_study / "manifest.csv", index=False)
+    cfg = load_config(tiny_study / "study.yaml")
+    manifest, _ = load_study(cfg)
+    rec = acquisition_records(manifest, cfg)
+    assert (rec["source"] == "manifest").all()
+    mr = rec[rec["series"] == "MR"].iloc[0]
+    assert (mr["manufacturer"], mr["model"], mr["field_strength_T"], mr["tr_ms"]) == ("GE MEDICAL SYSTEMS", "Signa HDxt", 1.5, 300.0)
