@@ -73,6 +73,7 @@ class QCConfig(_Strict):
 
     outlier_robust_z: float = Field(3.5, gt=0, description="|robust z| above which a value is flagged")
     montage_columns: int = Field(8, ge=1)
+    montage_max_panels: int = Field(54, ge=1, description="patients per montage page; larger cohorts get several pages")
 
 
 class StepConfig(_Strict):

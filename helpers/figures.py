@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import matplotlib
 
@@ -11,7 +11,10 @@ matplotlib.use("Agg")  # headless: figures are written to files, never shown in 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
+
+from .config import StudyConfig  # noqa: E402
 
 from .io import read_image, read_mask  # noqa: E402
 
@@ -107,3 +110,25 @@ def contour_montage(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def cohort_montages(rows: pd.DataFrame, cfg: StudyConfig, cohort: str) -> Iterator[tuple[str, plt.Figure]]:
+    """Contour montages of one cohort: one per series, paginated for large cohorts.
+
+    Yields ``(name, figure)`` one at a time (write and close each before the
+    next is drawn, so memory stays flat). Names are ``montage_<series>`` or,
+    when a series needs several pages, ``montage_<series>_p<k>``.
+    """
+    per_page = cfg.qc.montage_max_panels
+    for series, series_rows in rows.groupby("series", sort=False):
+        items = [(r.patient, r.image_path, r.mask_path, r.mask_roi or None) for r in series_rows.itertuples()]
+        pages = [items[i : i + per_page] for i in range(0, len(items), per_page)]
+        for k, page in enumerate(pages, start=1):
+            suffix = f" (page {k} of {len(pages)})" if len(pages) > 1 else ""
+            fig = contour_montage(
+                page,
+                window=cfg.series[series].display_window,
+                columns=cfg.qc.montage_columns,
+                title=f"{series}, {cohort} cohort: mid-tumour slice with contour{suffix}",
+            )
+            yield f"montage_{series.lower()}" + (f"_p{k}" if len(pages) > 1 else ""), fig

@@ -214,7 +214,9 @@ def _pair_summary(first: pd.Series, second: pd.Series, max_levels: int = 4) -> s
     return text + (f"; n/a (n={missing})" if missing else "")
 
 
-def acquisition_table(records: pd.DataFrame, group_by: tuple[str, ...] = ("cohort", "series", "modality", "manufacturer", "model")) -> pd.DataFrame:
+def acquisition_table(
+    records: pd.DataFrame, group_by: tuple[str, ...] = ("cohort", "centre", "series", "modality", "manufacturer", "model")
+) -> pd.DataFrame:
     """Acquisition-parameter table per protocol group (like the seeds' Table S1).
 
     Parameters
@@ -223,7 +225,8 @@ def acquisition_table(records: pd.DataFrame, group_by: tuple[str, ...] = ("cohor
         One row per scan: the grouping columns and the canonical acquisition
         fields (see :func:`records_from_table`).
     group_by : tuple of str
-        Columns defining a protocol group.
+        Columns defining a protocol group; a column that is absent or blank
+        for every scan (e.g. no centre given) is left out.
 
     Returns
     -------
@@ -235,7 +238,7 @@ def acquisition_table(records: pd.DataFrame, group_by: tuple[str, ...] = ("cohor
     rows, cols = derived["rows"].astype(float), derived["columns"].astype(float)
     spacing = derived["pixel_spacing_mm"].astype(float)
     derived["fov_rows_mm"], derived["fov_cols_mm"] = (rows * spacing).round(1), (cols * spacing).round(1)
-    keys = [k for k in group_by if k in derived.columns]
+    keys = [k for k in group_by if k in derived.columns and derived[k].replace("", np.nan).notna().any()]
     for k in keys:
         derived[k] = derived[k].fillna("n/a")
     params = [f for f in ACQUISITION_FIELDS if f not in ("manufacturer", "model", "rows", "columns") and f not in keys]

@@ -38,7 +38,7 @@ def acquisition_records(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFram
     Returns
     -------
     DataFrame
-        ``patient``, ``cohort``, ``series``, ``modality``, ``source`` and the
+        ``patient``, ``cohort``, ``centre``, ``series``, ``modality``, ``source`` and the
         canonical acquisition fields.
     """
     csv = None
@@ -49,7 +49,7 @@ def acquisition_records(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFram
     rows = []
     for r in manifest.itertuples(index=False):
         image = Path(r.image_path)
-        base = {"patient": r.patient, "cohort": r.cohort, "series": r.series, "modality": cfg.series[r.series].modality}
+        base = {"patient": r.patient, "cohort": r.cohort, "centre": r.centre, "series": r.series, "modality": cfg.series[r.series].modality}
         if image.is_dir() or image.suffix.lower() == ".dcm":
             rec, source = read_dicom_acquisition(image), "DICOM header"
         elif csv is not None and (r.patient, r.series) in csv.index:

@@ -28,7 +28,7 @@ cohort = "training\""""),
         ("code", """from IPython.display import display
 
 from helpers.config import load_config
-from helpers.figures import contour_montage
+from helpers.figures import cohort_montages
 from helpers.headers import acquisition_table
 from helpers.manifest import load_study
 from helpers.provenance import set_seeds
@@ -55,11 +55,8 @@ display(acquisition)"""),
 report.table(qc, "image_mask_qc")
 display(qc.sort_values("qc_flags", ascending=False, key=lambda s: s.str.len()).head(20))"""),
         ("md", "## Mid-slice montage with the tumour contour, per series"),
-        ("code", """for series, series_rows in rows.groupby("series", sort=False):
-    items = [(r.patient, r.image_path, r.mask_path, r.mask_roi or None) for r in series_rows.itertuples()]
-    fig = contour_montage(items, window=cfg.series[series].display_window, columns=cfg.qc.montage_columns,
-                          title=f"{series}, {cohort} cohort: mid-tumour slice with contour")
-    report.figure(fig, f"montage_{series.lower()}")
+        ("code", """for name, fig in cohort_montages(rows, cfg, cohort):
+    report.figure(fig, name)
 print("\\n".join(report.outputs))"""),
     ],
 }
