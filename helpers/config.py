@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .preprocess import PreprocessSettings
 
 
 class _Strict(BaseModel):
@@ -76,6 +78,53 @@ class QCConfig(_Strict):
     montage_max_panels: int = Field(54, ge=1, description="patients per montage page; larger cohorts get several pages")
 
 
+class RoiSpec(_Strict):
+    """A region of interest derived from the tumour mask.
+
+    ``tumour``: the mask itself; ``ring``: the peritumoral ring of
+    ``width_mm`` outside the tumour; ``fused``: tumour plus ring.
+    """
+
+    kind: Literal["tumour", "ring", "fused"]
+    width_mm: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _width_for_rings(self) -> "RoiSpec":
+        if self.kind in ("ring", "fused") and self.width_mm is None:
+            raise ValueError(f"ROI kind '{self.kind}' needs width_mm (e.g. 5)")
+        return self
+
+
+class HabitatConfig(_Strict):
+    """Cohort-level habitat clustering (K-means on pooled training voxels)."""
+
+    series: tuple[str, ...] = Field(min_length=1, description="co-registered series pooled as channels; the first one's mask defines the grid")
+    k_range: tuple[int, int] = (3, 10)
+    max_voxels_per_patient: int = Field(5000, ge=10)
+    extract_from: tuple[str, ...] = Field((), description="series whose images the habitat features are extracted from (default: the habitat series)")
+    ith_k_range: tuple[int, int] = (2, 8)
+
+
+class ExtractionConfig(_Strict):
+    """What notebook 03 extracts: presets x series x ROIs (+ habitats)."""
+
+    presets: tuple[str, ...] = ("seed1762",)
+    series: tuple[str, ...] | None = None
+    rois: dict[str, RoiSpec] = Field(default_factory=lambda: {"tumour": RoiSpec(kind="tumour")})
+    habitats: HabitatConfig | None = None
+    series_settings: dict[str, dict[str, object]] = Field(default_factory=dict, description="pyradiomics settings per series (e.g. binWidth)")
+    workers: int = Field(1, ge=1)
+    scheduler_address: str | None = None
+
+    @field_validator("rois")
+    @classmethod
+    def _roi_names(cls, value: dict) -> dict:
+        bad = [k for k in value if not re.fullmatch(r"[a-z][a-z0-9]*", k)]
+        if bad:
+            raise ValueError(f"ROI names {bad}: use lower-case letters and digits only (they become column-name parts)")
+        return value
+
+
 class StepConfig(_Strict):
     """A notebook step of the study run."""
 
@@ -106,6 +155,8 @@ class StudyConfig(_Strict):
     clinical_variables: tuple[str, ...] = ()
     geometry_tolerance: GeometryTolerance = GeometryTolerance()
     qc: QCConfig = QCConfig()
+    preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
+    extraction: ExtractionConfig = ExtractionConfig()
     reports_dir: str = "reports"
     steps: tuple[StepConfig, ...]
     # Set by load_config, not by the YAML file.
@@ -141,6 +192,17 @@ class StudyConfig(_Strict):
                     "list steps in execution order"
                 )
             seen.add(step.name)
+        referenced = {
+            "preprocessing": list(self.preprocessing),
+            "extraction.series": list(self.extraction.series or ()),
+            "extraction.series_settings": list(self.extraction.series_settings),
+            "extraction.habitats.series": list(self.extraction.habitats.series) if self.extraction.habitats else [],
+            "extraction.habitats.extract_from": list(self.extraction.habitats.extract_from) if self.extraction.habitats else [],
+        }
+        for where, names in referenced.items():
+            unknown = [n for n in names if n not in self.series]
+            if unknown:
+                raise ValueError(f"{where} names series {unknown} that are not under 'series' ({sorted(self.series)})")
         if not any(c.role == "train" for c in self.cohorts.values()):
             raise ValueError("cohorts: one cohort must have role 'train' (fitted steps learn from it only)")
         return self

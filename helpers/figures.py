@@ -132,3 +132,50 @@ def cohort_montages(rows: pd.DataFrame, cfg: StudyConfig, cohort: str) -> Iterat
                 title=f"{series}, {cohort} cohort: mid-tumour slice with contour{suffix}",
             )
             yield f"montage_{series.lower()}" + (f"_p{k}" if len(pages) > 1 else ""), fig
+
+
+def habitat_overlay(
+    items: Sequence[tuple[str, str, str]],
+    k: int,
+    window: Sequence[float] | None = None,
+    columns: int = 4,
+    title: str = "",
+    panel_inches: float = 2.2,
+) -> plt.Figure:
+    """Habitat maps over the image on the mid-tumour slice, one panel per patient.
+
+    Parameters
+    ----------
+    items : sequence of (label, image path, habitat label-map path)
+        The label map must be on the image grid (habitats are computed on the
+        grid of the first habitat series).
+    k : int
+        Number of habitats (colours from the colour-blind-safe palette).
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    apply_style()
+    n = max(len(items), 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_inches, rows * panel_inches + 0.7), squeeze=False)
+    cmap = ListedColormap(list(PALETTE[:k]) if k <= len(PALETTE) else plt.get_cmap("tab20").colors[:k])
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (label, image_path, map_path) in zip(axes.ravel(), items, strict=False):
+        image = read_image(image_path)
+        labels = sitk.GetArrayViewFromImage(read_image(map_path))
+        img = sitk.GetArrayViewFromImage(image).astype(float)
+        z = mid_slice_index(labels > 0)
+        lo, hi = _window(img, window)
+        sx, sy = image.GetSpacing()[:2]
+        ax.imshow(img[z], cmap="gray", vmin=lo, vmax=hi, aspect=sy / sx, interpolation="nearest")
+        overlay = np.ma.masked_where(labels[z] == 0, labels[z] - 1)
+        ax.imshow(overlay, cmap=cmap, vmin=0, vmax=k - 1, alpha=0.6, aspect=sy / sx, interpolation="nearest")
+        ax.set_title(f"{label} (z={z})", fontsize=7)
+    fig.legend(handles=[Patch(color=cmap(i), label=f"habitat {i + 1}") for i in range(k)], loc="lower center", ncol=min(k, 6), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

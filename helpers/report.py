@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import SimpleITK as sitk
 
 from .config import StudyConfig
 from .io import sha256_file
@@ -98,6 +99,40 @@ class ReportWriter:
         self._record(png)
         self._record(pdf)
         return png
+
+    def data(self, df: pd.DataFrame, name: str, per_cohort: bool = False, index: bool = True) -> Path:
+        """Write a data table as ``features/<name>.parquet`` and ``.csv``; return the parquet path.
+
+        Used for analysis-ready tables (e.g. the wide feature table) that later
+        notebooks read back; parquet keeps the dtypes exactly.
+        """
+        stem = self._name(name, per_cohort)
+        folder = self.root / "features"
+        folder.mkdir(parents=True, exist_ok=True)
+        parquet, csv = folder / f"{stem}.parquet", folder / f"{stem}.csv"
+        df.to_parquet(parquet, index=index)
+        df.to_csv(csv, index=index, lineterminator="\n")
+        self._record(parquet)
+        self._record(csv)
+        return parquet
+
+    def json(self, payload: object, name: str, folder: str = "provenance") -> Path:
+        """Write ``<folder>/<name>.json`` (sorted keys, so identical content gives identical bytes)."""
+        stem = self._name(name, per_cohort=False)
+        out_dir = self.root / folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{stem}.json"
+        path.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
+        self._record(path)
+        return path
+
+    def image(self, image: sitk.Image, relative_path: str) -> Path:
+        """Write an image (e.g. a habitat label map) under the report root and record it."""
+        path = self.root / relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(image, str(path), True)
+        self._record(path)
+        return path
 
     @property
     def outputs(self) -> list[str]:

@@ -59,6 +59,50 @@ display(qc.sort_values("qc_flags", ascending=False, key=lambda s: s.str.len()).h
     report.figure(fig, name)
 print("\\n".join(report.outputs))"""),
     ],
+    "03_feature_extraction.ipynb": [
+        ("md", """# 03 Regions of interest and radiomics feature extraction
+
+Methods: each image is preprocessed per series as configured (resampling, N4, clipping, normalisation), regions of
+interest are derived in millimetres (tumour, peritumoral rings), and habitats are found by K-means on the pooled
+voxel intensities of co-registered series of the **training** patients only (K by the Calinski-Harabasz index;
+centroids applied unchanged to every patient). Features are extracted with pyradiomics per patient x series x ROI x
+preset; every unit is cached under a key of its inputs, settings and software versions, so re-runs and resumed runs
+skip finished units. Outputs: the wide feature table per preset, feature counts by class, diagnostics, failures and
+the extraction provenance."""),
+        ("parameters", """config_path = "study.yaml"
+step = "feature_extraction"
+cohort = ''"""),
+        ("code", """import pandas as pd
+from IPython.display import display
+
+from helpers.config import load_config
+from helpers.extraction import plan_units, run_extraction, write_extraction_outputs
+from helpers.habitat_maps import cohort_habitats, write_habitat_outputs
+from helpers.manifest import load_study
+from helpers.provenance import set_seeds
+from helpers.report import ReportWriter
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort or None)
+manifest, patients = load_study(cfg)"""),
+        ("md", "## Habitats (fitted on the training cohort only)"),
+        ("code", """habitats = cohort_habitats(manifest, cfg, report)
+habitat_tables = write_habitat_outputs(habitats, manifest, cfg, report)
+for name, table in habitat_tables.items():
+    print(name)
+    display(table.head(12))"""),
+        ("md", "## Extraction (patient x series x ROI x preset)"),
+        ("code", """units = plan_units(manifest, cfg, habitats)
+result = run_extraction(units, cfg.report_root / ".cache" / "extraction", workers=cfg.extraction.workers,
+                        scheduler_address=cfg.extraction.scheduler_address)
+display(pd.Series(result.status_counts(), name="units"))"""),
+        ("md", "## Feature tables, counts by class, failures"),
+        ("code", """shown = write_extraction_outputs(result, cfg, report)
+for name, table in shown.items():
+    print(name)
+    display(table)"""),
+    ],
 }
 
 

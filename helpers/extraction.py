@@ -1,0 +1,463 @@
+"""Radiomics extraction at scale: units, cache, parallel and Dask execution.
+
+An extraction unit is one patient x series x ROI x preset. Each unit has a
+key: the SHA-256 of its image and mask (and habitat label map) contents, its
+ROI definition, preprocessing and pyradiomics settings, the versions of the
+libraries that compute it and the source of the helpers modules involved.
+A finished unit is written to the cache atomically (temporary file, then
+rename), so a killed run never leaves a partial result and a re-run or
+resumed run skips every finished unit. A failing unit is reported with its
+patient and reason; the other units complete.
+
+Units run sequentially in-process (``workers=1``), in a local process pool
+(BLAS and SimpleITK threads capped at one per worker), or on a Dask
+distributed scheduler given by address; results are identical either way and
+are assembled in unit order, not completion order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from .config import StudyConfig
+from .features import EXPECTED_COUNTS, extract_features, load_preset, merge_settings, preset_name
+from .io import read_image, read_mask, sha256_file
+from .preprocess import PreprocessSettings, mask_on_grid, preprocess
+
+__all__ = [
+    "ExtractionUnit",
+    "ExtractionResult",
+    "plan_units",
+    "unit_key",
+    "compute_unit",
+    "run_extraction",
+    "extraction_provenance",
+    "write_extraction_outputs",
+]
+
+_CODE_MODULES = ("features.py", "preprocess.py", "rois.py", "extraction.py", "io.py")
+_VERSION_PACKAGES = ("pyradiomics-bhklab", "SimpleITK", "numpy", "PyWavelets", "scipy")
+
+
+@dataclass(frozen=True)
+class ExtractionUnit:
+    """One patient x series x ROI x preset to extract.
+
+    ``roi_kind`` is ``tumour``, ``ring``, ``fused`` (derived from the mask with
+    ``width_mm``) or ``label`` (voxels of ``label_map_path`` equal to
+    ``label_value``, e.g. a habitat). ``params`` are the merged pyradiomics
+    parameters, ``preprocessing`` the series' preprocessing settings.
+    """
+
+    patient: str
+    cohort: str
+    series: str
+    roi: str
+    preset: str
+    image_path: str
+    mask_path: str
+    roi_kind: str
+    params: dict
+    preprocessing: dict
+    mask_roi: str | None = None
+    width_mm: float | None = None
+    label_map_path: str | None = None
+    label_value: int | None = None
+
+    @property
+    def unit_id(self) -> str:
+        return f"{self.patient}/{self.series}/{self.roi}/{self.preset}"
+
+
+@dataclass
+class ExtractionResult:
+    """Results of an extraction run, in unit order."""
+
+    units: list[ExtractionUnit]
+    records: list[dict] = field(default_factory=list)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many units were computed, taken from the cache, or failed."""
+        out = {"computed": 0, "cached": 0, "failed": 0}
+        for r in self.records:
+            out[r["status"]] += 1
+        return out
+
+    def features_table(self, preset: str, series_order: Sequence[str] | None = None, roi_order: Sequence[str] | None = None) -> pd.DataFrame:
+        """Wide table of one preset: one row per patient, columns ``{series}_{roi}_{feature}``.
+
+        pyradiomics feature names are ``{imageType}_{class}_{feature}``, so the
+        columns read ``{series}_{roi}_{imageType}_{class}_{feature}``. A failed
+        unit leaves its columns empty (NaN) for that patient; see
+        :meth:`failures_table`.
+        """
+        rows: dict[str, dict[str, float]] = {}
+        cohorts: dict[str, str] = {}
+        blocks: dict[tuple[str, str], list[str]] = {}
+        for unit, rec in zip(self.units, self.records, strict=True):
+            if unit.preset != preset:
+                continue
+            cohorts[unit.patient] = unit.cohort
+            row = rows.setdefault(unit.patient, {})
+            if rec["status"] == "failed":
+                continue
+            prefix = f"{unit.series}_{unit.roi}_"
+            names = blocks.setdefault((unit.series, unit.roi), list(rec["features"]))
+            for name in names:
+                row[prefix + name] = rec["features"].get(name, np.nan)
+        s_order = list(series_order or sorted({s for s, _ in blocks}))
+        r_order = list(roi_order or sorted({r for _, r in blocks}))
+        ordered = sorted(blocks, key=lambda sr: (_pos(s_order, sr[0]), _pos(r_order, sr[1]), sr))
+        columns = [f"{s}_{r}_{n}" for s, r in ordered for n in blocks[(s, r)]]
+        patients = sorted(rows)
+        table = pd.DataFrame([[rows[p].get(c, np.nan) for c in columns] for p in patients], index=pd.Index(patients, name="patient"), columns=columns)
+        table.insert(0, "cohort", [cohorts[p] for p in patients])
+        return table
+
+    def feature_count_table(self, preset: str) -> pd.DataFrame:
+        """Features per class and filter family (Appendix S2 style), one column per series x ROI.
+
+        Counted from what was actually extracted (first successful unit of
+        each series x ROI), so the table documents the real feature set.
+        """
+        from .features import feature_counts_by_class
+
+        columns: dict[str, pd.Series] = {}
+        for unit, rec in zip(self.units, self.records, strict=True):
+            label = f"{unit.series} {unit.roi}"
+            if unit.preset != preset or rec["status"] == "failed" or label in columns:
+                continue
+            counts = feature_counts_by_class(list(rec["features"]))
+            columns[label] = counts.set_index(["category", "image_type"])["n_features"]
+        if not columns:
+            return pd.DataFrame(columns=["category", "image_type"])
+        table = pd.DataFrame(columns).fillna(0).astype(int)
+        # Keep the category order of the first block (original classes, then filter families, Total last).
+        first = next(iter(columns.values())).index
+        order = list(first) + [i for i in table.index if i not in first]
+        order = [i for i in order if i[0] != "Total"] + [i for i in order if i[0] == "Total"]
+        return table.loc[order].reset_index()
+
+    def diagnostics_table(self) -> pd.DataFrame:
+        """One row per unit: identity, key, status, time and the main pyradiomics diagnostics."""
+        keep = (
+            "diagnostics_Versions_PyRadiomics", "diagnostics_Image-original_Hash", "diagnostics_Mask-original_Hash",
+            "diagnostics_Image-original_Spacing", "diagnostics_Mask-original_VoxelNum", "diagnostics_Mask-original_VolumeNum",
+            "diagnostics_Image-original_Mean",
+        )  # fmt: skip
+        rows = []
+        for unit, rec in zip(self.units, self.records, strict=True):
+            diag = rec.get("diagnostics") or {}
+            rows.append({
+                "patient": unit.patient, "cohort": unit.cohort, "series": unit.series, "roi": unit.roi, "preset": unit.preset,
+                "status": rec["status"], "key": rec["key"], "seconds": rec.get("seconds"), "n_features": len(rec.get("features") or {}),
+                **{k.removeprefix("diagnostics_"): (json.dumps(diag[k]) if isinstance(diag.get(k), list | tuple) else diag.get(k)) for k in keep},
+            })
+        return pd.DataFrame(rows)
+
+    def failures_table(self) -> pd.DataFrame:
+        """Failed units with patient and reason (empty when all succeeded)."""
+        rows = [
+            {"patient": u.patient, "cohort": u.cohort, "series": u.series, "roi": u.roi, "preset": u.preset, "reason": r["error"]}
+            for u, r in zip(self.units, self.records, strict=True)
+            if r["status"] == "failed"
+        ]
+        return pd.DataFrame(rows, columns=["patient", "cohort", "series", "roi", "preset", "reason"])
+
+
+def _pos(order: Sequence[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
+
+
+def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None = None) -> list[ExtractionUnit]:
+    """All extraction units of a study, in a deterministic order.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        The validated manifest (with ``image_path``/``mask_path``).
+    cfg : StudyConfig
+        Its ``extraction`` block says which presets, series and ROIs.
+    habitats : CohortHabitats, optional
+        Fitted habitats (anything with ``map_paths``: patient -> label-map
+        path, and ``k``); adds ``habitat1..K`` ROIs for the series in
+        ``extraction.habitats.extract_from`` (default: the habitat series).
+    """
+    ex = cfg.extraction
+    series = list(ex.series or cfg.series)
+    habitat_series: list[str] = []
+    habitat_maps: dict[str, str] = {}
+    habitat_k = 0
+    if habitats is not None:
+        if ex.habitats is None:
+            raise ValueError("habitat ROIs need extraction.habitats in the study config")
+        habitat_maps, habitat_k = habitats.map_paths, int(habitats.k)
+        habitat_series = list(ex.habitats.extract_from or ex.habitats.series)
+    units: list[ExtractionUnit] = []
+    rows = manifest.sort_values(["patient", "series"], key=lambda s: s.map(lambda v: _pos(list(cfg.series), v)) if s.name == "series" else s)
+    for preset_ref in ex.presets:
+        base = load_preset(preset_ref)
+        preset = preset_name(preset_ref)
+        for r in rows.itertuples(index=False):
+            if r.series not in series:
+                continue
+            params = merge_settings(base, ex.series_settings.get(r.series))
+            prep = cfg.preprocessing.get(r.series, PreprocessSettings()).model_dump(mode="json")
+            common = dict(patient=r.patient, cohort=r.cohort, series=r.series, preset=preset, image_path=r.image_path,
+                          mask_path=r.mask_path, params=params, preprocessing=prep, mask_roi=(r.mask_roi or None))
+            for roi, spec in ex.rois.items():
+                units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, **common))
+            if habitat_maps and r.series in habitat_series and r.patient in habitat_maps:
+                for k in range(1, habitat_k + 1):
+                    units.append(ExtractionUnit(roi=f"habitat{k}", roi_kind="label", label_map_path=habitat_maps[r.patient], label_value=k, **common))
+    return units
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _code_hash() -> str:
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in _CODE_MODULES:
+        path = here / name
+        if path.is_file():
+            digest.update(name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def unit_key(unit: ExtractionUnit, hasher: Callable[[Path], str] = sha256_file, versions: dict | None = None, code: str | None = None) -> str:
+    """Cache key of a unit: content hashes, ROI, settings, versions and code."""
+    files = {"image": unit.image_path, "mask": unit.mask_path, "label_map": unit.label_map_path}
+    payload = {
+        "files": {k: hasher(Path(v)) for k, v in files.items() if v},
+        "roi": [unit.roi_kind, unit.width_mm, unit.label_value, unit.mask_roi],
+        "params": unit.params,
+        "preprocessing": unit.preprocessing,
+        "versions": versions or _versions(),
+        "code": code or _code_hash(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cache_file(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / key[:2] / f"{key}.json"
+
+
+def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
+    from . import rois
+
+    if unit.roi_kind == "label":
+        label_map = read_image(unit.label_map_path)
+        roi = sitk.Cast(label_map == int(unit.label_value), sitk.sitkUInt8)
+    else:
+        mask = read_mask(unit.mask_path, reference=image if unit.mask_path.lower().endswith(".dcm") else None, roi_name=unit.mask_roi)
+        tumour = rois.tumour_mask(mask, int(unit.params.get("setting", {}).get("label", 1)))
+        if unit.roi_kind == "tumour":
+            roi = tumour
+        elif unit.roi_kind == "ring":
+            roi = rois.peritumoral_ring(tumour, unit.width_mm, image=image)
+        elif unit.roi_kind == "fused":
+            roi = rois.fused_region(tumour, unit.width_mm, image=image)
+        else:
+            raise ValueError(f"unknown ROI kind {unit.roi_kind!r}")
+    if roi.GetSize() != image.GetSize() or not np.allclose(roi.GetSpacing(), image.GetSpacing()) or not np.allclose(roi.GetOrigin(), image.GetOrigin()):
+        # e.g. a habitat map on the CT grid used with the PET image of the same PET/CT.
+        roi = mask_on_grid(roi, image, "partial_volume", 0.5)
+    if not np.any(sitk.GetArrayViewFromImage(roi)):
+        raise ValueError(f"ROI '{unit.roi}' is empty for this patient and series")
+    return roi
+
+
+def _limit_threads() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+
+def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_threads: bool = False) -> dict:
+    """Compute one unit (or load it from the cache) and return its record.
+
+    The record has ``status`` (``computed``, ``cached`` or ``failed``),
+    ``key``, ``features``, ``diagnostics``, ``preprocessing``, ``seconds`` and
+    ``error`` (patient, series, ROI and reason, for failures).
+    """
+    path = _cache_file(Path(cache_dir), key)
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        rec["status"] = "cached"
+        return rec
+    if limit_threads:
+        _limit_threads()
+    t0 = time.perf_counter()
+    try:
+        image = read_image(unit.image_path)
+        roi = _roi_mask(unit, image)
+        settings = PreprocessSettings.model_validate(unit.preprocessing)
+        image, roi, prep_record = preprocess(image, roi, settings)
+        params = unit.params
+        # pyradiomics reads the label from the settings; our ROI masks are 0/1.
+        params = {**params, "setting": {**(params.get("setting") or {}), "label": 1}}
+        features, diagnostics = extract_features(image, roi, params)
+        expected = EXPECTED_COUNTS.get(unit.preset)
+        if expected is not None and len(features) != expected:
+            raise RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
+    except Exception as exc:  # one unit's failure must not stop the others
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return {"status": "failed", "key": key, "error": f"patient {unit.patient}, series {unit.series}, ROI {unit.roi}: {reason}",
+                "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - t0}
+    rec = {"status": "computed", "key": key, "unit": asdict(unit), "features": features, "diagnostics": diagnostics,
+           "preprocessing": prep_record, "seconds": time.perf_counter() - t0, "error": None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic write: a unit is either fully in the cache or absent, even if the run is killed here.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(rec, fh)
+    os.replace(tmp, path)
+    return rec
+
+
+def run_extraction(
+    units: Sequence[ExtractionUnit],
+    cache_dir: str | Path,
+    workers: int = 1,
+    scheduler_address: str | None = None,
+    progress: bool = True,
+    hasher: Callable[[Path], str] = sha256_file,
+) -> ExtractionResult:
+    """Run every unit, reusing the cache; return the results in unit order.
+
+    Parameters
+    ----------
+    units : sequence of ExtractionUnit
+    cache_dir : path
+        Per-unit cache (shared by all workers; on a cluster, a shared filesystem).
+    workers : int
+        Local worker processes (1 = in this process).
+    scheduler_address : str, optional
+        Address of a Dask distributed scheduler (e.g. ``tcp://10.0.0.5:8786``);
+        overrides ``workers``. Workers need this package installed and the
+        image paths and cache directory reachable.
+    progress : bool
+        Show a progress bar over units.
+    hasher : callable
+        File hashing for the unit keys (the runner passes a cached one).
+    """
+    from tqdm.auto import tqdm
+
+    cache_dir = Path(cache_dir)
+    versions, code = _versions(), _code_hash()
+    keys = [unit_key(u, hasher, versions, code) for u in units]
+    records: list[dict | None] = [None] * len(units)
+    todo = []
+    for i, key in enumerate(keys):
+        if _cache_file(cache_dir, key).is_file():
+            records[i] = compute_unit(units[i], key, cache_dir)
+        else:
+            todo.append(i)
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="extraction units", unit="unit", disable=not progress, file=sys.stderr)
+    try:
+        if scheduler_address:
+            _run_dask(units, keys, todo, cache_dir, scheduler_address, records, bar)
+        elif workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                records[i] = compute_unit(units[i], keys[i], cache_dir)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_limit_threads) as pool:
+                futures = {pool.submit(compute_unit, units[i], keys[i], cache_dir): i for i in todo}
+                for fut in as_completed(futures):
+                    records[futures[fut]] = fut.result()
+                    bar.update()
+    finally:
+        bar.close()
+    return ExtractionResult(list(units), [r for r in records if r is not None])
+
+
+def _run_dask(units, keys, todo: Iterable[int], cache_dir: Path, address: str, records: list, bar) -> None:
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    with Client(address) as client:
+        futures = {client.submit(compute_unit, units[i], keys[i], str(cache_dir), True, pure=False): i for i in todo}
+        for fut in dask_completed(list(futures)):
+            records[futures[fut]] = fut.result()
+            bar.update()
+
+
+def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
+    """Everything needed to trace the feature values: settings, versions, hashes, unit keys.
+
+    Returns
+    -------
+    dict
+        Library versions, the helpers code hash, per preset and series the
+        merged pyradiomics parameters and preprocessing settings, the ROI
+        definitions, and per unit its key, status and pyradiomics
+        image/mask hashes.
+    """
+    settings: dict[str, dict[str, dict]] = {}
+    for u in result.units:
+        settings.setdefault(u.preset, {}).setdefault(u.series, {"pyradiomics_params": u.params, "preprocessing": u.preprocessing})
+    return {
+        "versions": _versions(),
+        "helpers_extraction_code_hash": _code_hash(),
+        "settings": settings,
+        "rois": {name: spec.model_dump() for name, spec in cfg.extraction.rois.items()},
+        "habitats": cfg.extraction.habitats.model_dump() if cfg.extraction.habitats else None,
+        "units": [
+            {"unit": u.unit_id, "key": r["key"], "status": r["status"],
+             "image_hash": (r.get("diagnostics") or {}).get("diagnostics_Image-original_Hash"),
+             "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash")}
+            for u, r in zip(result.units, result.records, strict=True)
+        ],
+    }
+
+
+def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report) -> dict[str, pd.DataFrame]:
+    """Write the feature tables, counts, diagnostics, failures and provenance.
+
+    Per preset: ``features/features_<preset>.parquet`` + ``.csv`` (wide table)
+    and ``tables/feature_counts_<preset>`` (Appendix S2 style); then
+    ``features/extraction_diagnostics``, ``tables/extraction_failures`` and
+    ``provenance/extraction.json``. Returns the small tables for display.
+    """
+    series_order = list(cfg.series)
+    roi_order = list(cfg.extraction.rois) + [f"habitat{k}" for k in range(1, 64)]
+    shown: dict[str, pd.DataFrame] = {}
+    for preset_ref in cfg.extraction.presets:
+        preset = preset_name(preset_ref)
+        report.data(result.features_table(preset, series_order, roi_order), f"features_{preset}")
+        counts = result.feature_count_table(preset)
+        report.table(counts, f"feature_counts_{preset}", per_cohort=False)
+        shown[f"feature_counts_{preset}"] = counts
+    report.data(result.diagnostics_table(), "extraction_diagnostics", index=False)
+    failures = result.failures_table()
+    report.table(failures, "extraction_failures", per_cohort=False)
+    shown["extraction_failures"] = failures
+    report.json(extraction_provenance(cfg, result), "extraction")
+    return shown

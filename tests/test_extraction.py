@@ -1,0 +1,198 @@
+"""Extraction engine: units, keys, cache/resume, failures, parallel and Dask runs, tables."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from helpers.config import load_config
+from helpers.extraction import ExtractionUnit, compute_unit, extraction_provenance, plan_units, run_extraction, unit_key
+from helpers.features import load_preset, merge_settings
+from helpers.manifest import load_study
+
+from .conftest import write_volume
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL_PRESET = {
+    "imageType": {"Original": {}},
+    "featureClass": {"firstorder": ["Mean", "Entropy", "Maximum"], "glcm": ["Contrast", "JointEntropy"], "shape": ["VoxelVolume"]},
+    "setting": {"binWidth": 10, "label": 1},
+}
+
+
+@pytest.fixture
+def small_study(tiny_study: Path) -> Path:
+    (tiny_study / "small.yaml").write_text(yaml.safe_dump(SMALL_PRESET))
+    data = yaml.safe_load((tiny_study / "study.yaml").read_text())
+    data["extraction"] = {
+        "presets": [str(tiny_study / "small.yaml")],
+        "rois": {"tumour": {"kind": "tumour"}, "ring2mm": {"kind": "ring", "width_mm": 2}},
+        "series_settings": {"MR": {"binWidth": 20}},
+    }
+    (tiny_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return tiny_study
+
+
+def _units(study: Path) -> list[ExtractionUnit]:
+    cfg = load_config(study / "study.yaml")
+    manifest, _ = load_study(cfg)
+    return plan_units(manifest, cfg)
+
+
+def test_plan_units_order_and_settings(small_study):
+    units = _units(small_study)
+    assert len(units) == 4 * 2 * 2  # patients x series x ROIs
+    assert [u.unit_id.rsplit("/", 1)[0] for u in units[:4]] == ["P01/CT/tumour", "P01/CT/ring2mm", "P01/MR/tumour", "P01/MR/ring2mm"]
+    assert units[0].params["setting"]["binWidth"] == 10 and units[2].params["setting"]["binWidth"] == 20
+
+
+def test_unit_key_tracks_content_and_settings(small_study):
+    units = _units(small_study)
+    k0 = unit_key(units[0])
+    assert unit_key(units[0]) == k0
+    assert unit_key(units[1]) != k0  # another ROI
+    changed = ExtractionUnit(**{**units[0].__dict__, "params": merge_settings(units[0].params, {"binWidth": 5})})
+    assert unit_key(changed) != k0
+    write_volume(small_study / "P01" / "CT_image.nii.gz", np.full((10, 16, 12), 3, dtype=np.int16))
+    assert unit_key(units[0]) != k0
+
+
+def test_features_match_direct_pyradiomics_and_table_layout(small_study, tmp_path):
+    import radiomics
+    from radiomics import featureextractor
+
+    from helpers.rois import peritumoral_ring, tumour_mask
+
+    units = _units(small_study)
+    result = run_extraction(units, tmp_path / "cache", progress=False)
+    assert result.status_counts() == {"computed": 16, "cached": 0, "failed": 0}
+    preset = units[0].preset
+    table = result.features_table(preset, series_order=["CT", "MR"], roi_order=["tumour", "ring2mm"])
+    assert list(table.index) == ["P01", "P02", "P03", "P04"] and table["cohort"].tolist() == ["train", "train", "test", "test"]
+    assert table.columns[1] == "CT_tumour_original_shape_VoxelVolume"
+    assert {c.split("_original_")[0] for c in table.columns[1:]} == {"CT_tumour", "CT_ring2mm", "MR_tumour", "MR_ring2mm"}
+    # Independent path: pyradiomics directly on the same image and ROI.
+    radiomics.setVerbosity(40)
+    image = sitk.ReadImage(str(small_study / "P03" / "MR_image.nii.gz"))
+    mask = sitk.ReadImage(str(small_study / "P03" / "MR_mask.nii.gz"))
+    ring = peritumoral_ring(tumour_mask(mask), 2.0, image=image)
+    ext = featureextractor.RadiomicsFeatureExtractor({**SMALL_PRESET, "setting": {"binWidth": 20, "label": 1}})
+    direct = ext.execute(image, ring)
+    assert table.loc["P03", "MR_ring2mm_original_glcm_Contrast"] == pytest.approx(float(direct["original_glcm_Contrast"]), rel=1e-12)
+    assert table.loc["P03", "MR_ring2mm_original_firstorder_Mean"] == pytest.approx(float(direct["original_firstorder_Mean"]), rel=1e-12)
+    counts = result.feature_count_table(preset)
+    assert counts.set_index("category").loc["Total", "CT tumour"] == 6
+    prov = extraction_provenance(load_config(small_study / "study.yaml"), result)
+    assert len(prov["units"]) == 16 and prov["versions"]["pyradiomics-bhklab"] == "3.1.4"
+
+
+def test_cache_rerun_and_partial_files(small_study, tmp_path):
+    units = _units(small_study)
+    cache = tmp_path / "cache"
+    first = run_extraction(units, cache, progress=False)
+    preset = units[0].preset
+    # A stray temporary file (as a kill during a write would leave) is never taken as a result.
+    (cache / "zz").mkdir()
+    (cache / "zz" / ".tmp-partial.json").write_text('{"status": "comp')
+    second = run_extraction(units, cache, progress=False)
+    assert second.status_counts() == {"computed": 0, "cached": 16, "failed": 0}
+    pd.testing.assert_frame_equal(first.features_table(preset), second.features_table(preset))
+    victim = next(cache.rglob(f"{second.records[5]['key']}.json"))
+    victim.unlink()
+    third = run_extraction(units, cache, progress=False)
+    assert third.status_counts() == {"computed": 1, "cached": 15, "failed": 0}
+    assert not list(cache.rglob(".tmp-*.json"))[1:]  # only the planted stray file
+
+
+def test_failing_unit_is_reported_and_others_complete(small_study, tmp_path):
+    units = _units(small_study)
+    broken = small_study / "P02" / "MR_mask_broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    units = [ExtractionUnit(**{**u.__dict__, "mask_path": str(broken)}) if u.patient == "P02" and u.series == "MR" else u for u in units]
+    result = run_extraction(units, tmp_path / "cache", progress=False)
+    assert result.status_counts() == {"computed": 14, "cached": 0, "failed": 2}
+    failures = result.failures_table()
+    assert failures["patient"].tolist() == ["P02", "P02"] and failures["roi"].tolist() == ["tumour", "ring2mm"]
+    assert failures["reason"].str.contains("patient P02, series MR").all()
+    table = result.features_table(units[0].preset)
+    mr_cols = [c for c in table.columns if c.startswith("MR_")]
+    assert table.loc["P02", mr_cols].isna().all() and table.loc["P01", mr_cols].notna().all()
+    # Failures are not cached: fixing the input and re-running computes exactly them.
+    fixed = [ExtractionUnit(**{**u.__dict__, "mask_path": str(small_study / "P02" / "MR_mask.nii.gz")}) if u.patient == "P02" and u.series == "MR" else u for u in units]
+    assert run_extraction(fixed, tmp_path / "cache", progress=False).status_counts() == {"computed": 2, "cached": 14, "failed": 0}
+
+
+def test_parallel_and_dask_give_identical_tables(small_study, tmp_path):
+    units = _units(small_study)
+    preset = units[0].preset
+    seq = run_extraction(units, tmp_path / "c1", workers=1, progress=False).features_table(preset)
+    par = run_extraction(units, tmp_path / "c2", workers=2, progress=False).features_table(preset)
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask = run_extraction(units, tmp_path / "c3", scheduler_address=cluster.scheduler_address, progress=False).features_table(preset)
+    pd.testing.assert_frame_equal(seq, dask, check_exact=True)
+
+
+def test_resume_after_kill_is_identical(small_study, tmp_path):
+    """Kill a run mid-extraction; the restart resumes from the cache and gives the same table."""
+    cache = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import time
+        from helpers import extraction
+        from helpers.config import load_config
+        from helpers.manifest import load_study
+        cfg = load_config({str(small_study / 'study.yaml')!r})
+        manifest, _ = load_study(cfg)
+        units = extraction.plan_units(manifest, cfg)
+        original = extraction.compute_unit
+        def slow(*a, **k):
+            rec = original(*a, **k)
+            time.sleep(0.4)
+            return rec
+        extraction.compute_unit = slow
+        extraction.run_extraction(units, {str(cache)!r}, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(cache.rglob("*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(cache.rglob("[0-9a-f]*.json")))
+    assert 3 <= done_before < 16
+    units = _units(small_study)
+    resumed = run_extraction(units, cache, progress=False)
+    counts = resumed.status_counts()
+    assert counts["cached"] == done_before and counts["computed"] == 16 - done_before
+    fresh = run_extraction(units, tmp_path / "fresh", progress=False)
+    preset = units[0].preset
+    pd.testing.assert_frame_equal(resumed.features_table(preset), fresh.features_table(preset), check_exact=True)
+
+
+def test_seed1762_gives_exactly_1762_features_on_real_data(tmp_path):
+    cfg = load_config(REPO / "study.yaml")
+    params = merge_settings(load_preset("seed1762"), cfg.extraction.series_settings["PET"])
+    unit = ExtractionUnit(
+        patient="STS_002", cohort="external_test", series="PET", roi="tumour", preset="seed1762",
+        image_path=str(REPO / "data/sts/STS_002/PET_image.nii.gz"), mask_path=str(REPO / "data/sts/STS_002/PET_mask.nii.gz"),
+        roi_kind="tumour", params=params, preprocessing=cfg.preprocessing["PET"].model_dump(mode="json"),
+    )
+    rec = compute_unit(unit, unit_key(unit), tmp_path)
+    assert rec["status"] == "computed" and len(rec["features"]) == 1762
+    assert rec["preprocessing"]["final_spacing"] == [4.0, 4.0, 4.0]
+    stored = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    assert stored["features"] == rec["features"]
