@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from . import rois
 from .config import StudyConfig
 from .features import EXPECTED_COUNTS, extract_features, load_preset, merge_settings, preset_name
 from .io import read_image, read_mask, sha256_file
@@ -268,8 +269,6 @@ def _cache_file(cache_dir: Path, key: str) -> Path:
 
 
 def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
-    from . import rois
-
     if unit.roi_kind == "label":
         label_map = read_image(unit.label_map_path)
         roi = sitk.Cast(label_map == int(unit.label_value), sitk.sitkUInt8)

@@ -165,7 +165,7 @@ def habitat_overlay(
         ax.axis("off")
     for ax, (label, image_path, map_path) in zip(axes.ravel(), items, strict=False):
         image = read_image(image_path)
-        labels = sitk.GetArrayViewFromImage(read_image(map_path))
+        labels = sitk.GetArrayFromImage(read_image(map_path))  # a copy: a view of a temporary image would dangle
         img = sitk.GetArrayViewFromImage(image).astype(float)
         z = mid_slice_index(labels > 0)
         lo, hi = _window(img, window)

@@ -19,7 +19,8 @@ import SimpleITK as sitk
 from .config import StudyConfig
 from .io import read_image, read_mask
 from .report import ReportWriter
-from .rois import HabitatClusterer, habitat_fractions, habitat_map, ith_score, tumour_mask, voxel_matrix
+from .habitats import HabitatClusterer, habitat_fractions, habitat_map, ith_score, voxel_matrix
+from .rois import tumour_mask
 
 __all__ = ["CohortHabitats", "cohort_habitats", "write_habitat_outputs"]
 

@@ -128,3 +128,50 @@ def test_shipped_manifest_follows_the_documented_rule():
     shipped = pd.read_csv(REPO / "data_manifest.csv", dtype=str, keep_default_na=False)
     rebuilt = sts_manifest(REPO / "data" / "sts", REPO).astype(str)
     pd.testing.assert_frame_equal(shipped, rebuilt)
+
+
+SMOKE_PRESET = {
+    "imageType": {"Original": {}, "LoG": {"sigma": [2.0]}},
+    "featureClass": {"shape": ["VoxelVolume", "Sphericity"], "firstorder": ["Mean", "Entropy"], "glcm": ["Contrast"], "glszm": ["ZoneEntropy"]},
+    "setting": {"binWidth": 25, "label": 1},
+}
+
+
+def test_notebook03_on_real_subset(tmp_path):
+    """Notebook 03 end to end on 4 real patients: habitats, rings, extraction, tables, IBSI compliance."""
+    full = pd.read_csv(REPO / "data_manifest.csv", dtype=str, keep_default_na=False)
+    subset = full[full["patient"].isin(["STS_003", "STS_005", "STS_001", "STS_002"])].copy()
+    for col in ("image", "mask"):
+        subset[col] = [str(REPO / p) for p in subset[col]]
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(SMOKE_PRESET))
+    data = yaml.safe_load((REPO / "study.yaml").read_text())
+    extraction = data["extraction"]
+    extraction.update(presets=[str(tmp_path / "smoke.yaml")], workers=2)
+    extraction["habitats"].update(k_range=[2, 3], ith_k_range=[2, 3], max_voxels_per_patient=300)
+    cfg_path = _study_from(tmp_path, subset, acquisition_headers=str(REPO / "data" / "sts" / "dicom_acquisition_headers.csv"), extraction=extraction,
+                           preprocessing=data["preprocessing"])
+    cfg_data = yaml.safe_load(cfg_path.read_text())
+    cfg_data["steps"] = [{"name": "feature_extraction", "notebook": str(REPO / "notebooks" / "03_feature_extraction.ipynb"), "per_cohort": False}]
+    cfg_path.write_text(yaml.safe_dump(cfg_data, sort_keys=False))
+    results = run_study(cfg_path, out=io.StringIO())
+    assert [r.status for r in results] == ["ran"]
+    root = load_config(cfg_path).report_root
+    table = pd.read_parquet(root / "features" / "features_smoke.parquet")
+    assert list(table.index) == ["STS_001", "STS_002", "STS_003", "STS_005"]
+    assert table.loc["STS_003", "cohort"] == "training" and table.loc["STS_001", "cohort"] == "external_test"
+    k = int(pd.read_csv(root / "tables" / "habitat_calinski_harabasz.csv").query("selected")["k"].item())
+    assert {c.split("_original_")[0] for c in table.columns if "_original_" in c} == (
+        {f"{s}_{r}" for s in ("CT", "PET", "MR_T1") for r in ("tumour", "ring5mm")} | {f"{s}_habitat{i}" for s in ("CT", "PET") for i in range(1, k + 1)}
+    )
+    assert "CT_tumour_log-sigma-2-0-mm-3D_glszm_ZoneEntropy" in table.columns
+    # The 5 mm ring of the same tumour is larger than a thin shell and never overlaps it (checked via volumes here).
+    assert (table["CT_ring5mm_original_shape_VoxelVolume"] > 0).all()
+    counts = pd.read_csv(root / "tables" / "feature_counts_smoke.csv")
+    assert counts.set_index("category").loc["Total", "CT tumour"] == 2 + 2 * 4
+    failures = pd.read_csv(root / "tables" / "extraction_failures.csv")
+    assert set(failures.columns) >= {"patient", "reason"}
+    ibsi = pd.read_csv(root / "tables" / "ibsi_phantom_compliance.csv")
+    assert ibsi["within_tolerance"].sum() >= 264
+    prov = json.loads((root / "provenance" / "extraction.json").read_text())
+    assert prov["settings"]["smoke"]["PET"]["preprocessing"]["resample_mm"] == [4.0, 4.0, 4.0]
+    assert len(list((root / "rois" / "habitats").glob("*.nii.gz"))) == 4

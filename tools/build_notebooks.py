@@ -78,6 +78,7 @@ from IPython.display import display
 from helpers.config import load_config
 from helpers.extraction import plan_units, run_extraction, write_extraction_outputs
 from helpers.habitat_maps import cohort_habitats, write_habitat_outputs
+from helpers.ibsi import write_ibsi_compliance
 from helpers.manifest import load_study
 from helpers.provenance import set_seeds
 from helpers.report import ReportWriter
@@ -97,6 +98,8 @@ for name, table in habitat_tables.items():
 result = run_extraction(units, cfg.report_root / ".cache" / "extraction", workers=cfg.extraction.workers,
                         scheduler_address=cfg.extraction.scheduler_address)
 display(pd.Series(result.status_counts(), name="units"))"""),
+        ("md", "## IBSI compliance of the IBSI preset (digital phantom, chapter 1 reference values)"),
+        ("code", """display(write_ibsi_compliance(report))"""),
         ("md", "## Feature tables, counts by class, failures"),
         ("code", """shown = write_extraction_outputs(result, cfg, report)
 for name, table in shown.items():
