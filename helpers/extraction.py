@@ -27,7 +27,6 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from .config import StudyConfig
 from .features import EXPECTED_COUNTS, extract_features, load_preset, merge_settings, preset_name
 from .io import read_image, read_mask, sha256_file
 from .preprocess import PreprocessSettings, mask_on_grid, preprocess
+from .provenance import package_versions
 
 __all__ = [
     "ExtractionUnit",
@@ -231,13 +231,7 @@ def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None
 
 
 def _versions() -> dict[str, str]:
-    out = {}
-    for name in _VERSION_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return package_versions(_VERSION_PACKAGES)
 
 
 def _code_hash() -> str:
@@ -378,6 +372,8 @@ def run_extraction(
             records[i] = compute_unit(units[i], key, cache_dir)
         else:
             todo.append(i)
+    # Largest images first: long units then start early and the workers finish together (LPT scheduling).
+    todo.sort(key=lambda i: -_size_hint(units[i].image_path))
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="extraction units", unit="unit", disable=not progress, file=sys.stderr)
     try:
         if scheduler_address:
@@ -395,6 +391,14 @@ def run_extraction(
     finally:
         bar.close()
     return ExtractionResult(list(units), [r for r in records if r is not None])
+
+
+def _size_hint(path: str) -> int:
+    p = Path(path)
+    try:
+        return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.iterdir())
+    except OSError:
+        return 0
 
 
 def _run_dask(units, keys, todo: Iterable[int], cache_dir: Path, address: str, records: list, bar) -> None:
@@ -431,7 +435,8 @@ def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
         "units": [
             {"unit": u.unit_id, "key": r["key"], "status": r["status"],
              "image_hash": (r.get("diagnostics") or {}).get("diagnostics_Image-original_Hash"),
-             "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash")}
+             "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash"),
+             "preprocessing": r.get("preprocessing")}
             for u, r in zip(result.units, result.records, strict=True)
         ],
     }

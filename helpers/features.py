@@ -23,7 +23,7 @@ import yaml
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 #: Presets whose feature count is fixed by a publication; extraction asserts it.
-EXPECTED_COUNTS = {"seed1762": 1762}
+EXPECTED_COUNTS = {"seed1762": 1762, "habitat1197": 1197}
 
 _FEATURE = re.compile(r"^(?P<image_type>[^_]+)_(?P<cls>[^_]+)_(?P<name>.+)$")
 

@@ -24,6 +24,21 @@ def write_volume(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 2.0), origin=
     return path
 
 
+def image_from(array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None) -> sitk.Image:
+    """An in-memory image from a z,y,x array with the given geometry."""
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    if direction is not None:
+        img.SetDirection(direction)
+    return img
+
+
+def arr(img: sitk.Image) -> np.ndarray:
+    """The z,y,x voxel array of an image (a copy)."""
+    return sitk.GetArrayFromImage(img)
+
+
 def tiny_config(tmp: Path, **overrides) -> dict:
     cfg = {
         "study": "tiny",

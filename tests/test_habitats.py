@@ -21,29 +21,9 @@ from helpers.habitats import (
     voxel_matrix,
 )
 
+from .conftest import arr, image_from
+
 ANISO = (0.5, 0.5, 3.0)  # x, y, z in mm: thin in-plane, thick slices
-
-
-def image_from(array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None) -> sitk.Image:
-    img = sitk.GetImageFromArray(array)
-    img.SetSpacing(spacing)
-    img.SetOrigin(origin)
-    if direction is not None:
-        img.SetDirection(direction)
-    return img
-
-
-def arr(img: sitk.Image) -> np.ndarray:
-    return sitk.GetArrayFromImage(img)
-
-
-def brute_force_ring(tumour: np.ndarray, spacing_xyz, width_mm: float) -> np.ndarray:
-    """Every voxel centre vs every tumour voxel centre, in mm; the ring rule by exhaustion."""
-    sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
-    grid = np.indices(tumour.shape).reshape(3, -1).T * np.array([sz, sy, sx])
-    centres = np.argwhere(tumour) * np.array([sz, sy, sx])
-    d = np.sqrt(((grid[:, None, :] - centres[None, :, :]) ** 2).sum(-1)).min(axis=1)
-    return ((d > 0) & (d <= width_mm + 1e-9)).reshape(tumour.shape)
 
 
 # -- voxel_matrix --------------------------------------------------------------

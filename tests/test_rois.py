@@ -10,20 +10,9 @@ import SimpleITK as sitk
 
 from helpers.rois import fused_region, peritumoral_ring, tumour_mask
 
+from .conftest import arr, image_from
+
 ANISO = (0.5, 0.5, 3.0)  # x, y, z in mm: thin in-plane, thick slices
-
-
-def image_from(array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None) -> sitk.Image:
-    img = sitk.GetImageFromArray(array)
-    img.SetSpacing(spacing)
-    img.SetOrigin(origin)
-    if direction is not None:
-        img.SetDirection(direction)
-    return img
-
-
-def arr(img: sitk.Image) -> np.ndarray:
-    return sitk.GetArrayFromImage(img)
 
 
 def brute_force_ring(tumour: np.ndarray, spacing_xyz, width_mm: float) -> np.ndarray:
