@@ -105,6 +105,23 @@ class HabitatConfig(_Strict):
     ith_k_range: tuple[int, int] = (2, 8)
 
 
+class PerturbationConfig(_Strict):
+    """Mask perturbation simulating a second reader (see helpers.stability.perturbed_mask)."""
+
+    mode: Literal["erode", "dilate"] = "dilate"
+    radius_mm: float = Field(1.0, gt=0)
+
+
+class StabilityConfig(_Strict):
+    """Second-reader extraction of the training cohort for the ICC filter.
+
+    The manifest's ``mask_reader2`` is used where given; otherwise the tumour
+    mask is perturbed as configured.
+    """
+
+    perturbation: PerturbationConfig = PerturbationConfig()
+
+
 class ExtractionConfig(_Strict):
     """What notebook 03 extracts: presets x series x ROIs (+ habitats)."""
 
@@ -112,6 +129,7 @@ class ExtractionConfig(_Strict):
     series: tuple[str, ...] | None = None
     rois: dict[str, RoiSpec] = Field(default_factory=lambda: {"tumour": RoiSpec(kind="tumour")})
     habitats: HabitatConfig | None = None
+    stability: StabilityConfig | None = None
     series_settings: dict[str, dict[str, object]] = Field(default_factory=dict, description="pyradiomics settings per series (e.g. binWidth)")
     workers: int = Field(1, ge=1)
     scheduler_address: str | None = None
@@ -123,6 +141,63 @@ class ExtractionConfig(_Strict):
         if bad:
             raise ValueError(f"ROI names {bad}: use lower-case letters and digits only (they become column-name parts)")
         return value
+
+
+class ICCConfig(_Strict):
+    """The ICC stability filter (training cohort, reader 1 vs reader 2 or a perturbed mask)."""
+
+    icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
+    threshold: float = Field(0.80, ge=-1, le=1)
+    ci_bound: Literal["point", "lower"] = "point"
+
+
+class HarmonizationGroup(_Strict):
+    """ComBat of one or more series' features by a batch variable of that series.
+
+    ``batch_field`` is an acquisition field (``model``, ``manufacturer``,
+    ``kernel``, ``field_strength_T``...) read from the DICOM headers, header CSV
+    or manifest (see :func:`helpers.qc.acquisition_records`), or ``centre`` /
+    ``scanner`` from the manifest. Fitted on the training cohort only;
+    covariates are not used (the harmonisation stays label-free, so fitting it
+    once on the training cohort cannot leak outcomes into cross-validation).
+    """
+
+    series: str
+    batch_field: str
+    unseen_batch: Literal["error", "reference"] = "reference"
+    min_batch_size: int = Field(2, ge=2, description="training batches smaller than this are merged into 'other'")
+
+
+class SignatureConfig(_Strict):
+    """Notebook 04: stability filter, harmonisation and feature selection (fitted on training)."""
+
+    preset: str = "seed1762"
+    icc: ICCConfig | None = ICCConfig()
+    harmonization: tuple[HarmonizationGroup, ...] = ()
+    steps: tuple[dict[str, object], ...] = (
+        {"step": "zscore"},
+        {"step": "univariate", "p_threshold": 0.05},
+        {"step": "correlation", "threshold": 0.9},
+        {"step": "mrmr", "k": 20},
+        {"step": "lasso", "lambda_rule": "1se"},
+    )
+
+
+class ModelsConfig(_Strict):
+    """Notebook 05: the model grid and the final model."""
+
+    algorithms: tuple[str, ...] = ("logistic", "svm", "random_forest", "extra_trees", "xgboost", "lightgbm", "catboost")
+    search: Literal["grid", "optuna", "none"] = "grid"
+    cv: int = Field(5, ge=2)
+    n_trials: int = Field(20, ge=1)
+    smote: bool = False
+    grid_steps: tuple[dict[str, object], ...] = (
+        {"step": "zscore"},
+        {"step": "univariate", "p_threshold": 0.05},
+        {"step": "correlation", "threshold": 0.9},
+        {"step": "mrmr", "k": 10},
+    )
+    final_algorithm: str = "logistic"
 
 
 class StepConfig(_Strict):
@@ -157,6 +232,8 @@ class StudyConfig(_Strict):
     qc: QCConfig = QCConfig()
     preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
     extraction: ExtractionConfig = ExtractionConfig()
+    signature: SignatureConfig = SignatureConfig()
+    models: ModelsConfig = ModelsConfig()
     reports_dir: str = "reports"
     steps: tuple[StepConfig, ...]
     # Set by load_config, not by the YAML file.
@@ -198,6 +275,7 @@ class StudyConfig(_Strict):
             "extraction.series_settings": list(self.extraction.series_settings),
             "extraction.habitats.series": list(self.extraction.habitats.series) if self.extraction.habitats else [],
             "extraction.habitats.extract_from": list(self.extraction.habitats.extract_from) if self.extraction.habitats else [],
+            "signature.harmonization": [g.series for g in self.signature.harmonization],
         }
         for where, names in referenced.items():
             unknown = [n for n in names if n not in self.series]

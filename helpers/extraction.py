@@ -18,6 +18,7 @@ are assembled in unit order, not completion order.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -52,7 +53,8 @@ __all__ = [
     "write_extraction_outputs",
 ]
 
-_CODE_MODULES = ("features.py", "preprocess.py", "rois.py", "extraction.py", "io.py")
+# Modules whose code computes feature values (table assembly and scheduling code is not part of the key).
+_CODE_MODULES = ("features.py", "preprocess.py", "rois.py", "io.py")
 _VERSION_PACKAGES = ("pyradiomics-bhklab", "SimpleITK", "numpy", "PyWavelets", "scipy")
 
 
@@ -80,10 +82,13 @@ class ExtractionUnit:
     width_mm: float | None = None
     label_map_path: str | None = None
     label_value: int | None = None
+    reader: str = "reader1"
+    perturbation: dict | None = None
 
     @property
     def unit_id(self) -> str:
-        return f"{self.patient}/{self.series}/{self.roi}/{self.preset}"
+        suffix = "" if self.reader == "reader1" else f"/{self.reader}"
+        return f"{self.patient}/{self.series}/{self.roi}/{self.preset}{suffix}"
 
 
 @dataclass
@@ -100,19 +105,22 @@ class ExtractionResult:
             out[r["status"]] += 1
         return out
 
-    def features_table(self, preset: str, series_order: Sequence[str] | None = None, roi_order: Sequence[str] | None = None) -> pd.DataFrame:
+    def features_table(
+        self, preset: str, series_order: Sequence[str] | None = None, roi_order: Sequence[str] | None = None, reader: str = "reader1"
+    ) -> pd.DataFrame:
         """Wide table of one preset: one row per patient, columns ``{series}_{roi}_{feature}``.
 
         pyradiomics feature names are ``{imageType}_{class}_{feature}``, so the
         columns read ``{series}_{roi}_{imageType}_{class}_{feature}``. A failed
         unit leaves its columns empty (NaN) for that patient; see
-        :meth:`failures_table`.
+        :meth:`failures_table`. ``reader="reader2"`` gives the second-reader
+        (or perturbed-mask) table of the stability analysis.
         """
         rows: dict[str, dict[str, float]] = {}
         cohorts: dict[str, str] = {}
         blocks: dict[tuple[str, str], list[str]] = {}
         for unit, rec in zip(self.units, self.records, strict=True):
-            if unit.preset != preset:
+            if unit.preset != preset or unit.reader != reader:
                 continue
             cohorts[unit.patient] = unit.cohort
             row = rows.setdefault(unit.patient, {})
@@ -142,7 +150,7 @@ class ExtractionResult:
         columns: dict[str, pd.Series] = {}
         for unit, rec in zip(self.units, self.records, strict=True):
             label = f"{unit.series} {unit.roi}"
-            if unit.preset != preset or rec["status"] == "failed" or label in columns:
+            if unit.preset != preset or unit.reader != "reader1" or rec["status"] == "failed" or label in columns:
                 continue
             counts = feature_counts_by_class(list(rec["features"]))
             columns[label] = counts.set_index(["category", "image_type"])["n_features"]
@@ -167,7 +175,7 @@ class ExtractionResult:
             diag = rec.get("diagnostics") or {}
             rows.append({
                 "patient": unit.patient, "cohort": unit.cohort, "series": unit.series, "roi": unit.roi, "preset": unit.preset,
-                "status": rec["status"], "key": rec["key"], "seconds": rec.get("seconds"), "n_features": len(rec.get("features") or {}),
+                "reader": unit.reader, "status": rec["status"], "key": rec["key"], "seconds": rec.get("seconds"), "n_features": len(rec.get("features") or {}),
                 **{k.removeprefix("diagnostics_"): (json.dumps(diag[k]) if isinstance(diag.get(k), list | tuple) else diag.get(k)) for k in keep},
             })
         return pd.DataFrame(rows)
@@ -175,11 +183,11 @@ class ExtractionResult:
     def failures_table(self) -> pd.DataFrame:
         """Failed units with patient and reason (empty when all succeeded)."""
         rows = [
-            {"patient": u.patient, "cohort": u.cohort, "series": u.series, "roi": u.roi, "preset": u.preset, "reason": r["error"]}
+            {"patient": u.patient, "cohort": u.cohort, "series": u.series, "roi": u.roi, "preset": u.preset, "reader": u.reader, "reason": r["error"]}
             for u, r in zip(self.units, self.records, strict=True)
             if r["status"] == "failed"
         ]
-        return pd.DataFrame(rows, columns=["patient", "cohort", "series", "roi", "preset", "reason"])
+        return pd.DataFrame(rows, columns=["patient", "cohort", "series", "roi", "preset", "reader", "reason"])
 
 
 def _pos(order: Sequence[str], name: str) -> int:
@@ -224,6 +232,12 @@ def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None
                           mask_path=r.mask_path, params=params, preprocessing=prep, mask_roi=(r.mask_roi or None))
             for roi, spec in ex.rois.items():
                 units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, **common))
+                if ex.stability is not None and r.cohort in cfg.training_cohorts:
+                    # Second reader for the ICC filter: the real one when the manifest has it, else a perturbed mask.
+                    second = {"mask_path": r.mask_reader2_path, "perturbation": None} if r.mask_reader2_path else {
+                        "mask_path": r.mask_path, "perturbation": ex.stability.perturbation.model_dump()}
+                    units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, reader="reader2",
+                                                **{**common, **second}))
             if habitat_maps and r.series in habitat_series and r.patient in habitat_maps:
                 for k in range(1, habitat_k + 1):
                     units.append(ExtractionUnit(roi=f"habitat{k}", roi_kind="label", label_map_path=habitat_maps[r.patient], label_value=k, **common))
@@ -241,7 +255,15 @@ def _code_hash() -> str:
         path = here / name
         if path.is_file():
             digest.update(name.encode() + path.read_bytes())
+    for func in (compute_unit, _roi_mask):
+        digest.update(inspect.getsource(func).encode())
     return digest.hexdigest()
+
+
+def _perturbation_code_hash() -> str:
+    from .stability import perturbed_mask
+
+    return hashlib.sha256(inspect.getsource(perturbed_mask).encode()).hexdigest()
 
 
 def unit_key(unit: ExtractionUnit, hasher: Callable[[Path], str] = sha256_file, versions: dict | None = None, code: str | None = None) -> str:
@@ -249,12 +271,15 @@ def unit_key(unit: ExtractionUnit, hasher: Callable[[Path], str] = sha256_file, 
     files = {"image": unit.image_path, "mask": unit.mask_path, "label_map": unit.label_map_path}
     payload = {
         "files": {k: hasher(Path(v)) for k, v in files.items() if v},
-        "roi": [unit.roi_kind, unit.width_mm, unit.label_value, unit.mask_roi],
+        "roi": [unit.roi_kind, unit.width_mm, unit.label_value, unit.mask_roi, unit.perturbation],
         "params": unit.params,
         "preprocessing": unit.preprocessing,
         "versions": versions or _versions(),
         "code": code or _code_hash(),
     }
+    if unit.perturbation:
+        # Only perturbed units depend on the perturbation code; other units keep their cache when it changes.
+        payload["perturbation_code"] = _perturbation_code_hash()
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -269,6 +294,11 @@ def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
     else:
         mask = read_mask(unit.mask_path, reference=image if unit.mask_path.lower().endswith(".dcm") else None, roi_name=unit.mask_roi)
         tumour = rois.tumour_mask(mask, int(unit.params.get("setting", {}).get("label", 1)))
+        if unit.perturbation:
+            from .stability import perturbed_mask
+
+            # A simulated second reader: the tumour outline moved by a fixed distance in mm.
+            tumour = perturbed_mask(tumour, unit.perturbation["mode"], float(unit.perturbation["radius_mm"]))
         if unit.roi_kind == "tumour":
             roi = tumour
         elif unit.roi_kind == "ring":
@@ -445,7 +475,8 @@ def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
 def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report) -> dict[str, pd.DataFrame]:
     """Write the feature tables, counts, diagnostics, failures and provenance.
 
-    Per preset: ``features/features_<preset>.parquet`` + ``.csv`` (wide table)
+    Per preset: ``features/features_<preset>.parquet`` + ``.csv`` (wide table;
+    ``features_<preset>_reader2`` for the training patients' second reader)
     and ``tables/feature_counts_<preset>`` (Appendix S2 style); then
     ``features/extraction_diagnostics``, ``tables/extraction_failures`` and
     ``provenance/extraction.json``. Returns the small tables for display.
@@ -456,6 +487,8 @@ def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report)
     for preset_ref in cfg.extraction.presets:
         preset = preset_name(preset_ref)
         report.data(result.features_table(preset, series_order, roi_order), f"features_{preset}")
+        if cfg.extraction.stability is not None:
+            report.data(result.features_table(preset, series_order, roi_order, reader="reader2"), f"features_{preset}_reader2")
         counts = result.feature_count_table(preset)
         report.table(counts, f"feature_counts_{preset}", per_cohort=False)
         shown[f"feature_counts_{preset}"] = counts

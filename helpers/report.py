@@ -134,6 +134,28 @@ class ReportWriter:
         self._record(path)
         return path
 
+    def record(self, path: Path) -> None:
+        """Record a file written by another writer (e.g. a saved model) as this step's output."""
+        self._record(Path(path))
+
+    def text(self, content: str, name: str) -> Path:
+        """Write ``tables/<name>`` (e.g. the Rad-score formula as plain text)."""
+        path = self.tables_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        self._record(path)
+        return path
+
+    def artifact(self, obj: object, relative_path: str) -> Path:
+        """Pickle a fitted object with joblib under the report root (e.g. ``models/signature.joblib``)."""
+        import joblib
+
+        path = self.root / relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(obj, path)
+        self._record(path)
+        return path
+
     @property
     def outputs(self) -> list[str]:
         """Files written so far, relative to ``reports/<study>/``."""

@@ -85,3 +85,66 @@ def sts_dicom_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "sts_dicom"
     shutil.copytree(REPO / "data" / "sts_dicom", dst)
     return dst
+
+
+@pytest.fixture
+def planted_feature_study(tmp_path: Path):
+    """A study whose feature tables are planted (no images to extract): for notebooks 04/05.
+
+    100 patients (70 training, 30 external test), series CT and MR, ROI tumour; 3 informative
+    features drive a logistic outcome; 'unstable' features differ between the two readers;
+    MR features carry a multiplicative + additive scanner effect (two scanners in both cohorts).
+    Returns (folder, truth) where truth names the informative and unstable features.
+    """
+    rng = np.random.default_rng(11)
+    n, n_noise = 100, 40
+    patients = [f"S{i:03d}" for i in range(n)]
+    cohort = ["train"] * 70 + ["test"] * 30
+    scanner = np.where(rng.random(n) < 0.5, "A", "B")
+    cols = {}
+    informative = ["CT_tumour_original_firstorder_Mean", "CT_tumour_original_glcm_Contrast", "MR_T1_tumour_original_glszm_ZoneEntropy"]
+    signal = rng.normal(size=(n, 3))
+    for j, name in enumerate(informative):
+        cols[name] = signal[:, j]
+    for j in range(n_noise):
+        series = "CT" if j % 2 else "MR_T1"
+        cols[f"{series}_tumour_original_firstorder_Noise{j}"] = rng.normal(size=n)
+    table = pd.DataFrame(cols, index=pd.Index(patients, name="patient"))
+    mr = [c for c in table.columns if c.startswith("MR_T1_")]
+    table.loc[scanner == "B", mr] = table.loc[scanner == "B", mr] * 1.5 + 2.0  # planted scanner effect
+    logit = 3.0 * signal[:, 0] - 3.0 * signal[:, 1] + 3.0 * signal[:, 2]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    reader2 = table.copy() + rng.normal(0, 0.05, table.shape)
+    unstable = [f"CT_tumour_original_firstorder_Noise{j}" for j in (1, 3, 5)]
+    reader2[unstable] = rng.normal(size=(n, 3))  # the second reading has nothing to do with the first
+    root = tmp_path / "reports" / "planted" / "features"
+    root.mkdir(parents=True)
+    table.assign(cohort=cohort)[["cohort", *table.columns]].to_parquet(root / "features_planted.parquet")
+    reader2.loc[[p for p, c in zip(patients, cohort) if c == "train"]].assign(cohort="train").to_parquet(root / "features_planted_reader2.parquet")
+    rows = []
+    for p, c, s in zip(patients, cohort, scanner):
+        for series in ("CT", "MR_T1"):
+            img = write_volume(tmp_path / p / f"{series}.nii.gz", np.zeros((3, 3, 3), dtype=np.int16))
+            msk = np.zeros((3, 3, 3), dtype=np.uint8)
+            msk[1, 1, 1] = 1
+            mpath = write_volume(tmp_path / p / f"{series}_mask.nii.gz", msk)
+            rows.append({"patient": p, "cohort": c, "series": series, "scanner": f"scanner {s}" if series == "MR_T1" else "ct",
+                         "image": img.relative_to(tmp_path).as_posix(), "mask": mpath.relative_to(tmp_path).as_posix()})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame({"patient": patients, "outcome": y}).to_csv(tmp_path / "patients.csv", index=False)
+    cfg = tiny_config(
+        tmp_path, study="planted", seed=3, cohorts={"train": {"role": "train"}, "test": {"role": "test"}},
+        series={"CT": {"modality": "CT"}, "MR_T1": {"modality": "MR"}},
+        extraction={"presets": ["planted"], "rois": {"tumour": {"kind": "tumour"}}},
+        signature={"preset": "planted", "icc": {"icc_type": "ICC(A,1)", "threshold": 0.8},
+                   "harmonization": [{"series": "MR_T1", "batch_field": "scanner", "unseen_batch": "error"}],
+                   "steps": [{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.1}, {"step": "correlation", "threshold": 0.9},
+                             {"step": "mrmr", "k": 8}, {"step": "lasso", "lambda_rule": "min", "Cs": 20, "random_state": 3}]},
+        models={"algorithms": ["logistic", "random_forest"], "search": "none", "cv": 4,
+                "grid_steps": [{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.1}, {"step": "mrmr", "k": 5}],
+                "final_algorithm": "logistic"},
+        steps=[{"name": "signature", "notebook": str(REPO / "notebooks" / "04_signature.ipynb"), "per_cohort": False},
+               {"name": "models", "notebook": str(REPO / "notebooks" / "05_models.ipynb"), "per_cohort": False, "depends_on": ["signature"]}],
+    )
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return tmp_path, {"informative": informative, "unstable": unstable, "scanner": dict(zip(patients, scanner)), "y": dict(zip(patients, y))}

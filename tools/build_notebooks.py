@@ -106,6 +106,70 @@ for name, table in shown.items():
     print(name)
     display(table)"""),
     ],
+    "04_signature.ipynb": [
+        ("md", """# 04 Feature stability, harmonisation and selection: the radiomics signature
+
+Methods: everything fitted here learns from the **training** cohort only and is applied unchanged to the other
+cohorts. Features with missing values (failed extraction units) are listed and left out. The ICC filter keeps
+features reproducible between two readers (here: the tumour mask and the mask dilated by 1 mm), ICC(A,1) >= 0.80.
+ComBat harmonises the configured series by their batch variable (label-free). The selection pipeline (z-score,
+univariate test chosen by normality, correlation filter, mRMR, LASSO with the 1-SE rule) gives the signature and
+the Rad-score."""),
+        ("parameters", """config_path = "study.yaml"
+step = "signature"
+cohort = ''"""),
+        ("code", """from IPython.display import display
+
+from helpers.config import load_config
+from helpers.manifest import load_study
+from helpers.provenance import set_seeds
+from helpers.report import ReportWriter
+from helpers.signature import build_signature, write_signature_outputs
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort or None)
+manifest, patients = load_study(cfg, check_images=False)"""),
+        ("md", "## Fit on the training cohort: ICC filter, ComBat, selection"),
+        ("code", """signature = build_signature(cfg, manifest, patients)
+print(signature.formula)"""),
+        ("md", "## Tables and figures: ICC retained counts, ComBat batches, selection pathway, Rad-score"),
+        ("code", """for name, table in write_signature_outputs(signature, cfg, report).items():
+    print(name)
+    display(table)"""),
+    ],
+    "05_models.ipynb": [
+        ("md", """# 05 Models: series x ROI x algorithm grid and the final model
+
+Methods: each model is a pipeline (selection steps, optional SMOTE, classifier) refitted inside every fold of a
+stratified, seeded k-fold cross-validation on the training cohort; held-out cohorts are predicted once by the model
+refitted on all training patients. The operating threshold is Youden's J on the training out-of-fold probabilities
+and is applied unchanged to the other cohorts. SHAP explains the final model on the training background."""),
+        ("parameters", """config_path = "study.yaml"
+step = "models"
+cohort = ''"""),
+        ("code", """from IPython.display import display
+
+from helpers.config import load_config
+from helpers.manifest import load_study
+from helpers.modelling import fit_final_model, load_modelling_data, run_model_grid, write_final_model_outputs, write_grid_outputs
+from helpers.provenance import set_seeds
+from helpers.report import ReportWriter
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort or None)
+manifest, patients = load_study(cfg, check_images=False)
+data = load_modelling_data(cfg, patients)"""),
+        ("md", "## Model grid (AUC heatmaps like the seed's 48-model figure)"),
+        ("code", """grid = run_model_grid(data, cfg)
+display(write_grid_outputs(grid, report))"""),
+        ("md", "## Final model: signature selection + configured algorithm; threshold; predictions; SHAP"),
+        ("code", """final = fit_final_model(data, cfg)
+for name, table in write_final_model_outputs(final, data, cfg, report).items():
+    print(name)
+    display(table)"""),
+    ],
 }
 
 
