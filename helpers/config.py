@@ -87,6 +87,15 @@ class RoiSpec(_Strict):
 
     kind: Literal["tumour", "ring", "fused"]
     width_mm: float | None = Field(None, gt=0)
+    shape_features: bool | None = Field(
+        None,
+        description="extract shape features; default: not for rings (a shell's shape follows the tumour's, and "
+        "pyradiomics' maximum-diameter search is quadratic in the surface size, minutes for large rings)",
+    )
+
+    @property
+    def with_shape(self) -> bool:
+        return self.shape_features if self.shape_features is not None else self.kind != "ring"
 
     @model_validator(mode="after")
     def _width_for_rings(self) -> "RoiSpec":
@@ -103,6 +112,11 @@ class HabitatConfig(_Strict):
     max_voxels_per_patient: int = Field(5000, ge=10)
     extract_from: tuple[str, ...] = Field((), description="series whose images the habitat features are extracted from (default: the habitat series)")
     ith_k_range: tuple[int, int] = (2, 8)
+    shape_features: bool = Field(
+        False,
+        description="extract shape features of each habitat; off by default: habitat subregions are fragmented, their "
+        "volume fractions and the ITH score describe them, and pyradiomics' diameter search is quadratic in the surface",
+    )
 
 
 class PerturbationConfig(_Strict):

@@ -37,7 +37,7 @@ import SimpleITK as sitk
 
 from . import rois
 from .config import StudyConfig
-from .features import EXPECTED_COUNTS, extract_features, load_preset, merge_settings, preset_name
+from .features import EXPECTED_COUNTS, SHAPE_FEATURES, extract_features, load_preset, merge_settings, preset_name, without_shape
 from .io import read_image, read_mask, sha256_file
 from .preprocess import PreprocessSettings, mask_on_grid, preprocess
 from .provenance import package_versions
@@ -231,16 +231,19 @@ def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None
             common = dict(patient=r.patient, cohort=r.cohort, series=r.series, preset=preset, image_path=r.image_path,
                           mask_path=r.mask_path, params=params, preprocessing=prep, mask_roi=(r.mask_roi or None))
             for roi, spec in ex.rois.items():
-                units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, **common))
+                roi_common = common if spec.with_shape else {**common, "params": without_shape(params)}
+                units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, **roi_common))
                 if ex.stability is not None and r.cohort in cfg.training_cohorts:
                     # Second reader for the ICC filter: the real one when the manifest has it, else a perturbed mask.
                     second = {"mask_path": r.mask_reader2_path, "perturbation": None} if r.mask_reader2_path else {
                         "mask_path": r.mask_path, "perturbation": ex.stability.perturbation.model_dump()}
                     units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, reader="reader2",
-                                                **{**common, **second}))
+                                                **{**roi_common, **second}))
             if habitat_maps and r.series in habitat_series and r.patient in habitat_maps:
+                habitat_common = common if ex.habitats.shape_features else {**common, "params": without_shape(params)}
                 for k in range(1, habitat_k + 1):
-                    units.append(ExtractionUnit(roi=f"habitat{k}", roi_kind="label", label_map_path=habitat_maps[r.patient], label_value=k, **common))
+                    units.append(ExtractionUnit(roi=f"habitat{k}", roi_kind="label", label_map_path=habitat_maps[r.patient], label_value=k,
+                                                **habitat_common))
     return units
 
 
@@ -255,7 +258,7 @@ def _code_hash() -> str:
         path = here / name
         if path.is_file():
             digest.update(name.encode() + path.read_bytes())
-    for func in (compute_unit, _roi_mask):
+    for func in _KEY_FUNCTIONS:
         digest.update(inspect.getsource(func).encode())
     return digest.hexdigest()
 
@@ -347,6 +350,8 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
         params = {**params, "setting": {**(params.get("setting") or {}), "label": 1}}
         features, diagnostics = extract_features(image, roi, params)
         expected = EXPECTED_COUNTS.get(unit.preset)
+        if expected is not None and "shape" not in (params.get("featureClass") or {}):
+            expected -= SHAPE_FEATURES
         if expected is not None and len(features) != expected:
             raise RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
     except Exception as exc:  # one unit's failure must not stop the others
@@ -498,3 +503,8 @@ def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report)
     shown["extraction_failures"] = failures
     report.json(extraction_provenance(cfg, result), "extraction")
     return shown
+
+
+# The functions whose source is part of every unit key (bound at import, so a wrapper installed later, e.g. for
+# instrumentation, does not change the keys).
+_KEY_FUNCTIONS = (compute_unit, _roi_mask)

@@ -24,6 +24,8 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 
 #: Presets whose feature count is fixed by a publication; extraction asserts it.
 EXPECTED_COUNTS = {"seed1762": 1762, "habitat1197": 1197}
+#: pyradiomics' enabled 3D shape features (both presets include all 14).
+SHAPE_FEATURES = 14
 
 _FEATURE = re.compile(r"^(?P<image_type>[^_]+)_(?P<cls>[^_]+)_(?P<name>.+)$")
 
@@ -34,6 +36,8 @@ __all__ = [
     "load_preset",
     "preset_name",
     "merge_settings",
+    "without_shape",
+    "SHAPE_FEATURES",
     "extract_features",
     "split_feature_name",
     "feature_counts_by_class",
@@ -95,6 +99,13 @@ def _extractor(params: Mapping):
     # pyradiomics logs every filter at INFO; keep the notebook output readable.
     radiomics.setVerbosity(logging.ERROR)
     return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(dict(params)))
+
+
+def without_shape(params: Mapping) -> dict:
+    """The parameters with the shape feature class switched off (e.g. for peritumoral rings)."""
+    out = copy.deepcopy(dict(params))
+    out["featureClass"] = {k: v for k, v in (out.get("featureClass") or {}).items() if k not in ("shape", "shape2D")}
+    return out
 
 
 def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tuple[dict[str, float], dict[str, object]]:

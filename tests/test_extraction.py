@@ -220,3 +220,29 @@ def test_second_reader_units_for_training_patients_only(small_study, tmp_path):
     # Identical second reader -> identical values; dilated tumour -> larger volume.
     assert r2.loc["P01", "CT_tumour_original_shape_VoxelVolume"] == r1.loc["P01", "CT_tumour_original_shape_VoxelVolume"]
     assert r2.loc["P02", "MR_tumour_original_shape_VoxelVolume"] > r1.loc["P02", "MR_tumour_original_shape_VoxelVolume"]
+
+
+def test_rings_skip_shape_features_unless_asked(small_study):
+    units = _units(small_study)
+    ring = next(u for u in units if u.roi == "ring2mm")
+    tumour = next(u for u in units if u.roi == "tumour")
+    assert "shape" not in ring.params["featureClass"] and "shape" in tumour.params["featureClass"]
+    data = yaml.safe_load((small_study / "study.yaml").read_text())
+    data["extraction"]["rois"]["ring2mm"]["shape_features"] = True
+    (small_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert "shape" in next(u for u in _units(small_study) if u.roi == "ring2mm").params["featureClass"]
+
+
+def test_habitat_units_use_the_label_maps_without_shape(small_study):
+    from types import SimpleNamespace
+
+    data = yaml.safe_load((small_study / "study.yaml").read_text())
+    data["extraction"]["habitats"] = {"series": ["CT"], "k_range": [2, 3]}
+    (small_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    maps = {p: str(small_study / p / "CT_mask.nii.gz") for p in ("P01", "P02", "P03", "P04")}
+    cfg = load_config(small_study / "study.yaml")
+    manifest, _ = load_study(cfg)
+    units = plan_units(manifest, cfg, SimpleNamespace(map_paths=maps, k=2))
+    hab = [u for u in units if u.roi_kind == "label"]
+    assert [u.roi for u in hab[:2]] == ["habitat1", "habitat2"] and {u.series for u in hab} == {"CT"} and len(hab) == 4 * 2
+    assert all("shape" not in u.params["featureClass"] and u.label_map_path == maps[u.patient] for u in hab)
