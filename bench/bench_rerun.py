@@ -29,8 +29,10 @@ DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_rerun:begin -->", "<!-- bench_rerun:end -->"
 
 
-def _study_copy(tmp: Path) -> Path:
+def _study_copy(tmp: Path, steps: list[str] | None) -> Path:
     data = yaml.safe_load((REPO / "study.yaml").read_text())
+    if steps:
+        data["steps"] = [s for s in data["steps"] if s["name"] in steps]
     for key in ("manifest", "patient_table", "acquisition_headers"):
         data[key] = str(REPO / data[key])
     data["reports_dir"] = str(tmp / "reports")
@@ -50,9 +52,11 @@ def _timed_run(cfg: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warm-repeats", type=int, default=3)
+    ap.add_argument("--steps", nargs="*", default=["acquisition_qc"],
+                    help="steps to run (default: acquisition_qc, minutes; pass no value for the whole study, about an hour cold)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _study_copy(Path(tmp))
+        cfg = _study_copy(Path(tmp), args.steps)
         cold = _timed_run(cfg)
         warm = [_timed_run(cfg) for _ in range(args.warm_repeats)]
     warm_med = statistics.median(warm)
@@ -60,7 +64,8 @@ def main() -> int:
     table = "\n".join([
         BEGIN,
         f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        "default STS study (51 patients x 3 series), notebook 01 for both cohorts; each run is a fresh `python -m helpers run` process.",
+        f"default STS study (51 patients x 3 series), steps: {', '.join(args.steps) if args.steps else 'all'}; "
+        "each run is a fresh `python -m helpers run` process.",
         "",
         "| run | wall time (s) |",
         "|---|---|",

@@ -186,12 +186,14 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
     harmonized, harmonizers, batches = _harmonize(X, train, cfg.signature.harmonization, manifest, cfg)
     selector = build_selector([dict(s) for s in cfg.signature.steps])
     selector.fit(harmonized.loc[train], data.y.loc[train])
+    # A Rad-score needs a linear final step (LASSO/ElasticNet); without one the signature is the selected feature set.
+    linear = hasattr(selector.steps[-1][1], "coef_")
     table = harmonized.assign(cohort=data.cohort)
-    radscores = radscore_table(table, selector, outcome=data.y)
+    radscores = radscore_table(table, selector, outcome=data.y) if linear else table[["cohort"]].assign(outcome=data.y)
     return Signature(
         data=data, icc=icc, icc_filter=icc_filter, retained=retained, harmonizers=harmonizers, batches=batches,
         before_harmonization=X, harmonized=harmonized, selector=selector, pathway=selection_pathway(selector),
-        formula=radscore_formula(selector), radscores=radscores,
+        formula=radscore_formula(selector) if linear else "", radscores=radscores,
     )
 
 
@@ -231,10 +233,11 @@ def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWrit
         coefs = pd.DataFrame({"feature": ["(intercept)", *coef.index], "coefficient": [lasso.intercept_, *coef.values]})
         report.table(coefs, "radscore_coefficients", per_cohort=False)
         shown["radscore_coefficients"] = coefs
-    report.text(sig.formula + "\n", "radscore_formula.txt")
+    if sig.formula:
+        report.text(sig.formula + "\n", "radscore_formula.txt")
     report.data(sig.radscores, "radscores")
-    summary = sig.radscores.groupby("cohort")["radscore"].describe().reset_index()
-    shown["radscore_by_cohort"] = summary
+    if "radscore" in sig.radscores.columns:
+        shown["radscore_by_cohort"] = sig.radscores.groupby("cohort")["radscore"].describe().reset_index()
     report.artifact({"selector": sig.selector, "icc_filter": sig.icc_filter, "harmonizers": sig.harmonizers}, "models/signature.joblib")
     report.data(sig.harmonized.assign(cohort=sig.data.cohort), "modelling_features")
     return shown

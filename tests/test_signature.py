@@ -95,3 +95,17 @@ def test_signature_needs_features(tiny_study):
     manifest, patients = load_study(cfg, check_images=False)
     with pytest.raises(FileNotFoundError, match="run the feature_extraction step"):
         build_signature(cfg, manifest, patients)
+
+
+def test_signature_without_lasso_has_no_radscore(planted_feature_study):
+    import yaml
+
+    study, truth = planted_feature_study
+    data = yaml.safe_load((study / "study.yaml").read_text())
+    data["signature"]["steps"] = [{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.05}, {"step": "mrmr", "k": 3}]
+    (study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg, _, sig = _build(study)
+    assert sig.formula == "" and "radscore" not in sig.radscores.columns
+    assert set(sig.selector.steps[-1][1].selected_features_) == set(truth["informative"])
+    write_signature_outputs(sig, cfg, ReportWriter(cfg, "signature"))
+    assert not (cfg.report_root / "tables" / "radscore_formula.txt").exists()
