@@ -120,7 +120,11 @@ class HabitatConfig(_Strict):
 
 
 class PerturbationConfig(_Strict):
-    """Mask perturbation simulating a second reader (see helpers.stability.perturbed_mask)."""
+    """Mask perturbation simulating a second reader (see helpers.stability.perturbed_mask).
+
+    The radius used for an image is max(radius_mm, its smallest voxel spacing):
+    at least one voxel, so coarse grids (PET) are perturbed too.
+    """
 
     mode: Literal["erode", "dilate"] = "dilate"
     radius_mm: float = Field(1.0, gt=0)

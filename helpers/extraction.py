@@ -38,7 +38,7 @@ import SimpleITK as sitk
 from . import rois
 from .config import StudyConfig
 from .features import EXPECTED_COUNTS, SHAPE_FEATURES, extract_features, load_preset, merge_settings, preset_name, without_shape
-from .io import read_image, read_mask, sha256_file
+from .io import read_image, read_image_info, read_mask, sha256_file
 from .preprocess import PreprocessSettings, mask_on_grid, preprocess
 from .provenance import package_versions
 
@@ -236,7 +236,7 @@ def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None
                 if ex.stability is not None and r.cohort in cfg.training_cohorts:
                     # Second reader for the ICC filter: the real one when the manifest has it, else a perturbed mask.
                     second = {"mask_path": r.mask_reader2_path, "perturbation": None} if r.mask_reader2_path else {
-                        "mask_path": r.mask_path, "perturbation": ex.stability.perturbation.model_dump()}
+                        "mask_path": r.mask_path, "perturbation": _perturbation_for(ex.stability.perturbation.model_dump(), r.image_path)}
                     units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, reader="reader2",
                                                 **{**roi_common, **second}))
             if habitat_maps and r.series in habitat_series and r.patient in habitat_maps:
@@ -245,6 +245,17 @@ def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None
                     units.append(ExtractionUnit(roi=f"habitat{k}", roi_kind="label", label_map_path=habitat_maps[r.patient], label_value=k,
                                                 **habitat_common))
     return units
+
+
+def _perturbation_for(perturbation: dict, image_path: str) -> dict:
+    """The configured perturbation, its radius raised to at least one voxel of this image.
+
+    A 1 mm dilation changes nothing on a 4 mm PET grid; the documented rule is
+    radius = max(radius_mm, smallest voxel spacing), so every series gets at
+    least a one-voxel perturbation. The radius used is part of the unit key.
+    """
+    smallest = float(min(read_image_info(image_path)["spacing"]))
+    return {**perturbation, "radius_mm": round(max(float(perturbation["radius_mm"]), smallest), 4)}
 
 
 def _versions() -> dict[str, str]:

@@ -100,7 +100,8 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
     reader2 = pd.read_parquet(reader2_path).drop(columns="cohort") if reader2_path.is_file() else None
     keep = table.columns.difference(cols, sort=False)
     if reader2 is not None:
-        reader2 = reader2[[c for c in keep if c in reader2.columns]].dropna(axis=1)
+        # Missing second readings (a failed unit) are handled per feature by the ICC; columns are not dropped.
+        reader2 = reader2[[c for c in keep if c in reader2.columns]]
     return StudyFeatures(table[keep], cohort, y, reader2, dropped, training=list(cfg.training_cohorts))
 
 

@@ -246,3 +246,12 @@ def test_habitat_units_use_the_label_maps_without_shape(small_study):
     hab = [u for u in units if u.roi_kind == "label"]
     assert [u.roi for u in hab[:2]] == ["habitat1", "habitat2"] and {u.series for u in hab} == {"CT"} and len(hab) == 4 * 2
     assert all("shape" not in u.params["featureClass"] and u.label_map_path == maps[u.patient] for u in hab)
+
+
+def test_perturbation_radius_is_at_least_one_voxel(tmp_path):
+    from helpers.extraction import _perturbation_for
+
+    coarse = write_volume(tmp_path / "pet.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(4.7, 4.7, 3.27))
+    fine = write_volume(tmp_path / "ct.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(0.5, 0.5, 3.0))
+    assert _perturbation_for({"mode": "dilate", "radius_mm": 1.0}, str(coarse)) == {"mode": "dilate", "radius_mm": 3.27}
+    assert _perturbation_for({"mode": "dilate", "radius_mm": 1.0}, str(fine)) == {"mode": "dilate", "radius_mm": 1.0}
