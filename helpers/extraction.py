@@ -18,6 +18,7 @@ are assembled in unit order, not completion order.
 from __future__ import annotations
 
 import hashlib
+import math
 import inspect
 import json
 import os
@@ -255,7 +256,8 @@ def _perturbation_for(perturbation: dict, image_path: str) -> dict:
     least a one-voxel perturbation. The radius used is part of the unit key.
     """
     smallest = float(min(read_image_info(image_path)["spacing"]))
-    return {**perturbation, "radius_mm": round(max(float(perturbation["radius_mm"]), smallest), 4)}
+    # Rounded up (not to nearest) at 0.1 micrometre: the radius must not fall below the spacing it was raised to.
+    return {**perturbation, "radius_mm": max(float(perturbation["radius_mm"]), math.ceil(smallest * 1e4) / 1e4)}
 
 
 def _versions() -> dict[str, str]:
