@@ -599,7 +599,10 @@ def combat_diagnostics_figure(before: pd.DataFrame, after: pd.DataFrame, batch: 
     levels = _sorted_levels(b)
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(levels))]
     apply_style()
-    fig, axes = plt.subplots(len(features), 2, figsize=(2.0 + 0.45 * len(levels) * 2, 2.2 * len(features) + 0.5), squeeze=False)
+    import textwrap
+
+    width = max(7.5, 2.0 + 0.45 * len(levels) * 2)
+    fig, axes = plt.subplots(len(features), 2, figsize=(width, 2.6 * len(features) + 0.5), squeeze=False)
     for r, feat in enumerate(features):
         for c, (label, table) in enumerate((("before ComBat", before), ("after ComBat", after))):
             ax = axes[r, c]
@@ -611,7 +614,11 @@ def combat_diagnostics_figure(before: pd.DataFrame, after: pd.DataFrame, batch: 
             ax.set_xticks(range(1, len(levels) + 1), [str(lvl) for lvl in levels], rotation=30, ha="right")
             ok = [g for g in groups if len(g)]
             p = stats.kruskal(*ok).pvalue if len(ok) >= 2 and np.ptp(np.concatenate(ok)) > 0 else np.nan
-            ax.set_title(f"{feat}\n{label} (Kruskal-Wallis p = {p:.2g})", fontsize=8)
+            # Radiomics names are long: the (wrapped) name heads the row, each panel says before/after.
+            name = "\n".join(textwrap.wrap(str(feat), 70, break_on_hyphens=False)) if c == 0 else ""
+            ax.set_title(f"{label} (Kruskal-Wallis p = {p:.2g})", fontsize=8)
+            if name:
+                ax.annotate(name, xy=(0, 1.18), xycoords="axes fraction", fontsize=8, fontweight="bold", va="bottom", annotation_clip=False)
         lo = min(axes[r, 0].get_ylim()[0], axes[r, 1].get_ylim()[0])
         hi = max(axes[r, 0].get_ylim()[1], axes[r, 1].get_ylim()[1])
         axes[r, 0].set_ylim(lo, hi)

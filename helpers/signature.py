@@ -221,7 +221,8 @@ def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWrit
         report.table(sizes, f"combat_batches_{series.lower()}", per_cohort=False)
         shown[f"combat_batches_{series.lower()}"] = sizes
         feats = _diagnostic_features(combat, sig.before_harmonization)
-        fig = combat_diagnostics_figure(sig.before_harmonization[feats], sig.harmonized[feats], batch, feats)
+        field = next(g.batch_field for g in cfg.signature.harmonization if g.series == series)
+        fig = combat_diagnostics_figure(sig.before_harmonization[feats], sig.harmonized[feats], batch.rename(f"{series} {field}"), feats)
         report.figure(fig, f"combat_diagnostics_{series.lower()}", per_cohort=False)
     report.table(sig.pathway, "selection_pathway", per_cohort=False)
     shown["selection_pathway"] = sig.pathway
