@@ -1128,7 +1128,8 @@ def feature_fusion(blocks: Mapping[object, pd.DataFrame], join: str = "strict") 
         frames.append(block.add_prefix(f"{prefix}__"))
     fused = pd.concat(frames, axis=1, join="inner" if join == "inner" else "outer")
     order = [p for p in first if p in fused.index]
-    order += sorted((p for p in fused.index if p not in set(first)), key=str)
+    first_set = set(first)
+    order += sorted((p for p in fused.index if p not in first_set), key=str)
     fused = fused.loc[order]
     fused.index.name = first.name or "patient"
     return fused

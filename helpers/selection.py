@@ -118,8 +118,9 @@ def _as_frame(est: BaseEstimator, X, *, reset: bool) -> pd.DataFrame:
         return df
     check_is_fitted(est, "feature_names_in_")
     fitted = list(est.feature_names_in_)
-    missing = [c for c in fitted if c not in df.columns]
-    extra = [c for c in df.columns if c not in set(fitted)]
+    fitted_set, present = set(fitted), set(df.columns)  # sets: thousands of radiomics columns, linear not quadratic
+    missing = [c for c in fitted if c not in present]
+    extra = [c for c in df.columns if c not in fitted_set]
     if missing or extra:
         parts = []
         if missing:

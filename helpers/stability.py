@@ -834,7 +834,8 @@ def reader_agreement_table(
             f"the readers scored different patients (only reader1: {_short(sorted(map(str, only1))) or 'none'}; only reader2: "
             f"{_short(sorted(map(str, only2))) or 'none'}); fix the tables or pass strict=False to use the shared patients"
         )
-    patients = [p for p in r1.index if p in set(r2.index)]
+    r2_patients = set(r2.index)
+    patients = [p for p in r1.index if p in r2_patients]
     rows = []
     for var in variables:
         for name, t in (("reader1", r1), ("reader2", r2)):
