@@ -93,8 +93,9 @@ class ReportWriter:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         png = self.figures_dir / f"{stem}.png"
         pdf = self.figures_dir / f"{stem}.pdf"
-        fig.savefig(png, dpi=300, metadata={"Software": None})
-        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+        # bbox "tight": long radiomics feature names in axis labels must not be clipped.
+        fig.savefig(png, dpi=300, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.05)
+        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}, bbox_inches="tight", pad_inches=0.05)
         plt.close(fig)
         self._record(png)
         self._record(pdf)
