@@ -16,11 +16,14 @@ from sklearn.metrics import roc_auc_score
 
 from .config import StudyConfig
 from .explain import shap_bar_figure, shap_beeswarm_figure, shap_explanation, shap_waterfall_figure
-from .models import TunedModel, auc_heatmap_figure, build_pipeline, make_classifier, model_grid, save_model, tune
+from .models import ScoreStacker, TunedModel, auc_heatmap_figure, build_pipeline, make_classifier, model_grid, save_model, tune
 from .report import ReportWriter
 from .selection import build_selector
 
-__all__ = ["ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs"]
+__all__ = [
+    "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
+    "fusion_comparison",
+]
 
 
 @dataclass
@@ -161,3 +164,32 @@ def write_grid_outputs(grid: pd.DataFrame, report: ReportWriter) -> pd.DataFrame
     for col in [c for c in grid.columns if c.startswith("auc_")]:
         report.figure(auc_heatmap_figure(grid, value=col, title=f"Held-out AUC ({col.removeprefix('auc_')})"), f"auc_heatmap_{col.removeprefix('auc_')}", per_cohort=False)
     return table
+
+
+def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame, final: TunedModel) -> pd.DataFrame:
+    """Single-block, feature-level and score-level fusion side by side.
+
+    Rows: the best single block x algorithm of the grid (by training CV AUC),
+    feature-level fusion (the final model: the signature's selection over all
+    blocks' features), and score-level stacking (one logistic base model with
+    the grid's selection steps per block; a logistic meta-model on their
+    out-of-fold training probabilities). Training AUCs are out-of-fold;
+    other cohorts are predicted once by the models refitted on training.
+    """
+    train = data.train
+    blocks = study_blocks(data.X, cfg)
+    factory = _steps_factory(cfg.models.grid_steps)
+    bases = [
+        (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed), list(block.columns))
+        for name, block in blocks.items()
+    ]
+    stacker = ScoreStacker(bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
+    best = grid.sort_values("cv_auc_mean", ascending=False).iloc[0]
+    rows = [{"model": f"best single block: {best['block']} ({best['algorithm']})", "training_auc_oof": best["oof_auc"],
+             **{f"auc_{c}": best.get(f"auc_{c}", float("nan")) for c in data.other_cohorts()}}]
+    rows.append({"model": f"feature-level fusion (final model, {cfg.models.final_algorithm})", "training_auc_oof": final.oof_auc_,
+                 **{f"auc_{c}": _auc(data.y[data.cohort == c], final.positive_proba(data.X[data.cohort == c])) for c in data.other_cohorts()}})
+    stack_proba = pd.Series(stacker.predict_proba(data.X)[:, 1], index=data.X.index)
+    rows.append({"model": f"score-level stacking ({len(bases)} block models)", "training_auc_oof": _auc(data.y.loc[train], pd.Series(stacker.oof_proba_, index=train)),
+                 **{f"auc_{c}": _auc(data.y[data.cohort == c], stack_proba[data.cohort == c]) for c in data.other_cohorts()}})
+    return pd.DataFrame(rows)

@@ -59,5 +59,18 @@ def test_notebooks_04_05_smoke(planted_feature_study):
     root = load_config(study / "study.yaml").report_root
     for name in ("tables/model_grid.csv", "figures/auc_heatmap_cv.png", "figures/auc_heatmap_test.png", "tables/final_model_summary.csv",
                  "features/predictions_final_model.parquet", "models/final_model.joblib", "figures/shap_beeswarm.png",
-                 "figures/shap_bar.png", "figures/shap_waterfall_example.png", "tables/selection_pathway.csv"):
+                 "figures/shap_bar.png", "figures/shap_waterfall_example.png", "tables/selection_pathway.csv", "tables/fusion_models.csv"):
         assert (root / name).is_file(), name
+
+
+def test_fusion_comparison(modelling_study):
+    from helpers.modelling import fusion_comparison
+
+    cfg, data, _ = modelling_study
+    grid = run_model_grid(data, cfg)
+    final = fit_final_model(data, cfg)
+    table = fusion_comparison(data, cfg, grid, final)
+    assert len(table) == 3 and table["model"].str.startswith(("best single", "feature-level", "score-level")).all()
+    assert table[["training_auc_oof", "auc_test"]].apply(lambda s: s.between(0, 1)).all().all()
+    # The planted signal spans both series: stacking both blocks beats chance clearly on the external test cohort.
+    assert table.loc[2, "auc_test"] > 0.7

@@ -152,7 +152,9 @@ cohort = ''"""),
 
 from helpers.config import load_config
 from helpers.manifest import load_study
-from helpers.modelling import fit_final_model, load_modelling_data, run_model_grid, write_final_model_outputs, write_grid_outputs
+from helpers.modelling import (
+    fit_final_model, fusion_comparison, load_modelling_data, run_model_grid, write_final_model_outputs, write_grid_outputs,
+)
 from helpers.provenance import set_seeds
 from helpers.report import ReportWriter
 
@@ -169,6 +171,10 @@ display(write_grid_outputs(grid, report))"""),
 for name, table in write_final_model_outputs(final, data, cfg, report).items():
     print(name)
     display(table)"""),
+        ("md", "## Fusion: best single block vs feature-level fusion vs score-level stacking"),
+        ("code", """fusion = fusion_comparison(data, cfg, grid, final)
+report.table(fusion, "fusion_models", per_cohort=False)
+display(fusion)"""),
     ],
 }
 
