@@ -96,7 +96,7 @@ def contour_montage(
         ax.axis("off")
     for ax, (label, image_path, mask_path, roi) in zip(axes.ravel(), items, strict=False):
         image = read_image(image_path)
-        mask = read_mask(mask_path, reference=image if str(mask_path).lower().endswith(".dcm") else None, roi_name=roi)
+        mask = read_mask(mask_path, reference=image, roi_name=roi)
         img = sitk.GetArrayViewFromImage(image).astype(float)
         msk = sitk.GetArrayViewFromImage(mask) > 0
         k = mid_slice_index(msk)

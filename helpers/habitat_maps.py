@@ -75,7 +75,7 @@ def _patient_inputs(manifest: pd.DataFrame, patient: str, series: tuple[str, ...
         raise ValueError(f"patient {patient} has no {missing} image; habitats need every series in extraction.habitats.series")
     images = [read_image(rows.loc[s, "image_path"]) for s in series]
     first = rows.loc[series[0]]
-    mask = read_mask(first["mask_path"], reference=images[0] if str(first["mask_path"]).lower().endswith(".dcm") else None, roi_name=first["mask_roi"] or None)
+    mask = read_mask(first["mask_path"], reference=images[0], roi_name=first["mask_roi"] or None)
     return images, tumour_mask(mask)
 
 

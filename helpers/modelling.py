@@ -99,8 +99,7 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1) -> pd
         idx = data.cohort.index[data.cohort == cohort]
         aucs = []
         for row in grid.itertuples():
-            model = models[(row.block_label, row.algorithm)] if (row.block_label, row.algorithm) in models else models[(row.block, row.algorithm)]
-            aucs.append(_auc(data.y.loc[idx], model.positive_proba(blocks[row.block].loc[idx])))
+            aucs.append(_auc(data.y.loc[idx], models[(row.block, row.algorithm)].positive_proba(blocks[row.block].loc[idx])))
         grid[f"auc_{cohort}"] = aucs
     return grid
 
