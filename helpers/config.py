@@ -218,6 +218,53 @@ class ModelsConfig(_Strict):
     final_algorithm: str = "logistic"
 
 
+class ClinicalConfig(_Strict):
+    """Clinical variables of the patient table: Table 1, the clinical model and the nomogram.
+
+    Continuous variables are imputed by the training median and z-scored,
+    categorical ones imputed by the training mode and one-hot coded (the first
+    level, or the most frequent training level in the nomogram, is the
+    reference); every imputer is fitted inside the training folds.
+    """
+
+    continuous: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    nomogram: bool = Field(True, description="fit the clinical-radiomics nomogram (clinical variables + Rad-score)")
+
+    @property
+    def variables(self) -> list[str]:
+        return [*self.continuous, *self.categorical]
+
+
+class ReaderScoresConfig(_Strict):
+    """Semantic/clinical scores given by two readers (notebook 04's interobserver table).
+
+    ``table`` is a CSV with the patient id column, a ``reader`` column (two
+    distinct values) and one column per scored variable.
+    """
+
+    table: str
+    variables: dict[str, Literal["continuous", "ordinal", "nominal"]]
+    icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
+
+
+class SurvivalConfig(_Strict):
+    """Time-to-event models of notebook 05 (used when ``endpoints.time``/``event`` are set).
+
+    Penalised Cox and a random survival forest on the signature's selected
+    features, fitted on training; training risks are out-of-fold; risk-group
+    cut-offs come from the training risks only.
+    """
+
+    horizons: tuple[float, ...] = (12, 24, 36, 48, 60)
+    time_unit: str = "months"
+    cox_penalizer: float = Field(0.1, ge=0)
+    cox_l1_ratio: float = Field(0.0, ge=0, le=1)
+    rsf_trees: int = Field(200, ge=10)
+    rsf_min_samples_leaf: int = Field(5, ge=1)
+    risk_cutoff: Literal["median", "tertiles", "quartiles", "maxstat"] = "median"
+
+
 class StepConfig(_Strict):
     """A notebook step of the study run."""
 
@@ -245,7 +292,9 @@ class StudyConfig(_Strict):
     series: dict[str, SeriesConfig]
     labels: dict[str, int]
     endpoints: EndpointsConfig = EndpointsConfig()
-    clinical_variables: tuple[str, ...] = ()
+    clinical: ClinicalConfig = ClinicalConfig()
+    reader_scores: ReaderScoresConfig | None = None
+    survival: SurvivalConfig = SurvivalConfig()
     geometry_tolerance: GeometryTolerance = GeometryTolerance()
     qc: QCConfig = QCConfig()
     preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
@@ -313,6 +362,11 @@ class StudyConfig(_Strict):
     def report_root(self) -> Path:
         """``reports/<study>/``: where every table, figure and notebook lands."""
         return self.path(self.reports_dir) / self.study
+
+    @property
+    def clinical_variables(self) -> list[str]:
+        """Continuous then categorical clinical variables."""
+        return self.clinical.variables
 
     @property
     def training_cohorts(self) -> list[str]:

@@ -100,3 +100,7 @@ class StepFailedError(StudyError):
         where = f"step '{step}'" + (f" (cohort '{cohort}')" if cohort else "")
         cell_txt = f" in cell {cell} of the executed notebook" if cell is not None else ""
         super().__init__(f"{where} failed{cell_txt}: {reason}\n  executed notebook with the traceback: {notebook}")
+
+
+class InputDataError(StudyError, ValueError):
+    """Patient-level input values (clinical variables, scores, predictions) that cannot be used as given."""

@@ -11,29 +11,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from imblearn.pipeline import Pipeline
 from sklearn.metrics import roc_auc_score
 
+from .clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
 from .config import StudyConfig
+from .errors import InputDataError
 from .explain import shap_bar_figure, shap_beeswarm_figure, shap_explanation, shap_waterfall_figure
 from .models import ScoreStacker, TunedModel, auc_heatmap_figure, build_pipeline, make_classifier, model_grid, save_model, tune
+from .nomogram import NomogramModel, nomogram_figure, nomogram_table
 from .report import ReportWriter
 from .selection import build_selector
+from .survival import CoxModel, RandomSurvivalForest, assign_risk_groups, km_by_group, km_figure, risk_groups
 
 __all__ = [
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
-    "fusion_comparison",
+    "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
+    "SurvivalFit", "survival_features", "fit_survival_models", "survival_predictions", "write_survival_outputs",
 ]
 
 
 @dataclass
 class ModellingData:
-    """Features (all cohorts), outcome and cohorts for modelling."""
+    """Features (all cohorts), outcome and cohorts for modelling.
+
+    ``clinical`` holds the configured clinical variables (raw, possibly with
+    missing values: imputation is fitted inside the training folds);
+    ``time``/``event`` the time-to-event endpoint when configured.
+    """
 
     X: pd.DataFrame
     y: pd.Series
     cohort: pd.Series
     training: list[str]
+    clinical: pd.DataFrame | None = None
+    time: pd.Series | None = None
+    event: pd.Series | None = None
+
+    @property
+    def inputs(self) -> pd.DataFrame:
+        """Radiomic features joined with the clinical variables (every model picks its own columns)."""
+        return self.X if self.clinical is None else self.X.join(self.clinical)
 
     @property
     def train(self) -> pd.Index:
@@ -51,7 +71,15 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
     table = pd.read_parquet(path)
     cohort = table.pop("cohort")
     y = patients.loc[table.index, cfg.endpoints.binary].astype(int)
-    return ModellingData(table, y, cohort, list(cfg.training_cohorts))
+    clinical = patients.loc[table.index, cfg.clinical_variables] if cfg.clinical_variables else None
+    clash = [c for c in cfg.clinical_variables if c in table.columns]
+    if clash:
+        raise InputDataError(f"clinical variables {clash} have the names of feature columns; rename them in the patient table and the config")
+    time = event = None
+    if cfg.endpoints.time:
+        time = patients.loc[table.index, cfg.endpoints.time].astype(float)
+        event = patients.loc[table.index, cfg.endpoints.event].astype(int)
+    return ModellingData(table, y, cohort, list(cfg.training_cohorts), clinical, time, event)
 
 
 def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
@@ -78,10 +106,11 @@ def _steps_factory(steps_config):
     return factory
 
 
-def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1) -> pd.DataFrame:
+def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, return_models: bool = False):
     """Cross-validated (training) and held-out AUC of every block x algorithm.
 
     Held-out AUCs are given for each non-training cohort (``auc_<cohort>``).
+    With ``return_models``, also the fitted models keyed by ``(block, algorithm)``.
     """
     blocks = study_blocks(data.X, cfg)
     train = data.train
@@ -101,7 +130,7 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1) -> pd
         for row in grid.itertuples():
             aucs.append(_auc(data.y.loc[idx], models[(row.block, row.algorithm)].positive_proba(blocks[row.block].loc[idx])))
         grid[f"auc_{cohort}"] = aucs
-    return grid
+    return (grid, models) if return_models else grid
 
 
 def _auc(y: pd.Series, p: pd.Series) -> float:
@@ -165,16 +194,8 @@ def write_grid_outputs(grid: pd.DataFrame, report: ReportWriter) -> pd.DataFrame
     return table
 
 
-def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame, final: TunedModel) -> pd.DataFrame:
-    """Single-block, feature-level and score-level fusion side by side.
-
-    Rows: the best single block x algorithm of the grid (by training CV AUC),
-    feature-level fusion (the final model: the signature's selection over all
-    blocks' features), and score-level stacking (one logistic base model with
-    the grid's selection steps per block; a logistic meta-model on their
-    out-of-fold training probabilities). Training AUCs are out-of-fold;
-    other cohorts are predicted once by the models refitted on training.
-    """
+def fit_stacker(data: ModellingData, cfg: StudyConfig) -> ScoreStacker:
+    """Score-level fusion: one logistic model per block (the grid's selection steps), logistic meta-model on their OOF probabilities."""
     train = data.train
     blocks = study_blocks(data.X, cfg)
     factory = _steps_factory(cfg.models.grid_steps)
@@ -182,13 +203,293 @@ def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame,
         (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed), list(block.columns))
         for name, block in blocks.items()
     ]
-    stacker = ScoreStacker(bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
+    return ScoreStacker(bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
+
+
+def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame, final: TunedModel, stacker: ScoreStacker | None = None) -> pd.DataFrame:
+    """Single-block, feature-level and score-level fusion side by side.
+
+    Rows: the best single block x algorithm of the grid (by training CV AUC),
+    feature-level fusion (the final model: the signature's selection over all
+    blocks' features), and score-level stacking (:func:`fit_stacker`; fitted
+    here when not given). Training AUCs are out-of-fold; other cohorts are
+    predicted once by the models refitted on training.
+    """
+    train = data.train
+    stacker = stacker if stacker is not None else fit_stacker(data, cfg)
     best = grid.sort_values("cv_auc_mean", ascending=False).iloc[0]
     rows = [{"model": f"best single block: {best['block']} ({best['algorithm']})", "training_auc_oof": best["oof_auc"],
              **{f"auc_{c}": best.get(f"auc_{c}", float("nan")) for c in data.other_cohorts()}}]
     rows.append({"model": f"feature-level fusion (final model, {cfg.models.final_algorithm})", "training_auc_oof": final.oof_auc_,
                  **{f"auc_{c}": _auc(data.y[data.cohort == c], final.positive_proba(data.X[data.cohort == c])) for c in data.other_cohorts()}})
     stack_proba = pd.Series(stacker.predict_proba(data.X)[:, 1], index=data.X.index)
-    rows.append({"model": f"score-level stacking ({len(bases)} block models)", "training_auc_oof": _auc(data.y.loc[train], pd.Series(stacker.oof_proba_, index=train)),
+    rows.append({"model": f"score-level stacking ({len(stacker.estimators_)} block models)", "training_auc_oof": _auc(data.y.loc[train], pd.Series(stacker.oof_proba_, index=train)),
                  **{f"auc_{c}": _auc(data.y[data.cohort == c], stack_proba[data.cohort == c]) for c in data.other_cohorts()}})
     return pd.DataFrame(rows)
+
+
+# -- clinical model and clinical-radiomics nomogram -------------------------------------------------------------------
+
+def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, TunedModel]:
+    """The clinical model and the clinical-radiomics nomogram (when clinical variables are configured).
+
+    ``clinical``: training-fold imputation, z-scores/one-hot coding and a
+    logistic regression with its C tuned like the final model. ``nomogram``
+    (``clinical.nomogram`` and signature steps ending in ``lasso``): an
+    unpenalised logistic regression (:class:`~helpers.nomogram.NomogramModel`)
+    on the clinical variables and the Rad-score, where the Rad-score's
+    selection + LASSO is relearned inside every training fold
+    (:class:`~helpers.clinical.RadScoreAugmenter`), so the out-of-fold
+    probabilities carry no signature fitted on the patients they predict.
+
+    Returns
+    -------
+    dict
+        ``{"clinical": TunedModel, "nomogram": TunedModel}`` (either may be
+        absent; empty without clinical variables).
+    """
+    out: dict[str, TunedModel] = {}
+    if data.clinical is None:
+        return out
+    cc = cfg.clinical
+    train = data.train
+    y = data.y.loc[train]
+    search = cfg.models.search if cfg.models.search != "none" else "grid"
+    steps = [("impute", ClinicalImputer(cc.continuous, cc.categorical)), ("encode", ClinicalEncoder(cc.continuous, cc.categorical))]
+    pipe = build_pipeline(steps, make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
+    out["clinical"] = tune(pipe, data.clinical.loc[train], y, search=search, cv=cfg.models.cv, n_trials=cfg.models.n_trials,
+                           random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical)
+    steps_cfg = [dict(s) for s in cfg.signature.steps]
+    if cc.nomogram and steps_cfg and steps_cfg[-1].get("step") == "lasso":
+        nomogram = Pipeline([
+            ("radscore", RadScoreAugmenter(steps_cfg, cc.variables)),
+            ("impute", ClinicalImputer(cc.continuous, cc.categorical)),
+            ("classifier", NomogramModel(categorical=cc.categorical)),
+        ])
+        out["nomogram"] = tune(nomogram, data.inputs.loc[train], y, search="none", cv=cfg.models.cv, random_state=cfg.seed,
+                               training_cohort="+".join(data.training), categorical=cc.categorical)
+    return out
+
+
+def write_clinical_outputs(models: dict[str, TunedModel], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Coefficient tables of the clinical model and the nomogram, the nomogram figure and its points table."""
+    shown: dict[str, pd.DataFrame] = {}
+    if "clinical" in models:
+        pipe = models["clinical"].pipeline_
+        names = pipe.named_steps["encode"].get_feature_names_out()
+        clf = pipe.steps[-1][1]
+        table = pd.DataFrame({"variable": names, "coefficient": clf.coef_[0]})
+        table["odds_ratio"] = np.exp(table["coefficient"])
+        table.loc[len(table)] = {"variable": "(intercept)", "coefficient": float(clf.intercept_[0]), "odds_ratio": float("nan")}
+        table["scale"] = "per training SD (continuous); vs the reference level (categorical)"
+        report.table(table, "clinical_model_coefficients", per_cohort=False)
+        shown["clinical_model_coefficients"] = table
+    if "nomogram" in models:
+        nomo: NomogramModel = models["nomogram"].pipeline_.named_steps["classifier"]
+        summary = nomo.summary_.reset_index().rename(columns={"index": "term"})
+        report.table(summary, "nomogram_coefficients", per_cohort=False)
+        points = nomogram_table(nomo)
+        report.table(points.scales, "nomogram_points", per_cohort=False)
+        report.figure(nomogram_figure(nomo, points, outcome_label=f"Probability of {cfg.endpoints.binary}"), "nomogram", per_cohort=False)
+        shown["nomogram_coefficients"] = summary
+    for name, model in models.items():
+        path = cfg.report_root / "models" / f"{name}_model.joblib"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = save_model(model, path)
+        report.record(path)
+        report.record(sidecar)
+    return shown
+
+
+# -- the models compared in notebook 06 -----------------------------------------------------------------------------
+
+def comparison_models(
+    cfg: StudyConfig,
+    final: TunedModel,
+    grid: pd.DataFrame | None = None,
+    grid_models: dict | None = None,
+    stacker: ScoreStacker | None = None,
+    clinical_models: dict[str, TunedModel] | None = None,
+) -> dict[str, tuple[object, str]]:
+    """Models whose predictions notebook 06 compares, with their family.
+
+    Family ``main``: the radiomics model (final), score-level fusion, the
+    clinical model and the nomogram; family ``block``: the best algorithm of
+    each series x ROI block of the grid (by training CV AUC).
+    """
+    models: dict[str, tuple[object, str]] = {}
+    if clinical_models and "clinical" in clinical_models:
+        models["Clinical"] = (clinical_models["clinical"], "main")
+    models[f"Radiomics ({cfg.models.final_algorithm})"] = (final, "main")
+    if clinical_models and "nomogram" in clinical_models:
+        models["Nomogram (clinical + Rad-score)"] = (clinical_models["nomogram"], "main")
+    if stacker is not None:
+        models["Score-level fusion"] = (stacker, "main")
+    if grid is not None and grid_models:
+        best = grid.sort_values(["block", "cv_auc_mean", "algorithm"], ascending=[True, False, True]).groupby("block", sort=False).head(1)
+        for row in best.itertuples():
+            models[f"{row.block} ({row.algorithm})"] = (grid_models[(row.block, row.algorithm)], "block")
+    return models
+
+
+def model_predictions(models: dict[str, tuple[object, str]], data: ModellingData) -> pd.DataFrame:
+    """Long table of every model's predictions: the input of notebook 06's statistics.
+
+    Columns ``model, family, patient, cohort, outcome, probability,
+    threshold, out_of_fold``. Training-cohort probabilities are out-of-fold
+    (each from a model that never saw the patient); other cohorts are
+    predicted by the model refitted on all training patients. ``threshold`` is
+    the model's training (Youden) threshold.
+    """
+    inputs = data.inputs
+    train = data.train
+    frames = []
+    for name, (model, family) in models.items():
+        if isinstance(model, ScoreStacker):
+            proba = pd.Series(model.predict_proba(inputs)[:, 1], index=inputs.index)
+        else:
+            proba = model.positive_proba(inputs)
+        oof = model.oof_proba_
+        oof = oof.reindex(train) if isinstance(oof, pd.Series) else pd.Series(np.asarray(oof), index=train)
+        proba = proba.copy()
+        proba.loc[train] = oof.loc[train].to_numpy()
+        frames.append(pd.DataFrame({
+            "model": name, "family": family, "patient": inputs.index, "cohort": data.cohort.loc[inputs.index].to_numpy(),
+            "outcome": data.y.loc[inputs.index].to_numpy(), "probability": proba.to_numpy(),
+            "threshold": float(model.threshold_), "out_of_fold": inputs.index.isin(train),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- time-to-event models ------------------------------------------------------------------------------------------
+
+@dataclass
+class SurvivalFit:
+    """A survival model fitted on training, with risks and survival curves of every patient.
+
+    ``risk`` and ``survival`` of training patients are out-of-fold (k-fold on
+    training); other cohorts are predicted by ``model`` (fitted on all
+    training patients). ``groups`` holds the training-derived risk cut-offs.
+    """
+
+    name: str
+    model: object
+    features: list[str]
+    risk: pd.Series
+    survival: pd.DataFrame
+    groups: pd.Series
+    cutoffs: tuple[float, ...]
+
+
+def survival_features(cfg: StudyConfig, X: pd.DataFrame) -> pd.DataFrame:
+    """The signature's selected features, transformed by its fitted steps (z-scores learned on training).
+
+    Read from notebook 04's ``models/signature.joblib``; the features were
+    selected once on the training cohort for the binary endpoint.
+    """
+    import joblib
+
+    path = cfg.report_root / "models" / "signature.joblib"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the signature step (notebook 04) first")
+    selector = joblib.load(path)["selector"]
+    lasso = selector.steps[-1][1]
+    features = list(getattr(lasso, "selected_features_", []))
+    if not features:
+        raise InputDataError("the signature selected no feature (or has no final LASSO step): survival models need selected features")
+    Z = selector[:-1].transform(X[list(selector.feature_names_in_)]) if len(selector.steps) > 1 else X
+    return Z[features]
+
+
+def _time_grid(time: pd.Series, event: pd.Series, horizons: tuple[float, ...]) -> list[float]:
+    observed = time[event == 1]
+    lo, hi = float(observed.quantile(0.05)), float(observed.quantile(0.95))
+    grid = set(np.round(np.linspace(lo, hi, 20), 6).tolist()) | {float(h) for h in horizons if lo <= h <= hi}
+    return sorted(grid)
+
+
+def _survival_estimator(name: str, cfg: StudyConfig):
+    sc = cfg.survival
+    if name == "cox":
+        return CoxModel(penalizer=sc.cox_penalizer, l1_ratio=sc.cox_l1_ratio)
+    return RandomSurvivalForest(n_estimators=sc.rsf_trees, min_samples_leaf=sc.rsf_min_samples_leaf, random_state=cfg.seed)
+
+
+def fit_survival_models(data: ModellingData, cfg: StudyConfig, features: pd.DataFrame) -> dict[str, SurvivalFit]:
+    """Penalised Cox and a random survival forest on the signature features (training only).
+
+    Training risks and survival curves are out-of-fold (``models.cv`` folds,
+    stratified by event, seeded); risk groups use cut-offs from the training
+    out-of-fold risks (``survival.risk_cutoff``) applied unchanged elsewhere.
+    Empty dict when no time-to-event endpoint is configured.
+    """
+    if data.time is None:
+        return {}
+    from sklearn.model_selection import StratifiedKFold
+
+    train = data.train
+    t, e = data.time, data.event
+    times = _time_grid(t.loc[train], e.loc[train], cfg.survival.horizons)
+    cols = [f"S@{x:g}" for x in times]
+    fits: dict[str, SurvivalFit] = {}
+    splits = list(StratifiedKFold(cfg.models.cv, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train)), e.loc[train]))
+    for name, label in (("cox", "Cox (penalised)"), ("rsf", "Random survival forest")):
+        risk = pd.Series(np.nan, index=features.index)
+        surv = pd.DataFrame(np.nan, index=features.index, columns=cols)
+        for fit_idx, val_idx in splits:
+            fi, vi = train[fit_idx], train[val_idx]
+            est = _survival_estimator(name, cfg).fit(features.loc[fi], t.loc[fi], e.loc[fi])
+            risk.loc[vi] = est.predict_risk(features.loc[vi])
+            surv.loc[vi] = est.predict_survival_function(features.loc[vi], times)
+        model = _survival_estimator(name, cfg).fit(features.loc[train], t.loc[train], e.loc[train])
+        others = features.index.difference(train, sort=False)
+        if len(others):
+            risk.loc[others] = model.predict_risk(features.loc[others])
+            surv.loc[others] = model.predict_survival_function(features.loc[others], times)
+        rg = risk_groups(risk.loc[train].to_numpy(), method=cfg.survival.risk_cutoff)
+        groups = pd.Series(assign_risk_groups(risk.to_numpy(), rg.cutoffs, rg.names), index=risk.index)
+        fits[label] = SurvivalFit(label, model, list(features.columns), risk, surv, groups, tuple(rg.cutoffs))
+    return fits
+
+
+def survival_predictions(fits: dict[str, SurvivalFit], data: ModellingData) -> pd.DataFrame:
+    """Long table (model, patient, cohort, time, event, risk, risk_group, out_of_fold, S@t...) for notebook 06."""
+    frames = []
+    for name, fit in fits.items():
+        idx = fit.risk.index
+        frame = pd.DataFrame({"model": name, "patient": idx, "cohort": data.cohort.loc[idx].to_numpy(), "time": data.time.loc[idx].to_numpy(),
+                              "event": data.event.loc[idx].to_numpy(), "risk": fit.risk.to_numpy(), "risk_group": fit.groups.to_numpy(),
+                              "out_of_fold": idx.isin(data.train)})
+        frames.append(pd.concat([frame, fit.survival.reset_index(drop=True)], axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Survival predictions (data), Cox coefficients, risk cut-offs and Kaplan-Meier figures per model and cohort."""
+    if not fits:
+        return {}
+    preds = survival_predictions(fits, data)
+    report.data(preds, "survival_predictions", index=False)
+    shown: dict[str, pd.DataFrame] = {}
+    cox = next((f for f in fits.values() if isinstance(f.model, CoxModel)), None)
+    if cox is not None:
+        coef = cox.model.summary_.reset_index().rename(columns={"index": "feature"})
+        report.table(coef, "cox_coefficients", per_cohort=False)
+        shown["cox_coefficients"] = coef
+    cut = pd.DataFrame([{"model": n, "rule": cfg.survival.risk_cutoff, "cutoffs": "; ".join(f"{c:.4g}" for c in f.cutoffs),
+                         "groups": "; ".join(pd.unique(f.groups))} for n, f in fits.items()])
+    report.table(cut, "survival_risk_cutoffs", per_cohort=False)
+    shown["survival_risk_cutoffs"] = cut
+    unit = cfg.survival.time_unit
+    for name, fit in fits.items():
+        slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
+        for cohort in pd.unique(data.cohort):
+            idx = data.cohort.index[data.cohort == cohort]
+            if fit.groups.loc[idx].nunique() < 2:
+                continue
+            km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx], order=[g for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])])
+            report.figure(km_figure(km, title=f"{name}: {cohort}", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
+    for name, fit in fits.items():
+        slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
+        report.artifact(fit.model, f"models/survival_{slug}.joblib")
+    return shown

@@ -631,10 +631,10 @@ class TunedModel(FittedModel):
         }
 
 
-def _check_Xy(X: object, y: object) -> tuple[object, np.ndarray, list[str] | None]:
+def _check_Xy(X: object, y: object, categorical: Sequence[str] = ()) -> tuple[object, np.ndarray, list[str] | None]:
     """Validate features and labels; align a labelled y to X's patients."""
     if isinstance(X, pd.DataFrame):
-        bad = [str(c) for c in X.columns if not is_numeric_dtype(X[c]) or is_bool_dtype(X[c])]
+        bad = [str(c) for c in X.columns if (not is_numeric_dtype(X[c]) or is_bool_dtype(X[c])) and c not in set(categorical)]
         if bad:
             raise ValueError(f"non-numeric column(s) {bad[:5]} in X: pass feature columns only "
                              "(drop 'cohort' and identifiers, e.g. with feature_blocks())")  # fmt: skip
@@ -737,6 +737,7 @@ def tune(
     *,
     n_jobs: int | None = 1,
     training_cohort: str | None = None,
+    categorical: Sequence[str] = (),
 ) -> TunedModel:
     """Tune hyperparameters by stratified k-fold CV on training data, then refit.
 
@@ -773,6 +774,10 @@ def tune(
         single-threaded); results do not depend on it.
     training_cohort : str, optional
         Name recorded with the model.
+    categorical : sequence of str
+        Non-numeric columns the pipeline encodes itself (e.g. clinical
+        variables before a :class:`~helpers.clinical.ClinicalEncoder`); any
+        other non-numeric column is an error.
 
     Returns
     -------
@@ -795,7 +800,7 @@ def tune(
         raise ValueError(f"search must be 'grid', 'optuna' or 'none', got {search!r}")
     if search == "none" and param_space is not None:
         raise ValueError("param_space is only used by search='grid' or 'optuna'; set parameters on the pipeline for search='none'")
-    X, y, names = _check_Xy(X, y)
+    X, y, names = _check_Xy(X, y, categorical)
     splits = _splits(cv, y, random_state)
     _check_smote(pipeline, y, splits)
     n_splits = len(splits)

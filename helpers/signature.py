@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .config import HarmonizationGroup, StudyConfig
+from .errors import InputDataError
 from .features import preset_name
 from .harmonize import ComBatHarmonizer, combat_diagnostics_figure
 from .qc import acquisition_records
@@ -35,9 +36,10 @@ from .selection import (
     radscore_table,
     selection_pathway,
 )
-from .stability import ICCFilter, icc_table, retained_counts
+from .stability import ICCFilter, icc_table, reader_agreement_table, retained_counts
 
-__all__ = ["StudyFeatures", "Signature", "load_study_features", "batch_labels", "build_signature", "write_signature_outputs"]
+__all__ = ["StudyFeatures", "Signature", "load_study_features", "batch_labels", "build_signature", "write_signature_outputs",
+           "interobserver_agreement"]
 
 _BATCH = "__batch__"
 
@@ -243,3 +245,45 @@ def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWrit
     report.artifact({"selector": sig.selector, "icc_filter": sig.icc_filter, "harmonizers": sig.harmonizers}, "models/signature.joblib")
     report.data(sig.harmonized.assign(cohort=sig.data.cohort), "modelling_features")
     return shown
+
+
+def interobserver_agreement(cfg: StudyConfig, patients: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """Interobserver agreement of the two readers' semantic/clinical scores (``reader_scores`` in the config).
+
+    ICC (the configured type, F-based 95% CI) for continuous and ordinal
+    scores, Cohen's kappa for nominal ones (:func:`helpers.stability.reader_agreement_table`).
+    ``None`` when no reader scores are configured.
+
+    Raises
+    ------
+    InputDataError
+        The table is missing, has no ``reader`` column or not exactly two
+        readers, lacks a configured variable, lists a patient twice for a
+        reader, or names patients absent from the patient table.
+    """
+    rs = cfg.reader_scores
+    if rs is None:
+        return None
+    path = cfg.path(rs.table)
+    if not path.is_file():
+        raise InputDataError(f"reader-score table {path} not found: create it or fix 'reader_scores.table' in the study config")
+    pid = cfg.patient_id_column
+    table = pd.read_csv(path, dtype={pid: str})
+    missing = [c for c in (pid, "reader", *rs.variables) if c not in table.columns]
+    if missing:
+        raise InputDataError(f"{path.name}: columns {missing} are missing; it needs '{pid}', 'reader' and one column per variable in 'reader_scores.variables'")
+    readers = sorted(table["reader"].astype(str).unique())
+    if len(readers) != 2:
+        raise InputDataError(f"{path.name}: the 'reader' column must hold exactly two readers, found {readers}")
+    dup = table[table.duplicated([pid, "reader"], keep=False)]
+    if len(dup):
+        rows = [int(i) + 2 for i in dup.index[:10]]
+        raise InputDataError(f"{path.name}: patient(s) {sorted(dup[pid].unique())[:10]} scored twice by one reader (CSV rows {rows}); keep one row per patient and reader")
+    if patients is not None:
+        unknown = sorted(set(table[pid]) - set(patients.index.astype(str)))
+        if unknown:
+            raise InputDataError(f"{path.name}: patients {unknown[:10]} are not in the patient table; fix the ids or remove the rows")
+    by_reader = [table[table["reader"].astype(str) == r].set_index(pid)[list(rs.variables)] for r in readers]
+    out = reader_agreement_table(by_reader[0], by_reader[1], list(rs.variables), dict(rs.variables), icc_type=rs.icc_type)
+    out.insert(0, "readers", f"{readers[0]} vs {readers[1]}")
+    return out

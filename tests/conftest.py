@@ -89,6 +89,11 @@ def sts_dicom_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def planted_feature_study(tmp_path: Path):
+    """The planted feature study in a fresh folder (see :func:`make_planted_feature_study`)."""
+    return make_planted_feature_study(tmp_path)
+
+
+def make_planted_feature_study(tmp_path: Path):
     """A study whose feature tables are planted (no images to extract): for notebooks 04/05.
 
     100 patients (70 training, 30 external test), series CT and MR, ROI tumour; 3 informative
@@ -131,7 +136,31 @@ def planted_feature_study(tmp_path: Path):
             rows.append({"patient": p, "cohort": c, "series": series, "scanner": f"scanner {s}" if series == "MR_T1" else "ct",
                          "image": img.relative_to(tmp_path).as_posix(), "mask": mpath.relative_to(tmp_path).as_posix()})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
-    pd.DataFrame({"patient": patients, "outcome": y}).to_csv(tmp_path / "patients.csv", index=False)
+    # Clinical variables: age carries a little of the planted signal, grade more, sex none; 5 ages missing.
+    age = np.round(60 + 8 * signal[:, 0] + rng.normal(0, 8, n), 1)
+    age[rng.choice(n, 5, replace=False)] = np.nan
+    grade = np.where(logit + rng.normal(0, 2, n) > 1, "G3", np.where(rng.random(n) < 0.5, "G1", "G2"))
+    sex = np.where(rng.random(n) < 0.5, "F", "M")
+    # Time to metastasis: exponential with hazard rising with the planted logit, censored at 60 months or uniformly.
+    t_event = rng.exponential(40 * np.exp(-0.5 * logit))
+    t_cens = np.minimum(60.0, rng.uniform(10, 90, n))
+    time = np.round(np.minimum(t_event, t_cens), 2)
+    event = (t_event <= t_cens).astype(int)
+    pd.DataFrame({"patient": patients, "outcome": y, "age": age, "grade": grade, "sex": sex, "time_months": time, "metastasis": event}).to_csv(
+        tmp_path / "patients.csv", index=False)
+    # Two readers' semantic scores of the training patients: diameter (continuous, small disagreement),
+    # necrosis grade (ordinal, one-step disagreements on 10%), margin (nominal, 15% flipped).
+    train_ids = [p for p, c in zip(patients, cohort) if c == "train"]
+    diameter = rng.uniform(20, 120, len(train_ids))
+    necrosis = rng.integers(0, 4, len(train_ids))
+    margin = np.where(rng.random(len(train_ids)) < 0.5, "smooth", "irregular")
+    flip = rng.random(len(train_ids)) < 0.15
+    step = (rng.random(len(train_ids)) < 0.1).astype(int)
+    pd.concat([
+        pd.DataFrame({"patient": train_ids, "reader": "R1", "diameter_mm": diameter.round(1), "necrosis": necrosis, "margin": margin}),
+        pd.DataFrame({"patient": train_ids, "reader": "R2", "diameter_mm": (diameter + rng.normal(0, 3, len(train_ids))).round(1),
+                      "necrosis": np.clip(necrosis + step, 0, 3), "margin": np.where(flip, np.where(margin == "smooth", "irregular", "smooth"), margin)}),
+    ]).to_csv(tmp_path / "reader_scores.csv", index=False)
     cfg = tiny_config(
         tmp_path, study="planted", seed=3, cohorts={"train": {"role": "train"}, "test": {"role": "test"}},
         series={"CT": {"modality": "CT"}, "MR_T1": {"modality": "MR"}},
@@ -143,8 +172,13 @@ def planted_feature_study(tmp_path: Path):
         models={"algorithms": ["logistic", "random_forest"], "search": "none", "cv": 4,
                 "grid_steps": [{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.1}, {"step": "mrmr", "k": 5}],
                 "final_algorithm": "logistic"},
+        endpoints={"binary": "outcome", "time": "time_months", "event": "metastasis"},
+        clinical={"continuous": ["age"], "categorical": ["grade", "sex"]},
+        reader_scores={"table": "reader_scores.csv", "variables": {"diameter_mm": "continuous", "necrosis": "ordinal", "margin": "nominal"}},
+        survival={"horizons": [12, 24, 36], "rsf_trees": 50},
         steps=[{"name": "signature", "notebook": str(REPO / "notebooks" / "04_signature.ipynb"), "per_cohort": False},
                {"name": "models", "notebook": str(REPO / "notebooks" / "05_models.ipynb"), "per_cohort": False, "depends_on": ["signature"]}],
     )
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return tmp_path, {"informative": informative, "unstable": unstable, "scanner": dict(zip(patients, scanner)), "y": dict(zip(patients, y))}
+    return tmp_path, {"informative": informative, "unstable": unstable, "scanner": dict(zip(patients, scanner)), "y": dict(zip(patients, y)),
+                      "reader_flip_rate": float(flip.mean())}

@@ -59,8 +59,12 @@ def test_notebooks_04_05_smoke(planted_feature_study):
     root = load_config(study / "study.yaml").report_root
     for name in ("tables/model_grid.csv", "figures/auc_heatmap_cv.png", "figures/auc_heatmap_test.png", "tables/final_model_summary.csv",
                  "features/predictions_final_model.parquet", "models/final_model.joblib", "figures/shap_beeswarm.png",
-                 "figures/shap_bar.png", "figures/shap_waterfall_example.png", "tables/selection_pathway.csv", "tables/fusion_models.csv"):
+                 "figures/shap_bar.png", "figures/shap_waterfall_example.png", "tables/selection_pathway.csv", "tables/fusion_models.csv",
+                 "tables/interobserver_agreement.csv", "tables/nomogram_coefficients.csv", "figures/nomogram.png", "features/model_predictions.parquet",
+                 "features/survival_predictions.parquet", "figures/km_cox_test.png", "tables/cox_coefficients.csv"):
         assert (root / name).is_file(), name
+    preds = pd.read_parquet(root / "features" / "model_predictions.parquet")
+    assert {"Clinical", "Radiomics (logistic)", "Nomogram (clinical + Rad-score)", "Score-level fusion", "CT / tumour (logistic)"} <= set(preds["model"])
 
 
 def test_fusion_comparison(modelling_study):

@@ -124,7 +124,7 @@ from helpers.config import load_config
 from helpers.manifest import load_study
 from helpers.provenance import set_seeds
 from helpers.report import ReportWriter
-from helpers.signature import build_signature, write_signature_outputs
+from helpers.signature import build_signature, interobserver_agreement, write_signature_outputs
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -137,6 +137,13 @@ print(signature.formula)"""),
         ("code", """for name, table in write_signature_outputs(signature, cfg, report).items():
     print(name)
     display(table)"""),
+        ("md", "## Interobserver agreement of the readers' semantic scores (ICC / Cohen's kappa with 95% CI)"),
+        ("code", """agreement = interobserver_agreement(cfg, patients)
+if agreement is None:
+    print("no reader scores configured (reader_scores in the study config)")
+else:
+    report.table(agreement, "interobserver_agreement", per_cohort=False)
+    display(agreement)"""),
     ],
     "05_models.ipynb": [
         ("md", """# 05 Models: series x ROI x algorithm grid and the final model
@@ -153,7 +160,9 @@ cohort = ''"""),
 from helpers.config import load_config
 from helpers.manifest import load_study
 from helpers.modelling import (
-    fit_final_model, fusion_comparison, load_modelling_data, run_model_grid, write_final_model_outputs, write_grid_outputs,
+    comparison_models, fit_clinical_models, fit_final_model, fit_stacker, fit_survival_models, fusion_comparison, load_modelling_data,
+    model_predictions, run_model_grid, survival_features, write_clinical_outputs, write_final_model_outputs, write_grid_outputs,
+    write_survival_outputs,
 )
 from helpers.provenance import set_seeds
 from helpers.report import ReportWriter
@@ -164,7 +173,7 @@ report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)
 data = load_modelling_data(cfg, patients)"""),
         ("md", "## Model grid (AUC heatmaps like the seed's 48-model figure)"),
-        ("code", """grid = run_model_grid(data, cfg)
+        ("code", """grid, grid_models = run_model_grid(data, cfg, return_models=True)
 display(write_grid_outputs(grid, report))"""),
         ("md", "## Final model: signature selection + configured algorithm; threshold; predictions; SHAP"),
         ("code", """final = fit_final_model(data, cfg)
@@ -172,9 +181,37 @@ for name, table in write_final_model_outputs(final, data, cfg, report).items():
     print(name)
     display(table)"""),
         ("md", "## Fusion: best single block vs feature-level fusion vs score-level stacking"),
-        ("code", """fusion = fusion_comparison(data, cfg, grid, final)
+        ("code", """stacker = fit_stacker(data, cfg)
+fusion = fusion_comparison(data, cfg, grid, final, stacker)
 report.table(fusion, "fusion_models", per_cohort=False)
 display(fusion)"""),
+        ("md", """## Clinical model and clinical-radiomics nomogram
+
+Runs when the study config lists clinical variables (`clinical:`); the nomogram's Rad-score is relearned inside every
+training fold, so its out-of-fold AUC is honest."""),
+        ("code", """clinical_models = fit_clinical_models(data, cfg)
+if not clinical_models:
+    print("no clinical variables configured: clinical model and nomogram skipped")
+for name, table in write_clinical_outputs(clinical_models, data, cfg, report).items():
+    print(name)
+    display(table)"""),
+        ("md", "## Predictions of the compared models (input of notebook 06)"),
+        ("code", """models = comparison_models(cfg, final, grid, grid_models, stacker, clinical_models)
+predictions = model_predictions(models, data)
+report.data(predictions, "model_predictions", index=False)
+display(predictions.groupby(["model", "cohort"]).size().unstack())"""),
+        ("md", """## Time-to-event models: penalised Cox and random survival forest on the signature features
+
+Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`); risk-group cut-offs
+come from the training cohort's out-of-fold risks."""),
+        ("code", """if data.time is None:
+    print("no time-to-event endpoint configured: survival models skipped")
+    survival_fits = {}
+else:
+    survival_fits = fit_survival_models(data, cfg, survival_features(cfg, data.X))
+for name, table in write_survival_outputs(survival_fits, data, cfg, report).items():
+    print(name)
+    display(table)"""),
     ],
 }
 
