@@ -265,6 +265,24 @@ class SurvivalConfig(_Strict):
     risk_cutoff: Literal["median", "tertiles", "quartiles", "maxstat"] = "median"
 
 
+class SubgroupSpec(_Strict):
+    """A subgroup analysis: patients grouped by an acquisition field of one series (or ``centre``/``scanner``)."""
+
+    series: str
+    field: str
+
+
+class StatisticsConfig(_Strict):
+    """Notebook 06: statistics of the compared models' predictions."""
+
+    reference_model: str | None = Field(None, description="compare every model with this one; default: every pair of the main models")
+    subgroups: tuple[SubgroupSpec, ...] = ()
+    n_bootstrap: int = Field(2000, ge=100)
+    proportion_ci: Literal["wilson", "clopper-pearson"] = "wilson"
+    dca_thresholds: tuple[float, float, float] = Field((0.01, 0.80, 0.01), description="first, last, step of the decision-curve thresholds")
+    calibration_bins: int = Field(10, ge=2)
+
+
 class StepConfig(_Strict):
     """A notebook step of the study run."""
 
@@ -295,6 +313,7 @@ class StudyConfig(_Strict):
     clinical: ClinicalConfig = ClinicalConfig()
     reader_scores: ReaderScoresConfig | None = None
     survival: SurvivalConfig = SurvivalConfig()
+    statistics: StatisticsConfig = StatisticsConfig()
     geometry_tolerance: GeometryTolerance = GeometryTolerance()
     qc: QCConfig = QCConfig()
     preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
@@ -343,6 +362,7 @@ class StudyConfig(_Strict):
             "extraction.habitats.series": list(self.extraction.habitats.series) if self.extraction.habitats else [],
             "extraction.habitats.extract_from": list(self.extraction.habitats.extract_from) if self.extraction.habitats else [],
             "signature.harmonization": [g.series for g in self.signature.harmonization],
+            "statistics.subgroups": [g.series for g in self.statistics.subgroups],
         }
         for where, names in referenced.items():
             unknown = [n for n in names if n not in self.series]

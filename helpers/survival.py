@@ -55,6 +55,7 @@ __all__ = [
     "RandomSurvivalForest",
     "RiskGroups",
     "TimeDependentAUC",
+    "survival_metrics_table",
     "assign_risk_groups",
     "harrell_c",
     "integrated_brier_score",
@@ -982,3 +983,118 @@ def km_figure(
     tab.spines[["top", "right", "left"]].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+# -- survival-metrics table (paper table of notebook 06) -------------------------------------------------------------
+def _fmt_estimate(est: float, lo: float, hi: float, digits: int) -> str:
+    """``0.71 (0.65-0.77)``; ``NA`` when undefined."""
+    if not np.isfinite(est):
+        return "NA"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{est:.{digits}f}"
+    return f"{est:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
+def survival_metrics_table(
+    times: object,
+    events: object,
+    risk_scores: dict[str, object],
+    horizons: Sequence[float],
+    train_times: object,
+    train_events: object,
+    survival_probabilities: dict[str, object] | None = None,
+    ibs_times: Sequence[float] | None = None,
+    n_bootstrap: int = 200,
+    alpha: float = 0.05,
+    random_state: int = 0,
+    digits: int = 2,
+) -> pd.DataFrame:
+    """Survival metrics per model: Harrell's C, time-dependent AUC at each horizon and the IBS, with CIs.
+
+    Each model's numbers come from :func:`harrell_c`, :func:`time_dependent_auc` and
+    :func:`integrated_brier_score` (point values equal scikit-survival's ``concordance_index_censored``,
+    ``cumulative_dynamic_auc`` and ``integrated_brier_score``; intervals are seeded percentile bootstraps
+    over the evaluated patients with the TRAINING censoring weights held fixed). Every model uses the same
+    seed, so its intervals are reproducible.
+
+    Parameters
+    ----------
+    times, events : array-like
+        Follow-up time and event indicator (1 = event) of the evaluated cohort.
+    risk_scores : dict of str to array-like
+        Risk score per model (higher = worse), one value per evaluated patient.
+    horizons : sequence of float
+        Times of the time-dependent AUC (e.g. 12, 24, 36, 48, 60 months, in the time unit of ``times``).
+        A horizon outside the evaluated cohort's follow-up (or not before the last training follow-up
+        time) gets NaN and a note instead of an error.
+    train_times, train_events : array-like
+        Training outcome (censoring distribution of the inverse-probability-of-censoring weights).
+    survival_probabilities : dict of str to array-like, optional
+        Predicted survival probabilities per model, shape (n_patients, len(ibs_times)), for the integrated
+        Brier score; a model without an entry gets NaN.
+    ibs_times : sequence of float, optional
+        Increasing times at which ``survival_probabilities`` are given (required with them).
+    n_bootstrap : int, default 200
+    alpha : float, default 0.05
+        1 - confidence level.
+    random_state : int, default 0
+    digits : int, default 2
+        Decimals of the formatted columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``model``, ``n``, ``events``, ``c_index``, ``c_index_lower``,
+        ``c_index_upper``, ``C-index (95% CI)``; per horizon h ``auc_<h>``, ``auc_<h>_lower``,
+        ``auc_<h>_upper``, ``AUC at <h> (95% CI)``; ``ibs``, ``ibs_lower``, ``ibs_upper``,
+        ``IBS (95% CI)``; ``note``.
+    """
+    t, e = _time_event(times, events, "evaluated cohort")
+    t_tr, e_tr = _time_event(train_times, train_events, "training cohort")
+    if not risk_scores:
+        raise ValueError("risk_scores is empty; pass {model name: risk scores of the evaluated patients}")
+    hz = [float(h) for h in horizons]
+    valid = [h for h in hz if t.min() <= h < t.max() and h < t_tr.max()]
+    pct = f"{1 - alpha:.0%}"
+    probs = dict(survival_probabilities or {})
+    unknown = sorted(set(probs) - set(risk_scores))
+    if unknown:
+        raise ValueError(f"survival_probabilities has model(s) {unknown} that are not in risk_scores")
+    if probs and ibs_times is None:
+        raise ValueError("ibs_times is required with survival_probabilities (the times their columns refer to)")
+    rows = []
+    for model, risk in risk_scores.items():
+        r = np.asarray(risk, dtype=float).reshape(-1)
+        if r.size != t.size:
+            raise ValueError(f"risk scores of model '{model}' have {r.size} values for {t.size} patients")
+        notes = []
+        row: dict[str, object] = {"model": model, "n": int(t.size), "events": int(e.sum())}
+        c = harrell_c(t, e, r, n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)
+        row.update(c_index=c.estimate, c_index_lower=c.ci_low, c_index_upper=c.ci_high)
+        row[f"C-index ({pct} CI)"] = _fmt_estimate(c.estimate, c.ci_low, c.ci_high, digits)
+        auc_rows: dict[float, tuple[float, float, float]] = {}
+        if valid:
+            try:
+                td = time_dependent_auc((t_tr, e_tr), (t, e), r, valid, n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)
+                for rec in td.table.itertuples():
+                    auc_rows[float(rec.time)] = (float(rec.auc), float(rec.ci_low), float(rec.ci_high))
+            except ValueError as exc:
+                notes.append(f"time-dependent AUC not computed: {exc}")
+        for h in hz:
+            est, lo, hi = auc_rows.get(h, (np.nan, np.nan, np.nan))
+            key = f"auc_{h:g}"
+            row.update({key: est, f"{key}_lower": lo, f"{key}_upper": hi, f"AUC at {h:g} ({pct} CI)": _fmt_estimate(est, lo, hi, digits)})
+        outside = [h for h in hz if h not in valid]
+        if outside:
+            notes.append(f"horizon(s) {', '.join(f'{h:g}' for h in outside)} outside the follow-up: AUC not estimable")
+        ibs = (np.nan, np.nan, np.nan)
+        if model in probs:
+            b = integrated_brier_score(
+                (t_tr, e_tr), (t, e), probs[model], ibs_times, n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state
+            )
+            ibs = (b.estimate, b.ci_low, b.ci_high)
+        row.update(ibs=ibs[0], ibs_lower=ibs[1], ibs_upper=ibs[2])
+        row[f"IBS ({pct} CI)"] = _fmt_estimate(*ibs, digits=max(digits, 3))
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)

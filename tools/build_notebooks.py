@@ -213,6 +213,58 @@ for name, table in write_survival_outputs(survival_fits, data, cfg, report).item
     print(name)
     display(table)"""),
     ],
+    "06_statistics.ipynb": [
+        ("md", """# 06 Statistics: performance, comparisons, calibration, clinical usefulness, survival
+
+Methods: every number is computed from notebook 05's predictions, where training-cohort probabilities are
+out-of-fold and other cohorts are predicted by the models refitted on training; binary metrics use each model's
+training (Youden) threshold unchanged. AUC 95% CIs by DeLong's method; pairwise AUC comparisons by the paired DeLong
+test; continuous NRI and IDI with asymptotic CIs (Pencina 2008/2011); proportions with Wilson intervals, F1 with a
+seeded bootstrap; calibration intercept and slope (logistic recalibration), Brier score and Hosmer-Lemeshow test;
+decision curves (net benefit, Vickers & Elkin 2006). Table 1 tests continuous variables by Welch's t-test or
+Mann-Whitney U (Shapiro-Wilk rule) and categorical ones by chi-square or Fisher's exact test (expected counts < 5)."""),
+        ("parameters", """config_path = "study.yaml"
+step = "statistics"
+cohort = ''"""),
+        ("code", """from IPython.display import display
+
+from helpers.config import load_config
+from helpers.evaluation import (
+    clinical_characteristics, load_predictions, model_statistics, survival_statistics, write_statistics_figures,
+)
+from helpers.manifest import load_study
+from helpers.provenance import set_seeds
+from helpers.report import ReportWriter
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort or None)
+manifest, patients = load_study(cfg, check_images=False)
+predictions = load_predictions(cfg)"""),
+        ("md", "## Table 1: clinical characteristics per cohort and outcome class"),
+        ("code", """table_one = clinical_characteristics(patients, manifest, cfg)
+if not table_one:
+    print("no clinical variables configured (clinical: in the study config)")
+for name, table in table_one.items():
+    report.table(table, name, per_cohort=False)
+    print(name)
+    display(table)"""),
+        ("md", "## Performance per model and cohort; pairwise DeLong / NRI / IDI; calibration; subgroups"),
+        ("code", """tables = model_statistics(predictions, cfg, manifest)
+for name, table in tables.items():
+    report.table(table, name, per_cohort=False)
+    print(name)
+    display(table.head(30))"""),
+        ("md", "## Survival metrics (C-index, time-dependent AUC per horizon, integrated Brier score)"),
+        ("code", """survival_tables = survival_statistics(predictions, cfg)
+if not survival_tables:
+    print("no time-to-event endpoint configured: survival metrics skipped")
+for name, table in survival_tables.items():
+    report.table(table, name, per_cohort=False)
+    display(table)"""),
+        ("md", "## Figures: ROC, calibration and decision curves per cohort; subgroup forest plots; Rad-score; feature weights"),
+        ("code", """print("\\n".join(write_statistics_figures(predictions, tables, cfg, report)))"""),
+    ],
 }
 
 
