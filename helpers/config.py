@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -314,6 +314,11 @@ class StudyConfig(_Strict):
     reader_scores: ReaderScoresConfig | None = None
     survival: SurvivalConfig = SurvivalConfig()
     statistics: StatisticsConfig = StatisticsConfig()
+    # Notebook 02 (validated into helpers.segmentation.SegmentationSettings / helpers.deep_features.DeepFeatureSettings;
+    # imported lazily so that loading a config does not import torch).
+    segmentation: Any = None
+    deep_features: tuple[Any, ...] = ()
+    deep_gradcam_layer: str = "layer4"
     geometry_tolerance: GeometryTolerance = GeometryTolerance()
     qc: QCConfig = QCConfig()
     preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
@@ -324,6 +329,23 @@ class StudyConfig(_Strict):
     steps: tuple[StepConfig, ...]
     # Set by load_config, not by the YAML file.
     base_dir: str = Field("", exclude=True)
+
+    @field_validator("segmentation", mode="before")
+    @classmethod
+    def _segmentation_settings(cls, value: object) -> object:
+        if value is None:
+            return None
+        from .segmentation import SegmentationSettings
+
+        return SegmentationSettings.model_validate(value)
+
+    @field_validator("deep_features", mode="before")
+    @classmethod
+    def _deep_feature_settings(cls, value: object) -> object:
+        from .deep_features import DeepFeatureSettings
+
+        items = [value] if isinstance(value, dict) else list(value or ())
+        return tuple(DeepFeatureSettings.model_validate(v) for v in items)
 
     @field_validator("cohorts", "series", "labels")
     @classmethod
@@ -363,6 +385,8 @@ class StudyConfig(_Strict):
             "extraction.habitats.extract_from": list(self.extraction.habitats.extract_from) if self.extraction.habitats else [],
             "signature.harmonization": [g.series for g in self.signature.harmonization],
             "statistics.subgroups": [g.series for g in self.statistics.subgroups],
+            "segmentation.series": [self.segmentation.series] if self.segmentation is not None else [],
+            "deep_features.series": [d.series for d in self.deep_features],
         }
         for where, names in referenced.items():
             unknown = [n for n in names if n not in self.series]

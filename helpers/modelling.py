@@ -70,6 +70,14 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
         raise FileNotFoundError(f"{path} not found: run the signature step (notebook 04) first")
     table = pd.read_parquet(path)
     cohort = table.pop("cohort")
+    deep_path = cfg.report_root / "features" / "deep_features.parquet"
+    if cfg.deep_features and deep_path.is_file():
+        # Notebook 02's deep features (PCA fitted on training patients) join as one more block per series.
+        deep = pd.read_parquet(deep_path).drop(columns=["cohort"], errors="ignore")
+        missing = table.index.difference(deep.index)
+        if len(missing):
+            raise InputDataError(f"deep features are missing for patients {list(missing[:10])}; re-run the segmentation step (notebook 02)")
+        table = table.join(deep)
     y = patients.loc[table.index, cfg.endpoints.binary].astype(int)
     clinical = patients.loc[table.index, cfg.clinical_variables] if cfg.clinical_variables else None
     clash = [c for c in cfg.clinical_variables if c in table.columns]
@@ -85,7 +93,8 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
 def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     """Feature blocks of the model grid: one per series x ROI, habitats of a series pooled.
 
-    Keys read ``"<series> / <roi>"`` (``"<series> / habitats"`` for all habitat ROIs).
+    Keys read ``"<series> / <roi>"`` (``"<series> / habitats"`` for all habitat ROIs, ``"<series> / deep"``
+    for notebook 02's deep features).
     """
     blocks: dict[str, pd.DataFrame] = {}
     for series in cfg.series:
@@ -96,6 +105,9 @@ def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
         habitat = [c for c in X.columns if c.startswith(f"{series}_habitat")]
         if habitat:
             blocks[f"{series} / habitats"] = X[habitat]
+        deep = [c for c in X.columns if c.startswith(f"{series}_deep_")]
+        if deep:
+            blocks[f"{series} / deep"] = X[deep]
     return blocks
 
 

@@ -59,6 +59,48 @@ display(qc.sort_values("qc_flags", ascending=False, key=lambda s: s.str.len()).h
     report.figure(fig, name)
 print("\\n".join(report.outputs))"""),
     ],
+    "02_segmentation_deep_features.ipynb": [
+        ("md", """# 02 Auto-segmentation and deep features
+
+Methods: a 3D U-Net in the nnU-Net style (MONAI DynUNet with deep supervision, Dice + cross-entropy loss, spatial
+and intensity augmentation, best-validation-Dice checkpoint) is trained on the **training** cohort (with its own
+validation split) and applied to every patient; predicted masks are written on each image's original grid and
+compared with the manual masks (Dice, 95th-percentile Hausdorff distance). Deep features: the largest tumour slice
+and its neighbours (2.5D), cropped to the dilated ROI, embedded by a ResNet (weights from a local file only) and
+reduced by PCA fitted on the training patients; an end-to-end 2.5D classifier gives loss curves and Grad-CAM maps.
+Everything runs on the CPU with the small settings of the study config and uses a GPU when present."""),
+        ("parameters", """config_path = "study.yaml"
+step = "segmentation"
+cohort = ''"""),
+        ("code", """from IPython.display import display
+
+from helpers.config import load_config
+from helpers.deep_learning import run_deep_features, run_segmentation, write_deep_feature_outputs, write_segmentation_outputs
+from helpers.manifest import load_study, read_manifest
+from helpers.provenance import set_seeds
+from helpers.report import ReportWriter
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort or None)
+manifest, patients = load_study(cfg, check_images=False)"""),
+        ("md", "## Segmentation: train on the training cohort, predict every patient, Dice / HD95 against the manual masks"),
+        ("code", """if cfg.segmentation is None:
+    print("no segmentation configured (segmentation: in the study config)")
+else:
+    segmentation = run_segmentation(manifest, cfg)
+    for name, table in write_segmentation_outputs(segmentation, read_manifest(cfg.path(cfg.manifest)), cfg, report).items():
+        print(name)
+        display(table)"""),
+        ("md", "## Deep features (2.5D ResNet + PCA fitted on training), end-to-end classifier, Grad-CAM"),
+        ("code", """if not cfg.deep_features:
+    print("no deep features configured (deep_features: in the study config)")
+else:
+    deep = run_deep_features(manifest, patients, cfg)
+    for name, table in write_deep_feature_outputs(deep, manifest, cfg, report).items():
+        print(name)
+        display(table)"""),
+    ],
     "03_feature_extraction.ipynb": [
         ("md", """# 03 Regions of interest and radiomics feature extraction
 

@@ -1,0 +1,232 @@
+"""Auto-segmentation and deep features of a study (notebook 02).
+
+Segmentation: a DynUNet (:mod:`helpers.segmentation`) trained on the TRAINING
+cohort (its own validation split for checkpointing), applied to every patient,
+evaluated against the manual masks (Dice, HD95 per label, patient and cohort),
+with the predicted masks written as NIfTI and two ready manifests: one whose
+masks are the automatic ones (the rest of the study can run on them) and one
+that keeps the manual masks and adds the automatic ones as the second reader
+(for the ICC stability filter).
+
+Deep features: per configured series, a 2.5D ResNet embedding reduced by PCA
+fitted on the training patients (:class:`helpers.deep_features.DeepFeatureExtractor`),
+written as ``features/deep_features`` and joined to the radiomics features by
+notebook 05 (one more block of the model grid, e.g. ``CT / deep``). An
+end-to-end 2.5D classifier trained on the training cohort (with an internal
+validation split) gives the loss curves, held-out predictions and Grad-CAM maps.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from .config import StudyConfig
+from .evaluation_figures import dice_figure
+from .report import ReportWriter
+
+__all__ = [
+    "SegmentationRun", "segmentation_cases", "run_segmentation", "write_segmentation_outputs", "DeepFeatureRun", "run_deep_features",
+    "write_deep_feature_outputs",
+]
+
+
+@dataclass
+class SegmentationRun:
+    """A trained segmentation model, its predicted masks and their evaluation."""
+
+    train_result: object
+    predictions: dict[str, Path]
+    evaluation: pd.DataFrame
+    summary: pd.DataFrame
+    cases: pd.DataFrame
+
+
+def _settings_with_local_paths(settings, cfg: StudyConfig):
+    weights = getattr(settings, "pretrained_weights", None)
+    if weights:
+        return settings.model_copy(update={"pretrained_weights": str(cfg.path(weights))})
+    return settings
+
+
+def segmentation_cases(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
+    """Patients of the segmentation series: ``patient``, ``cohort``, ``image``, ``truth`` (absolute paths)."""
+    seg = cfg.segmentation
+    rows = manifest[manifest["series"] == seg.series]
+    if rows.empty:
+        raise ValueError(f"segmentation.series '{seg.series}' has no image in the manifest")
+    return pd.DataFrame({"patient": rows["patient"].to_numpy(), "cohort": rows["cohort"].to_numpy(),
+                         "image": rows["image_path"].astype(str).to_numpy(), "truth": rows["mask_path"].astype(str).to_numpy()})
+
+
+def run_segmentation(manifest: pd.DataFrame, cfg: StudyConfig) -> SegmentationRun:
+    """Train on the training cohort, predict every patient, evaluate against the manual masks."""
+    from .segmentation import predict_masks, summarise_evaluation, train_segmentation
+
+    seg = _settings_with_local_paths(cfg.segmentation, cfg)
+    cases = segmentation_cases(manifest, cfg)
+    out = cfg.report_root / "segmentation"
+    train = cases[cases["cohort"].isin(cfg.training_cohorts)]
+    result = train_segmentation({r.patient: (r.image, r.truth) for r in train.itertuples()}, None, seg, out)
+    predictions = predict_masks(result.model, {r.patient: r.image for r in cases.itertuples()}, seg, out / "masks")
+    predictions = {p: Path(path) for p, path in (predictions.items() if isinstance(predictions, dict) else zip(cases["patient"], predictions))}
+    cases = cases.assign(prediction=[str(predictions[p]) for p in cases["patient"]])
+    from .segmentation import evaluation_table
+
+    tol = cfg.geometry_tolerance
+    evaluation = evaluation_table(cases[["patient", "cohort", "prediction", "truth"]], seg.labels, origin_mm=tol.origin_mm)
+    evaluation["set"] = np.where(evaluation["patient"].isin(result.val_cases), "training (validation split)",
+                                 np.where(evaluation["patient"].isin(result.train_cases), "training (fitted)", "held out"))
+    return SegmentationRun(result, predictions, evaluation, summarise_evaluation(evaluation), cases)
+
+
+def write_segmentation_outputs(run: SegmentationRun, manifest_raw: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Dice/HD95 tables, the Dice figure, the training curve table and the automatic-mask manifests."""
+    shown = {"segmentation_summary": run.summary}
+    report.table(run.evaluation, "segmentation_dice_per_patient", per_cohort=False)
+    report.table(run.summary, "segmentation_summary", per_cohort=False)
+    history = run.train_result.history
+    report.table(history, "segmentation_training_history", per_cohort=False)
+    report.figure(dice_figure(run.evaluation.dropna(subset=["dice"])[["patient", "label", "cohort", "dice"]]), "segmentation_dice", per_cohort=False)
+    report.record(run.train_result.checkpoint)
+    report.record(run.train_result.checkpoint.with_suffix(".json"))
+    for path in run.predictions.values():
+        report.record(path)
+    # Two manifests: automatic masks in place of the manual ones, or as the second reader of the stability analysis.
+    # They live in reports/<study>/segmentation/, so every path is rewritten relative to that folder.
+    series = cfg.segmentation.series
+    base = Path(cfg.path(cfg.manifest)).parent
+    folder = cfg.report_root / "segmentation"
+    raw = manifest_raw.drop(columns=[c for c in ("row",) if c in manifest_raw.columns]).copy()
+    for col in ("image", "mask", "mask_reader2"):
+        if col in raw.columns:
+            raw[col] = [Path(_relative(base / v if not Path(v).is_absolute() else Path(v), folder)).as_posix() if v else "" for v in raw[col].fillna("")]
+    is_series = raw["series"] == series
+    rel = {p: Path(_relative(path, folder)).as_posix() for p, path in run.predictions.items()}
+    auto = raw.copy()
+    auto.loc[is_series, "mask"] = auto.loc[is_series, "patient"].map(rel)
+    for col in ("mask_sha256", "mask_roi"):
+        if col in auto.columns:
+            auto.loc[is_series, col] = ""
+    reader2 = raw.copy()
+    reader2.loc[is_series, "mask_reader2"] = reader2.loc[is_series, "patient"].map(rel)
+    for name, table in (("manifest_automatic_masks.csv", auto), ("manifest_automatic_as_reader2.csv", reader2)):
+        path = folder / name
+        table.to_csv(path, index=False)
+        report.record(path)
+    return shown
+
+
+def _relative(path: Path, base: Path) -> str:
+    import os
+
+    return os.path.relpath(Path(path).resolve(), base.resolve())
+
+
+@dataclass
+class DeepFeatureRun:
+    """Deep feature table of all cohorts and, per series, the fitted extractor and the end-to-end classifier."""
+
+    table: pd.DataFrame
+    extractors: dict[str, object] = field(default_factory=dict)
+    classifiers: dict[str, object] = field(default_factory=dict)
+    classifier_predictions: pd.DataFrame | None = None
+    inputs: dict[str, dict] = field(default_factory=dict)
+
+
+def _inputs(manifest: pd.DataFrame, series: str) -> dict[str, tuple[str, str]]:
+    rows = manifest[manifest["series"] == series]
+    return {r.patient: (str(r.image_path), str(r.mask_path)) for r in rows.itertuples()}
+
+
+def run_deep_features(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: StudyConfig) -> DeepFeatureRun:
+    """Fit every configured deep-feature arm on the training patients and transform all cohorts.
+
+    Each arm also trains an end-to-end 2.5D classifier on the training
+    cohort (80/20 stratified split, seeded) for the loss curves, held-out
+    predictions and Grad-CAM maps.
+    """
+    from .deep_features import DeepFeatureExtractor, train_deep_classifier
+
+    cohort = manifest.drop_duplicates("patient").set_index("patient")["cohort"]
+    train_ids = [p for p in cohort.index if cohort[p] in cfg.training_cohorts]
+    frames, extractors, classifiers, preds, all_inputs = [], {}, {}, [], {}
+    for settings in cfg.deep_features:
+        settings = _settings_with_local_paths(settings, cfg)
+        inputs = _inputs(manifest, settings.series)
+        all_inputs[settings.series] = inputs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the untrained-backbone warning is reported in the table below
+            extractor = DeepFeatureExtractor(settings).fit({p: inputs[p] for p in train_ids if p in inputs},
+                                                           patients.loc[[p for p in train_ids if p in inputs], cfg.endpoints.binary] if settings.mode == "finetune" else None)
+            frames.append(extractor.transform(inputs))
+        extractors[settings.series] = extractor
+        if cfg.endpoints.binary:
+            ids = [p for p in train_ids if p in inputs]
+            y = patients.loc[ids, cfg.endpoints.binary].astype(int)
+            fit_ids, val_ids = train_test_split(ids, test_size=0.2, stratify=y, random_state=cfg.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf = train_deep_classifier({p: inputs[p] for p in fit_ids}, y.loc[fit_ids].to_numpy(), {p: inputs[p] for p in val_ids},
+                                            y.loc[val_ids].to_numpy(), settings)
+            classifiers[settings.series] = clf
+            proba = clf.predict_proba(inputs)
+            role = pd.Series("held out", index=proba.index)
+            role[role.index.isin(fit_ids)] = "training (fitted)"
+            role[role.index.isin(val_ids)] = "training (validation split)"
+            preds.append(pd.DataFrame({"series": settings.series, "patient": proba.index, "cohort": cohort.reindex(proba.index).to_numpy(),
+                                       "set": role.to_numpy(), "outcome": patients.loc[proba.index, cfg.endpoints.binary].to_numpy(),
+                                       "probability": proba.to_numpy()}))
+    table = pd.concat(frames, axis=1) if frames else pd.DataFrame()
+    return DeepFeatureRun(table, extractors, classifiers, pd.concat(preds, ignore_index=True) if preds else None, all_inputs)
+
+
+def _classifier_summary(preds: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (series, part_set), part in preds.groupby(["series", "set"], sort=False):
+        y = part["outcome"].astype(int)
+        rows.append({"series": series, "set": part_set, "patients": len(part), "events": int(y.sum()),
+                     "auc": float(roc_auc_score(y, part["probability"])) if y.nunique() == 2 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def write_deep_feature_outputs(run: DeepFeatureRun, manifest: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Deep feature table (data), PCA/provenance table, classifier loss curves, AUCs and Grad-CAM figures."""
+    from .deep_features import gradcam_figure, gradcam_maps, loss_curve_figure, stack_inputs
+
+    shown: dict[str, pd.DataFrame] = {}
+    if run.table.empty:
+        return shown
+    cohort = manifest.drop_duplicates("patient").set_index("patient")["cohort"]
+    report.data(run.table.assign(cohort=cohort.reindex(run.table.index)), "deep_features")
+    info = []
+    for series, ext in run.extractors.items():
+        fi = ext.feature_info_.copy()
+        fi.insert(0, "series", series)
+        fi["architecture"] = ext.settings_.architecture
+        fi["weights"] = "random initialisation (untrained; set pretrained_weights)" if ext.weights_sha256_ is None else f"sha256 {ext.weights_sha256_}"
+        fi["training_patients"] = len(ext.training_patients_)
+        info.append(fi)
+    info_table = pd.concat(info, ignore_index=True)
+    report.table(info_table, "deep_feature_pca", per_cohort=False)
+    shown["deep_feature_pca"] = info_table
+    if run.classifier_predictions is not None:
+        summary = _classifier_summary(run.classifier_predictions)
+        report.table(summary, "deep_classifier_auc", per_cohort=False)
+        shown["deep_classifier_auc"] = summary
+        for series, clf in run.classifiers.items():
+            slug = series.lower()
+            report.figure(loss_curve_figure(clf.history, title=f"2.5D classifier ({series})"), f"deep_classifier_loss_{slug}", per_cohort=False)
+            held = run.classifier_predictions
+            held = held[(held["series"] == series) & (held["set"] == "held out")].sort_values("probability", ascending=False)
+            chosen = list(held["patient"].head(4)) or list(run.inputs[series])[:4]
+            ids, x = stack_inputs({p: run.inputs[series][p] for p in chosen}, clf.settings)
+            maps = gradcam_maps(clf.model, x, target_layer=cfg.deep_gradcam_layer)
+            report.figure(gradcam_figure(x, maps, ids, title=f"Grad-CAM ({series}, {cfg.deep_gradcam_layer})"), f"gradcam_{slug}", per_cohort=False)
+    return shown

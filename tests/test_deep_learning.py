@@ -1,0 +1,98 @@
+"""Notebook 02 (auto-segmentation and deep features) on a small synthetic study, end to end through the runner."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from helpers.config import load_config
+from helpers.manifest import load_study
+from helpers.pipeline import run_study
+from tests.conftest import REPO, tiny_config, write_volume
+
+
+def _sphere_study(tmp: Path, n_train: int = 8, n_test: int = 4) -> Path:
+    """CT-like volumes with a bright noisy sphere (the tumour); outcome = large vs small sphere."""
+    rng = np.random.default_rng(5)
+    rows, pts = [], []
+    zz, yy, xx = np.mgrid[:14, :24, :24]
+    for i in range(n_train + n_test):
+        patient, cohort = f"P{i:02d}", "train" if i < n_train else "test"
+        outcome = i % 2
+        radius = 5.5 if outcome else 3.5
+        centre = (7 + rng.integers(-1, 2), 12 + rng.integers(-2, 3), 12 + rng.integers(-2, 3))
+        # Voxels are 1 x 1 x 2 mm: the sphere is round in mm.
+        inside = ((xx - centre[2]) ** 2 + (yy - centre[1]) ** 2 + (2 * (zz - centre[0])) ** 2) <= radius**2
+        image = rng.normal(0, 15, inside.shape) + np.where(inside, 120, 0)
+        img = write_volume(tmp / patient / "CT.nii.gz", image.astype(np.int16), spacing=(1.0, 1.0, 2.0))
+        msk = write_volume(tmp / patient / "CT_mask.nii.gz", inside.astype(np.uint8), spacing=(1.0, 1.0, 2.0))
+        rows.append({"patient": patient, "cohort": cohort, "series": "CT", "image": img.relative_to(tmp).as_posix(), "mask": msk.relative_to(tmp).as_posix()})
+        pts.append({"patient": patient, "outcome": outcome})
+    pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+    pd.DataFrame(pts).to_csv(tmp / "patients.csv", index=False)
+    cfg = tiny_config(
+        tmp, study="deep", series={"CT": {"modality": "CT"}},
+        segmentation={"series": "CT", "labels": {"tumour": 1}, "target_spacing_mm": [1.0, 1.0, 2.0], "patch_size": [16, 16, 8],
+                      "clip": {"window": [-100, 300]}, "network": {"filters": [8, 16, 32], "deep_supervision": True, "deep_supervision_heads": 1},
+                      "optimizer": {"name": "adam", "lr": 0.01, "schedule": "constant"},
+                      "epochs": 12, "iterations_per_epoch": 6, "batch_size": 4, "num_threads": 1, "seed": 1},
+        deep_features=[{"series": "CT", "architecture": "resnet18", "input_size": 32, "pca_components": 3, "epochs": 2, "batch_size": 4,
+                        "window": [-100, 300], "crop_margin_mm": 3}],
+        deep_gradcam_layer="layer3",
+        steps=[{"name": "segmentation", "notebook": str(REPO / "notebooks" / "02_segmentation_deep_features.ipynb"), "per_cohort": False}],
+    )
+    (tmp / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return tmp / "study.yaml"
+
+
+@pytest.fixture(scope="module")
+def deep_study(tmp_path_factory):
+    cfg_path = _sphere_study(tmp_path_factory.mktemp("deep"))
+    results = run_study(cfg_path, out=io.StringIO())
+    assert [r.status for r in results] == ["ran"], [r.status for r in results]
+    return load_config(cfg_path)
+
+
+def test_notebook02_segments_and_evaluates(deep_study):
+    cfg = deep_study
+    root = cfg.report_root
+    summary = pd.read_csv(root / "tables" / "segmentation_summary.csv")
+    per_patient = pd.read_csv(root / "tables" / "segmentation_dice_per_patient.csv")
+    assert set(per_patient["patient"]) == {f"P{i:02d}" for i in range(12)} and set(per_patient["label"]) == {"tumour"}
+    # A bright sphere on noise: the small U-Net must find it on the held-out test cohort.
+    held_out = per_patient[per_patient["cohort"] == "test"]
+    assert held_out["dice"].mean() >= 0.7, held_out[["patient", "dice"]]
+    assert set(summary["cohort"]) == {"train", "test"}
+    for name in ("figures/segmentation_dice.png", "tables/segmentation_training_history.csv", "segmentation/checkpoints/best.pt"):
+        assert (root / name).is_file(), name
+    # Predicted masks are on the original image grid, and the automatic-mask manifest validates and points at them.
+    img = sitk.ReadImage(str(cfg.base_dir + "/P08/CT.nii.gz"))
+    pred = sitk.ReadImage(str(root / "segmentation" / "masks" / "P08.nii.gz"))
+    assert pred.GetSize() == img.GetSize() and np.allclose(pred.GetSpacing(), img.GetSpacing()) and np.allclose(pred.GetOrigin(), img.GetOrigin())
+    auto = cfg.model_copy(update={"manifest": str(root / "segmentation" / "manifest_automatic_masks.csv")})
+    manifest, _ = load_study(auto, check_images=True)
+    assert all("segmentation/masks" in p for p in manifest["mask_path"])
+    reader2 = cfg.model_copy(update={"manifest": str(root / "segmentation" / "manifest_automatic_as_reader2.csv")})
+    manifest2, _ = load_study(reader2, check_images=True)
+    assert all("segmentation/masks" in p for p in manifest2["mask_reader2_path"]) and not any("segmentation" in str(Path(p).resolve()) for p in manifest2["mask_path"])
+
+
+def test_notebook02_deep_features_fitted_on_training(deep_study):
+    cfg = deep_study
+    root = cfg.report_root
+    table = pd.read_parquet(root / "features" / "deep_features.parquet")
+    assert list(table.columns[:3]) == ["CT_deep_pc01", "CT_deep_pc02", "CT_deep_pc03"] and len(table) == 12
+    assert table["cohort"].value_counts().to_dict() == {"train": 8, "test": 4}
+    # PCA on the 8 training patients: their scores are centred, the test cohort's are not forced to be.
+    train = table[table["cohort"] == "train"].drop(columns="cohort")
+    np.testing.assert_allclose(train.mean(axis=0).to_numpy(), 0, atol=1e-4)
+    pca = pd.read_csv(root / "tables" / "deep_feature_pca.csv")
+    assert (pca["training_patients"] == 8).all() and pca["weights"].str.contains("random initialisation").all()
+    for name in ("figures/deep_classifier_loss_ct.png", "figures/gradcam_ct.png", "tables/deep_classifier_auc.csv"):
+        assert (root / name).is_file(), name
