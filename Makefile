@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= study.yaml
 
-.PHONY: all setup report validate test bench clean-reports
+.PHONY: all setup report validate test bench clean-reports browser
 
 all: report
 
@@ -27,8 +27,16 @@ report: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/python -m helpers validate --config $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium renders the HTML supplement in tests/test_supplement.py; installed from Debian when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-dejavu-core; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_rerun.py

@@ -178,7 +178,9 @@ def make_planted_feature_study(tmp_path: Path):
         survival={"horizons": [12, 24, 36], "rsf_trees": 50},
         steps=[{"name": "signature", "notebook": str(REPO / "notebooks" / "04_signature.ipynb"), "per_cohort": False},
                {"name": "models", "notebook": str(REPO / "notebooks" / "05_models.ipynb"), "per_cohort": False, "depends_on": ["signature"]},
-               {"name": "statistics", "notebook": str(REPO / "notebooks" / "06_statistics.ipynb"), "per_cohort": False, "depends_on": ["models"]}],
+               {"name": "statistics", "notebook": str(REPO / "notebooks" / "06_statistics.ipynb"), "per_cohort": False, "depends_on": ["models"]},
+               {"name": "supplement", "notebook": str(REPO / "notebooks" / "07_supplement.ipynb"), "per_cohort": False,
+                "depends_on": ["signature", "models", "statistics"]}],
         statistics={"subgroups": [{"series": "MR_T1", "field": "scanner"}], "n_bootstrap": 200},
     )
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

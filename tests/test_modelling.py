@@ -52,10 +52,10 @@ def test_final_model_threshold_from_training_and_deterministic(modelling_study):
     assert fit_final_model(type(data)(shifted, data.y, data.cohort, data.training), cfg).threshold_ == model.threshold_
 
 
-def test_notebooks_04_05_06_smoke(planted_feature_study):
+def test_notebooks_04_to_07_smoke(planted_feature_study):
     study, _ = planted_feature_study
     results = run_study(study / "study.yaml", out=io.StringIO())
-    assert [r.status for r in results] == ["ran", "ran", "ran"]
+    assert [r.status for r in results] == ["ran", "ran", "ran", "ran"]
     root = load_config(study / "study.yaml").report_root
     for name in ("tables/model_grid.csv", "figures/auc_heatmap_cv.png", "figures/auc_heatmap_test.png", "tables/final_model_summary.csv",
                  "features/predictions_final_model.parquet", "models/final_model.joblib", "figures/shap_beeswarm.png",
@@ -66,10 +66,15 @@ def test_notebooks_04_05_06_smoke(planted_feature_study):
                  "tables/table_one_by_cohort.csv", "tables/table_one_by_outcome_train.csv", "tables/performance.csv", "tables/pairwise_comparison.csv",
                  "tables/calibration.csv", "tables/subgroup_performance_mr_t1_scanner.csv", "tables/survival_metrics.csv", "figures/roc_curves.png",
                  "figures/calibration_test.png", "figures/decision_curve_train.png", "figures/subgroup_forest_mr_t1_scanner.png",
-                 "figures/radscore_distribution.png", "figures/feature_weights.png"):
+                 "figures/radscore_distribution.png", "figures/feature_weights.png",
+                 # notebook 07
+                 "supplementary/supplementary.docx", "supplementary/supplementary.html", "supplementary/supplementary_tables.tex"):
         assert (root / name).is_file(), name
     preds = pd.read_parquet(root / "features" / "model_predictions.parquet")
     assert {"Clinical", "Radiomics (logistic)", "Nomogram (clinical + Rad-score)", "Score-level fusion", "CT / tumour (logistic)"} <= set(preds["model"])
+    html = (root / "supplementary" / "supplementary.html").read_text()
+    for caption_source in ("performance", "pairwise_comparison", "nomogram", "roc_curves", "table_one_by_cohort", "survival_metrics"):
+        assert caption_source in html, caption_source
 
 
 def test_fusion_comparison(modelling_study):

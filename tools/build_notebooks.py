@@ -307,6 +307,37 @@ for name, table in survival_tables.items():
         ("md", "## Figures: ROC, calibration and decision curves per cohort; subgroup forest plots; Rad-score; feature weights"),
         ("code", """print("\\n".join(write_statistics_figures(predictions, tables, cfg, report)))"""),
     ],
+    "07_supplement.ipynb": [
+        ("md", """# 07 The supplementary document
+
+Every table and figure the study wrote (from each step's ledger, in step order) is numbered and captioned into one
+`supplementary.docx`, one self-contained `supplementary.html` and `supplementary_tables.tex`, with a methods section
+generated from the provenance (software versions, preprocessing and extraction settings, feature counts, selection
+steps and counts, model settings) and a checklist mapping the outputs to CLEAR and TRIPOD+AI items."""),
+        ("parameters", """config_path = "study.yaml"
+step = "supplement"
+cohort = ''"""),
+        ("code", """from IPython.display import display
+
+import pandas as pd
+
+from helpers.config import load_config
+from helpers.provenance import set_seeds
+from helpers.report import ReportWriter
+from helpers.supplement import build_supplement
+
+cfg = load_config(config_path)
+set_seeds(cfg.seed)
+report = ReportWriter(cfg, step, cohort or None)"""),
+        ("md", "## Build the document"),
+        ("code", """supplement = build_supplement(cfg, writer=report)
+print(f"{supplement.n_tables} tables and {supplement.n_figures} figures")
+print("\\n".join(str(p) for p in (supplement.docx, supplement.html, supplement.latex)))"""),
+        ("md", "## Numbered items and anything that needs attention (uncaptioned or missing outputs)"),
+        ("code", """display(pd.DataFrame([{"number": it.number, "kind": it.kind, "name": it.name, "caption": it.caption} for it in supplement.items]).head(80))
+for warning in supplement.warnings:
+    print("WARNING:", warning)"""),
+    ],
 }
 
 
