@@ -283,6 +283,24 @@ class StatisticsConfig(_Strict):
     calibration_bins: int = Field(10, ge=2)
 
 
+class SuperResolutionConfig(_Strict):
+    """Notebook 02's super-resolution arm: the series to super-resolve and the GAN settings.
+
+    ``settings`` is validated into :class:`helpers.super_resolution.SuperResolutionSettings`
+    (imported lazily: loading a config does not import torch).
+    """
+
+    series: str
+    settings: Any = Field(default_factory=dict)
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _settings(cls, value: object) -> object:
+        from .super_resolution import SuperResolutionSettings
+
+        return SuperResolutionSettings.model_validate(value or {})
+
+
 class StepConfig(_Strict):
     """A notebook step of the study run."""
 
@@ -319,6 +337,7 @@ class StudyConfig(_Strict):
     segmentation: Any = None
     deep_features: tuple[Any, ...] = ()
     deep_gradcam_layer: str = "layer4"
+    super_resolution: SuperResolutionConfig | None = None
     geometry_tolerance: GeometryTolerance = GeometryTolerance()
     qc: QCConfig = QCConfig()
     preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
@@ -387,6 +406,7 @@ class StudyConfig(_Strict):
             "statistics.subgroups": [g.series for g in self.statistics.subgroups],
             "segmentation.series": [self.segmentation.series] if self.segmentation is not None else [],
             "deep_features.series": [d.series for d in self.deep_features],
+            "super_resolution.series": [self.super_resolution.series] if self.super_resolution is not None else [],
         }
         for where, names in referenced.items():
             unknown = [n for n in names if n not in self.series]

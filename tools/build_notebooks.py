@@ -75,7 +75,10 @@ cohort = ''"""),
         ("code", """from IPython.display import display
 
 from helpers.config import load_config
-from helpers.deep_learning import run_deep_features, run_segmentation, write_deep_feature_outputs, write_segmentation_outputs
+from helpers.deep_learning import (
+    run_deep_features, run_segmentation, run_super_resolution, write_deep_feature_outputs, write_segmentation_outputs,
+    write_super_resolution_outputs,
+)
 from helpers.manifest import load_study, read_manifest
 from helpers.provenance import set_seeds
 from helpers.report import ReportWriter
@@ -98,6 +101,18 @@ else:
 else:
     deep = run_deep_features(manifest, patients, cfg)
     for name, table in write_deep_feature_outputs(deep, manifest, cfg, report).items():
+        print(name)
+        display(table)"""),
+        ("md", """## Super-resolution (3D GAN trained on degraded training images)
+
+The SR images and masks are listed in `super_resolution/manifest_super_resolution.csv` as series `<series>_SR`;
+declare that series in a second study config to extract the same radiomics from NR and SR images and compare the
+models (notebook 06's DeLong + NRI table)."""),
+        ("code", """if cfg.super_resolution is None:
+    print("no super-resolution configured (super_resolution: in the study config)")
+else:
+    sr = run_super_resolution(manifest, cfg)
+    for name, table in write_super_resolution_outputs(sr, manifest, cfg, report).items():
         print(name)
         display(table)"""),
     ],
