@@ -19,7 +19,7 @@ from scipy.stats import mannwhitneyu
 
 from .config import StudyConfig
 from .evaluation_figures import (
-    calibration_figure, decision_curve_figure, feature_weight_figure, forest_figure, radscore_distribution_figure, roc_panels_figure,
+    calibration_figure, decision_curve_figure, feature_weight_figure, forest_figure, radscore_distribution_figure, roc_figure,
 )
 from .qc import acquisition_records
 from .report import ReportWriter
@@ -191,9 +191,10 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
         report.figure(decision_curve_figure({m: c[["threshold", "net_benefit"]] for m, c in curves.items()}, treat_all, title=f"Decision curves: {cohort}"),
                       f"decision_curve_{cohort}", per_cohort=False)
         written += [f"calibration_{cohort}", f"decision_curve_{cohort}"]
-    if panels:
-        report.figure(roc_panels_figure(panels), "roc_curves", per_cohort=False)
-        written.append("roc_curves")
+    # One ROC figure per cohort: the AUC-with-CI legend labels are long, and side-by-side panels would squeeze the axes.
+    for cohort, (y, scores, labels) in panels.items():
+        report.figure(roc_figure(y, scores, labels, title=f"ROC: {cohort} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
+        written.append(f"roc_{cohort}")
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:
             fig_name = name.replace("subgroup_performance_", "subgroup_forest_")

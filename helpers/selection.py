@@ -481,6 +481,12 @@ class UnivariateFilter(_FeatureStep):
     correction : str or None
         None (no multiplicity correction) or a statsmodels ``multipletests``
         method such as ``"fdr_bh"``.
+    min_features : int, default 0
+        When fewer features pass the threshold, keep this many with the
+        smallest p-values instead (ties: input order), so that a model grid
+        block without a univariately significant feature still yields a
+        model (whose AUC then shows the lack of signal) instead of an error.
+        0 keeps the strict rule.
 
     Attributes
     ----------
@@ -505,18 +511,22 @@ class UnivariateFilter(_FeatureStep):
         normality_alpha: float = 0.05,
         equal_var: bool = False,
         correction: str | None = None,
+        min_features: int = 0,
     ):
         self.p_threshold = p_threshold
         self.test = test
         self.normality_alpha = normality_alpha
         self.equal_var = equal_var
         self.correction = correction
+        self.min_features = min_features
 
     def _check_params(self) -> None:
         _check_number("p_threshold", self.p_threshold, 0, 1, low_open=True)
         _check_choice("test", self.test, ("auto", "ttest", "mannwhitney"))
         _check_number("normality_alpha", self.normality_alpha, 0, 1, low_open=True, high_open=True)
         _check_choice("equal_var", self.equal_var, (False, True))
+        if not isinstance(self.min_features, int) or self.min_features < 0:
+            raise ValueError(f"min_features must be a non-negative integer, got {self.min_features!r}")
         if self.correction is not None:
             from statsmodels.stats.multitest import multitest_methods_names
 
@@ -554,7 +564,13 @@ class UnivariateFilter(_FeatureStep):
         else:
             self.adjusted_pvalues_ = None
             used = self.pvalues_
-        self.selected_features_ = cols[(used < self.p_threshold).to_numpy()].tolist()
+        keep = (used < self.p_threshold).to_numpy()
+        if keep.sum() < self.min_features:
+            # Stable order: smallest p first, input order among ties.
+            top = np.argsort(used.to_numpy(), kind="stable")[: min(self.min_features, len(cols))]
+            keep = np.zeros(len(cols), dtype=bool)
+            keep[top] = True
+        self.selected_features_ = cols[keep].tolist()
         return self
 
     def describe(self) -> str:
@@ -564,7 +580,8 @@ class UnivariateFilter(_FeatureStep):
             "mannwhitney": "Mann-Whitney U",
         }[self.test]
         adj = f" ({self.correction}-adjusted)" if self.correction else ""
-        return f"univariate p{adj} < {self.p_threshold} ({test})"
+        floor = f"; at least the {self.min_features} smallest p-values" if self.min_features else ""
+        return f"univariate p{adj} < {self.p_threshold} ({test}{floor})"
 
 
 # --------------------------------------------------------------------------- correlation filter

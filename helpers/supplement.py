@@ -325,13 +325,15 @@ class _Collected:
     messages: list[str]
 
 
-def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping) -> _Collected:
+def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, exclude_steps: tuple[str, ...] = ()) -> _Collected:
     seen: set[str] = set()
     entries: list[tuple[str, str | None, str, str]] = []  # step, cohort, rel, kind
     other: list[str] = []
     messages: list[str] = []
     twins: list[tuple[str, str | None, str]] = []
     for step in cfg.steps:
+        if step.name in exclude_steps:  # the step building the supplement does not document itself
+            continue
         cohorts: list[str | None] = list(cfg.cohorts) if step.per_cohort else [None]
         any_output = False
         for c in cohorts:
@@ -901,11 +903,11 @@ def checklist_table(cfg: StudyConfig, items: Sequence[SupplementItem], methods: 
 
 
 def assemble_supplement(cfg: StudyConfig, report_root: str | Path | None = None, max_rows: int = 40, max_columns: int = 24,
-                        data: Mapping | None = None) -> Supplement:  # fmt: skip
+                        data: Mapping | None = None, exclude_steps: tuple[str, ...] = ()) -> Supplement:  # fmt: skip
     """Collect, caption, number and read everything the documents show (one pass over the files)."""
     root = _root(cfg, report_root)
     data = validate_supplement_data(data) if data is not None else load_supplement_data()
-    collected = _collect(cfg, root, max_columns, data)
+    collected = _collect(cfg, root, max_columns, data, exclude_steps)
     items = collected.items
     methods = methods_text(cfg, root, items)
     extra = _other_outputs_paragraph(collected.other)
@@ -1258,7 +1260,7 @@ def build_supplement(cfg: StudyConfig, report_root: str | Path | None = None, ma
         caption and every warning (each also emitted as a
         :class:`SupplementWarning`).
     """
-    supp = assemble_supplement(cfg, report_root, max_rows, max_columns)
+    supp = assemble_supplement(cfg, report_root, max_rows, max_columns, exclude_steps=(writer.step,) if writer is not None else ())
     for message in supp.warnings:
         warnings.warn(message, SupplementWarning, stacklevel=2)
     folder = Path(out_dir) if out_dir is not None else supp.root / SUPPLEMENT_DIR

@@ -64,7 +64,7 @@ def test_notebooks_04_to_07_smoke(planted_feature_study):
                  "features/survival_predictions.parquet", "figures/km_cox_test.png", "tables/cox_coefficients.csv",
                  # notebook 06
                  "tables/table_one_by_cohort.csv", "tables/table_one_by_outcome_train.csv", "tables/performance.csv", "tables/pairwise_comparison.csv",
-                 "tables/calibration.csv", "tables/subgroup_performance_mr_t1_scanner.csv", "tables/survival_metrics.csv", "figures/roc_curves.png",
+                 "tables/calibration.csv", "tables/subgroup_performance_mr_t1_scanner.csv", "tables/survival_metrics.csv", "figures/roc_test.png",
                  "figures/calibration_test.png", "figures/decision_curve_train.png", "figures/subgroup_forest_mr_t1_scanner.png",
                  "figures/radscore_distribution.png", "figures/feature_weights.png",
                  # notebook 07

@@ -571,3 +571,25 @@ def test_figures(planted_fit):
     finally:
         for fig in (path, cvf, bars):
             plt.close(fig)
+
+
+def test_univariate_min_features_keeps_the_smallest_p_values_when_none_pass():
+    from scipy.stats import mannwhitneyu, ttest_ind
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(40, 6)), columns=[f"f{i}" for i in range(6)])
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    strict = UnivariateFilter(p_threshold=1e-9).fit(X, y)
+    assert strict.selected_features_ == []
+    floor = UnivariateFilter(p_threshold=1e-9, min_features=2).fit(X, y)
+    expected = strict.pvalues_.sort_values(kind="stable").index[:2]
+    assert floor.selected_features_ == [c for c in X.columns if c in set(expected)]
+    # Independent p-value check of the chosen features' ranking (Welch or Mann-Whitney by the Shapiro rule).
+    for f in floor.selected_features_:
+        ref = ttest_ind(X[f][y == 1], X[f][y == 0], equal_var=False).pvalue if floor.tests_[f] == "welch_t" else mannwhitneyu(X[f][y == 1], X[f][y == 0]).pvalue
+        assert floor.pvalues_[f] == pytest.approx(ref, rel=1e-10)
+    # Enough features pass: the floor changes nothing.
+    loose = UnivariateFilter(p_threshold=1.0, min_features=2).fit(X, y)
+    assert loose.selected_features_ == list(X.columns)
+    with pytest.raises(ValueError, match="min_features"):
+        UnivariateFilter(min_features=-1).fit(X, y)
