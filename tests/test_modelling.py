@@ -73,7 +73,7 @@ def test_notebooks_04_to_07_smoke(planted_feature_study):
     preds = pd.read_parquet(root / "features" / "model_predictions.parquet")
     assert {"Clinical", "Radiomics (logistic)", "Nomogram (clinical + Rad-score)", "Score-level fusion", "CT / tumour (logistic)"} <= set(preds["model"])
     html = (root / "supplementary" / "supplementary.html").read_text()
-    for caption_source in ("performance", "pairwise_comparison", "nomogram", "roc_curves", "table_one_by_cohort", "survival_metrics"):
+    for caption_source in ("performance", "pairwise_comparison", "nomogram", "roc_test", "table_one_by_cohort", "survival_metrics"):
         assert caption_source in html, caption_source
 
 
