@@ -48,10 +48,11 @@ class SegmentationRun:
     cases: pd.DataFrame
 
 
-def _settings_with_local_paths(settings, cfg: StudyConfig):
-    weights = getattr(settings, "pretrained_weights", None)
+def _settings_with_local_paths(settings, cfg: StudyConfig, field_name: str = "pretrained_weights"):
+    """Settings whose local weights path (relative to the study config) is made absolute."""
+    weights = getattr(settings, field_name, None)
     if weights:
-        return settings.model_copy(update={"pretrained_weights": str(cfg.path(weights))})
+        return settings.model_copy(update={field_name: str(cfg.path(weights))})
     return settings
 
 
@@ -67,7 +68,7 @@ def segmentation_cases(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame
 
 def run_segmentation(manifest: pd.DataFrame, cfg: StudyConfig) -> SegmentationRun:
     """Train on the training cohort, predict every patient, evaluate against the manual masks."""
-    from .segmentation import predict_masks, summarise_evaluation, train_segmentation
+    from .segmentation import evaluation_table, predict_masks, summarise_evaluation, train_segmentation
 
     seg = _settings_with_local_paths(cfg.segmentation, cfg)
     cases = segmentation_cases(manifest, cfg)
@@ -77,8 +78,6 @@ def run_segmentation(manifest: pd.DataFrame, cfg: StudyConfig) -> SegmentationRu
     predictions = predict_masks(result.model, {r.patient: r.image for r in cases.itertuples()}, seg, out / "masks")
     predictions = {p: Path(path) for p, path in (predictions.items() if isinstance(predictions, dict) else zip(cases["patient"], predictions))}
     cases = cases.assign(prediction=[str(predictions[p]) for p in cases["patient"]])
-    from .segmentation import evaluation_table
-
     tol = cfg.geometry_tolerance
     evaluation = evaluation_table(cases[["patient", "cohort", "prediction", "truth"]], seg.labels, origin_mm=tol.origin_mm)
     evaluation["set"] = np.where(evaluation["patient"].isin(result.val_cases), "training (validation split)",
@@ -256,13 +255,13 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
     lists them as series ``<series>_SR`` so a second study run (with that
     series declared) extracts the same radiomics from NR and SR images.
     """
-    from .io import read_image, read_mask
-    from .super_resolution import apply_super_resolution, train_super_resolution
-
     import SimpleITK as sitk
 
+    from .io import read_image, read_mask
+    from .super_resolution import apply_super_resolution, train_super_resolution, upsample_mask
+
     sr = cfg.super_resolution
-    settings = _settings_with_local_paths(sr.settings, cfg) if getattr(sr.settings, "perceptual_weights", None) else sr.settings
+    settings = _settings_with_local_paths(sr.settings, cfg, "perceptual_weights")
     rows = manifest[manifest["series"] == sr.series]
     if rows.empty:
         raise ValueError(f"super_resolution.series '{sr.series}' has no image in the manifest")
@@ -277,8 +276,6 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
     for r in rows.itertuples():
         image = read_image(r.image_path)
         sr_image = apply_super_resolution(result, image, settings)
-        from .super_resolution import upsample_mask
-
         sr_mask = upsample_mask(read_mask(r.mask_path, reference=image), sr_image)
         img_path, msk_path = folder / r.patient / "image.nii.gz", folder / r.patient / "mask.nii.gz"
         img_path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +290,7 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
 def write_super_resolution_outputs(run: SuperResolutionRun, manifest: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Training history, validation metrics vs trilinear, comparison and curve figures, and the SR manifest."""
     from .io import read_image
-    from .super_resolution import degrade_volume, sr_comparison_figure, sr_training_curve_figure
+    from .super_resolution import apply_super_resolution, degrade_volume, sr_comparison_figure, sr_training_curve_figure
 
     sr = cfg.super_resolution
     folder = cfg.report_root / "super_resolution"
@@ -308,8 +305,6 @@ def write_super_resolution_outputs(run: SuperResolutionRun, manifest: pd.DataFra
     held = manifest[(manifest["series"] == sr.series) & ~manifest["cohort"].isin(cfg.training_cohorts)]
     example = (held if len(held) else manifest[manifest["series"] == sr.series]).iloc[0]
     original = read_image(example["image_path"])
-    from .super_resolution import apply_super_resolution
-
     low = degrade_volume(original, sr.settings)
     restored = apply_super_resolution(run.result, low, sr.settings)
     z = restored.GetSize()[2] // 2
