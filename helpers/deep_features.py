@@ -48,6 +48,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from .errors import ImageReadError, InputDataError, StudyError
+from .torch_weights import read_state_dict
 from .figures import PALETTE, apply_style
 from .io import read_image, read_mask, sha256_file
 
@@ -553,20 +554,7 @@ def _build_resnet(architecture: str, num_classes: int | None, seed: int) -> torc
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        # weights_only: a state dict is plain tensors; refusing pickled code keeps loading safe.
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or non-tensor files
-        raise BackboneWeightsError(
-            f"cannot read pretrained weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-            "save them with torch.save(model.state_dict(), path)"
-        ) from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]  # common training checkpoints wrap the state dict
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise BackboneWeightsError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
-    # Weights saved from nn.DataParallel prefix every key with 'module.'.
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return read_state_dict(path, BackboneWeightsError)
 
 
 def _guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:

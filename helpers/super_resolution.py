@@ -73,6 +73,7 @@ from scipy import ndimage
 from torch import nn
 
 from .errors import InputDataError, StudyError
+from .torch_weights import read_state_dict
 from .figures import PALETTE, apply_style
 from .io import sha256_file
 
@@ -432,20 +433,7 @@ class _MedicalNetFeatures(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        # weights_only: a state dict is plain tensors; refusing pickled code keeps loading safe.
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or non-tensor files
-        raise SRWeightsError(
-            f"cannot read weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-            "save them with torch.save(model.state_dict(), path)"
-        ) from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]  # training checkpoints (MedicalNet's among them) wrap the state dict
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SRWeightsError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
-    # Weights saved from nn.DataParallel prefix every key with 'module.'.
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return read_state_dict(path, SRWeightsError)
 
 
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
