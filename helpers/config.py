@@ -292,6 +292,17 @@ class SuperResolutionConfig(_Strict):
 
     series: str
     settings: Any = Field(default_factory=dict)
+    compare_only: bool = Field(
+        True,
+        description="True: the super-resolved series is a comparison arm (its own model-grid blocks and the NR-vs-SR "
+        "table of notebook 06) and stays out of the signature, the final model and score-level fusion; False: it is "
+        "pooled like any other series",
+    )
+
+    @property
+    def output_series(self) -> str:
+        """Name of the derived series of super-resolved images (``<series>_SR``)."""
+        return f"{self.series}_SR"
 
     @field_validator("settings", mode="before")
     @classmethod
@@ -348,6 +359,37 @@ class StudyConfig(_Strict):
     steps: tuple[StepConfig, ...]
     # Set by load_config, not by the YAML file.
     base_dir: str = Field("", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_series(cls, raw: object) -> object:
+        # Notebook 02's super-resolved images form a derived series "<series>_SR" with the parent's modality, display
+        # window, preprocessing and extraction settings (unless the config sets them explicitly), so NR and SR go
+        # through the same radiomics pipeline.
+        if not isinstance(raw, dict) or not isinstance(raw.get("super_resolution"), dict):
+            return raw
+        parent = raw["super_resolution"].get("series")
+        series = raw.get("series")
+        if not isinstance(parent, str) or not isinstance(series, dict) or not isinstance(series.get(parent), dict):
+            return raw
+        derived = f"{parent}_SR"
+        raw = dict(raw)
+        if derived not in series:
+            description = series[parent].get("description") or parent
+            raw["series"] = {**series, derived: {**series[parent], "description": f"super-resolved (notebook 02): {description}"}}
+        if isinstance(raw.get("preprocessing"), dict) and parent in raw["preprocessing"] and derived not in raw["preprocessing"]:
+            raw["preprocessing"] = {**raw["preprocessing"], derived: raw["preprocessing"][parent]}
+        extraction = raw.get("extraction")
+        if isinstance(extraction, dict):
+            extraction = dict(extraction)
+            settings = extraction.get("series_settings")
+            if isinstance(settings, dict) and parent in settings and derived not in settings:
+                extraction["series_settings"] = {**settings, derived: settings[parent]}
+            listed = extraction.get("series")
+            if isinstance(listed, list | tuple) and parent in listed and derived not in listed:
+                extraction["series"] = [*listed, derived]
+            raw["extraction"] = extraction
+        return raw
 
     @field_validator("segmentation", mode="before")
     @classmethod
@@ -431,6 +473,31 @@ class StudyConfig(_Strict):
     def clinical_variables(self) -> list[str]:
         """Continuous then categorical clinical variables."""
         return self.clinical.variables
+
+    @property
+    def comparison_series(self) -> list[str]:
+        """Series kept out of the signature, the final model and fusion (compared in the model grid only).
+
+        The super-resolved series of notebook 02 when ``super_resolution.compare_only`` (the default).
+        """
+        sr = self.super_resolution
+        return [sr.output_series] if sr is not None and sr.compare_only else []
+
+    def source_series(self, series: str) -> str:
+        """The acquired series an image series comes from: the parent of a derived ``<series>_SR``, else itself."""
+        sr = self.super_resolution
+        return sr.series if sr is not None and series == sr.output_series else series
+
+    def series_of_column(self, column: str) -> str | None:
+        """The series a feature column belongs to: the longest configured ``<series>_`` prefix (``MR_T1_SR_...`` is
+        ``MR_T1_SR``, not ``MR_T1``); ``None`` for a column of no series (e.g. a clinical variable)."""
+        matches = [s for s in self.series if str(column).startswith(f"{s}_")]
+        return max(matches, key=len) if matches else None
+
+    def columns_of_series(self, columns, series: str | set[str] | list[str]) -> list[str]:
+        """The columns (in their order) whose series (:meth:`series_of_column`) is ``series`` or one of them."""
+        wanted = {series} if isinstance(series, str) else set(series)
+        return [c for c in columns if self.series_of_column(c) in wanted]
 
     @property
     def training_cohorts(self) -> list[str]:

@@ -33,7 +33,7 @@ from .report import ReportWriter
 
 __all__ = [
     "SegmentationRun", "segmentation_cases", "run_segmentation", "write_segmentation_outputs", "DeepFeatureRun", "run_deep_features",
-    "write_deep_feature_outputs", "SuperResolutionRun", "run_super_resolution", "write_super_resolution_outputs",
+    "write_deep_feature_outputs", "SuperResolutionRun", "run_super_resolution", "write_super_resolution_outputs", "with_super_resolution",
 ]
 
 
@@ -318,3 +318,46 @@ def write_super_resolution_outputs(run: SuperResolutionRun, manifest: pd.DataFra
         report.record(msk)
     shown["manifest_super_resolution"] = run.manifest.head()
     return shown
+
+
+def with_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig, check_images: bool = True) -> pd.DataFrame:
+    """The study manifest plus notebook 02's super-resolved images as series ``<series>_SR``.
+
+    Reads ``reports/<study>/super_resolution/manifest_super_resolution.csv``
+    and validates it like the study manifest (files, image/mask geometry,
+    labels); centre and scanner come from the parent series' rows. Every
+    patient of the parent series must have its SR image: notebook 03 then
+    extracts the same radiomics from NR and SR images. Without
+    ``super_resolution`` in the config the manifest is returned unchanged.
+
+    Raises
+    ------
+    FileNotFoundError
+        When notebook 02 has not written the SR manifest yet.
+    ManifestError
+        When an SR image/mask is missing or invalid, or a patient lacks one.
+    """
+    from .errors import ManifestError, ManifestIssue
+    from .manifest import read_manifest, validate_manifest
+
+    sr = cfg.super_resolution
+    if sr is None:
+        return manifest
+    path = cfg.report_root / "super_resolution" / "manifest_super_resolution.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the segmentation step (notebook 02, which trains and applies the super-resolution "
+                                f"network for series '{sr.series}') before feature extraction")
+    rows = read_manifest(path)
+    parent = manifest[manifest["series"] == sr.series].set_index("patient")
+    issues = [ManifestIssue(None, "patient", p, f"no super-resolved {sr.series} image", "re-run the segmentation step (notebook 02)")
+              for p in parent.index.difference(rows["patient"])]
+    issues += [ManifestIssue(int(r.row), "series", r.patient, f"series '{r.series}' is not '{sr.output_series}'", "re-run the segmentation step (notebook 02)")
+               for r in rows.itertuples() if r.series != sr.output_series]
+    issues += [ManifestIssue(int(r.row), "patient", r.patient, f"patient has no {sr.series} image in the study manifest", "re-run the segmentation step (notebook 02)")
+               for r in rows.itertuples() if r.patient not in parent.index]
+    if issues:
+        raise ManifestError(str(path), issues)
+    for column in ("cohort", "centre", "scanner"):
+        rows[column] = [parent.loc[p, column] for p in rows["patient"]]
+    checked = validate_manifest(cfg.model_copy(update={"manifest": str(path)}), manifest=rows, check_images=check_images)
+    return pd.concat([manifest, checked[[c for c in checked.columns if c in manifest.columns]]], ignore_index=True)

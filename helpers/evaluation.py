@@ -28,7 +28,7 @@ from .survival import survival_metrics_table
 
 __all__ = [
     "StudyPredictions", "load_predictions", "subgroup_values", "clinical_characteristics", "model_statistics", "survival_statistics",
-    "write_statistics_figures",
+    "resolution_pairs", "resolution_comparison_table", "write_statistics_figures",
 ]
 
 
@@ -101,6 +101,53 @@ def clinical_characteristics(patients: pd.DataFrame, manifest: pd.DataFrame, cfg
     return out
 
 
+def resolution_pairs(models: list[str], cfg: StudyConfig) -> pd.DataFrame:
+    """Normal- and super-resolution models that differ only in the image series (same ROI block, same algorithm).
+
+    Model names are notebook 05's ``"<series> / <block> (<algorithm>)"``; a
+    pair is a model of the super-resolved series (``<series>_SR``) whose
+    counterpart on the parent series was also predicted. Columns ``block``,
+    ``algorithm``, ``model_nr``, ``model_sr``; empty without
+    ``super_resolution`` in the config.
+    """
+    columns = ["block", "algorithm", "model_nr", "model_sr"]
+    sr = cfg.super_resolution
+    if sr is None:
+        return pd.DataFrame(columns=columns)
+    names = set(models)
+    prefix = f"{sr.output_series} / "
+    rows = []
+    for name in models:
+        if not name.startswith(prefix) or not name.endswith(")") or " (" not in name:
+            continue
+        nr = f"{sr.series} / {name.removeprefix(prefix)}"
+        if nr in names:
+            block, algorithm = name.removeprefix(prefix).rsplit(" (", 1)
+            rows.append({"block": block, "algorithm": algorithm[:-1], "model_nr": nr, "model_sr": name})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def resolution_comparison_table(preds: StudyPredictions, cfg: StudyConfig) -> pd.DataFrame:
+    """NR vs SR per ROI block and cohort: AUCs, DeLong test, continuous NRI and IDI (SR over NR).
+
+    The seed study's "DeLong test and NRI for pairwise comparison" of
+    normal- and super-resolution models. Training rows are out-of-fold; each
+    pair uses the same algorithm and selection steps, so the image series is
+    the only difference. Positive NRI/IDI favour the super-resolved images.
+    Empty when no pair was predicted.
+    """
+    pairs = resolution_pairs(list(pd.unique(preds.binary["model"])), cfg)
+    frames = []
+    for pair in pairs.itertuples():
+        both = preds.binary[preds.binary["model"].isin([pair.model_nr, pair.model_sr])]
+        table = pairwise_comparison_table(both, reference=pair.model_nr)
+        table.insert(0, "algorithm", pair.algorithm)
+        table.insert(0, "block", pair.block)
+        frames.append(table.rename(columns={"model_a": "model_sr", "model_b": "model_nr", "auc_a": "auc_sr", "auc_b": "auc_nr",
+                                            "auc_difference": "auc_difference_sr_minus_nr"}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def model_statistics(preds: StudyPredictions, cfg: StudyConfig, manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Performance, pairwise comparison (DeLong, NRI, IDI), calibration and subgroup tables.
 
@@ -119,6 +166,9 @@ def model_statistics(preds: StudyPredictions, cfg: StudyConfig, manifest: pd.Dat
     elif main["model"].nunique() > 1:
         tables["pairwise_comparison"] = pairwise_comparison_table(main)
     tables["calibration"] = calibration_table(main)
+    resolution = resolution_comparison_table(preds, cfg)
+    if not resolution.empty:
+        tables["nr_vs_sr_comparison"] = resolution
     for spec in sc.subgroups:
         groups = subgroup_values(manifest, cfg, spec.series, spec.field)
         tables[f"subgroup_performance_{spec.series.lower()}_{spec.field.lower()}"] = subgroup_performance_table(main, groups)
@@ -195,6 +245,7 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
     for cohort, (y, scores, labels) in panels.items():
         report.figure(roc_figure(y, scores, labels, title=f"ROC: {cohort} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
         written.append(f"roc_{cohort}")
+    written += _resolution_roc_figures(preds, perf, cfg, report)
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:
             fig_name = name.replace("subgroup_performance_", "subgroup_forest_")
@@ -217,4 +268,26 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
         if len(weights):
             report.figure(feature_weight_figure(weights, title="Rad-score feature weights"), "feature_weights", per_cohort=False)
             written.append("feature_weights")
+    return written
+
+
+def _resolution_roc_figures(preds: StudyPredictions, perf: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> list[str]:
+    # The seed study's ROC panels of NR and SR models: one figure per cohort with every NR/SR pair.
+    pairs = resolution_pairs(list(pd.unique(preds.binary["model"])), cfg)
+    written = []
+    if pairs.empty:
+        return written
+    names = [m for pair in pairs.itertuples() for m in (pair.model_nr, pair.model_sr)]
+    for cohort in preds.cohorts:
+        part = preds.binary[(preds.binary["cohort"] == cohort) & preds.binary["model"].isin(names)]
+        if part.empty:
+            continue
+        y = part.loc[part["model"] == names[0], "outcome"].to_numpy()
+        if len(np.unique(y)) < 2:
+            continue
+        scores = {m: part.loc[part["model"] == m, "probability"].to_numpy() for m in names}
+        name = f"roc_nr_vs_sr_{cohort}"
+        report.figure(roc_figure(y, scores, _auc_labels(perf, cohort), title=f"ROC, normal vs super-resolution: {cohort} (n = {len(y)})"),
+                      name, per_cohort=False)
+        written.append(name)
     return written

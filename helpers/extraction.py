@@ -165,7 +165,13 @@ class ExtractionResult:
         return table.loc[order].reset_index()
 
     def diagnostics_table(self) -> pd.DataFrame:
-        """One row per unit: identity, key, status, time and the main pyradiomics diagnostics."""
+        """One row per unit: identity, key, outcome (``ok`` or ``failed``) and the main pyradiomics diagnostics.
+
+        Only results are tabulated: whether a unit came from the cache and how
+        long it took depend on the run's history, so they are in the
+        provenance (:func:`extraction_provenance`), and an interrupted and
+        resumed run gives the same table, byte for byte, as an uninterrupted one.
+        """
         keep = (
             "diagnostics_Versions_PyRadiomics", "diagnostics_Image-original_Hash", "diagnostics_Mask-original_Hash",
             "diagnostics_Image-original_Spacing", "diagnostics_Mask-original_VoxelNum", "diagnostics_Mask-original_VolumeNum",
@@ -176,7 +182,8 @@ class ExtractionResult:
             diag = rec.get("diagnostics") or {}
             rows.append({
                 "patient": unit.patient, "cohort": unit.cohort, "series": unit.series, "roi": unit.roi, "preset": unit.preset,
-                "reader": unit.reader, "status": rec["status"], "key": rec["key"], "seconds": rec.get("seconds"), "n_features": len(rec.get("features") or {}),
+                "reader": unit.reader, "status": "failed" if rec["status"] == "failed" else "ok", "key": rec["key"],
+                "n_features": len(rec.get("features") or {}),
                 **{k.removeprefix("diagnostics_"): (json.dumps(diag[k]) if isinstance(diag.get(k), list | tuple) else diag.get(k)) for k in keep},
             })
         return pd.DataFrame(rows)
@@ -346,9 +353,8 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
     ``error`` (patient, series, ROI and reason, for failures).
     """
     path = _cache_file(Path(cache_dir), key)
-    if path.is_file():
-        rec = json.loads(path.read_text())
-        rec["status"] = "cached"
+    rec = _read_cached(path)
+    if rec is not None:
         return rec
     if limit_threads:
         _limit_threads()
@@ -376,9 +382,32 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
     path.parent.mkdir(parents=True, exist_ok=True)
     # Atomic write: a unit is either fully in the cache or absent, even if the run is killed here.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(rec, fh)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(rec, fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the name points at it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return rec
+
+
+def _read_cached(path: Path) -> dict | None:
+    """The cached record at ``path`` (status ``cached``), or None when absent or unreadable.
+
+    Cache files are written atomically, so a damaged one (a disk fault, a copy
+    cut short) is unexpected; it is treated as absent and recomputed rather
+    than read or allowed to stop the run.
+    """
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("status") != "computed" or not isinstance(rec.get("features"), dict):
+        return None
+    rec["status"] = "cached"
     return rec
 
 
@@ -416,9 +445,8 @@ def run_extraction(
     records: list[dict | None] = [None] * len(units)
     todo = []
     for i, key in enumerate(keys):
-        if _cache_file(cache_dir, key).is_file():
-            records[i] = compute_unit(units[i], key, cache_dir)
-        else:
+        records[i] = _read_cached(_cache_file(cache_dir, key))
+        if records[i] is None:
             todo.append(i)
     # Largest images first: long units then start early and the workers finish together (LPT scheduling).
     todo.sort(key=lambda i: -_size_hint(units[i].image_path))
@@ -468,7 +496,9 @@ def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
     dict
         Library versions, the helpers code hash, per preset and series the
         merged pyradiomics parameters and preprocessing settings, the ROI
-        definitions, and per unit its key, status and pyradiomics
+        definitions, the number of units computed, taken from the cache and
+        failed in this run, and per unit its key, status (``computed``,
+        ``cached`` or ``failed``), seconds of computation and pyradiomics
         image/mask hashes.
     """
     settings: dict[str, dict[str, dict]] = {}
@@ -480,8 +510,9 @@ def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
         "settings": settings,
         "rois": {name: spec.model_dump() for name, spec in cfg.extraction.rois.items()},
         "habitats": cfg.extraction.habitats.model_dump() if cfg.extraction.habitats else None,
+        "unit_counts": result.status_counts(),
         "units": [
-            {"unit": u.unit_id, "key": r["key"], "status": r["status"],
+            {"unit": u.unit_id, "key": r["key"], "status": r["status"], "seconds": r.get("seconds"),
              "image_hash": (r.get("diagnostics") or {}).get("diagnostics_Image-original_Hash"),
              "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash"),
              "preprocessing": r.get("preprocessing")}
@@ -512,6 +543,8 @@ def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report)
         shown[f"feature_counts_{preset}"] = counts
     report.data(result.diagnostics_table(), "extraction_diagnostics", index=False)
     failures = result.failures_table()
+    # Reasons may quote input paths: relative to the study folder, so the table does not depend on where the study lives.
+    failures["reason"] = failures["reason"].astype(str).str.replace(str(cfg.base_dir) + os.sep, "", regex=False)
     report.table(failures, "extraction_failures", per_cohort=False)
     shown["extraction_failures"] = failures
     report.json(extraction_provenance(cfg, result), "extraction")

@@ -124,6 +124,13 @@ def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tu
         Feature values as floats (pyradiomics names) and the
         ``diagnostics_*`` entries (versions, settings, image/mask hashes).
     """
+    arr = sitk.GetArrayViewFromImage(image)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        # pyradiomics fails on them with an unrelated message ("Maximum allowed size exceeded").
+        raise ValueError(
+            f"the image has {int(np.isnan(arr).sum())} NaN and {int(np.isinf(arr).sum())} infinite voxel(s); features are "
+            "undefined on them: re-export the image without NaN/inf or replace them with a background value"
+        )
     result = _extractor(params).execute(image, mask, label=int((params.get("setting") or {}).get("label", 1)))
     features: dict[str, float] = {}
     diagnostics: dict[str, object] = {}

@@ -7,7 +7,12 @@ of its image.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import math
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,7 @@ __all__ = [
     "read_image",
     "read_image_info",
     "read_mask",
+    "nonfinite_voxels",
     "rtstruct_roi_names",
     "rtstruct_to_mask",
 ]
@@ -69,7 +75,49 @@ def dicom_series_files(folder: str | Path) -> list[str]:
         raise ImageReadError(
             f"{folder}: {len(ids)} DICOM series found ({', '.join(ids)}); put each series in its own folder"
         )
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, ids[0]))
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, ids[0]))
+    listed = {Path(f).resolve() for f in files}
+    stray = [
+        p.name for p in sorted(Path(folder).iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR" and p.resolve() not in listed
+        and (p.suffix.lower() in (".dcm", ".ima", "") or is_dicom_file(p))
+    ]
+    if stray:
+        # GDCM silently leaves out files it cannot use: the series would be read with slices missing.
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        raise ImageReadError(
+            f"{folder}: {len(stray)} file(s) are not readable slices of the series ({shown}): corrupt, without pixel "
+            "data, or another DICOM object (e.g. an RTSTRUCT); re-export the complete series, or move non-image files "
+            "out of the folder"
+        )
+    return files
+
+
+#: Largest relative deviation of a DICOM slice step from the series' median step (larger: a slice is missing).
+SLICE_STEP_RTOL = 0.05
+
+
+def _check_slice_steps(folder: str | Path, reader: sitk.ImageSeriesReader, files: list[str]) -> None:
+    """Raise when the slice positions of a series are not evenly spaced (a missing or duplicated slice)."""
+    if len(files) < 3:
+        return
+    try:
+        pos = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")] for i in range(len(files))])
+        cosines = np.array([float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")])
+    except (RuntimeError, ValueError):
+        return  # no ImagePositionPatient / ImageOrientationPatient: nothing to check
+    if pos.shape[1] != 3 or cosines.size != 6:
+        return
+    steps = np.diff(pos @ np.cross(cosines[:3], cosines[3:]))
+    median = float(np.median(steps))
+    bad = np.flatnonzero(np.abs(steps - median) > SLICE_STEP_RTOL * abs(median))
+    if median == 0 or bad.size:
+        i = int(bad[0]) if bad.size else 0
+        raise ImageReadError(
+            f"{folder}: slice positions are not evenly spaced: {steps[i]:.3f} mm between {Path(files[i]).name} and "
+            f"{Path(files[i + 1]).name}, {median:.3f} mm elsewhere; a slice is missing, duplicated or unreadable: "
+            "re-export the complete series"
+        )
 
 
 def _check_exists(path: Path, what: str) -> None:
@@ -89,15 +137,148 @@ def read_image(path: str | Path) -> sitk.Image:
     _check_exists(path, "image")
     try:
         if path.is_dir():
+            files = dicom_series_files(path)
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(dicom_series_files(path))
-            return reader.Execute()
-        return sitk.ReadImage(str(path))
+            reader.SetFileNames(files)
+            reader.MetaDataDictionaryArrayUpdateOn()
+            image = reader.Execute()
+            _check_slice_steps(path, reader, files)
+            return image
+        image = sitk.ReadImage(str(path))
+        _check_nifti_complete(path)
+        return image
     except ImageReadError:
         raise
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
-        raise ImageReadError(f"cannot read image {path}: {first}; replace the file with an intact copy") from None
+        raise ImageReadError(f"cannot read image {path}: {_reader_message(exc)}; replace the file with an intact copy") from None
+
+
+def _reader_message(exc: RuntimeError) -> str:
+    """The informative line of a SimpleITK/ITK reader exception (not its source-file location or a stale errno)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR" in ln:
+            return re.sub(r"^.*?ERROR:\s*(\w+\(0x[0-9a-f]+\):\s*)?", "", ln)
+    return lines[-1] if lines else "unknown reader error"
+
+
+def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
+    """(byte order, datatype code, voxel-data offset, voxel count) of a single-file NIfTI-1/2 image.
+
+    ``None`` when ``header`` is not one (other formats, or a .hdr/.img pair whose voxels are in another file).
+    """
+    if len(header) < 348:
+        return None
+    for endian in "<>":
+        (size,) = struct.unpack(endian + "i", header[:4])
+        if size == 348 and header[344:347] == b"n+1":
+            dim = struct.unpack(endian + "8h", header[40:56])
+            (datatype, bitpix) = struct.unpack(endian + "2h", header[70:74])
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        elif size == 540 and len(header) >= 540 and header[4:7] == b"n+2":
+            (datatype, bitpix) = struct.unpack(endian + "2h", header[12:16])
+            dim = struct.unpack(endian + "8q", header[16:80])
+            (offset,) = struct.unpack(endian + "q", header[168:176])
+        else:
+            continue
+        if not 1 <= dim[0] <= 7 or bitpix <= 0 or bitpix % 8:
+            return None
+        return endian, int(datatype), int(offset), math.prod(max(int(d), 1) for d in dim[1 : dim[0] + 1]) * (bitpix // 8)
+    return None
+
+
+def _nifti_expected_bytes(header: bytes) -> int | None:
+    """Header + voxel bytes of a single-file NIfTI image (``None``: not one)."""
+    layout = _nifti_layout(header)
+    return None if layout is None else layout[2] + layout[3]
+
+
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
+
+
+def nonfinite_voxels(path: str | Path, image: sitk.Image | None = None) -> tuple[int, int]:
+    """Numbers of NaN and of infinite voxels of an image file, as stored on disk.
+
+    ITK's NIfTI reader (5.4) turns NaN and infinite voxels into 0 without a
+    warning, so for NIfTI files the stored voxels are read directly; other
+    formats keep them and ``image`` (the file read with :func:`read_image`)
+    is inspected.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_file() and (name.endswith(".nii") or name.endswith(".nii.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            layout = _nifti_layout(fh.read(540))
+            if layout is None:
+                return 0, 0
+            endian, datatype, offset, nbytes = layout
+            if datatype not in _NIFTI_FLOATS:
+                return 0, 0  # integer voxels cannot be NaN
+            fh.seek(offset)
+            arr = np.frombuffer(fh.read(nbytes), dtype=endian + _NIFTI_FLOATS[datatype])
+    else:
+        if image is None:
+            image = read_image(path)
+        arr = sitk.GetArrayViewFromImage(image)
+        if arr.dtype.kind != "f":
+            return 0, 0
+    if np.isfinite(arr).all():
+        return 0, 0
+    return int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+
+
+def _gunzipped_size(path: Path) -> tuple[int, str | None]:
+    """Decompressed size of a gzip file and the reason it stopped early (``None`` when intact)."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                total += len(chunk)
+    except EOFError:
+        return total, "the compressed stream ends early"
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        return total, f"the compressed data are corrupt ({exc})"
+    return total, None
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Raise when a NIfTI file holds less voxel data than its header announces.
+
+    SimpleITK (ITK 5.4) fills the missing voxels of a truncated NIfTI file
+    with zeros without an error; a cut download or copy would then be
+    analysed as an image with a black block.
+    """
+    name = path.name.lower()
+    if name.endswith(".nii"):
+        with open(path, "rb") as fh:
+            expected = _nifti_expected_bytes(fh.read(540))
+        if expected is None:
+            return
+        have, reason = path.stat().st_size, None
+    elif name.endswith(".nii.gz"):
+        try:
+            with gzip.open(path, "rb") as fh:
+                expected = _nifti_expected_bytes(fh.read(540))
+        except (OSError, EOFError, zlib.error):
+            expected = None
+        if expected is None:
+            return
+        with open(path, "rb") as fh:
+            fh.seek(-4, 2)
+            if struct.unpack("<I", fh.read(4))[0] == expected % 2**32:
+                return  # the gzip trailer records the full size: intact (the common, cheap case)
+        have, reason = _gunzipped_size(path)
+        if reason is None and have >= expected:
+            return
+    else:
+        return
+    if have < expected or reason:
+        why = reason or f"{have} of the {expected} bytes its header announces are present"
+        raise ImageReadError(
+            f"image {path} is truncated or corrupt: {why}; the file was cut during copy or export: "
+            "copy or re-export it again from the source"
+        )
 
 
 def read_image_info(path: str | Path) -> dict:
@@ -118,7 +299,7 @@ def read_image_info(path: str | Path) -> dict:
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ImageReadError(f"cannot read image header {path}: {str(exc).strip().splitlines()[-1]}") from None
+        raise ImageReadError(f"cannot read image header {path}: {_reader_message(exc)}; replace the file with an intact copy") from None
     return {
         "size": tuple(reader.GetSize()),
         "spacing": tuple(reader.GetSpacing()),

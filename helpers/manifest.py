@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from .config import StudyConfig
 from .errors import ImageReadError, ManifestError, ManifestIssue
-from .io import read_image, read_image_info, read_mask, sha256_file
+from .io import nonfinite_voxels, read_image, read_mask, sha256_file
 
 REQUIRED_COLUMNS = ("patient", "cohort", "series", "image", "mask")
 OPTIONAL_COLUMNS = ("centre", "scanner", "mask_reader2", "mask_roi", "image_sha256", "mask_sha256")
@@ -76,7 +76,7 @@ def _geometry_problem(img: dict, msk: dict, tol) -> str | None:
         return f"mask size {msk['size']} differs from image size {img['size']}"
     sp_i, sp_m = np.array(img["spacing"]), np.array(msk["spacing"])
     if np.any(np.abs(sp_i - sp_m) > tol.spacing * sp_i):
-        return f"mask spacing {tuple(np.round(sp_m, 4))} differs from image spacing {tuple(np.round(sp_i, 4))}"
+        return f"mask spacing {tuple(round(float(v), 4) for v in sp_m)} differs from image spacing {tuple(round(float(v), 4) for v in sp_i)}"
     shift = float(np.max(np.abs(np.array(img["origin"]) - np.array(msk["origin"]))))
     if shift > tol.origin_mm:
         return f"mask origin is {shift:.2f} mm from the image origin (tolerance {tol.origin_mm} mm)"
@@ -85,8 +85,29 @@ def _geometry_problem(img: dict, msk: dict, tol) -> str | None:
     return None
 
 
+def _extraction_labels(cfg: StudyConfig) -> dict[str, set[int]]:
+    """Series -> mask label values the configured extraction presets read (pyradiomics ``setting.label``, default 1)."""
+    from .features import load_preset, merge_settings
+
+    ex = cfg.extraction
+    out: dict[str, set[int]] = {}
+    for preset_ref in ex.presets:
+        try:
+            base = load_preset(preset_ref)
+        except (ValueError, OSError):
+            continue  # an unknown preset is reported by the extraction step itself
+        for series in ex.series or cfg.series:
+            setting = merge_settings(base, ex.series_settings.get(series)).get("setting") or {}
+            try:
+                out.setdefault(series, set()).add(int(setting.get("label", 1)))
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
 def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[ManifestIssue], check_images: bool, hasher: Callable[[Path], str]) -> None:
     labels = set(cfg.labels.values())
+    extraction_labels = _extraction_labels(cfg) if check_images else {}
     for r in df.itertuples(index=False):
         paths: dict[str, Path] = {}
         for col in _PATH_COLUMNS:
@@ -107,15 +128,22 @@ def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[Ma
         if not check_images or "image" not in paths:
             continue
         try:
-            img_info = read_image_info(paths["image"])
+            # The voxels are read, not only the header: truncated files, incomplete DICOM series and NaN/inf voxels
+            # must be found here, before any long step starts.
+            image = read_image(paths["image"])
         except ImageReadError as exc:
-            issues.append(ManifestIssue(r.row, "image", r.patient, str(exc), "replace the file with a readable NIfTI/NRRD/DICOM image"))
+            issues.append(ManifestIssue(r.row, "image", r.patient, str(exc), "replace the file with a readable NIfTI/NRRD/DICOM image (re-export or copy it again)"))
             continue
+        img_info = {"size": image.GetSize(), "spacing": image.GetSpacing(), "origin": image.GetOrigin(), "direction": image.GetDirection()}
+        n_nan, n_inf = nonfinite_voxels(paths["image"], image)
+        if n_nan or n_inf:
+            issues.append(ManifestIssue(r.row, "image", r.patient, f"image has {n_nan} NaN and {n_inf} infinite voxel(s); features and resampling are undefined on them",
+                                        "re-export the image without NaN/inf, or replace them with a background value (e.g. the image minimum)"))
         for col in ("mask", "mask_reader2"):
             if col not in paths:
                 continue
             try:
-                reference = read_image(paths["image"]) if paths[col].suffix.lower() == ".dcm" else None
+                reference = image if paths[col].suffix.lower() == ".dcm" else None
                 mask = read_mask(paths[col], reference=reference, roi_name=r.mask_roi or None)
             except ImageReadError as exc:
                 issues.append(ManifestIssue(r.row, col, r.patient, str(exc), "replace the mask with a readable label image or RTSTRUCT"))
@@ -136,8 +164,19 @@ def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[Ma
             present = [v for v in labels if np.any(arr == v)]
             if not present:
                 issues.append(ManifestIssue(r.row, col, r.patient, f"mask is empty: no voxel has a configured label {sorted(labels)}", "segment the tumour or remove the row"))
-            elif np.all(arr != 0):
-                issues.append(ManifestIssue(r.row, col, r.patient, "mask covers the whole image (no background voxel)", "check the mask: a label map with background 0 is expected"))
+                continue
+            if np.all(arr != 0):
+                issues.append(ManifestIssue(
+                    r.row, col, r.patient,
+                    "mask covers the whole image (no background voxel): a peritumoral ring and the tumour/background contrast are impossible",
+                    "check the mask: export it as a label map with background 0 (an inverted or all-ones mask is a conversion error)"))
+            absent = sorted(v for v in extraction_labels.get(r.series, ()) if not np.any(arr == v))
+            if absent:
+                found = sorted(int(v) for v in values if int(v) != 0)
+                issues.append(ManifestIssue(
+                    r.row, col, r.patient,
+                    f"mask has no voxel with label {absent}, which the extraction reads for series '{r.series}' (pyradiomics setting 'label'); labels present: {found}",
+                    f"relabel the mask, or set extraction.series_settings.{r.series}.label to one of {found}"))
 
 
 def validate_manifest(
@@ -273,7 +312,10 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None) -> p
 def load_study(cfg: StudyConfig, check_images: bool = True, hasher: Callable[[Path], str] = sha256_file) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate manifest and patient table together; collect all problems first.
 
-    Parameters are those of :func:`validate_manifest`.
+    Parameters are those of :func:`validate_manifest`. When the study fits
+    models on the outcome (:func:`fits_outcome_models`), a training cohort
+    whose binary endpoint or event indicator has a single class is an error
+    too (no model can be fitted; found here, before hours of extraction).
 
     Returns
     -------
@@ -291,6 +333,10 @@ def load_study(cfg: StudyConfig, check_images: bool = True, hasher: Callable[[Pa
         patients = load_patient_table(cfg, listed)
     except ManifestError as exc:
         problems.append(exc)
+    if not problems and fits_outcome_models(cfg):
+        issues = _training_class_issues(cfg, manifest, patients)
+        if issues:
+            problems.append(ManifestError(str(cfg.path(cfg.patient_table)), issues))
     if problems:
         if len(problems) == 1:
             raise problems[0]
@@ -299,6 +345,49 @@ def load_study(cfg: StudyConfig, check_images: bool = True, hasher: Callable[[Pa
             [i for p in problems for i in p.issues],
         )
     return manifest, patients
+
+
+#: Steps that fit models on the outcome (by step name or notebook file-name stem prefix).
+_FITTING_STEPS = ("signature", "models")
+_FITTING_NOTEBOOKS = ("04_signature", "05_models")
+
+
+def fits_outcome_models(cfg: StudyConfig) -> bool:
+    """True when a configured step fits on the outcome (the signature or model notebooks).
+
+    A study running only QC/extraction steps may have a training cohort of
+    one outcome class; a study that fits models may not.
+    """
+    return any(s.name in _FITTING_STEPS or Path(s.notebook).stem.startswith(_FITTING_NOTEBOOKS) for s in cfg.steps)
+
+
+def _training_class_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataFrame) -> list[ManifestIssue]:
+    """A training cohort without patients, or whose binary endpoint / event indicator has a single class.
+
+    No model (logistic, Cox) can be fitted on one class, so this stops the run
+    at validation instead of deep inside the signature or model step. Test
+    cohorts with one class are allowed: their statistics report the AUC as
+    undefined.
+    """
+    issues: list[ManifestIssue] = []
+    for cohort in cfg.training_cohorts:
+        ids = sorted(set(manifest.loc[manifest["cohort"] == cohort, "patient"]))
+        if not ids:
+            issues.append(ManifestIssue(None, "cohort", None, f"training cohort '{cohort}' has no patient in the manifest", f"assign patients to cohort '{cohort}'"))
+            continue
+        for col in (cfg.endpoints.binary, cfg.endpoints.event):
+            if col is None or col not in patients.columns:
+                continue
+            values = pd.to_numeric(patients[col].reindex(ids), errors="coerce").dropna()
+            classes = sorted(set(values.astype(int)))
+            if len(classes) == 1:
+                shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+                issues.append(ManifestIssue(
+                    None, col, None,
+                    f"training cohort '{cohort}' has a single class of '{col}': all {len(values)} patients ({shown}) are {classes[0]}; "
+                    "no model can be fitted on one class",
+                    f"add patients with '{col}' = {1 - classes[0]} to the training cohort, or check the coding of '{col}' and the cohort assignment"))
+    return issues
 
 
 def cohort_by_vendor(headers: pd.DataFrame, series: str, train_vendors: tuple[str, ...], train: str = "training", test: str = "external_test") -> dict[str, str]:

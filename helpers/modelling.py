@@ -40,6 +40,10 @@ class ModellingData:
     ``clinical`` holds the configured clinical variables (raw, possibly with
     missing values: imputation is fitted inside the training folds);
     ``time``/``event`` the time-to-event endpoint when configured.
+    ``comparison`` holds the features of comparison-only series (the
+    super-resolved images of notebook 02): they form model-grid blocks and the
+    NR-vs-SR comparison but never enter the final model, fusion or survival
+    models, which use ``X``.
     """
 
     X: pd.DataFrame
@@ -49,11 +53,22 @@ class ModellingData:
     clinical: pd.DataFrame | None = None
     time: pd.Series | None = None
     event: pd.Series | None = None
+    comparison: pd.DataFrame | None = None
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """Every feature column: ``X`` and the comparison-only series' features."""
+        return self.X if self.comparison is None else self.X.join(self.comparison)
 
     @property
     def inputs(self) -> pd.DataFrame:
-        """Radiomic features joined with the clinical variables (every model picks its own columns)."""
+        """``X`` joined with the clinical variables: the inputs of the final, clinical and nomogram models."""
         return self.X if self.clinical is None else self.X.join(self.clinical)
+
+    @property
+    def all_inputs(self) -> pd.DataFrame:
+        """Every feature (comparison-only series too) and the clinical variables (every model picks its own columns)."""
+        return self.features if self.clinical is None else self.features.join(self.clinical)
 
     @property
     def train(self) -> pd.Index:
@@ -87,7 +102,9 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
     if cfg.endpoints.time:
         time = patients.loc[table.index, cfg.endpoints.time].astype(float)
         event = patients.loc[table.index, cfg.endpoints.event].astype(int)
-    return ModellingData(table, y, cohort, list(cfg.training_cohorts), clinical, time, event)
+    compared = cfg.columns_of_series(table.columns, cfg.comparison_series)
+    comparison = table[compared] if compared else None
+    return ModellingData(table.drop(columns=compared), y, cohort, list(cfg.training_cohorts), clinical, time, event, comparison)
 
 
 def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
@@ -98,14 +115,15 @@ def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     """
     blocks: dict[str, pd.DataFrame] = {}
     for series in cfg.series:
+        own = cfg.columns_of_series(X.columns, series)
         for roi in cfg.extraction.rois:
-            cols = [c for c in X.columns if c.startswith(f"{series}_{roi}_")]
+            cols = [c for c in own if c.startswith(f"{series}_{roi}_")]
             if cols:
                 blocks[f"{series} / {roi}"] = X[cols]
-        habitat = [c for c in X.columns if c.startswith(f"{series}_habitat")]
+        habitat = [c for c in own if c.startswith(f"{series}_habitat")]
         if habitat:
             blocks[f"{series} / habitats"] = X[habitat]
-        deep = [c for c in X.columns if c.startswith(f"{series}_deep_")]
+        deep = [c for c in own if c.startswith(f"{series}_deep_")]
         if deep:
             blocks[f"{series} / deep"] = X[deep]
     return blocks
@@ -124,7 +142,7 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, retur
     Held-out AUCs are given for each non-training cohort (``auc_<cohort>``).
     With ``return_models``, also the fitted models keyed by ``(block, algorithm)``.
     """
-    blocks = study_blocks(data.X, cfg)
+    blocks = study_blocks(data.features, cfg)
     train = data.train
     others = data.other_cohorts()
     first_test = data.cohort.index[data.cohort == others[0]] if others else None
@@ -327,7 +345,11 @@ def comparison_models(
 
     Family ``main``: the radiomics model (final), score-level fusion, the
     clinical model and the nomogram; family ``block``: the best algorithm of
-    each series x ROI block of the grid (by training CV AUC).
+    each series x ROI block of the grid (by training CV AUC); family
+    ``resolution`` (with ``super_resolution`` configured): the final
+    algorithm on each block of the super-resolved series and of its
+    normal-resolution parent, so notebook 06 compares NR and SR with the same
+    algorithm (not added again when already listed as a block's best).
     """
     models: dict[str, tuple[object, str]] = {}
     if clinical_models and "clinical" in clinical_models:
@@ -341,6 +363,16 @@ def comparison_models(
         best = grid.sort_values(["block", "cv_auc_mean", "algorithm"], ascending=[True, False, True]).groupby("block", sort=False).head(1)
         for row in best.itertuples():
             models[f"{row.block} ({row.algorithm})"] = (grid_models[(row.block, row.algorithm)], "block")
+        sr = cfg.super_resolution
+        if sr is not None:
+            algorithm = cfg.models.final_algorithm
+            for block in sorted(set(grid["block"])):
+                parent_block = block.replace(f"{sr.output_series} / ", f"{sr.series} / ", 1)
+                if not block.startswith(f"{sr.output_series} / ") or parent_block not in set(grid["block"]):
+                    continue
+                for name in (parent_block, block):
+                    if (name, algorithm) in grid_models:
+                        models.setdefault(f"{name} ({algorithm})", (grid_models[(name, algorithm)], "resolution"))
     return models
 
 
@@ -353,7 +385,7 @@ def model_predictions(models: dict[str, tuple[object, str]], data: ModellingData
     predicted by the model refitted on all training patients. ``threshold`` is
     the model's training (Youden) threshold.
     """
-    inputs = data.inputs
+    inputs = data.all_inputs
     train = data.train
     frames = []
     for name, (model, family) in models.items():

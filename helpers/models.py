@@ -420,7 +420,10 @@ def _binary_labels(y: object, what: str = "y") -> np.ndarray:
     if not values <= {0.0, 1.0}:
         raise ValueError(f"{what} must hold 0/1 labels (1 = event), got values {sorted(values)[:5]}")
     if len(values) < 2:
-        raise ValueError(f"{what} holds a single class ({int(next(iter(values)))}); both classes are needed")
+        raise ValueError(
+            f"{what} holds a single class ({as_float.size} patients, all {int(next(iter(values)))}); both classes are needed "
+            "to fit or evaluate a model: check the training cohort and the outcome column (python -m helpers validate reports it)"
+        )
     return as_float.astype(int)
 
 

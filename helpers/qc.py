@@ -181,7 +181,7 @@ def cohort_counts(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: StudyConf
                 k = int((y == cls).sum())
                 row[f"{endpoint}={int(cls)}"] = f"{k} ({100 * k / len(ids):.1f}%)" if len(ids) else "0"
         sub = manifest if cohort == "total" else manifest[manifest["cohort"] == cohort]
-        for series in cfg.series:
+        for series in (s for s in cfg.series if cfg.source_series(s) == s):  # acquired series (not notebook 02's SR images)
             row[f"scans {series}"] = int((sub["series"] == series).sum())
         rows.append(row)
     return pd.DataFrame(rows)

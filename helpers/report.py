@@ -198,24 +198,100 @@ def hash_outputs(report_root: Path, outputs: list[str]) -> dict[str, str | None]
 def find_values_in_reports(report_root: Path, values: list[str]) -> dict[str, list[str]]:
     """Files under ``report_root`` containing any of ``values`` (case-insensitive).
 
-    Text files are searched as text; XLSX/PDF/PNG and other binary files as
-    raw bytes (XLSX is a zip: its sheets are decompressed and searched too).
-    Used to prove that no patient-identifying value reaches a report.
+    Every file is searched as raw bytes, and so is what it embeds: the
+    members of zip containers (XLSX, DOCX), the text chunks of PNG images
+    (``tEXt``, and the compressed ``zTXt``/``iTXt``), gzip files (``.nii.gz``), the compressed streams
+    and hex strings of PDFs, and base64 images and documents inside executed
+    notebooks and HTML (``data:`` URIs), recursively. Values are also matched
+    in UTF-16 (PDF metadata strings). Used to prove that no
+    patient-identifying value reaches a report.
 
     Returns
     -------
     dict
         value -> list of files (relative paths) that contain it.
     """
-    needles = {v: v.lower().encode() for v in values if v}
+    needles = {v: [v.lower().encode(), v.lower().encode("utf-16-be"), v.lower().encode("utf-16-le")] for v in values if v}
     hits: dict[str, list[str]] = {v: [] for v in needles}
-    for path in sorted(p for p in report_root.rglob("*") if p.is_file()):
-        blobs = [path.read_bytes()]
-        if path.suffix.lower() in (".xlsx", ".docx") and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                blobs += [zf.read(n) for n in zf.namelist()]
-        low = [b.lower() for b in blobs]
-        for value, needle in needles.items():
-            if any(needle in b for b in low):
+    for path in sorted(p for p in Path(report_root).rglob("*") if p.is_file()):
+        low = [b.lower() for b in _embedded_blobs(path.read_bytes(), path.suffix.lower())]
+        for value, forms in needles.items():
+            if any(form in b for b in low for form in forms):
                 hits[value].append(path.relative_to(report_root).as_posix())
     return {v: files for v, files in hits.items() if files}
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PDF_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\n?endstream", re.S)
+_PDF_HEX = re.compile(rb"<([0-9A-Fa-f\s]{4,})>")
+_DATA_URI = re.compile(rb"data:[\w/+.-]+;base64,([A-Za-z0-9+/=\s]+)")
+
+
+def _embedded_blobs(data: bytes, suffix: str = "", depth: int = 0) -> list[bytes]:
+    """``data`` and every blob embedded in it that a plain byte search would miss."""
+    import base64
+    import gzip
+    import io
+    import zlib
+
+    def inflate(raw: bytes) -> bytes:  # what can be decompressed of a zlib stream (truncated or trailing data tolerated)
+        try:
+            return zlib.decompressobj().decompress(raw)
+        except zlib.error:
+            return b""
+
+    blobs = [data]
+    if depth > 4:
+        return blobs
+    inner: list[tuple[bytes, str]] = []
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                inner += [(zf.read(n), Path(n).suffix.lower()) for n in zf.namelist()]
+        except (zipfile.BadZipFile, OSError, RuntimeError):
+            pass
+    elif data[:2] == b"\x1f\x8b":  # gzip (e.g. a NIfTI label map, whose header has free-text fields)
+        try:
+            inner.append((gzip.decompress(data), Path(suffix).suffix))
+        except (OSError, EOFError, zlib.error):
+            pass
+    elif data[:8] == _PNG_SIGNATURE:
+        pos = 8
+        while pos + 8 <= len(data):
+            length = int.from_bytes(data[pos:pos + 4], "big")
+            kind, chunk = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+            pos += 12 + length
+            if kind == b"zTXt":
+                key, _, rest = chunk.partition(b"\0")
+                blobs += [key, inflate(rest[1:])]
+            elif kind == b"iTXt" and len(chunk.partition(b"\0")[2]) >= 2:
+                key, _, rest = chunk.partition(b"\0")
+                text = rest[2:].split(b"\0", 2)[-1]
+                blobs += [key, inflate(text) if rest[0] else text]
+    elif data[:5] == b"%PDF-":
+        inner += [(inflate(m.group(1)), "") for m in _PDF_STREAM.finditer(data)]
+        for m in _PDF_HEX.finditer(data):
+            digits = re.sub(rb"\s", b"", m.group(1))
+            if len(digits) % 2 == 0:
+                blobs.append(bytes.fromhex(digits.decode()))  # UTF-16 metadata strings (<FEFF...>)
+    else:
+        encoded = [m.group(1) for m in _DATA_URI.finditer(data)]
+        if suffix == ".ipynb":
+            try:
+                nb = json.loads(data)
+            except ValueError:
+                nb = {}
+            for cell in nb.get("cells", []) if isinstance(nb, dict) else []:
+                for output in cell.get("outputs", []) or []:
+                    for mime, payload in (output.get("data") or {}).items():
+                        if mime.startswith(("image/", "application/")) and mime != "application/json":
+                            text = "".join(payload) if isinstance(payload, list) else str(payload)
+                            encoded.append(text.encode())
+        for payload in encoded:
+            try:
+                inner.append((base64.b64decode(re.sub(rb"\s", b"", payload)), ""))
+            except ValueError:
+                continue
+    for blob, inner_suffix in inner:
+        blobs += _embedded_blobs(blob, inner_suffix, depth + 1)
+    return blobs

@@ -114,7 +114,8 @@ def batch_labels(manifest: pd.DataFrame, cfg: StudyConfig, group: HarmonizationG
     into ``other`` (ComBat cannot estimate a batch of one); batches met only
     outside training keep their name (the unseen-batch policy applies).
     """
-    rows = manifest[manifest["series"] == group.series]
+    # A derived series (super-resolved images) has the acquisition of the series it was computed from.
+    rows = manifest[manifest["series"] == cfg.source_series(group.series)]
     if group.batch_field in ("centre", "scanner"):
         values = rows.set_index("patient")[group.batch_field]
     else:
@@ -154,7 +155,7 @@ def _harmonize(X: pd.DataFrame, train: pd.Index, groups: tuple[HarmonizationGrou
     out = X.copy()
     harmonizers, batches = {}, {}
     for group in groups:
-        cols = [c for c in X.columns if c.startswith(f"{group.series}_")]
+        cols = cfg.columns_of_series(X.columns, group.series)
         if not cols:
             continue
         batch = batch_labels(manifest, cfg, group, train).reindex(X.index)
@@ -187,11 +188,14 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
         retained = retained_counts(icc, cfg.signature.icc.threshold, groups, ci_bound=cfg.signature.icc.ci_bound)
         X = icc_filter.transform(X)
     harmonized, harmonizers, batches = _harmonize(X, train, cfg.signature.harmonization, manifest, cfg)
+    # Comparison-only series (super-resolved images) are filtered and harmonised like the others but stay out of the
+    # signature: they are compared in the model grid and notebook 06's NR-vs-SR table.
+    eligible = [c for c in harmonized.columns if cfg.series_of_column(c) not in cfg.comparison_series]
     selector = build_selector([dict(s) for s in cfg.signature.steps])
-    selector.fit(harmonized.loc[train], data.y.loc[train])
+    selector.fit(harmonized.loc[train, eligible], data.y.loc[train])
     # A Rad-score needs a linear final step (LASSO/ElasticNet); without one the signature is the selected feature set.
     linear = hasattr(selector.steps[-1][1], "coef_")
-    table = harmonized.assign(cohort=data.cohort)
+    table = harmonized[eligible].assign(cohort=data.cohort)
     radscores = radscore_table(table, selector, outcome=data.y) if linear else table[["cohort"]].assign(outcome=data.y)
     return Signature(
         data=data, icc=icc, icc_filter=icc_filter, retained=retained, harmonizers=harmonizers, batches=batches,

@@ -93,12 +93,15 @@ def planted_feature_study(tmp_path: Path):
     return make_planted_feature_study(tmp_path)
 
 
-def make_planted_feature_study(tmp_path: Path):
+def make_planted_feature_study(tmp_path: Path, super_resolution: bool = False):
     """A study whose feature tables are planted (no images to extract): for notebooks 04/05.
 
     100 patients (70 training, 30 external test), series CT and MR, ROI tumour; 3 informative
     features drive a logistic outcome; 'unstable' features differ between the two readers;
     MR features carry a multiplicative + additive scanner effect (two scanners in both cohorts).
+    With ``super_resolution``, the config declares notebook 02's super-resolution arm on MR_T1 and
+    the feature tables hold an ``MR_T1_SR`` copy of every MR feature (same scanner effect) plus one more
+    informative SR feature, so the SR block carries more of the planted signal than the NR block.
     Returns (folder, truth) where truth names the informative and unstable features.
     """
     rng = np.random.default_rng(11)
@@ -122,6 +125,17 @@ def make_planted_feature_study(tmp_path: Path):
     reader2 = table.copy() + rng.normal(0, 0.05, table.shape)
     unstable = [f"CT_tumour_original_firstorder_Noise{j}" for j in (1, 3, 5)]
     reader2[unstable] = rng.normal(size=(n, 3))  # the second reading has nothing to do with the first
+    if super_resolution:
+        # SR MR: the NR MR features re-measured (small noise, same scanner effect) plus a texture feature that only the
+        # finer grid resolves (it carries the second planted signal). Own generator: the NR study's values are unchanged.
+        sr_rng = np.random.default_rng(12)
+        sr = table[mr].copy()
+        sr.columns = [c.replace("MR_T1_", "MR_T1_SR_", 1) for c in mr]
+        sr += sr_rng.normal(0, 0.1, sr.shape)
+        contrast = signal[:, 1] + sr_rng.normal(0, 0.1, n)
+        sr["MR_T1_SR_tumour_original_glcm_Contrast"] = np.where(scanner == "B", contrast * 1.5 + 2.0, contrast)
+        table = table.join(sr)
+        reader2 = reader2.join(sr + sr_rng.normal(0, 0.05, sr.shape))
     root = tmp_path / "reports" / "planted" / "features"
     root.mkdir(parents=True)
     table.assign(cohort=cohort)[["cohort", *table.columns]].to_parquet(root / "features_planted.parquet")
@@ -183,6 +197,9 @@ def make_planted_feature_study(tmp_path: Path):
                 "depends_on": ["signature", "models", "statistics"]}],
         statistics={"subgroups": [{"series": "MR_T1", "field": "scanner"}], "n_bootstrap": 200},
     )
+    if super_resolution:
+        cfg["super_resolution"] = {"series": "MR_T1", "settings": {"epochs": 2, "warmup_epochs": 1}}
+        cfg["signature"]["harmonization"].append({"series": "MR_T1_SR", "batch_field": "scanner", "unseen_batch": "error"})
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return tmp_path, {"informative": informative, "unstable": unstable, "scanner": dict(zip(patients, scanner)), "y": dict(zip(patients, y)),
                       "reader_flip_rate": float(flip.mean())}

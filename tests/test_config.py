@@ -13,7 +13,7 @@ def test_default_study_config_loads():
     cfg = load_config(REPO / "study.yaml")
     assert cfg.study == "sts"
     assert cfg.training_cohorts == ["training"]
-    assert set(cfg.series) == {"CT", "PET", "MR_T1"}
+    assert set(cfg.series) == {"CT", "PET", "MR_T1", "MR_T1_SR"} and cfg.comparison_series == ["MR_T1_SR"]
     assert cfg.path(cfg.manifest) == REPO / "data_manifest.csv"
     assert cfg.report_root == REPO / "reports" / "sts"
 
@@ -81,3 +81,34 @@ def test_content_hash_ignores_location_but_not_content(tmp_path, base):
     base["seed"] += 1
     c = load_config(_write(other, base))
     assert c.content_hash() != a.content_hash()
+
+
+def test_super_resolution_derives_a_series_with_the_parent_settings(tmp_path, base):
+    base["super_resolution"] = {"series": "MR_T1", "settings": {"epochs": 3, "warmup_epochs": 1}}
+    base["preprocessing"]["MR_T1"] = {"resample_mm": [1.0, 1.0, 1.0]}
+    base["extraction"]["series"] = ["CT", "MR_T1"]
+    cfg = load_config(_write(tmp_path, base))
+    assert cfg.series["MR_T1_SR"].modality == "MR" and "super-resolved" in cfg.series["MR_T1_SR"].description
+    assert cfg.extraction.series_settings["MR_T1_SR"] == cfg.extraction.series_settings["MR_T1"] == {"binCount": 32}
+    assert cfg.preprocessing["MR_T1_SR"] == cfg.preprocessing["MR_T1"]
+    assert cfg.extraction.series == ("CT", "MR_T1", "MR_T1_SR")
+    assert cfg.comparison_series == ["MR_T1_SR"] and cfg.source_series("MR_T1_SR") == "MR_T1" and cfg.source_series("CT") == "CT"
+    # Columns belong to the longest matching series prefix: MR_T1_SR_... is not an MR_T1 feature.
+    assert cfg.series_of_column("MR_T1_SR_tumour_original_firstorder_Mean") == "MR_T1_SR"
+    assert cfg.series_of_column("MR_T1_tumour_original_firstorder_Mean") == "MR_T1"
+    assert cfg.series_of_column("age") is None
+    cols = ["MR_T1_tumour_a", "MR_T1_SR_tumour_a", "CT_tumour_a"]
+    assert cfg.columns_of_series(cols, "MR_T1") == ["MR_T1_tumour_a"] and cfg.columns_of_series(cols, ["MR_T1_SR", "CT"]) == cols[1:]
+    # Explicit settings of the derived series win; compare_only: false pools the SR series like any other.
+    base["extraction"]["series_settings"]["MR_T1_SR"] = {"binCount": 64}
+    base["super_resolution"]["compare_only"] = False
+    cfg = load_config(_write(tmp_path, base))
+    assert cfg.extraction.series_settings["MR_T1_SR"] == {"binCount": 64} and cfg.comparison_series == []
+    # A derived series can be harmonised; the SR series of an unknown parent is an error naming the key.
+    base["signature"]["harmonization"].append({"series": "MR_T1_SR", "batch_field": "model", "unseen_batch": "reference"})
+    assert load_config(_write(tmp_path, base)).signature.harmonization[-1].series == "MR_T1_SR"
+    base["signature"]["harmonization"].pop()
+    del base["extraction"]["series_settings"]["MR_T1_SR"]
+    base["super_resolution"]["series"] = "MR_T2"
+    with pytest.raises(ConfigError, match=r"super_resolution.series names series \['MR_T2'\]"):
+        load_config(_write(tmp_path, base))

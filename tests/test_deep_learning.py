@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import SimpleITK as sitk
 import yaml
 
 from helpers.config import load_config
+from helpers.deep_learning import with_super_resolution
+from helpers.errors import ManifestError
 from helpers.manifest import load_study
 from helpers.pipeline import run_study
 from tests.conftest import REPO, tiny_config, write_volume
@@ -48,8 +51,13 @@ def _sphere_study(tmp: Path, n_train: int = 8, n_test: int = 4) -> Path:
         super_resolution={"series": "CT", "settings": {"scale": [1, 1, 2], "patch_size": [16, 16, 8], "patches_per_volume": 2, "generator_width": 8,
                                                        "generator_depth": 1, "discriminator_width": 8, "perceptual_width": 8, "warmup_epochs": 1,
                                                        "epochs": 2, "batch_size": 4, "generator_lr": 1e-3, "inference_tile": 16, "seed": 2}},
-        steps=[{"name": "segmentation", "notebook": str(REPO / "notebooks" / "02_segmentation_deep_features.ipynb"), "per_cohort": False}],
+        extraction={"presets": [str(tmp / "small.yaml")], "rois": {"tumour": {"kind": "tumour"}}, "series_settings": {"CT": {"binWidth": 25}}},
+        steps=[{"name": "segmentation", "notebook": str(REPO / "notebooks" / "02_segmentation_deep_features.ipynb"), "per_cohort": False},
+               {"name": "feature_extraction", "notebook": str(REPO / "notebooks" / "03_feature_extraction.ipynb"), "per_cohort": False,
+                "depends_on": ["segmentation"]}],
     )
+    (tmp / "small.yaml").write_text(yaml.safe_dump({"imageType": {"Original": {}}, "setting": {"label": 1},
+                                                    "featureClass": {"firstorder": ["Mean"], "shape": ["VoxelVolume"]}}))
     (tmp / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return tmp / "study.yaml"
 
@@ -58,7 +66,7 @@ def _sphere_study(tmp: Path, n_train: int = 8, n_test: int = 4) -> Path:
 def deep_study(tmp_path_factory):
     cfg_path = _sphere_study(tmp_path_factory.mktemp("deep"))
     results = run_study(cfg_path, out=io.StringIO())
-    assert [r.status for r in results] == ["ran"], [r.status for r in results]
+    assert [r.status for r in results] == ["ran", "ran"], [r.status for r in results]
     return load_config(cfg_path)
 
 
@@ -114,11 +122,25 @@ def test_notebook02_super_resolution_outputs(deep_study):
     manual = sitk.ReadImage(str(Path(cfg.base_dir) / "P09" / "CT_mask.nii.gz"))
     vol = lambda m: sitk.GetArrayFromImage(m).sum() * np.prod(m.GetSpacing())  # noqa: E731
     assert vol(sr_mask) == pytest.approx(vol(manual), rel=1e-9)
-    # A second study that declares the SR series validates the generated manifest.
-    sr_cfg = cfg.model_copy(update={"manifest": str(root / "super_resolution" / "manifest_super_resolution.csv"),
-                                    "series": {"CT_SR": cfg.series["CT"]}, "segmentation": None, "deep_features": (), "super_resolution": None})
-    manifest, _ = load_study(sr_cfg, check_images=True)
-    assert set(manifest["series"]) == {"CT_SR"}
+    # The config derives series CT_SR (CT's modality and extraction settings); notebook 03 adds the SR images to the manifest.
+    assert cfg.series["CT_SR"].modality == "CT" and cfg.extraction.series_settings["CT_SR"] == {"binWidth": 25}
+    manifest, _ = load_study(cfg, check_images=False)
+    both = with_super_resolution(manifest, cfg)
+    sr_rows = both[both["series"] == "CT_SR"].set_index("patient")
+    assert len(both) == 2 * len(manifest) and len(sr_rows) == 12
+    assert (sr_rows["cohort"] == manifest.set_index("patient")["cohort"].reindex(sr_rows.index)).all()
+    assert all(Path(p).is_file() for p in sr_rows["image_path"]) and all(Path(p).is_file() for p in sr_rows["mask_path"])
+    # ... and extracts the same features from them: the NN-upsampled mask keeps the tumour volume exactly.
+    features = pd.read_parquet(root / "features" / "features_small.parquet")
+    assert np.allclose(features["CT_SR_tumour_original_shape_VoxelVolume"], features["CT_tumour_original_shape_VoxelVolume"], rtol=1e-9)
+    assert features.filter(like="CT_SR_tumour_original_firstorder_Mean").notna().all().all()
+    # A patient without its SR image stops notebook 03 with the patient named and the fix.
+    broken = Path(cfg.base_dir) / "broken_reports"
+    shutil.copytree(root / "super_resolution", broken / cfg.study / "super_resolution")
+    listed = pd.read_csv(broken / cfg.study / "super_resolution" / "manifest_super_resolution.csv")
+    listed[listed["patient"] != "P03"].to_csv(broken / cfg.study / "super_resolution" / "manifest_super_resolution.csv", index=False)
+    with pytest.raises(ManifestError, match=r"P03.*no super-resolved CT image.*re-run the segmentation step"):
+        with_super_resolution(manifest, cfg.model_copy(update={"reports_dir": str(broken)}))
     history = pd.read_csv(root / "tables" / "super_resolution_training_history.csv")
     assert len(history) == 2
     for name in ("figures/super_resolution_training.png", "figures/super_resolution_example.png"):

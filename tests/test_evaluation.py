@@ -118,3 +118,28 @@ def test_load_predictions_needs_notebook_05(study):
     cfg, _, _, _ = study
     with pytest.raises(FileNotFoundError, match="run the models step"):
         load_predictions(cfg)
+
+
+def test_resolution_pairs_and_nr_vs_sr_table(study):
+    from helpers.config import SuperResolutionConfig
+    from helpers.evaluation import resolution_comparison_table, resolution_pairs
+
+    cfg, _, _, _ = study
+    preds = _predictions(3)
+    # Rename the synthetic models into NR/SR grid models of one block, plus an SR model without an NR counterpart.
+    names = {"strong": "MR_T1_SR / tumour (logistic)", "weak": "MR_T1 / tumour (logistic)", "CT / tumour (svm)": "MR_T1_SR / ring (svm)"}
+    preds["model"] = preds["model"].map(names)
+    assert resolution_pairs(list(pd.unique(preds["model"])), cfg).empty  # no super_resolution in the config: nothing pairs
+    sr_cfg = cfg.model_copy(update={"super_resolution": SuperResolutionConfig(series="MR_T1")})
+    pairs = resolution_pairs(list(pd.unique(preds["model"])), sr_cfg)
+    assert pairs.to_dict("records") == [{"block": "tumour", "algorithm": "logistic", "model_nr": "MR_T1 / tumour (logistic)",
+                                         "model_sr": "MR_T1_SR / tumour (logistic)"}]
+    table = resolution_comparison_table(StudyPredictions(preds, cohorts=["train", "test"]), sr_cfg)
+    assert list(table["cohort"]) == ["train", "test"] and set(table["model_sr"]) == {"MR_T1_SR / tumour (logistic)"}
+    for row in table.itertuples():
+        part = preds[preds["cohort"] == row.cohort]
+        sr = part[part["model"] == "MR_T1_SR / tumour (logistic)"]
+        nr = part[part["model"] == "MR_T1 / tumour (logistic)"]
+        ref = delong_test(sr["outcome"], sr["probability"].to_numpy(), nr["probability"].to_numpy())
+        assert row.auc_sr == pytest.approx(ref["auc_a"], abs=1e-12) and row.auc_nr == pytest.approx(ref["auc_b"], abs=1e-12)
+        assert row.delong_p == pytest.approx(ref["p"], abs=1e-12) and row.auc_sr > row.auc_nr  # the planted strong model is SR

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import joblib
 import pandas as pd
 import pytest
 
@@ -13,6 +14,8 @@ from helpers.modelling import fit_final_model, load_modelling_data, predictions_
 from helpers.pipeline import run_study
 from helpers.report import ReportWriter
 from helpers.signature import build_signature, write_signature_outputs
+from helpers.stats import pairwise_comparison_table
+from tests.conftest import make_planted_feature_study
 
 
 @pytest.fixture
@@ -52,8 +55,9 @@ def test_final_model_threshold_from_training_and_deterministic(modelling_study):
     assert fit_final_model(type(data)(shifted, data.y, data.cohort, data.training), cfg).threshold_ == model.threshold_
 
 
-def test_notebooks_04_to_07_smoke(planted_feature_study):
-    study, _ = planted_feature_study
+def test_notebooks_04_to_07_smoke(tmp_path):
+    # The planted study with notebook 02's super-resolution arm declared (SR features planted; no images to extract).
+    study, _ = make_planted_feature_study(tmp_path, super_resolution=True)
     results = run_study(study / "study.yaml", out=io.StringIO())
     assert [r.status for r in results] == ["ran", "ran", "ran", "ran"]
     root = load_config(study / "study.yaml").report_root
@@ -73,8 +77,29 @@ def test_notebooks_04_to_07_smoke(planted_feature_study):
     preds = pd.read_parquet(root / "features" / "model_predictions.parquet")
     assert {"Clinical", "Radiomics (logistic)", "Nomogram (clinical + Rad-score)", "Score-level fusion", "CT / tumour (logistic)"} <= set(preds["model"])
     html = (root / "supplementary" / "supplementary.html").read_text()
-    for caption_source in ("performance", "pairwise_comparison", "nomogram", "roc_test", "table_one_by_cohort", "survival_metrics"):
+    for caption_source in ("performance", "pairwise_comparison", "nomogram", "roc_test", "table_one_by_cohort", "survival_metrics",
+                           "nr_vs_sr_comparison", "roc_nr_vs_sr_test"):
         assert caption_source in html, caption_source
+    # Super-resolution arm: SR features form their own grid block, stay out of the signature and the final model, and
+    # notebook 06 compares NR and SR with the same algorithm (values = the pairwise DeLong/NRI table of those two models).
+    grid = pd.read_csv(root / "tables" / "model_grid.csv")
+    assert {"MR_T1 / tumour", "MR_T1_SR / tumour"} <= set(grid["block"])
+    pathway = pd.read_csv(root / "tables" / "selection_pathway.csv").to_string()
+    assert "MR_T1_SR_" not in pathway and "MR_T1_tumour" in pd.read_parquet(root / "features" / "modelling_features.parquet").columns.str.cat()
+    assert "MR_T1_SR_" in pd.read_parquet(root / "features" / "modelling_features.parquet").columns.str.cat()
+    final = joblib.load(root / "models" / "final_model.joblib")
+    assert final.feature_names_in_ and not any(str(c).startswith("MR_T1_SR_") for c in final.feature_names_in_)
+    assert {"MR_T1 / tumour (logistic)", "MR_T1_SR / tumour (logistic)"} <= set(preds["model"])
+    table = pd.read_csv(root / "tables" / "nr_vs_sr_comparison.csv")
+    assert list(table["cohort"]) == ["train", "test"] and set(table["block"]) == {"tumour"} and set(table["algorithm"]) == {"logistic"}
+    pair = preds[preds["model"].isin(["MR_T1 / tumour (logistic)", "MR_T1_SR / tumour (logistic)"])]
+    ref = pairwise_comparison_table(pair, reference="MR_T1 / tumour (logistic)").set_index("cohort")
+    for row in table.itertuples():
+        assert row.auc_sr == pytest.approx(ref.loc[row.cohort, "auc_a"], abs=1e-6) and row.delong_p == pytest.approx(ref.loc[row.cohort, "delong_p"], abs=1e-6)
+        assert row.nri == pytest.approx(ref.loc[row.cohort, "nri"], abs=1e-6)
+    # Planted: the SR copy of the informative MR feature is less noisy, so the SR model discriminates better out of fold.
+    assert table.set_index("cohort").loc["train", "auc_sr"] > table.set_index("cohort").loc["train", "auc_nr"]
+    assert (root / "figures" / "roc_nr_vs_sr_test.png").is_file()
 
 
 def test_fusion_comparison(modelling_study):

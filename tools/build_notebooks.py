@@ -133,6 +133,7 @@ cohort = ''"""),
 from IPython.display import display
 
 from helpers.config import load_config
+from helpers.deep_learning import with_super_resolution
 from helpers.extraction import plan_units, run_extraction, write_extraction_outputs
 from helpers.habitat_maps import cohort_habitats, write_habitat_outputs
 from helpers.ibsi import write_ibsi_compliance
@@ -143,7 +144,9 @@ from helpers.report import ReportWriter
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
-manifest, patients = load_study(cfg)"""),
+manifest, patients = load_study(cfg)
+# With super_resolution configured: notebook 02's super-resolved images join as series <series>_SR (same extraction).
+manifest = with_super_resolution(manifest, cfg)"""),
         ("md", "## Habitats (fitted on the training cohort only)"),
         ("code", """habitats = cohort_habitats(manifest, cfg, report)
 habitat_tables = write_habitat_outputs(habitats, manifest, cfg, report)
