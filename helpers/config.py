@@ -555,7 +555,7 @@ def load_config(path: str | Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"study config not found: {path}; pass --config with the path of your study.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

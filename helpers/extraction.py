@@ -383,7 +383,7 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
     # Atomic write: a unit is either fully in the cache or absent, even if the run is killed here.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(rec, fh)
             fh.flush()
             os.fsync(fh.fileno())  # the data is on disk before the name points at it
@@ -402,7 +402,7 @@ def _read_cached(path: Path) -> dict | None:
     than read or allowed to stop the run.
     """
     try:
-        rec = json.loads(path.read_text())
+        rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(rec, dict) or rec.get("status") != "computed" or not isinstance(rec.get("features"), dict):

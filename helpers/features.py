@@ -67,7 +67,7 @@ def load_preset(name_or_path: str | Path) -> dict:
         path = PRESETS_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ValueError(f"unknown extraction preset '{name_or_path}'; shipped presets: {available_presets()}, or give a path to a pyradiomics YAML file")
-    params = yaml.safe_load(path.read_text()) or {}
+    params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     unknown = set(params) - {"imageType", "featureClass", "setting", "voxelSetting"}
     if unknown:
         raise ValueError(f"preset {path}: unknown top-level keys {sorted(unknown)} (pyradiomics accepts imageType, featureClass, setting, voxelSetting)")

@@ -973,7 +973,7 @@ def save_model(model: FittedModel, path: str | Path) -> Path:
     tmp.replace(path)  # atomic: a killed save never leaves a half-written model under the final name
     meta = {**model.metadata(), "model_file": path.name, "sha256": _sha256(path)}
     sidecar = _sidecar(path)
-    sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return sidecar
 
 
@@ -1016,7 +1016,7 @@ def load_model(path: str | Path, strict: bool = False) -> FittedModel:
         raise FileNotFoundError(f"model file {path} not found")
     sidecar = _sidecar(path)
     try:
-        meta = json.loads(sidecar.read_text())
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelFileError(f"metadata sidecar {sidecar} is missing; save models with save_model()") from None
     except json.JSONDecodeError as exc:

@@ -362,7 +362,7 @@ def _write_dataset(
         "description": description,
         "overwrite_image_reader_writer": "SimpleITKIO",
     }
-    (dataset_dir / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    (dataset_dir / "dataset.json").write_text(json.dumps(dataset_json, indent=2), encoding="utf-8")
     return dataset_json, ordered
 
 

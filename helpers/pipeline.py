@@ -131,7 +131,7 @@ def _state_path(cfg: StudyConfig) -> Path:
 def _load_state(cfg: StudyConfig) -> dict[str, dict]:
     path = _state_path(cfg)
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except json.JSONDecodeError:
         return {}
 
@@ -139,7 +139,7 @@ def _load_state(cfg: StudyConfig) -> dict[str, dict]:
 def _save_state(cfg: StudyConfig, state: dict[str, dict]) -> None:
     path = _state_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=1, sort_keys=True))
+    path.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
 
 
 def _is_current(cfg: StudyConfig, entry: dict | None, key: str) -> bool:
@@ -215,10 +215,10 @@ def run_study(
     # Images were fully checked before when config, data and code are unchanged: then only the cheap checks run.
     stamp_path = state_dir / "validated.json"
     stamp = hashlib.sha256(json.dumps([cfg.content_hash(), data_hashes, code_hash], sort_keys=True).encode()).hexdigest()
-    previously_valid = stamp_path.is_file() and stamp_path.read_text() == stamp
+    previously_valid = stamp_path.is_file() and stamp_path.read_text(encoding="utf-8") == stamp
     load_study(cfg, check_images=not previously_valid, hasher=hashes.sha256)
     hashes.save()
-    stamp_path.write_text(stamp)
+    stamp_path.write_text(stamp, encoding="utf-8")
     state = _load_state(cfg)
     results: list[StepRun] = []
     failure: StepFailedError | None = None
@@ -278,6 +278,6 @@ def _write_provenance(cfg: StudyConfig, started: _dt.datetime, results: list[Ste
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"run-{stamp}.json"
     text = json.dumps(record, indent=1, sort_keys=True)
-    path.write_text(text)
-    (folder / "latest.json").write_text(text)
+    path.write_text(text, encoding="utf-8")
+    (folder / "latest.json").write_text(text, encoding="utf-8")
     return path

@@ -84,7 +84,7 @@ class FileHashCache:
     def __init__(self, path: Path):
         self.path = path
         try:
-            self._cache: dict[str, list] = json.loads(path.read_text()) if path.is_file() else {}
+            self._cache: dict[str, list] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         except json.JSONDecodeError:
             self._cache = {}
 
@@ -105,4 +105,4 @@ class FileHashCache:
     def save(self) -> None:
         """Write the cache to disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self._cache, sort_keys=True))
+        self.path.write_text(json.dumps(self._cache, sort_keys=True), encoding="utf-8")

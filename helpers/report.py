@@ -70,7 +70,7 @@ class ReportWriter:
         self._save_ledger()
 
     def _save_ledger(self) -> None:
-        self._ledger.write_text(json.dumps({"step": self.step, "cohort": self.cohort, "outputs": self._written}, indent=1))
+        self._ledger.write_text(json.dumps({"step": self.step, "cohort": self.cohort, "outputs": self._written}, indent=1), encoding="utf-8")
 
     def table(self, df: pd.DataFrame, name: str, per_cohort: bool = True, index: bool = False) -> Path:
         """Write ``tables/<name>[_<cohort>].csv`` and ``.xlsx``; return the CSV path."""
@@ -123,7 +123,7 @@ class ReportWriter:
         out_dir = self.root / folder
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{stem}.json"
-        path.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
+        path.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str), encoding="utf-8")
         self._record(path)
         return path
 
@@ -143,7 +143,7 @@ class ReportWriter:
         """Write ``tables/<name>`` (e.g. the Rad-score formula as plain text)."""
         path = self.tables_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+        path.write_text(content, encoding="utf-8")
         self._record(path)
         return path
 
@@ -187,7 +187,7 @@ def read_ledger(report_root: Path, step: str, cohort: str | None) -> list[str]:
     path = ledger_path(report_root, step, cohort)
     if not path.is_file():
         return []
-    return list(json.loads(path.read_text()).get("outputs", []))
+    return list(json.loads(path.read_text(encoding="utf-8")).get("outputs", []))
 
 
 def hash_outputs(report_root: Path, outputs: list[str]) -> dict[str, str | None]:

@@ -1047,7 +1047,7 @@ def _write_checkpoint(net, info: dict, ckpt_dir: Path) -> tuple[Path, dict]:
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save(state, str(weights))
     info = {**info, "weights_file": weights.name, "weights_sha256": sha256_file(weights)}
-    (ckpt_dir / "best.json").write_text(json.dumps(info, indent=2, sort_keys=True, allow_nan=False))
+    (ckpt_dir / "best.json").write_text(json.dumps(info, indent=2, sort_keys=True, allow_nan=False), encoding="utf-8")
     return weights, info
 
 
@@ -1192,7 +1192,7 @@ def _checkpoint_files(path: str | Path) -> tuple[Path, Path]:
         p = p / "best.pt"
     if p.suffix == ".json":
         meta = p
-        weights = p.parent / json.loads(p.read_text()).get("weights_file", p.with_suffix(".pt").name)
+        weights = p.parent / json.loads(p.read_text(encoding="utf-8")).get("weights_file", p.with_suffix(".pt").name)
     else:
         weights, meta = p, p.with_suffix(".json")
     if not weights.is_file() or not meta.is_file():
@@ -1205,7 +1205,7 @@ def _checkpoint_files(path: str | Path) -> tuple[Path, Path]:
 def settings_from_checkpoint(checkpoint_path: str | Path) -> SegmentationSettings:
     """The :class:`SegmentationSettings` a checkpoint was trained with (from its sidecar JSON)."""
     _, meta = _checkpoint_files(checkpoint_path)
-    return SegmentationSettings.model_validate(json.loads(meta.read_text())["settings"])
+    return SegmentationSettings.model_validate(json.loads(meta.read_text(encoding="utf-8"))["settings"])
 
 
 def _differences(stored: Any, given: Any, prefix: str) -> list[str]:
@@ -1242,7 +1242,7 @@ def load_segmentation_model(checkpoint_path: str | Path, settings: SegmentationS
         does not fit the network.
     """
     weights, meta_path = _checkpoint_files(checkpoint_path)
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatchError(f"{meta_path}: not a {CHECKPOINT_FORMAT} checkpoint (format {meta.get('format')!r})")
     given = settings.model_dump(mode="json")

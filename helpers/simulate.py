@@ -887,10 +887,10 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         "cohorts": {c: int(sum(x == c for x in cohort)) for c in ("training", "external_test")},
         "settings": s.model_dump(mode="json"),
     }
-    (gt / "truth.json").write_text(json.dumps(_json_safe(truth), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    (gt / "truth.json").write_text(json.dumps(_json_safe(truth), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     (out / "study.yaml").write_text(
         "# Simulated study written by `python -m helpers simulate` (helpers/simulate.py); ground truth in ground_truth/.\n"
-        + yaml.safe_dump(_study_yaml(s, train_scanners), sort_keys=False))
+        + yaml.safe_dump(_study_yaml(s, train_scanners), sort_keys=False), encoding="utf-8")
     return SimulationResult(out, out / "study.yaml", out / "data_manifest.csv", out / "patients.csv", gt / "truth.json", n,
                             bayes_test, label_model["population_auc"])
 
@@ -926,7 +926,7 @@ def load_settings_file(path: str | Path) -> dict:
     if not path.is_file():
         raise SimulationError(f"settings file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SimulationError(f"{path} is not valid YAML/JSON: {exc}") from None
     if not isinstance(raw, dict):

@@ -1203,7 +1203,7 @@ def save_checkpoint(result: SRResult, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     weights, settings_path = directory / _WEIGHTS_FILE, directory / _SETTINGS_FILE
     torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, weights)
-    settings_path.write_text(result.settings.model_dump_json(indent=2) + "\n")
+    settings_path.write_text(result.settings.model_dump_json(indent=2) + "\n", encoding="utf-8")
     best = result.history.loc[result.history["epoch"] == result.best_epoch].iloc[0]
     manifest = {
         "weights_file": _WEIGHTS_FILE,
@@ -1221,7 +1221,7 @@ def save_checkpoint(result: SRResult, directory: str | Path) -> Path:
         "torch_version": torch.__version__,
     }
     path = directory / _MANIFEST_FILE
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -1249,7 +1249,7 @@ def load_checkpoint(directory: str | Path) -> tuple[SRGenerator, SuperResolution
         raise SRWeightsError(
             f"no checkpoint manifest at {manifest_path}; point at the folder given to train_super_resolution or save_checkpoint"
         )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     folder = manifest_path.parent
     for key in ("weights", "settings"):
         path = folder / manifest[f"{key}_file"]
@@ -1257,7 +1257,7 @@ def load_checkpoint(directory: str | Path) -> tuple[SRGenerator, SuperResolution
             raise SRWeightsError(f"checkpoint file missing: {path}")
         if sha256_file(path) != manifest[f"{key}_sha256"]:
             raise SRWeightsError(f"{path} does not match the SHA-256 recorded in {manifest_path}: the file was changed or replaced")
-    settings = SuperResolutionSettings.model_validate_json((folder / manifest["settings_file"]).read_text())
+    settings = SuperResolutionSettings.model_validate_json((folder / manifest["settings_file"]).read_text(encoding="utf-8"))
     model = SRGenerator(settings.scale_zyx, settings.generator_width, settings.generator_depth, settings.upsampling)
     weights = folder / manifest["weights_file"]
     _load_strict(model, _read_state_dict(weights), weights, "SR generator of these settings")

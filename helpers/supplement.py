@@ -204,7 +204,7 @@ def validate_supplement_data(data: Mapping, source: str = "supplement data") -> 
 
 @cache
 def _load_data(path: str) -> dict:
-    return dict(validate_supplement_data(yaml.safe_load(Path(path).read_text()) or {}, path))
+    return dict(validate_supplement_data(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}, path))
 
 
 def load_supplement_data(path: str | Path | None = None) -> dict:
@@ -311,7 +311,7 @@ def _classify(rel: str) -> str:
 
 
 def _csv_shape(path: Path) -> tuple[int, int]:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         rows = sum(1 for _ in reader)
@@ -424,7 +424,7 @@ def _fmt_cell(value: str) -> str:
 
 
 def _read_cells(path: Path, max_rows: int) -> tuple[list[str], list[list[str]]]:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         rows = []
@@ -475,7 +475,7 @@ def _figure_note(item: SupplementItem, root: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         return {}
 
@@ -483,7 +483,7 @@ def _read_json(path: Path) -> dict:
 def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -926,7 +926,7 @@ def assemble_supplement(cfg: StudyConfig, report_root: str | Path | None = None,
         if it.kind == "table" and it.inline:
             cells[it.anchor] = _read_cells(root / it.path, max_rows)
         elif it.kind == "note":
-            text = (root / it.path).read_text(errors="replace")
+            text = (root / it.path).read_text(errors="replace", encoding="utf-8")
             notes_text[it.anchor] = text if len(text) <= _NOTE_MAX_CHARS else text[:_NOTE_MAX_CHARS] + f"\n[... truncated; full text: {it.path}]"
     rows = checklist_table(cfg, items, methods, collected.other, data)
     n_tables = sum(it.kind == "table" for it in items)

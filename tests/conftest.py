@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,16 @@ import SimpleITK as sitk
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _process_locale_restored():
+    """Tests that write DICOM with SimpleITK leave the process locale at "C" (GDCM's writer sets it when it formats
+    the image position), which would turn the default text encoding of every later test into ASCII."""
+    saved = locale.setlocale(locale.LC_ALL, None)
+    yield
+    if locale.setlocale(locale.LC_ALL, None) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def write_volume(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0)) -> Path:

@@ -105,9 +105,10 @@ def test_super_resolution_derives_a_series_with_the_parent_settings(tmp_path, ba
     cfg = load_config(_write(tmp_path, base))
     assert cfg.extraction.series_settings["MR_T1_SR"] == {"binCount": 64} and cfg.comparison_series == []
     # A derived series can be harmonised; the SR series of an unknown parent is an error naming the key.
+    base["signature"]["harmonization"] = [g for g in base["signature"]["harmonization"] if g["series"] != "MR_T1_SR"]
     base["signature"]["harmonization"].append({"series": "MR_T1_SR", "batch_field": "model", "unseen_batch": "reference"})
     assert load_config(_write(tmp_path, base)).signature.harmonization[-1].series == "MR_T1_SR"
-    base["signature"]["harmonization"].pop()
+    base["signature"]["harmonization"] = [g for g in base["signature"]["harmonization"] if g["series"] != "MR_T1_SR"]
     del base["extraction"]["series_settings"]["MR_T1_SR"]
     base["super_resolution"]["series"] = "MR_T2"
     with pytest.raises(ConfigError, match=r"super_resolution.series names series \['MR_T2'\]"):

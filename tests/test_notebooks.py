@@ -36,6 +36,9 @@ IDENTIFYING = {
 
 def _study_from(tmp: Path, manifest: pd.DataFrame, **extra) -> Path:
     data = yaml.safe_load((REPO / "study.yaml").read_text())
+    # Notebook 02 does not run here: without its super-resolved images there is no derived MR_T1_SR series.
+    data.pop("super_resolution", None)
+    data["signature"]["harmonization"] = [g for g in data["signature"]["harmonization"] if not g["series"].endswith("_SR")]
     data.update(
         manifest="manifest.csv",
         patient_table=str(REPO / "data" / "sts" / "outcome.csv"),
