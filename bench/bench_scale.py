@@ -268,7 +268,8 @@ def run_size(n: int, root: Path, seed: int, steps_filter: list[str] | None, dask
         print(f"  N={n}: no simulated study at {study}; run with 'simulate' in --steps", flush=True)
         return
     if want("validate"):
-        record("validate", measure([py, "-m", "helpers", "validate", "--config", str(cfg_path)], REPO, logs / "validate.log", timeout=timeout))
+        record("validate", measure([py, "-m", "helpers", "validate", "--config", str(cfg_path)], REPO, logs / "validate.log",
+                                   timeout=timeout))
     cfg = yaml.safe_load(cfg_path.read_text())
     report_root = _report_root(cfg_path)
     for step in cfg["steps"]:
@@ -393,7 +394,8 @@ def plots(results: dict) -> None:
             ns = sorted(int(n) for n in results)
             if len(ns) >= 2:
                 ref = [ns[0], ns[-1]]
-                ax.plot(ref, [10.0 * r / ns[0] for r in ref], color="grey", linewidth=0.8, linestyle=":", label="slope 1 (linear), reference")
+                ax.plot(ref, [10.0 * r / ns[0] for r in ref], color="grey", linewidth=0.8, linestyle=":",
+                        label="slope 1 (linear), reference")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("patients (N)")
@@ -456,10 +458,9 @@ def write_doc(results: dict, meta: dict) -> str:
         "`acquisition_qc` includes that full check.")
     lines.append("")
     lines.append(
-        "**The machine was shared**: the lead's default-study run was going on at the same time, and every command here ran "
-        "under `nice -n 10`. The load column is the mean 1-minute load average during the step (2 cores: a load of 4 "
-        "means about half the CPU went to this benchmark), so absolute times are inflated and noisy; the growth with N "
-        "is the informative part.")
+        "**Shared machine**: every command ran under `nice -n 10`. The load column is the mean (and max) 1-minute load average "
+        "sampled during the step; other work at a higher priority takes CPU first, so absolute times are inflated whenever the "
+        "load is above ~2 (see the notes below for what else ran). The growth with N and the memory are the informative parts.")
     lines.append("")
     # main table
     lines.append("| step | N | status | wall (s) | peak tree RSS (MiB) | largest process (MiB) | processes | load avg (mean / max) |")
@@ -503,7 +504,8 @@ def write_doc(results: dict, meta: dict) -> str:
                  "`distributed.LocalCluster` with 2 worker processes x 1 thread, started in its own process before the step "
                  "(start-up time not included in the wall time; its processes are included in the memory).")
     lines.append("")
-    lines.append("| N | executor | step wall (s) | habitats cell (s) | extraction cell (s) | outputs cell (s) | units (failed) | unit seconds | "
+    lines.append("| N | executor | step wall (s) | habitats cell (s) | extraction cell (s) | outputs cell (s) | units (failed) | "
+                 "unit seconds | "
                  "unit seconds / extraction cell | peak tree RSS (MiB) | largest process (MiB) | load avg |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
@@ -561,6 +563,8 @@ def main() -> int:
     results, meta = stored.get("results", {}), stored.get("meta", {})
     if args.note:
         meta["notes"] = args.note
+        if args.doc_only:
+            res_path.write_text(json.dumps({"results": results, "meta": meta}, indent=1))  # keep the notes for later re-writes
 
     def save() -> None:
         res_path.write_text(json.dumps({"results": results, "meta": meta}, indent=1))

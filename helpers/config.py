@@ -359,6 +359,7 @@ class StudyConfig(_Strict):
     steps: tuple[StepConfig, ...]
     # Set by load_config, not by the YAML file.
     base_dir: str = Field("", exclude=True)
+    config_file: str = Field("study.yaml", exclude=True, description="file name of the config in base_dir")
 
     @model_validator(mode="before")
     @classmethod
@@ -561,6 +562,7 @@ def load_config(path: str | Path) -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must contain a mapping of keys (study, seed, manifest, ...)")
     raw["base_dir"] = str(path.parent)
+    raw["config_file"] = path.name
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:

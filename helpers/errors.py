@@ -104,3 +104,7 @@ class StepFailedError(StudyError):
 
 class InputDataError(StudyError, ValueError):
     """Patient-level input values (clinical variables, scores, predictions) that cannot be used as given."""
+
+
+class SeparationError(InputDataError):
+    """An unpenalised logistic model has no finite maximum-likelihood estimate (perfect separation or collinearity)."""

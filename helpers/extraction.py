@@ -484,7 +484,8 @@ def _run_dask(units, keys, todo: Iterable[int], cache_dir: Path, address: str, r
     with Client(address) as client:
         futures = {client.submit(compute_unit, units[i], keys[i], str(cache_dir), True, pure=False): i for i in todo}
         for fut in dask_completed(list(futures)):
-            records[futures[fut]] = fut.result()
+            records[futures.pop(fut)] = fut.result()
+            fut.release()  # drop the result from the workers' memory once it is here (memory stays flat in cohort size)
             bar.update()
 
 

@@ -9,6 +9,7 @@ operating threshold is chosen on the training out-of-fold probabilities
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from .clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
 from .config import StudyConfig
-from .errors import InputDataError
+from .errors import InputDataError, SeparationError
 from .explain import shap_bar_figure, shap_beeswarm_figure, shap_explanation, shap_waterfall_figure
 from .models import ScoreStacker, TunedModel, auc_heatmap_figure, build_pipeline, make_classifier, model_grid, save_model, tune
 from .nomogram import NomogramModel, nomogram_figure, nomogram_table
@@ -296,8 +297,13 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
             ("impute", ClinicalImputer(cc.continuous, cc.categorical)),
             ("classifier", NomogramModel(categorical=cc.categorical)),
         ])
-        out["nomogram"] = tune(nomogram, data.inputs.loc[train], y, search="none", cv=cfg.models.cv, random_state=cfg.seed,
-                               training_cohort="+".join(data.training), categorical=cc.categorical)
+        try:
+            out["nomogram"] = tune(nomogram, data.inputs.loc[train], y, search="none", cv=cfg.models.cv, random_state=cfg.seed,
+                                   training_cohort="+".join(data.training), categorical=cc.categorical)
+        except SeparationError as exc:
+            # An unpenalised model cannot be fitted on these data (e.g. a small training cohort where a variable separates
+            # the classes in a fold): the study goes on without the nomogram, and says why.
+            warnings.warn(f"clinical-radiomics nomogram not fitted: {exc}", stacklevel=2)
     return out
 
 

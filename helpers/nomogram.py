@@ -50,6 +50,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .errors import SeparationError
 from .figures import PALETTE, apply_style
 
 __all__ = ["NomogramModel", "NomogramTable", "nomogram_figure", "nomogram_table"]
@@ -202,7 +203,7 @@ class NomogramModel(ClassifierMixin, BaseEstimator):
             try:
                 result = sm.Logit(yv.astype(float), exog).fit(method="newton", maxiter=100, disp=0)
             except (PerfectSeparationWarning, ConvergenceWarning, np.linalg.LinAlgError) as exc:
-                raise ValueError(
+                raise SeparationError(
                     f"the logistic regression has no finite maximum-likelihood estimate ({type(exc).__name__}: {exc}); "
                     "a variable (or level) separates the classes perfectly or variables are collinear: merge sparse "
                     "categories, drop the variable, or use fewer variables"

@@ -118,8 +118,8 @@ def step_key(cfg: StudyConfig, step: StepConfig, cohort: str | None, data_hashes
 
 
 def _parameters(cfg: StudyConfig, step: StepConfig, cohort: str | None) -> dict[str, object]:
-    # The config path is passed relative to the study folder, which is the notebook's working directory.
-    params: dict[str, object] = {"config_path": "study.yaml", "step": step.name, "cohort": cohort or ""}
+    # The config file is passed by name: the study folder (the config's folder) is the notebook's working directory.
+    params: dict[str, object] = {"config_path": cfg.config_file, "step": step.name, "cohort": cohort or ""}
     params.update(step.parameters)
     return params
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -113,3 +114,16 @@ def test_fusion_comparison(modelling_study):
     assert table[["training_auc_oof", "auc_test"]].apply(lambda s: s.between(0, 1)).all().all()
     # The planted signal spans both series: stacking both blocks beats chance clearly on the external test cohort.
     assert table.loc[2, "auc_test"] > 0.7
+
+
+def test_nomogram_without_a_finite_estimate_is_skipped_with_the_reason(modelling_study):
+    from helpers.modelling import fit_clinical_models
+
+    cfg, data, _ = modelling_study
+    # 'grade' separates the outcome perfectly: the unpenalised nomogram has no maximum-likelihood estimate in any fold.
+    clinical = data.clinical.copy()
+    clinical["grade"] = np.where(data.y == 1, "G3", "G1")
+    separated = type(data)(data.X, data.y, data.cohort, data.training, clinical, data.time, data.event)
+    with pytest.warns(UserWarning, match="nomogram not fitted: the logistic regression has no finite maximum-likelihood estimate"):
+        models = fit_clinical_models(separated, cfg)
+    assert set(models) == {"clinical"}  # the penalised clinical model is still fitted

@@ -152,3 +152,16 @@ def test_invalid_input_runs_nothing(two_step_study, capsys):
     assert "row 4, patient P02, column 'mask': file not found: P02/MR_mask.nii.gz" in err
     assert not (load_config(cfg_path).report_root / "notebooks").exists()
     assert main(["validate", "--config", str(cfg_path)]) == 2
+
+
+def test_notebooks_read_the_config_they_were_run_with(two_step_study):
+    # Another config in the same folder (its own study name, so its own reports) must be the one the notebooks load,
+    # not the folder's study.yaml.
+    data = yaml.safe_load((two_step_study / "study.yaml").read_text())
+    data["study"] = "other"
+    (two_step_study / "other.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    results = run_study(two_step_study / "other.yaml", out=io.StringIO())
+    assert set(_statuses(results).values()) == {"ran"}
+    other = load_config(two_step_study / "other.yaml")
+    assert other.config_file == "other.yaml" and (other.report_root / "tables" / "all_counts.csv").is_file()
+    assert not load_config(two_step_study / "study.yaml").report_root.exists()
