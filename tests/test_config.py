@@ -113,3 +113,10 @@ def test_super_resolution_derives_a_series_with_the_parent_settings(tmp_path, ba
     base["super_resolution"]["series"] = "MR_T2"
     with pytest.raises(ConfigError, match=r"super_resolution.series names series \['MR_T2'\]"):
         load_config(_write(tmp_path, base))
+
+
+def test_nr_vs_sr_study_config_loads():
+    cfg = load_config(REPO / "study_nr_sr.yaml")
+    assert cfg.extraction.series == ("MR_T1", "MR_T1_SR") and cfg.comparison_series == ["MR_T1_SR"]
+    assert [s.name for s in cfg.steps] == ["segmentation", "feature_extraction", "signature", "models", "statistics"]
+    assert cfg.segmentation is None and cfg.deep_features == () and cfg.super_resolution == load_config(REPO / "study.yaml").super_resolution
