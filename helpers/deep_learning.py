@@ -252,8 +252,9 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
     super-resolved (finer grid, same physical extent, same intensity units)
     and its mask up-sampled by nearest neighbour, written under
     ``reports/<study>/super_resolution/<patient>/``; the returned manifest
-    lists them as series ``<series>_SR`` so a second study run (with that
-    series declared) extracts the same radiomics from NR and SR images.
+    lists them as series ``<series>_SR``, which notebook 03 adds to the study
+    (:func:`with_super_resolution`) to extract the same radiomics from NR and
+    SR images.
     """
     import SimpleITK as sitk
 
