@@ -1,6 +1,7 @@
 """Command line: ``python -m helpers run|validate|simulate``.
 
-Exit codes: 0 success, 1 a notebook step failed, 2 invalid config or inputs.
+Exit codes: 0 success, 1 a notebook step failed (or units failed under ``missing_data.failed_units: stop``),
+2 invalid config or inputs.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import ConfigError, ManifestError, StepFailedError
+from .errors import ConfigError, ManifestError, StepFailedError, UnitsFailedError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,19 +76,25 @@ def main(argv: list[str] | None = None) -> int:
             from .manifest import load_study
 
             cfg = load_config(args.config)
-            manifest, patients = load_study(cfg)
+            notes: list = []  # warning-level findings (e.g. patient-table rows without images): printed, not fatal
+            manifest, patients = load_study(cfg, notes=notes)
             print(f"OK: {len(manifest)} images of {manifest['patient'].nunique()} patients in {len(cfg.cohorts)} cohorts; patient table has {len(patients)} rows")
+            for note in notes:
+                print(f"note: {note}")
             return 0
         from .pipeline import run_study
 
         results = run_study(args.config, step=args.step, cohort=args.cohort, force=args.force)
         ran = sum(r.status == "ran" for r in results)
-        print(f"finished: {ran} step run(s) executed, {len(results) - ran} unchanged and skipped")
+        failed = {p for r in results for p in r.failed_patients}
+        units = sum(r.failed_units for r in results)
+        tail = f"; {units} unit(s) of {len(failed)} patient(s) FAILED (listed above)" if units else ""
+        print(f"finished: {ran} step run(s) executed, {len(results) - ran} unchanged and skipped{tail}")
         return 0
     except (ConfigError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except StepFailedError as exc:
+    except (StepFailedError, UnitsFailedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._alignment import align_to_index
 from .errors import InputDataError
 from .selection import build_selector, radscore
 
@@ -183,6 +184,20 @@ class RadScoreAugmenter(TransformerMixin, BaseEstimator):
         self.clinical = clinical
 
     def fit(self, X: pd.DataFrame, y: object) -> RadScoreAugmenter:
+        """Fit the selection steps on the radiomic columns of the training rows.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Clinical and radiomic columns, one row per patient.
+        y : array-like of 0/1
+            Binary endpoint; a Series is matched to X's rows by patient (index label) and must hold
+            exactly X's patients, an array is taken in X's row order.
+
+        Returns
+        -------
+        RadScoreAugmenter
+        """
         X = _frame(X, "RadScoreAugmenter")
         if not self.steps or dict(self.steps[-1]).get("step") != "lasso":
             raise ValueError("RadScoreAugmenter needs selection steps ending in a 'lasso' step (the Rad-score is its linear predictor)")
@@ -190,6 +205,7 @@ class RadScoreAugmenter(TransformerMixin, BaseEstimator):
         self.radiomic_columns_ = [c for c in X.columns if c not in set(self.clinical)]
         if not self.radiomic_columns_:
             raise InputDataError("RadScoreAugmenter: no radiomic columns besides the clinical ones")
+        y = align_to_index(X.index, y, "y", "X")  # a Series y is matched to X's patients, not paired by row position
         self.selector_ = clone(build_selector([dict(s) for s in self.steps])).fit(X[self.radiomic_columns_], y)
         return self
 

@@ -76,6 +76,13 @@ class QCConfig(_Strict):
     outlier_robust_z: float = Field(3.5, gt=0, description="|robust z| above which a value is flagged")
     montage_columns: int = Field(8, ge=1)
     montage_max_panels: int = Field(54, ge=1, description="patients per montage page; larger cohorts get several pages")
+    min_mask_voxels: int = Field(
+        27, ge=1,
+        description="validation: a mask label with fewer voxels than this is an error (default 27, a 3x3x3 cube: below it "
+        "texture matrices describe a handful of voxels); checked for the label each extracted series reads, when a step reads images. "
+        "A habitat subregion smaller than this in a patient is not extracted (its features are missing by design, listed in "
+        "tables/extraction_empty_habitats)",
+    )
 
 
 class RoiSpec(_Strict):
@@ -199,6 +206,29 @@ class SignatureConfig(_Strict):
         {"step": "mrmr", "k": 20},
         {"step": "lasso", "lambda_rule": "1se"},
     )
+
+
+class MissingDataConfig(_Strict):
+    """What happens to failed extraction units and missing feature values (decided on training data only).
+
+    ``failed_units``: ``stop`` (default) ends the run after feature extraction
+    with the list of failed units and the fix, before anything is fitted;
+    ``exclude_patients`` leaves every patient with a failed unit out of the
+    signature, models and statistics (listed in ``tables/excluded_patients``
+    and in the methods); ``impute`` keeps them and treats their missing
+    features like any other missing value.
+
+    Missing feature values: a feature missing in more than
+    ``max_missing_fraction`` of the TRAINING patients is dropped (listed with
+    its counts per cohort); the remaining gaps of every cohort are imputed by
+    the training ``imputation`` statistic inside each model's pipeline (so
+    cross-validation refits it per fold). Missing values in other cohorts
+    never drop a feature: they cannot change what is learned from training.
+    """
+
+    failed_units: Literal["stop", "exclude_patients", "impute"] = "stop"
+    max_missing_fraction: float = Field(0.1, ge=0, lt=1, description="largest share of training patients a kept feature may miss")
+    imputation: Literal["median", "mean"] = "median"
 
 
 class ModelsConfig(_Strict):
@@ -354,6 +384,7 @@ class StudyConfig(_Strict):
     preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
     extraction: ExtractionConfig = ExtractionConfig()
     signature: SignatureConfig = SignatureConfig()
+    missing_data: MissingDataConfig = MissingDataConfig()
     models: ModelsConfig = ModelsConfig()
     reports_dir: str = "reports"
     steps: tuple[StepConfig, ...]
@@ -414,6 +445,18 @@ class StudyConfig(_Strict):
     def _not_empty(cls, value: dict) -> dict:
         if not value:
             raise ValueError("must list at least one entry")
+        return value
+
+    @field_validator("cohorts")
+    @classmethod
+    def _cohort_names(cls, value: dict) -> dict:
+        # Cohort names become parts of output file names (tables/<name>_<cohort>.csv, figures/auc_heatmap_<cohort>.png),
+        # which the report writer requires in lower case: an upper-case name would pass validation and fail late.
+        bad = [k for k in value if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", k)]
+        if bad:
+            hint = ", ".join(f"'{k}' -> '{re.sub(r'[^a-z0-9_-]+', '_', k.lower()).strip('_-') or 'cohort'}'" for k in bad)
+            raise ValueError(f"cohort names {bad}: use lower-case letters, digits, '_' or '-' (they name output files); "
+                             f"rename them here and in the manifest's cohort column, e.g. {hint}")
         return value
 
     @field_validator("labels")

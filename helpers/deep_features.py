@@ -50,7 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import ImageReadError, InputDataError, StudyError
 from .torch_weights import read_state_dict
 from .figures import PALETTE, apply_style
-from .io import read_image, read_mask, sha256_file
+from .io import conform_mask, read_image, read_mask, sha256_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -326,7 +326,8 @@ def _to_mask(obj: ImageLike, reference: sitk.Image, spacing: Sequence[float] | N
         mask = sitk.GetImageFromArray(obj)
         mask.CopyInformation(reference)  # an array mask lies on its image's grid
         return mask
-    return _to_image(obj, spacing, "mask")
+    # A mask within the geometry tolerance of its image is put on the image's exact grid (the study's policy).
+    return conform_mask(_to_image(obj, spacing, "mask"), reference)
 
 
 def _on_grid(image: sitk.Image, reference: sitk.Image) -> np.ndarray:

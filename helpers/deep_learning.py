@@ -277,7 +277,7 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
     for r in rows.itertuples():
         image = read_image(r.image_path)
         sr_image = apply_super_resolution(result, image, settings)
-        sr_mask = upsample_mask(read_mask(r.mask_path, reference=image), sr_image)
+        sr_mask = upsample_mask(read_mask(r.mask_path, reference=image, tolerance=cfg.geometry_tolerance), sr_image)
         img_path, msk_path = folder / r.patient / "image.nii.gz", folder / r.patient / "mask.nii.gz"
         img_path.parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(sr_image, str(img_path), True)

@@ -102,6 +102,47 @@ class StepFailedError(StudyError):
         super().__init__(f"{where} failed{cell_txt}: {reason}\n  executed notebook with the traceback: {notebook}")
 
 
+class UnitsFailedError(StudyError):
+    """A step completed but some of its units of work (e.g. extraction units) failed, and the study's
+    ``missing_data.failed_units`` policy is ``stop``: nothing downstream runs until they are fixed or the policy
+    explicitly allows continuing without them.
+
+    Parameters
+    ----------
+    step : str
+        Name of the step.
+    failures : dict
+        The step's failure record (:func:`helpers.report.read_failures`): ``what``, ``count``, ``patients``,
+        ``examples``, ``table``.
+    """
+
+    def __init__(self, step: str, failures: dict):
+        self.step = step
+        self.failures = failures
+        count, patients = int(failures.get("count", 0)), failures.get("patients") or []
+        lines = [f"step '{step}' finished, but {count} {failures.get('what', 'units')} failed ({len(patients)} patient(s)); "
+                 "the study stops here, before the signature and models (missing_data.failed_units: stop):"]
+        lines += [f"  - {describe_failure(e)}" for e in failures.get("examples", [])]
+        rest = count - len(failures.get("examples", []))
+        if failures.get("table"):
+            lines.append(f"  {'... and ' + str(rest) + ' more; ' if rest > 0 else ''}every failure: {failures['table']}")
+        lines.append("fix: correct the inputs named above and run again (finished units are cached, failed ones are retried), or set "
+                     "missing_data.failed_units in the study config to 'exclude_patients' (these patients are left out and listed "
+                     "in the methods) or 'impute' (they are kept; their missing features are imputed from training)")
+        super().__init__("\n".join(lines))
+
+
+def describe_failure(example: dict, width: int = 220) -> str:
+    """One line for one failed unit: its reason, which names patient, series and ROI (cut to ``width`` characters)."""
+    reason = str(example.get("reason", "")).replace("\n", " ")
+    if not reason.startswith("patient "):
+        where = ", ".join(f"{k} {example[k]}" for k in ("patient", "series", "roi") if example.get(k))
+        reason = f"{where}: {reason}" if where else reason
+    if example.get("reader") not in (None, "", "reader1"):
+        reason = f"[{example['reader']}] {reason}"
+    return reason if len(reason) <= width else reason[: width - 3] + "..."
+
+
 class InputDataError(StudyError, ValueError):
     """Patient-level input values (clinical variables, scores, predictions) that cannot be used as given."""
 

@@ -18,9 +18,9 @@ are assembled in unit order, not completion order.
 from __future__ import annotations
 
 import hashlib
-import math
 import inspect
 import json
+import math
 import os
 import sys
 import tempfile
@@ -37,9 +37,9 @@ import pandas as pd
 import SimpleITK as sitk
 
 from . import rois
-from .config import StudyConfig
+from .config import GeometryTolerance, StudyConfig
 from .features import EXPECTED_COUNTS, SHAPE_FEATURES, extract_features, load_preset, merge_settings, preset_name, without_shape
-from .io import read_image, read_image_info, read_mask, sha256_file
+from .io import conform_mask, grid_difference, read_image, read_image_info, read_mask, sha256_file
 from .preprocess import PreprocessSettings, mask_on_grid, preprocess
 from .provenance import package_versions
 
@@ -85,6 +85,8 @@ class ExtractionUnit:
     label_value: int | None = None
     reader: str = "reader1"
     perturbation: dict | None = None
+    geometry_tolerance: dict | None = None
+    min_roi_voxels: int = 2
 
     @property
     def unit_id(self) -> str:
@@ -100,8 +102,8 @@ class ExtractionResult:
     records: list[dict] = field(default_factory=list)
 
     def status_counts(self) -> dict[str, int]:
-        """How many units were computed, taken from the cache, or failed."""
-        out = {"computed": 0, "cached": 0, "failed": 0}
+        """How many units were computed, taken from the cache, failed, or had an empty habitat ROI (by design)."""
+        out = {"computed": 0, "cached": 0, "failed": 0, "empty": 0}
         for r in self.records:
             out[r["status"]] += 1
         return out
@@ -125,7 +127,7 @@ class ExtractionResult:
                 continue
             cohorts[unit.patient] = unit.cohort
             row = rows.setdefault(unit.patient, {})
-            if rec["status"] == "failed":
+            if rec["status"] in ("failed", "empty"):
                 continue
             prefix = f"{unit.series}_{unit.roi}_"
             names = blocks.setdefault((unit.series, unit.roi), list(rec["features"]))
@@ -151,7 +153,7 @@ class ExtractionResult:
         columns: dict[str, pd.Series] = {}
         for unit, rec in zip(self.units, self.records, strict=True):
             label = f"{unit.series} {unit.roi}"
-            if unit.preset != preset or unit.reader != "reader1" or rec["status"] == "failed" or label in columns:
+            if unit.preset != preset or unit.reader != "reader1" or rec["status"] in ("failed", "empty") or label in columns:
                 continue
             counts = feature_counts_by_class(list(rec["features"]))
             columns[label] = counts.set_index(["category", "image_type"])["n_features"]
@@ -182,11 +184,24 @@ class ExtractionResult:
             diag = rec.get("diagnostics") or {}
             rows.append({
                 "patient": unit.patient, "cohort": unit.cohort, "series": unit.series, "roi": unit.roi, "preset": unit.preset,
-                "reader": unit.reader, "status": "failed" if rec["status"] == "failed" else "ok", "key": rec["key"],
+                "reader": unit.reader, "status": rec["status"] if rec["status"] in ("failed", "empty") else "ok", "key": rec["key"],
                 "n_features": len(rec.get("features") or {}),
                 **{k.removeprefix("diagnostics_"): (json.dumps(diag[k]) if isinstance(diag.get(k), list | tuple) else diag.get(k)) for k in keep},
             })
         return pd.DataFrame(rows)
+
+    def empty_rois_table(self) -> pd.DataFrame:
+        """Habitat units whose subregion is absent (or below ``qc.min_mask_voxels``) in a patient's tumour.
+
+        Their features are missing by design (not failures) and follow the missing-value policy.
+        """
+        rows = [
+            {"patient": u.patient, "cohort": u.cohort, "series": u.series, "roi": u.roi, "preset": u.preset, "reader": u.reader,
+             "note": r.get("note", "")}
+            for u, r in zip(self.units, self.records, strict=True)
+            if r["status"] == "empty"
+        ]
+        return pd.DataFrame(rows, columns=["patient", "cohort", "series", "roi", "preset", "reader", "note"])
 
     def failures_table(self) -> pd.DataFrame:
         """Failed units with patient and reason (empty when all succeeded)."""
@@ -237,7 +252,8 @@ def plan_units(manifest: pd.DataFrame, cfg: StudyConfig, habitats: object | None
             params = merge_settings(base, ex.series_settings.get(r.series))
             prep = cfg.preprocessing.get(r.series, PreprocessSettings()).model_dump(mode="json")
             common = dict(patient=r.patient, cohort=r.cohort, series=r.series, preset=preset, image_path=r.image_path,
-                          mask_path=r.mask_path, params=params, preprocessing=prep, mask_roi=(r.mask_roi or None))
+                          mask_path=r.mask_path, params=params, preprocessing=prep, mask_roi=(r.mask_roi or None),
+                          geometry_tolerance=cfg.geometry_tolerance.model_dump(), min_roi_voxels=max(2, cfg.qc.min_mask_voxels))
             for roi, spec in ex.rois.items():
                 roi_common = common if spec.with_shape else {**common, "params": without_shape(params)}
                 units.append(ExtractionUnit(roi=roi, roi_kind=spec.kind, width_mm=spec.width_mm, **roi_common))
@@ -297,6 +313,8 @@ def unit_key(unit: ExtractionUnit, hasher: Callable[[Path], str] = sha256_file, 
         "roi": [unit.roi_kind, unit.width_mm, unit.label_value, unit.mask_roi, unit.perturbation],
         "params": unit.params,
         "preprocessing": unit.preprocessing,
+        "geometry_tolerance": unit.geometry_tolerance,
+        "min_roi_voxels": unit.min_roi_voxels if unit.roi_kind == "label" else None,
         "versions": versions or _versions(),
         "code": code or _code_hash(),
     }
@@ -311,11 +329,13 @@ def _cache_file(cache_dir: Path, key: str) -> Path:
 
 
 def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
+    # The study's geometry policy: a mask within tolerance of its image is put on the image's exact grid.
+    tolerance = GeometryTolerance.model_validate(unit.geometry_tolerance) if unit.geometry_tolerance else None
     if unit.roi_kind == "label":
         label_map = read_image(unit.label_map_path)
         roi = sitk.Cast(label_map == int(unit.label_value), sitk.sitkUInt8)
     else:
-        mask = read_mask(unit.mask_path, reference=image if unit.mask_path.lower().endswith(".dcm") else None, roi_name=unit.mask_roi)
+        mask = read_mask(unit.mask_path, reference=image, roi_name=unit.mask_roi, tolerance=tolerance)
         tumour = rois.tumour_mask(mask, int(unit.params.get("setting", {}).get("label", 1)))
         if unit.perturbation:
             from .stability import perturbed_mask
@@ -330,12 +350,26 @@ def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
             roi = rois.fused_region(tumour, unit.width_mm, image=image)
         else:
             raise ValueError(f"unknown ROI kind {unit.roi_kind!r}")
-    if roi.GetSize() != image.GetSize() or not np.allclose(roi.GetSpacing(), image.GetSpacing()) or not np.allclose(roi.GetOrigin(), image.GetOrigin()):
+    if grid_difference(image, roi, tolerance) is None:
+        # Within the study's geometry tolerance (e.g. a habitat map written as NIfTI, whose float32 header rounds a
+        # DICOM origin by 1e-6 mm): the same grid, so the image's exact geometry is copied and no voxel moves.
+        roi = conform_mask(roi, image, tolerance)
+    else:
         # e.g. a habitat map on the CT grid used with the PET image of the same PET/CT.
         roi = mask_on_grid(roi, image, "partial_volume", 0.5)
-    if not np.any(sitk.GetArrayViewFromImage(roi)):
+    n_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(roi)))
+    if unit.roi_kind == "label" and n_voxels < unit.min_roi_voxels:
+        # A habitat absent from this tumour, or only a few voxels of it (qc.min_mask_voxels, as for the masks at
+        # validation): its features are undefined or meaningless, missing by design, not a failure of the input.
+        raise _EmptyHabitat(f"habitat ROI '{unit.roi}' has {n_voxels} voxel(s) in this patient's tumour "
+                            f"(fewer than qc.min_mask_voxels = {unit.min_roi_voxels})")
+    if not n_voxels:
         raise ValueError(f"ROI '{unit.roi}' is empty for this patient and series")
     return roi
+
+
+class _EmptyHabitat(Exception):
+    """A habitat subregion that a patient's tumour does not contain."""
 
 
 def _limit_threads() -> None:
@@ -348,7 +382,8 @@ def _limit_threads() -> None:
 def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_threads: bool = False) -> dict:
     """Compute one unit (or load it from the cache) and return its record.
 
-    The record has ``status`` (``computed``, ``cached`` or ``failed``),
+    The record has ``status`` (``computed``, ``cached``, ``failed``, or
+    ``empty`` for a habitat absent from the patient's tumour),
     ``key``, ``features``, ``diagnostics``, ``preprocessing``, ``seconds`` and
     ``error`` (patient, series, ROI and reason, for failures).
     """
@@ -373,12 +408,22 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
             expected -= SHAPE_FEATURES
         if expected is not None and len(features) != expected:
             raise RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
+    except _EmptyHabitat as exc:
+        rec = {"status": "empty", "key": key, "unit": asdict(unit), "features": {}, "diagnostics": {}, "preprocessing": None,
+               "seconds": time.perf_counter() - t0, "error": None, "note": str(exc)}
+        _write_cache(path, rec)
+        return rec
     except Exception as exc:  # one unit's failure must not stop the others
         reason = f"{type(exc).__name__}: {exc}".strip()
         return {"status": "failed", "key": key, "error": f"patient {unit.patient}, series {unit.series}, ROI {unit.roi}: {reason}",
                 "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - t0}
     rec = {"status": "computed", "key": key, "unit": asdict(unit), "features": features, "diagnostics": diagnostics,
            "preprocessing": prep_record, "seconds": time.perf_counter() - t0, "error": None}
+    _write_cache(path, rec)
+    return rec
+
+
+def _write_cache(path: Path, rec: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Atomic write: a unit is either fully in the cache or absent, even if the run is killed here.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
@@ -391,7 +436,6 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return rec
 
 
 def _read_cached(path: Path) -> dict | None:
@@ -405,9 +449,10 @@ def _read_cached(path: Path) -> dict | None:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(rec, dict) or rec.get("status") != "computed" or not isinstance(rec.get("features"), dict):
+    if not isinstance(rec, dict) or rec.get("status") not in ("computed", "empty") or not isinstance(rec.get("features"), dict):
         return None
-    rec["status"] = "cached"
+    if rec["status"] == "computed":
+        rec["status"] = "cached"
     return rec
 
 
@@ -546,8 +591,14 @@ def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report)
     failures = result.failures_table()
     # Reasons may quote input paths: relative to the study folder, so the table does not depend on where the study lives.
     failures["reason"] = failures["reason"].astype(str).str.replace(str(cfg.base_dir) + os.sep, "", regex=False)
-    report.table(failures, "extraction_failures", per_cohort=False)
+    failures_csv = report.table(failures, "extraction_failures", per_cohort=False)
+    report.failures(failures, "extraction units", failures_csv)
     shown["extraction_failures"] = failures
+    empty = result.empty_rois_table()
+    if not empty.empty:
+        # Habitats absent from a tumour: listed (their features are missing and follow the missing-data policy).
+        report.table(empty, "extraction_empty_habitats", per_cohort=False)
+        shown["extraction_empty_habitats"] = empty
     report.json(extraction_provenance(cfg, result), "extraction")
     return shown
 

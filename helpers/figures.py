@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from .config import StudyConfig  # noqa: E402
+from .config import GeometryTolerance, StudyConfig  # noqa: E402
 
 from .io import read_image, read_mask  # noqa: E402
 
@@ -68,6 +68,7 @@ def contour_montage(
     columns: int = 8,
     title: str = "",
     panel_inches: float = 1.6,
+    tolerance: GeometryTolerance | None = None,
 ) -> plt.Figure:
     """Mid-slice montage with the mask contour for each patient.
 
@@ -82,6 +83,8 @@ def contour_montage(
         Panels per row.
     title : str
         Figure title.
+    tolerance : GeometryTolerance, optional
+        The study's ``geometry_tolerance``: a mask within it is drawn on its image's exact grid.
 
     Returns
     -------
@@ -96,7 +99,7 @@ def contour_montage(
         ax.axis("off")
     for ax, (label, image_path, mask_path, roi) in zip(axes.ravel(), items, strict=False):
         image = read_image(image_path)
-        mask = read_mask(mask_path, reference=image, roi_name=roi)
+        mask = read_mask(mask_path, reference=image, roi_name=roi, tolerance=tolerance)
         img = sitk.GetArrayViewFromImage(image).astype(float)
         msk = sitk.GetArrayViewFromImage(mask) > 0
         k = mid_slice_index(msk)
@@ -130,6 +133,7 @@ def cohort_montages(rows: pd.DataFrame, cfg: StudyConfig, cohort: str) -> Iterat
                 window=cfg.series[series].display_window,
                 columns=cfg.qc.montage_columns,
                 title=f"{series}, {cohort} cohort: mid-tumour slice with contour{suffix}",
+                tolerance=cfg.geometry_tolerance,
             )
             yield f"montage_{series.lower()}" + (f"_p{k}" if len(pages) > 1 else ""), fig
 

@@ -68,14 +68,14 @@ class CohortHabitats:
         return wide.reset_index()
 
 
-def _patient_inputs(manifest: pd.DataFrame, patient: str, series: tuple[str, ...]) -> tuple[list[sitk.Image], sitk.Image]:
+def _patient_inputs(manifest: pd.DataFrame, patient: str, series: tuple[str, ...], tolerance=None) -> tuple[list[sitk.Image], sitk.Image]:
     rows = manifest[manifest["patient"] == patient].set_index("series")
     missing = [s for s in series if s not in rows.index]
     if missing:
         raise ValueError(f"patient {patient} has no {missing} image; habitats need every series in extraction.habitats.series")
     images = [read_image(rows.loc[s, "image_path"]) for s in series]
     first = rows.loc[series[0]]
-    mask = read_mask(first["mask_path"], reference=images[0], roi_name=first["mask_roi"] or None)
+    mask = read_mask(first["mask_path"], reference=images[0], roi_name=first["mask_roi"] or None, tolerance=tolerance)
     return images, tumour_mask(mask)
 
 
@@ -105,14 +105,14 @@ def cohort_habitats(manifest: pd.DataFrame, cfg: StudyConfig, report: ReportWrit
     train_ids = [p for p, c in patients.itertuples(index=False) if c in training]
     if len(train_ids) < 2:
         raise ValueError(f"habitats need at least 2 training patients, found {len(train_ids)} in cohorts {sorted(training)}")
-    train_voxels = [voxel_matrix(*_patient_inputs(manifest, p, hc.series)) for p in train_ids]
+    train_voxels = [voxel_matrix(*_patient_inputs(manifest, p, hc.series, cfg.geometry_tolerance)) for p in train_ids]
     common = {"max_voxels_per_patient": hc.max_voxels_per_patient, "random_state": cfg.seed}
     clusterer = HabitatClusterer(k_range=hc.k_range, **common).fit(train_voxels)
     sweep = {k: HabitatClusterer(k=k, **common).fit(train_voxels) for k in range(hc.ith_k_range[0], hc.ith_k_range[1] + 1)}
     del train_voxels  # the fitted state is all that is needed from here on
     map_paths, fraction_rows, ith_rows = {}, [], []
     for patient, cohort in patients.itertuples(index=False):
-        images, mask = _patient_inputs(manifest, patient, hc.series)
+        images, mask = _patient_inputs(manifest, patient, hc.series, cfg.geometry_tolerance)
         labels = habitat_map(images, mask, clusterer)
         map_paths[patient] = str(report.image(labels, f"rois/habitats/{patient}.nii.gz"))
         fraction_rows.append({"patient": patient, "cohort": cohort, **habitat_fractions(labels, clusterer.k_)})

@@ -217,13 +217,19 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         cov, kinds = self._covariate_frame(X, y)
         features = self._feature_columns(X, [c for c in cov.columns if c in X.columns])
         Y = X[features].to_numpy(dtype=float)
-        bad = ~np.isfinite(Y)
+        bad = np.isinf(Y)
         if bad.any():
             cols = [features[i] for i in np.flatnonzero(bad.any(axis=0))]
             rows = [str(p) for p in X.index[bad.any(axis=1)]]
             raise ValueError(
-                f"ComBat needs complete training data: missing/non-finite values in {len(cols)} feature(s) ({_short(cols)}) "
-                f"for patient(s) {_short(rows)}; impute them first (e.g. a SimpleImputer step before ComBat) or drop the features"
+                f"ComBat: infinite values in {len(cols)} feature(s) ({_short(cols)}) for patient(s) {_short(rows)}; "
+                "a feature value must be finite or missing (NaN): fix the extraction or drop the features"
+            )
+        few = [f for f, n in zip(features, (~np.isnan(Y)).sum(axis=0), strict=True) if n < 2]
+        if few:
+            raise ValueError(
+                f"ComBat: {len(few)} feature(s) have fewer than 2 training values ({_short(few)}); drop them first "
+                "(the study's missing-data policy drops features missing in too many training patients)"
             )
         levels = _sorted_levels(batch)
         if len(levels) < 2:
@@ -461,15 +467,53 @@ def _check_frame(X: object) -> pd.DataFrame:
 
 
 # -- the ComBat estimates -----------------------------------------------------------------
+def _location_scale_missing(Y: np.ndarray, design: np.ndarray, n_batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature OLS on the training patients that have a value (sva's ``Beta.NA`` rule).
+
+    Returns (B, grand mean, covariate term per row, pooled variance). The
+    grand mean weights each batch by its patients with a value of that
+    feature, and the pooled variance averages the squared residuals of those
+    patients, so a feature's estimates are exactly those of ComBat fitted on
+    its complete cases.
+    """
+    observed = ~np.isnan(Y)
+    B = np.zeros((design.shape[1], Y.shape[1]))
+    complete = observed.all(axis=0)
+    if complete.any():
+        B[:, complete] = np.linalg.lstsq(design, Y[:, complete], rcond=None)[0]
+    for j in np.flatnonzero(~complete):
+        rows = observed[:, j]
+        B[:, j] = np.linalg.lstsq(design[rows], Y[rows, j], rcond=None)[0]
+    n_obs = observed.sum(axis=0)
+    per_batch = np.stack([observed[design[:, i] == 1].sum(axis=0) for i in range(n_batch)])  # batches x features
+    grand = (per_batch / n_obs * B[:n_batch]).sum(axis=0)
+    mod = design[:, n_batch:] @ B[n_batch:]
+    residual = np.where(observed, Y - design @ B, 0.0)
+    var_pooled = (residual**2).sum(axis=0) / n_obs
+    return B, grand, mod, var_pooled
+
+
 def _fit_combat(Y: np.ndarray, design: np.ndarray, codes: np.ndarray, counts: np.ndarray, eb: bool, parametric: bool) -> dict:
-    """ComBat estimates of training data ``Y`` (patients x features); see the module docstring."""
+    """ComBat estimates of training data ``Y`` (patients x features); see the module docstring.
+
+    Missing training values (NaN) are allowed, as in sva's ``ComBat``: every
+    estimate of a feature uses the training patients that have a value
+    (:func:`_location_scale_missing`; per batch, the mean and variance of
+    the observed standardised values, and the EB posterior with the observed
+    count). A batch without a value of a feature keeps gamma_hat 0 and
+    delta_hat 1 (EB then gives it the prior); with fewer than two values its
+    delta_hat is 1. Complete data take the vectorised path, unchanged.
+    """
     n, n_feat = Y.shape
     n_batch = len(counts)
-    B, *_ = np.linalg.lstsq(design, Y, rcond=None)
-    grand = (counts / n) @ B[:n_batch]
-    mod = design[:, n_batch:] @ B[n_batch:]
-    var_pooled = ((Y - design @ B) ** 2).mean(axis=0)
-    scale = np.maximum(np.abs(Y).max(axis=0), np.finfo(float).tiny)
+    if np.isnan(Y).any():
+        B, grand, mod, var_pooled = _location_scale_missing(Y, design, n_batch)
+    else:
+        B, *_ = np.linalg.lstsq(design, Y, rcond=None)
+        grand = (counts / n) @ B[:n_batch]
+        mod = design[:, n_batch:] @ B[n_batch:]
+        var_pooled = ((Y - design @ B) ** 2).mean(axis=0)
+    scale = np.maximum(np.nanmax(np.abs(Y), axis=0), np.finfo(float).tiny)
     constant = np.sqrt(var_pooled) <= _CONSTANT_RTOL * scale
     act = ~constant
     n_act = int(act.sum())
@@ -483,8 +527,11 @@ def _fit_combat(Y: np.ndarray, design: np.ndarray, codes: np.ndarray, counts: np
     if n_act == 0:
         return out
     s = (Y[:, act] - grand[act] - mod[:, act]) / np.sqrt(var_pooled[act])
-    g_hat = np.vstack([s[codes == i].mean(axis=0) for i in range(n_batch)])
-    d_hat = np.vstack([s[codes == i].var(axis=0, ddof=1) for i in range(n_batch)])
+    if np.isnan(s).any():
+        g_hat, d_hat = _batch_moments_missing(s, codes, n_batch)
+    else:
+        g_hat = np.vstack([s[codes == i].mean(axis=0) for i in range(n_batch)])
+        d_hat = np.vstack([s[codes == i].var(axis=0, ddof=1) for i in range(n_batch)])
     d_hat[d_hat == 0] = 1.0  # a feature constant within one batch: no scale adjustment (as sva/neuroCombat)
     out["gamma_hat"][:, act], out["delta_hat"][:, act] = g_hat, d_hat
     if not eb:
@@ -515,15 +562,36 @@ def _fit_combat(Y: np.ndarray, design: np.ndarray, codes: np.ndarray, counts: np
     return out
 
 
+def _batch_moments_missing(s: np.ndarray, codes: np.ndarray, n_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per batch, mean and variance (ddof 1) of the observed standardised values of each feature.
+
+    No observed value: gamma_hat 0 (no shift); fewer than two: delta_hat 1 (no scaling).
+    """
+    g_hat, d_hat = np.zeros((n_batch, s.shape[1])), np.ones((n_batch, s.shape[1]))
+    for i in range(n_batch):
+        part = s[codes == i]
+        n_obs = (~np.isnan(part)).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nansum(part, axis=0) / n_obs
+            var = np.nansum((part - mean) ** 2, axis=0) / (n_obs - 1)
+        g_hat[i] = np.where(n_obs > 0, mean, 0.0)
+        d_hat[i] = np.where(n_obs > 1, var, 1.0)
+    return g_hat, d_hat
+
+
 def _it_sol(sdat, g_hat, d_hat, g_bar, t2, a, b) -> tuple[np.ndarray, np.ndarray, int]:
-    """Parametric EB posterior means by fixed-point iteration (Johnson et al. 2007; sva's ``it.sol``)."""
-    n = sdat.shape[0]
+    """Parametric EB posterior means by fixed-point iteration (Johnson et al. 2007; sva's ``it.sol``).
+
+    With missing values, ``n`` is each feature's number of observed values in the batch (as sva).
+    """
+    missing = np.isnan(sdat).any()
+    n = (~np.isnan(sdat)).sum(axis=0) if missing else sdat.shape[0]
     g_old, d_old = g_hat.copy(), d_hat.copy()
     change, count = 1.0, 0
     with np.errstate(divide="ignore", invalid="ignore"):
         while change > _EB_CONV:
             g_new = (t2 * n * g_hat + d_old * g_bar) / (t2 * n + d_old)
-            sum2 = ((sdat - g_new) ** 2).sum(axis=0)
+            sum2 = np.nansum((sdat - g_new) ** 2, axis=0) if missing else ((sdat - g_new) ** 2).sum(axis=0)
             d_new = (0.5 * sum2 + b) / (n / 2.0 + a - 1.0)
             # Signed relative change, exactly as sva/neuroCombat, so the stopping point (and the estimates) agree.
             change = max((abs(g_new - g_old) / g_old).max(), (abs(d_new - d_old) / d_old).max())
@@ -539,16 +607,24 @@ def _it_sol(sdat, g_hat, d_hat, g_bar, t2, a, b) -> tuple[np.ndarray, np.ndarray
 def _nonparametric(sdat: np.ndarray, g_hat: np.ndarray, d_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Non-parametric EB (sva's ``int.eprior``): for each feature, the other features' (gamma, delta)
     weighted by the likelihood of this feature's data, computed in log space."""
-    n, n_feat = sdat.shape
-    mean = sdat.mean(axis=0)
-    ss = ((sdat - mean) ** 2).sum(axis=0)
-    log_norm = -0.5 * n * np.log(2 * np.pi * d_hat)
+    n_rows, n_feat = sdat.shape
+    if np.isnan(sdat).any():
+        # Each feature's likelihood uses its observed values only: n, mean and SS per feature (as sva with NAs).
+        n = (~np.isnan(sdat)).sum(axis=0).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, np.nansum(sdat, axis=0) / n, 0.0)
+        ss = np.nansum((sdat - mean) ** 2, axis=0)
+    else:
+        n = np.full(n_feat, float(n_rows))
+        mean = sdat.mean(axis=0)
+        ss = ((sdat - mean) ** 2).sum(axis=0)
+    log_2pi_d = np.log(2 * np.pi * d_hat)
     g_star, d_star = np.empty(n_feat), np.empty(n_feat)
     for start in range(0, n_feat, _NONPARAM_BLOCK):
         rows = np.arange(start, min(start + _NONPARAM_BLOCK, n_feat))
         # sum_t (x_it - g_j)^2 = SS_i + n (mean_i - g_j)^2 (no cancellation)
-        sum2 = ss[rows, None] + n * (mean[rows, None] - g_hat[None, :]) ** 2
-        loglik = log_norm[None, :] - sum2 / (2 * d_hat[None, :])
+        sum2 = ss[rows, None] + n[rows, None] * (mean[rows, None] - g_hat[None, :]) ** 2
+        loglik = -0.5 * n[rows, None] * log_2pi_d[None, :] - sum2 / (2 * d_hat[None, :])
         loglik[np.arange(len(rows)), rows] = -np.inf  # leave the feature itself out
         w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
         total = w.sum(axis=1)

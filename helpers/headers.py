@@ -30,7 +30,9 @@ ACQUISITION_FIELDS: dict[str, tuple[str, str]] = {
     "flip_angle_deg": ("FlipAngle", "deg"),
     "slice_thickness_mm": ("SliceThickness", "mm"),
     "slice_spacing_mm": ("SpacingBetweenSlices", "mm"),
-    "pixel_spacing_mm": ("PixelSpacing", "mm"),
+    # DICOM PixelSpacing is (row spacing, column spacing): the distance between rows, then between columns.
+    "pixel_spacing_row_mm": ("PixelSpacing", "mm"),
+    "pixel_spacing_col_mm": ("PixelSpacing", "mm"),
     "rows": ("Rows", ""),
     "columns": ("Columns", ""),
     "n_slices": ("n_slices", ""),
@@ -43,15 +45,19 @@ ACQUISITION_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 _NUMERIC = {
-    "field_strength_T", "tr_ms", "te_ms", "flip_angle_deg", "slice_thickness_mm", "slice_spacing_mm", "pixel_spacing_mm",
-    "rows", "columns", "n_slices", "kvp", "tube_current_mA", "exposure_mAs", "pitch",
+    "field_strength_T", "tr_ms", "te_ms", "flip_angle_deg", "slice_thickness_mm", "slice_spacing_mm",
+    "pixel_spacing_row_mm", "pixel_spacing_col_mm", "rows", "columns", "n_slices", "kvp", "tube_current_mA", "exposure_mAs", "pitch",
 }  # fmt: skip
 
 _KEYWORDS = {kw for kw, _ in ACQUISITION_FIELDS.values()} - {"n_slices"}
 
 
-def _first_number(value: object) -> float:
-    """A float from a DICOM value (multi-valued -> first; text lists are parsed)."""
+#: Fields taken from the second value of a multi-valued attribute (the first when only one is given: square pixels).
+_SECOND_VALUE = {"pixel_spacing_col_mm"}
+
+
+def _first_number(value: object, position: int = 0) -> float:
+    """A float from a DICOM value (multi-valued -> the value at ``position``, else the first; text lists are parsed)."""
     if value is None:
         return math.nan
     if isinstance(value, str):
@@ -66,7 +72,9 @@ def _first_number(value: object) -> float:
         elif "\\" in text:
             value = text.split("\\")
     if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-        return _first_number(value[0]) if len(value) else math.nan
+        if not len(value):
+            return math.nan
+        return _first_number(value[position] if position < len(value) else value[0])
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -101,7 +109,10 @@ def normalise_record(raw: Mapping[str, object]) -> dict[str, object]:
     record: dict[str, object] = {}
     for name, (keyword, _unit) in ACQUISITION_FIELDS.items():
         value = raw.get(keyword)
-        record[name] = _first_number(value) if name in _NUMERIC else _text(value)
+        if name in _NUMERIC:
+            record[name] = _first_number(value, 1 if name in _SECOND_VALUE else 0)
+        else:
+            record[name] = _text(value)
     return record
 
 
@@ -199,9 +210,14 @@ def _levels_text(levels: dict[str, int], n: int) -> str:
     return "; ".join(f"{k} (n={v})" for k, v in ordered)
 
 
-def _pair_summary(first: pd.Series, second: pd.Series, max_levels: int = 4) -> str:
-    """``R x C`` for paired values (matrix, FOV); per-axis ranges when many differ."""
+def _pair_summary(first: pd.Series, second: pd.Series, max_levels: int = 4, digits: int | None = None) -> str:
+    """``R x C`` for paired values (pixel spacing, matrix, FOV: rows first); per-axis ranges when many differ.
+
+    ``digits`` rounds both values first (so 0.97656200000000 and 0.976562 are one level).
+    """
     pairs = [(a, b) for a, b in zip(first.astype(float), second.astype(float), strict=True) if not (math.isnan(a) or math.isnan(b))]
+    if digits is not None:
+        pairs = [(round(a, digits), round(b, digits)) for a, b in pairs]
     if not pairs:
         return "n/a"
     levels = pd.Series([f"{_fmt_number(a)}x{_fmt_number(b)}" for a, b in pairs]).value_counts()
@@ -236,22 +252,25 @@ def acquisition_table(
     """
     derived = records.copy()
     rows, cols = derived["rows"].astype(float), derived["columns"].astype(float)
-    spacing = derived["pixel_spacing_mm"].astype(float)
-    derived["fov_rows_mm"], derived["fov_cols_mm"] = (rows * spacing).round(1), (cols * spacing).round(1)
+    # FOV along the columns (vertical) = Rows x row spacing; along the rows (horizontal) = Columns x column spacing.
+    row_sp, col_sp = derived["pixel_spacing_row_mm"].astype(float), derived["pixel_spacing_col_mm"].astype(float)
+    derived["fov_rows_mm"], derived["fov_cols_mm"] = (rows * row_sp).round(1), (cols * col_sp).round(1)
     keys = [k for k in group_by if k in derived.columns and derived[k].replace("", np.nan).notna().any()]
     for k in keys:
         derived[k] = derived[k].fillna("n/a")
-    params = [f for f in ACQUISITION_FIELDS if f not in ("manufacturer", "model", "rows", "columns") and f not in keys]
+    paired = ("rows", "columns", "pixel_spacing_row_mm", "pixel_spacing_col_mm")
+    params = [f for f in ACQUISITION_FIELDS if f not in ("manufacturer", "model", *paired) and f not in keys]
     out_rows = []
     for key, grp in derived.groupby(keys, sort=True, dropna=False):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         row["n_scans"] = len(grp)
         for p in params:
             row[p] = summarise_values(grp[p])
+        row["pixel_spacing_mm"] = _pair_summary(grp["pixel_spacing_row_mm"], grp["pixel_spacing_col_mm"], digits=3)
         row["matrix"] = _pair_summary(grp["rows"], grp["columns"])
         row["fov_mm"] = _pair_summary(grp["fov_rows_mm"], grp["fov_cols_mm"])
         out_rows.append(row)
-    params += ["matrix", "fov_mm"]
+    params += ["pixel_spacing_mm", "matrix", "fov_mm"]
     table = pd.DataFrame(out_rows)
     # Drop parameters absent for every group (e.g. kVp in an MR-only study): they carry no information.
     empty = [p for p in params if (table[p] == "n/a").all()]

@@ -20,6 +20,7 @@ import pydicom
 import SimpleITK as sitk
 from matplotlib.path import Path as _PolygonPath
 
+from .config import GeometryTolerance
 from .errors import ImageReadError
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "read_image",
     "read_image_info",
     "read_mask",
+    "grid_difference",
+    "geometry_difference",
+    "conform_mask",
     "nonfinite_voxels",
     "rtstruct_roi_names",
     "rtstruct_to_mask",
@@ -405,7 +409,65 @@ def rtstruct_to_mask(rtstruct: str | Path, reference: sitk.Image, roi_name: str 
     return out
 
 
-def read_mask(path: str | Path, reference: sitk.Image | None = None, roi_name: str | None = None) -> sitk.Image:
+def grid_difference(reference: sitk.Image, other: sitk.Image, tolerance: GeometryTolerance | None = None, what: str = "mask") -> str | None:
+    """How ``other``'s voxel grid differs from ``reference``'s beyond ``tolerance``; ``None`` when within it.
+
+    The one geometry rule of the study (``geometry_tolerance`` in the config):
+    sizes equal; spacing within a relative tolerance; origin within an
+    absolute distance in mm; direction cosines within an absolute tolerance.
+    Validation rejects what this reports, and every reader of a mask puts a
+    mask within tolerance on its image's exact grid (:func:`conform_mask`).
+    """
+    return geometry_difference(_geometry(reference), _geometry(other), tolerance, what)
+
+
+def geometry_difference(reference: dict, other: dict, tolerance: GeometryTolerance | None = None, what: str = "mask") -> str | None:
+    """:func:`grid_difference` on geometry records (``size``, ``spacing``, ``origin``, ``direction``), e.g. from
+    :func:`read_image_info`, so validation can compare grids without keeping the voxels."""
+    tol = tolerance or GeometryTolerance()
+    if tuple(reference["size"]) != tuple(other["size"]):
+        return f"{what} size {tuple(other['size'])} differs from image size {tuple(reference['size'])}"
+    sp_i, sp_m = np.array(reference["spacing"]), np.array(other["spacing"])
+    if np.any(np.abs(sp_i - sp_m) > tol.spacing * sp_i):
+        return (f"{what} spacing {tuple(round(float(v), 4) for v in sp_m)} differs from image spacing "
+                f"{tuple(round(float(v), 4) for v in sp_i)}")
+    shift = float(np.max(np.abs(np.array(reference["origin"]) - np.array(other["origin"]))))
+    if shift > tol.origin_mm:
+        return f"{what} origin is {shift:.2f} mm from the image origin (tolerance {tol.origin_mm} mm)"
+    if np.max(np.abs(np.array(reference["direction"]) - np.array(other["direction"]))) > tol.direction:
+        return f"{what} orientation (direction cosines) differs from the image"
+    return None
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    return (a.GetSize() == b.GetSize() and a.GetSpacing() == b.GetSpacing() and a.GetOrigin() == b.GetOrigin()
+            and a.GetDirection() == b.GetDirection())
+
+
+def conform_mask(mask: sitk.Image, image: sitk.Image, tolerance: GeometryTolerance | None = None) -> sitk.Image:
+    """The mask on its image's exact grid when their grids agree within ``tolerance``.
+
+    DICOM images and NIfTI masks exported from them routinely differ by
+    floating-point noise (1e-7 mm in the origin, 1e-8 in the spacing), which
+    validation accepts but pyradiomics, SimpleITK filters and resampling
+    would treat as two grids. Within tolerance the voxels are kept and the
+    image's geometry copied (same size, no resampling, so no label moves);
+    beyond it the mask is returned unchanged (validation reports it, and the
+    caller's own handling applies).
+    """
+    if _same_grid(mask, image) or grid_difference(image, mask, tolerance) is not None:
+        return mask
+    out = sitk.Image(mask)  # a copy: the caller's image keeps its own geometry
+    out.CopyInformation(image)
+    return out
+
+
+def read_mask(
+    path: str | Path,
+    reference: sitk.Image | None = None,
+    roi_name: str | None = None,
+    tolerance: GeometryTolerance | None = None,
+) -> sitk.Image:
     """Read a mask: a label image file, a DICOM SEG-like series folder, or an RTSTRUCT.
 
     Parameters
@@ -413,9 +475,13 @@ def read_mask(path: str | Path, reference: sitk.Image | None = None, roi_name: s
     path : str or Path
         Mask file or folder.
     reference : SimpleITK.Image, optional
-        The image; required for RTSTRUCT masks.
+        The mask's image: required for RTSTRUCT masks (rasterised on its
+        grid); a label-image mask within ``tolerance`` of it is put on its
+        exact grid (:func:`conform_mask`).
     roi_name : str, optional
         RTSTRUCT structure name.
+    tolerance : GeometryTolerance, optional
+        The study's ``geometry_tolerance`` (default: its default values).
     """
     path = Path(path)
     _check_exists(path, "mask")
@@ -425,7 +491,8 @@ def read_mask(path: str | Path, reference: sitk.Image | None = None, roi_name: s
             if reference is None:
                 raise ImageReadError(f"{path} is an RTSTRUCT: its image is needed to rasterise it")
             return rtstruct_to_mask(path, reference, roi_name)
-    return read_image(path)
+    mask = read_image(path)
+    return mask if reference is None else conform_mask(mask, reference, tolerance)
 
 
 def unique_labels(mask: sitk.Image) -> list[int]:

@@ -25,6 +25,7 @@ from .models import ScoreStacker, TunedModel, auc_heatmap_figure, build_pipeline
 from .nomogram import NomogramModel, nomogram_figure, nomogram_table
 from .report import ReportWriter
 from .selection import build_selector
+from .signature import study_steps
 from .survival import CoxModel, RandomSurvivalForest, assign_risk_groups, km_by_group, km_figure, risk_groups
 
 __all__ = [
@@ -130,9 +131,10 @@ def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     return blocks
 
 
-def _steps_factory(steps_config):
+def _steps_factory(cfg: StudyConfig, steps_config):
+    # Every model's pipeline starts with the study's imputer (fitted inside each training fold).
     def factory():
-        return list(build_selector([dict(s) for s in steps_config]).steps)
+        return list(build_selector(study_steps(cfg, steps_config)).steps)
 
     return factory
 
@@ -151,7 +153,7 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, retur
         {k: v.loc[train] for k, v in blocks.items()}, data.y.loc[train],
         {k: v.loc[first_test] for k, v in blocks.items()} if first_test is not None else None,
         data.y.loc[first_test] if first_test is not None else None,
-        algorithms=list(cfg.models.algorithms), steps_factory=_steps_factory(cfg.models.grid_steps), search=cfg.models.search,
+        algorithms=list(cfg.models.algorithms), steps_factory=_steps_factory(cfg, cfg.models.grid_steps), search=cfg.models.search,
         cv=cfg.models.cv, random_state=cfg.seed, n_trials=cfg.models.n_trials, smote=cfg.models.smote,
         training_cohort="+".join(data.training), return_models=True,
     )
@@ -170,7 +172,7 @@ def _auc(y: pd.Series, p: pd.Series) -> float:
 
 def fit_final_model(data: ModellingData, cfg: StudyConfig) -> TunedModel:
     """The final model: the signature's selection steps and the configured algorithm, tuned on training."""
-    steps = list(build_selector([dict(s) for s in cfg.signature.steps]).steps)
+    steps = list(build_selector(study_steps(cfg, cfg.signature.steps)).steps)
     pipeline = build_pipeline(steps, make_classifier(cfg.models.final_algorithm, random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
     train = data.train
     return tune(pipeline, data.X.loc[train], data.y.loc[train], search=cfg.models.search if cfg.models.search != "none" else "grid",
@@ -229,7 +231,7 @@ def fit_stacker(data: ModellingData, cfg: StudyConfig) -> ScoreStacker:
     """Score-level fusion: one logistic model per block (the grid's selection steps), logistic meta-model on their OOF probabilities."""
     train = data.train
     blocks = study_blocks(data.X, cfg)
-    factory = _steps_factory(cfg.models.grid_steps)
+    factory = _steps_factory(cfg, cfg.models.grid_steps)
     bases = [
         (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed), list(block.columns))
         for name, block in blocks.items()
@@ -290,7 +292,7 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
     pipe = build_pipeline(steps, make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
     out["clinical"] = tune(pipe, data.clinical.loc[train], y, search=search, cv=cfg.models.cv, n_trials=cfg.models.n_trials,
                            random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical)
-    steps_cfg = [dict(s) for s in cfg.signature.steps]
+    steps_cfg = study_steps(cfg, cfg.signature.steps)
     if cc.nomogram and steps_cfg and steps_cfg[-1].get("step") == "lasso":
         nomogram = Pipeline([
             ("radscore", RadScoreAugmenter(steps_cfg, cc.variables)),

@@ -42,6 +42,7 @@ from sklearn.metrics import get_scorer, roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.utils.validation import check_is_fitted
 
+from ._alignment import align_series, align_to_index
 from .errors import StudyError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -458,8 +459,15 @@ def youden_threshold(y: object, p: object) -> float:
     ------
     ValueError
         For non-binary or single-class labels, lengths that differ, or
-        non-finite probabilities.
+        non-finite probabilities; :class:`~helpers.errors.InputDataError` for
+        pandas Series ``y`` and ``p`` holding different patients.
+
+    Notes
+    -----
+    Two pandas Series are paired by patient (``p`` reordered to ``y``'s
+    index); arrays are paired by position.
     """
+    y, p = align_series(("y", y), ("p", p))
     y = _binary_labels(y)
     p = np.asarray(p, dtype=float)
     if p.shape != y.shape:
@@ -643,13 +651,8 @@ def _check_Xy(X: object, y: object, categorical: Sequence[str] = ()) -> tuple[ob
                              "(drop 'cohort' and identifiers, e.g. with feature_blocks())")  # fmt: skip
         if not X.index.is_unique:
             raise ValueError(f"X has duplicated patients in its index, e.g. {X.index[X.index.duplicated()][:3].tolist()}")
-        if isinstance(y, pd.Series) and not y.index.equals(X.index):
-            missing = X.index.difference(y.index)
-            if len(missing):
-                raise ValueError(f"y has no label for {len(missing)} patient(s) of X, e.g. {missing[:3].tolist()}")
-            if not y.index.is_unique:
-                raise ValueError(f"y has several labels for patient(s) {y.index[y.index.duplicated()][:3].tolist()}")
-            y = y.reindex(X.index)  # labels follow the patients, not the row order
+        # labels follow the patients, not the row order; y must hold exactly X's patients
+        y = align_to_index(X.index, y, "y", "X")
         names = [str(c) for c in X.columns]
     else:
         X = np.asarray(X, dtype=float)
@@ -752,7 +755,8 @@ def tune(
     X : DataFrame or array (patients x features)
         Training features only (numeric; no ``cohort`` column).
     y : Series or array of 0/1
-        Training labels; a Series is aligned to X by patient.
+        Training labels; with a DataFrame X a Series is matched to X's rows
+        by patient (index label) and must hold exactly X's patients.
     search : {"grid", "optuna", "none"}
         ``grid``: :class:`~sklearn.model_selection.GridSearchCV` over
         ``param_space`` (a dict of lists, or a list of them). ``optuna``: a
@@ -1143,13 +1147,9 @@ def feature_fusion(blocks: Mapping[object, pd.DataFrame], join: str = "strict") 
     return fused
 
 
-def _aligned_labels(y: object, X: pd.DataFrame, what: str) -> object:
-    if isinstance(y, pd.Series):
-        missing = X.index.difference(y.index)
-        if len(missing):
-            raise ValueError(f"{what} has no label for {len(missing)} patient(s), e.g. {missing[:3].tolist()}")
-        return y.reindex(X.index)
-    return y
+def _aligned_labels(y: object, X: pd.DataFrame, what: str, ref: str = "X") -> object:
+    """A Series y reordered to X's patients (exactly the same patients required); arrays unchanged."""
+    return align_to_index(X.index, y, what, ref)
 
 
 def model_grid(
@@ -1179,11 +1179,13 @@ def model_grid(
     blocks : mapping of block key to DataFrame
         Training features per block (e.g. from :func:`feature_blocks`).
     y_train : Series or array of 0/1
-        Training labels (a Series is aligned by patient).
+        Training labels (a Series is matched to each block's rows by patient
+        and must hold exactly its patients).
     X_test_blocks : mapping, optional
         Held-out features with the same keys and columns.
     y_test : Series or array, optional
-        Held-out labels (required with ``X_test_blocks``).
+        Held-out labels (required with ``X_test_blocks``); a Series is matched
+        to each test block's rows by patient.
     algorithms : sequence of str
         Names from :data:`ALGORITHMS`.
     steps_factory : callable, optional
@@ -1239,7 +1241,7 @@ def model_grid(
     rows, models = [], {}
     for key, X in blocks.items():
         name = _block_label(key)
-        y = _aligned_labels(y_train, X, "y_train") if isinstance(X, pd.DataFrame) else y_train
+        y = _aligned_labels(y_train, X, "y_train", f"blocks[{name!r}]") if isinstance(X, pd.DataFrame) else y_train
         for algorithm in algorithms:
             steps = steps_factory() if steps_factory is not None else []
             pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, **classifier_params.get(algorithm, {})),
@@ -1258,7 +1260,7 @@ def model_grid(
             }  # fmt: skip
             if X_test_blocks is not None:
                 X_test = X_test_blocks[key]
-                yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
+                yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test", f"X_test_blocks[{name!r}]") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
                 p = model.positive_proba(X_test).to_numpy()
                 called = p >= model.threshold_  # the training threshold, unchanged
                 row.update(test_auc=roc_auc_score(yt, p), test_sensitivity=called[yt == 1].mean(), test_specificity=(~called[yt == 0]).mean())
@@ -1454,7 +1456,8 @@ class ScoreStacker(ClassifierMixin, BaseEstimator):
         X : DataFrame or array
             Training features (a DataFrame when base models select columns).
         y : Series or array of 0/1
-            Training labels.
+            Training labels; with a DataFrame X a Series is matched to X's rows
+            by patient and must hold exactly X's patients.
 
         Returns
         -------

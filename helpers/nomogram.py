@@ -50,6 +50,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._alignment import align_to_index
 from .errors import SeparationError
 from .figures import PALETTE, apply_style
 
@@ -175,7 +176,9 @@ class NomogramModel(ClassifierMixin, BaseEstimator):
         X : pandas.DataFrame
             Clinical variables and the Rad-score, one row per patient.
         y : array-like of 0/1
-            Binary endpoint.
+            Binary endpoint; a Series is matched to X's rows by patient (index
+            label) and must hold exactly X's patients, an array is taken in
+            X's row order.
 
         Returns
         -------
@@ -185,6 +188,7 @@ class NomogramModel(ClassifierMixin, BaseEstimator):
         from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
         X = self._check_X(X)
+        y = align_to_index(X.index, y, "y", "X")  # by patient, not by row position
         yv = np.asarray(y).reshape(-1)
         if yv.size != len(X):
             raise ValueError(f"y has {yv.size} values but X has {len(X)} rows")

@@ -23,10 +23,10 @@ from typing import TextIO
 import pandas as pd
 
 from .config import StepConfig, StudyConfig, load_config
-from .errors import ConfigError, StepFailedError
+from .errors import ConfigError, StepFailedError, UnitsFailedError, describe_failure
 from .manifest import load_study, read_manifest, with_resolved_paths
 from .provenance import FileHashCache, environment_hash, git_state, package_versions, source_hash
-from .report import hash_outputs, read_ledger
+from .report import hash_outputs, read_failures, read_ledger
 
 __all__ = ["StepRun", "plan_runs", "step_key", "run_study"]
 
@@ -42,6 +42,8 @@ class StepRun:
     key: str = ""
     notebook: str = ""
     outputs: list[str] = field(default_factory=list)
+    failed_units: int = 0
+    failed_patients: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -172,7 +174,7 @@ def run_study(
     step: str | None = None,
     cohort: str | None = None,
     force: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> list[StepRun]:
     """Validate the study inputs, then execute the planned notebook steps.
 
@@ -184,8 +186,8 @@ def run_study(
         Restrict the run to one step and/or one cohort.
     force : bool
         Re-run even when nothing changed.
-    out : text stream
-        Where progress lines go.
+    out : text stream, optional
+        Where progress lines go (default: the current ``sys.stdout``).
 
     Returns
     -------
@@ -198,8 +200,16 @@ def run_study(
         Invalid configuration or inputs (before any step runs).
     StepFailedError
         A notebook failed; the executed notebook with the traceback is kept.
+    UnitsFailedError
+        A step recorded failed units (e.g. extraction units) and the study's
+        ``missing_data.failed_units`` is ``stop``: later steps do not run.
+
+    After every step the runner prints how many units of work it could not
+    complete and the first few (patient, series, ROI, reason); such a step
+    never reports a plain "done".
     """
     started = _dt.datetime.now(_dt.UTC)
+    out = out if out is not None else sys.stdout  # looked up at call time (a redirected stdout is honoured)
     cfg = load_config(config_path)
     runs = plan_runs(cfg, step, cohort)
     print(f"validating {cfg.manifest} and {cfg.patient_table} ...", file=out, flush=True)
@@ -216,12 +226,16 @@ def run_study(
     stamp_path = state_dir / "validated.json"
     stamp = hashlib.sha256(json.dumps([cfg.content_hash(), data_hashes, code_hash], sort_keys=True).encode()).hexdigest()
     previously_valid = stamp_path.is_file() and stamp_path.read_text(encoding="utf-8") == stamp
-    load_study(cfg, check_images=not previously_valid, hasher=hashes.sha256)
+    notes: list = []  # warning-level findings (e.g. patient-table rows without images): printed, never silent
+    load_study(cfg, check_images=not previously_valid, hasher=hashes.sha256, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=out, flush=True)
     hashes.save()
     stamp_path.write_text(stamp, encoding="utf-8")
     state = _load_state(cfg)
     results: list[StepRun] = []
-    failure: StepFailedError | None = None
+    failure: StepFailedError | UnitsFailedError | None = None
+    versions = package_versions()
     for i, (s, c) in enumerate(runs, start=1):
         run_id = s.name + (f"__{c}" if c else "")
         out_nb = cfg.report_root / "notebooks" / f"{Path(s.notebook).stem}{'__' + c if c else ''}.ipynb"
@@ -230,9 +244,19 @@ def run_study(
         prefix = f"[{i}/{len(runs)}] {result.label}"
         if not force and _is_current(cfg, state.get(run_id), key):
             result.outputs = list(state[run_id]["outputs"])
-            print(f"{prefix}: unchanged, skipped", file=out, flush=True)
+            failures = read_failures(cfg.report_root, s.name, c)
+            if failures:
+                # Only reachable when the policy allows continuing (a stopped step is never recorded as current).
+                result.failed_units, result.failed_patients = int(failures["count"]), list(failures.get("patients", []))
+                print(f"{prefix}: unchanged, skipped (with {failures['count']} failed {failures.get('what', 'units')}, "
+                      f"policy {cfg.missing_data.failed_units})", file=out, flush=True)
+            else:
+                print(f"{prefix}: unchanged, skipped", file=out, flush=True)
             results.append(result)
             continue
+        # The run record is written before every step, so a step that reads it (the supplement's methods: software
+        # versions, commit, hashes) sees this run's record, also on the first run.
+        _write_provenance(cfg, started, results, data_hashes, code_hash, env_hash, versions, finished=False)
         print(f"{prefix}: running {s.notebook} ...", file=out, flush=True)
         t0 = time.perf_counter()
         try:
@@ -247,27 +271,63 @@ def run_study(
         result.status, result.seconds = "ran", time.perf_counter() - t0
         outputs = read_ledger(cfg.report_root, s.name, c)
         result.outputs = outputs
+        failures = read_failures(cfg.report_root, s.name, c)
+        if failures:
+            result.failed_units, result.failed_patients = int(failures["count"]), list(failures.get("patients", []))
+            _print_failures(prefix, result, failures, cfg.missing_data.failed_units, out)
+            if cfg.missing_data.failed_units == "stop":
+                # Not recorded as current: the next run re-runs the step (finished units come from the cache).
+                result.status = "failed"
+                state.pop(run_id, None)
+                results.append(result)
+                failure = UnitsFailedError(s.name, failures)
+                break
+        else:
+            print(f"{prefix}: done in {result.seconds:.1f} s ({len(outputs)} files)", file=out, flush=True)
         state[run_id] = {"key": key, "status": "ran", "outputs": hash_outputs(cfg.report_root, outputs)}
         _save_state(cfg, state)
-        print(f"{prefix}: done in {result.seconds:.1f} s ({len(outputs)} files)", file=out, flush=True)
         results.append(result)
     _save_state(cfg, state)
-    _write_provenance(cfg, started, results, data_hashes, code_hash, env_hash)
+    _write_provenance(cfg, started, results, data_hashes, code_hash, env_hash, versions)
     if failure is not None:
         raise failure
     return results
 
 
-def _write_provenance(cfg: StudyConfig, started: _dt.datetime, results: list[StepRun], data_hashes: dict[str, str], code_hash: str, env_hash: str) -> Path:
+def _print_failures(prefix: str, result: StepRun, failures: dict, policy: str, out: TextIO) -> None:
+    """The step's failed units: count, patients, the first few with their reasons, the table listing all."""
+    what, count, patients = failures.get("what", "units"), int(failures["count"]), failures.get("patients", [])
+    shown = ", ".join(patients[:8]) + (f" and {len(patients) - 8} more" if len(patients) > 8 else "")
+    consequence = {
+        "stop": "the study stops after this step",
+        "exclude_patients": "these patients are excluded from the signature, models and statistics",
+        "impute": "these patients are kept; their missing features follow the missing-value policy",
+    }[policy]
+    print(f"{prefix}: finished in {result.seconds:.1f} s ({len(result.outputs)} files) WITH {count} FAILED {what.upper()} "
+          f"(patients {shown}); policy missing_data.failed_units: {policy}: {consequence}", file=out, flush=True)
+    for example in failures.get("examples", []):
+        print(f"    - {describe_failure(example)}", file=out, flush=True)
+    if failures.get("table"):
+        rest = count - len(failures.get("examples", []))
+        print(f"    {'... and ' + str(rest) + ' more; ' if rest > 0 else ''}every failure: {failures['table']}", file=out, flush=True)
+
+
+def _write_provenance(cfg: StudyConfig, started: _dt.datetime, results: list[StepRun], data_hashes: dict[str, str], code_hash: str,
+                      env_hash: str, versions: dict[str, str] | None = None, finished: bool = True) -> Path:
+    """Write the run record ``provenance/run-<start>.json`` and ``provenance/latest.json``.
+
+    With ``finished=False`` the record is provisional (written before a step runs): ``finished_utc`` is ``None`` and
+    ``steps`` holds the step runs so far.
+    """
     record = {
         "study": cfg.study,
         "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds") if finished else None,
         "seed": cfg.seed,
         "config_hash": cfg.content_hash(),
         "git": git_state(cfg.base_dir),
         "platform": {"python": sys.version.split()[0], "executable_implementation": sys.implementation.name, "platform": sys.platform},
-        "packages": package_versions(),
+        "packages": versions if versions is not None else package_versions(),
         "environment_hash": env_hash,
         "helpers_source_hash": code_hash,
         "data_hashes": data_hashes,

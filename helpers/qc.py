@@ -118,7 +118,7 @@ def image_mask_qc(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
     rows = []
     for r in manifest.itertuples(index=False):
         image = read_image(r.image_path)
-        mask = read_mask(r.mask_path, reference=image, roi_name=r.mask_roi or None)
+        mask = read_mask(r.mask_path, reference=image, roi_name=r.mask_roi or None, tolerance=cfg.geometry_tolerance)
         rows.append({"patient": r.patient, "cohort": r.cohort, "series": r.series, **mask_qc(image, mask)})
     table = pd.DataFrame(rows)
     return flag_outliers(table, cfg.qc.outlier_robust_z)

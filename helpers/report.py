@@ -56,6 +56,7 @@ class ReportWriter:
         self._ledger.parent.mkdir(parents=True, exist_ok=True)
         # A new writer starts a fresh ledger: a step run owns exactly the files it writes.
         self._written: list[str] = []
+        self._failures: dict | None = None
         self._save_ledger()
 
     def _name(self, name: str, per_cohort: bool) -> str:
@@ -70,7 +71,34 @@ class ReportWriter:
         self._save_ledger()
 
     def _save_ledger(self) -> None:
-        self._ledger.write_text(json.dumps({"step": self.step, "cohort": self.cohort, "outputs": self._written}, indent=1), encoding="utf-8")
+        entry: dict[str, object] = {"step": self.step, "cohort": self.cohort, "outputs": self._written}
+        if self._failures is not None:
+            entry["failures"] = self._failures
+        self._ledger.write_text(json.dumps(entry, indent=1), encoding="utf-8")
+
+    def failures(self, table: pd.DataFrame, what: str, table_path: Path | None = None, examples: int = 5) -> None:
+        """Record the units of work this step could not complete (the runner reports them after the step).
+
+        Parameters
+        ----------
+        table : DataFrame
+            One row per failed unit with ``patient`` and ``reason`` (and e.g. ``series``, ``roi``); empty when none failed.
+        what : str
+            What a unit is, in plural (e.g. ``"extraction units"``).
+        table_path : Path, optional
+            The written table listing every failure (cited by the runner).
+        examples : int
+            Failures quoted in full in the ledger (the first ones, in table order).
+        """
+        keys = [c for c in ("patient", "series", "roi", "reader", "reason") if c in table.columns]
+        self._failures = {
+            "what": what,
+            "count": int(len(table)),
+            "patients": sorted({str(p) for p in table["patient"]}) if "patient" in table.columns else [],
+            "examples": [{k: str(r[k]) for k in keys} for r in table.head(examples).to_dict("records")],
+            "table": table_path.relative_to(self.root).as_posix() if table_path is not None else None,
+        }
+        self._save_ledger()
 
     def table(self, df: pd.DataFrame, name: str, per_cohort: bool = True, index: bool = False) -> Path:
         """Write ``tables/<name>[_<cohort>].csv`` and ``.xlsx``; return the CSV path."""
@@ -188,6 +216,15 @@ def read_ledger(report_root: Path, step: str, cohort: str | None) -> list[str]:
     if not path.is_file():
         return []
     return list(json.loads(path.read_text(encoding="utf-8")).get("outputs", []))
+
+
+def read_failures(report_root: Path, step: str, cohort: str | None) -> dict | None:
+    """Failures recorded by a step run with :meth:`ReportWriter.failures` (``None`` when it recorded none)."""
+    path = ledger_path(report_root, step, cohort)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8")).get("failures")
+    return record if record and record.get("count") else None
 
 
 def hash_outputs(report_root: Path, outputs: list[str]) -> dict[str, str | None]:

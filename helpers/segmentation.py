@@ -48,8 +48,9 @@ import pandas as pd
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config import GeometryTolerance
 from .errors import ConfigError, InputDataError, StudyError
-from .io import read_image, read_mask, sha256_file
+from .io import conform_mask, read_image, read_mask, sha256_file
 from .preprocess import clip_intensities, n4_bias_correction, resample_image, zscore_normalise
 
 if TYPE_CHECKING:  # torch is optional: imported only where a network is built or run
@@ -695,7 +696,8 @@ def prepare_case(
         raise InputDataError(f"{case_id}: {exc}") from None
     label = None
     if mask is not None:
-        m = mask if isinstance(mask, sitk.Image) else read_mask(mask, reference=raw)  # reference: RTSTRUCT rasterisation
+        # reference: RTSTRUCT rasterisation, and a mask within the geometry tolerance is put on the image's exact grid.
+        m = conform_mask(mask, raw) if isinstance(mask, sitk.Image) else read_mask(mask, reference=raw)
         marr = sitk.GetArrayViewFromImage(m)
         values = np.unique(marr)
         if not np.all(np.mod(values, 1) == 0):
@@ -1504,7 +1506,7 @@ def evaluation_table(
     parts = []
     for r in df.itertuples(index=False):
         pred = read_mask(r.prediction)
-        truth = read_mask(r.truth, reference=pred)
+        truth = read_mask(r.truth, reference=pred, tolerance=GeometryTolerance(spacing=spacing_rtol, origin_mm=origin_mm, direction=direction_atol))
         diff = geometry_difference(truth, pred, spacing_rtol, origin_mm, direction_atol)
         if diff is not None:
             raise InputDataError(f"patient {r.patient}: the prediction is not on the reference mask's grid ({diff})")

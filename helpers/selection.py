@@ -10,6 +10,8 @@ standardises).
 
 Steps, in the order a radiomics study usually chains them:
 
+- :class:`MissingValueImputer`: fills missing values with the training
+  median or mean (the study prepends it to every pipeline).
 - :class:`ZScoreScaler`: z-score with the training mean and SD; constant and
   missing-value features are dropped or rejected (never silently kept).
 - :class:`UnivariateFilter`: per-feature two-sample test against the outcome.
@@ -27,7 +29,10 @@ the final linear model. Figures: :func:`lasso_path_figure`,
 :func:`lasso_cv_figure`, :func:`coefficient_figure`.
 
 The outcome ``y`` must be binary; its two labels are sorted and the second
-(e.g. ``1``, ``True``) is the positive class.
+(e.g. ``1``, ``True``) is the positive class. With a DataFrame X, a pandas
+Series y is matched to X's rows by patient (index label) and must hold exactly
+X's patients (otherwise :class:`helpers.errors.InputDataError`); a numpy y is
+taken in X's row order (see :mod:`helpers._alignment`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from .errors import ConfigError
+from ._alignment import align_to_index
+from .errors import ConfigError, InputDataError
 from .figures import PALETTE, apply_style
 
 __all__ = [
@@ -58,6 +64,7 @@ __all__ = [
     "CorrelationFilter",
     "LassoSelector",
     "MRMRSelector",
+    "MissingValueImputer",
     "UnivariateFilter",
     "ZScoreScaler",
     "build_selector",
@@ -144,16 +151,21 @@ def _require_finite(df: pd.DataFrame, what: str) -> None:
         )
 
 
-def _binary_target(y, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """y as 0/1 integers (second sorted label = 1) and the two labels."""
+def _binary_target(y, X: pd.DataFrame, *, labelled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """y as 0/1 integers (second sorted label = 1) and the two labels.
+
+    With ``labelled`` (X was given as a DataFrame) a Series y is matched to X's rows by patient label and
+    must hold exactly X's patients (:func:`helpers._alignment.align_to_index`); otherwise y is positional.
+    Inside a Pipeline every step returns a DataFrame with the patient index, so each step aligns alike.
+    """
     if y is None:
         raise ValueError("this step requires y to be passed, but the target y is None: pass the binary outcome to fit")
     if isinstance(y, pd.DataFrame):
         if y.shape[1] != 1:
             raise ValueError(f"y must be one column, got {y.shape[1]}")
         y = y.iloc[:, 0]
-    if isinstance(y, pd.Series) and not y.index.equals(X.index):
-        raise ValueError("y is not aligned with X (different index or row order); pass y.loc[X.index]")
+    if labelled:
+        y = align_to_index(X.index, y, "y", "X")
     arr = np.asarray(y).ravel()
     if arr.shape[0] != X.shape[0]:
         raise ValueError(f"y has {arr.shape[0]} values but X has {X.shape[0]} rows")
@@ -549,7 +561,7 @@ class UnivariateFilter(_FeatureStep):
         self._check_params()
         df = _as_frame(self, X, reset=True)
         _require_finite(df, "UnivariateFilter.fit")
-        y01, self.classes_ = _binary_target(y, df)
+        y01, self.classes_ = _binary_target(y, df, labelled=isinstance(X, pd.DataFrame))
         _min_per_class(y01, 3, "UnivariateFilter (Shapiro-Wilk and the two-sample tests)")
         p, names, sw0, sw1 = _univariate_pvalues(df.to_numpy(dtype=float), y01, self.test, self.normality_alpha, self.equal_var)
         cols = df.columns
@@ -675,7 +687,7 @@ class CorrelationFilter(_FeatureStep):
         values = df.to_numpy(dtype=float)
         y01 = None
         if self.relevance != "order":
-            y01, self.classes_ = _binary_target(y, df)
+            y01, self.classes_ = _binary_target(y, df, labelled=isinstance(X, pd.DataFrame))
             _min_per_class(y01, 3, "CorrelationFilter relevance")
         score, order = _relevance_order(values, y01, self.relevance)
         Z = _standardise(_rank_columns(values) if self.method == "spearman" else values)
@@ -792,7 +804,7 @@ class MRMRSelector(_FeatureStep):
         self._check_params()
         df = _as_frame(self, X, reset=True)
         _require_finite(df, "MRMRSelector.fit")
-        y01, self.classes_ = _binary_target(y, df)
+        y01, self.classes_ = _binary_target(y, df, labelled=isinstance(X, pd.DataFrame))
         _min_per_class(y01, 2, "MRMRSelector")
         values = df.to_numpy(dtype=float)
         with warnings.catch_warnings():
@@ -887,6 +899,14 @@ class LassoSelector(_FeatureStep):
         Smallest lambda of the path as a fraction of ``lambda_max``.
     max_iter, tol : int, float
         saga iteration limit and tolerance.
+    min_features : int, default 1
+        A Rad-score needs features: when the rule's lambda keeps fewer
+        non-zero coefficients, the largest lambda of the path that keeps at
+        least this many is used instead (recorded in :attr:`lambda_note_` and
+        the selection pathway). On small training sets (or inside a
+        cross-validation fold) the 1-SE rule can otherwise end at the
+        intercept-only model, and the classifier after it would receive no
+        feature. ``0`` keeps the rule's lambda whatever it selects.
 
     Attributes
     ----------
@@ -895,6 +915,8 @@ class LassoSelector(_FeatureStep):
     intercept_ : float
     lambda_, lambda_min_, lambda_1se_ : float
         Chosen lambda and the two candidates.
+    lambda_note_ : str
+        Empty, or why ``lambda_`` is not the rule's lambda (``min_features``).
     C_ : float
         scikit-learn C of the final model (1 / (lambda_ n)).
     cv_results_ : DataFrame
@@ -920,6 +942,7 @@ class LassoSelector(_FeatureStep):
         lambda_min_ratio: float | None = None,
         max_iter: int = 5000,
         tol: float = 1e-4,
+        min_features: int = 1,
     ):
         self.penalty = penalty
         self.l1_ratio = l1_ratio
@@ -931,6 +954,7 @@ class LassoSelector(_FeatureStep):
         self.lambda_min_ratio = lambda_min_ratio
         self.max_iter = max_iter
         self.tol = tol
+        self.min_features = min_features
 
     def _check_params(self) -> None:
         _check_choice("penalty", self.penalty, ("l1", "elasticnet"))
@@ -941,6 +965,8 @@ class LassoSelector(_FeatureStep):
         if not isinstance(self.cv, int | np.integer) and not hasattr(self.cv, "split"):
             raise ValueError(f"cv={self.cv!r} must be an integer >= 2 or a CV splitter with split(X, y)")
         _check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
+        if isinstance(self.min_features, bool) or not isinstance(self.min_features, int | np.integer) or self.min_features < 0:
+            raise ValueError(f"min_features={self.min_features!r} must be an integer >= 0")
         if isinstance(self.Cs, int | np.integer) and not isinstance(self.Cs, bool):
             if self.Cs < 2:
                 raise ValueError(f"Cs={self.Cs!r}: the lambda path needs at least 2 values")
@@ -971,17 +997,23 @@ class LassoSelector(_FeatureStep):
         )
 
     def _path(self, X: pd.DataFrame, y01: np.ndarray, lambdas: np.ndarray, keep_index: int):
-        """Warm-started fits along the path on all training rows: coefficients and the model at keep_index."""
+        """Warm-started fits along the path on all training rows.
+
+        Returns the coefficients, the index of the kept model (``keep_index``, or the first later index with at
+        least ``min_features`` non-zero coefficients when ``keep_index`` has fewer) and that model.
+        """
         model = self._model()
         coefs = np.zeros((len(lambdas), X.shape[1]))
-        kept = None
+        kept, kept_index = None, keep_index
         for i, lam in enumerate(lambdas):
             model.set_params(C=1.0 / (lam * X.shape[0]))
             model.fit(X, y01)  # a DataFrame, so the final model knows its feature names
             coefs[i] = model.coef_[0]
-            if i == keep_index:
+            if i == kept_index:
                 kept = copy.deepcopy(model)
-        return coefs, kept
+                if np.count_nonzero(coefs[i]) < self.min_features and i + 1 < len(lambdas):
+                    kept_index = i + 1  # warm starts make the path sequential: keep walking down it
+        return coefs, kept_index, kept
 
     def _score(self, model: LogisticRegression, values, y01) -> float:
         if self.scoring == "roc_auc":
@@ -1006,7 +1038,7 @@ class LassoSelector(_FeatureStep):
         self._check_params()
         df = _as_frame(self, X, reset=True)
         _require_finite(df, "LassoSelector.fit")
-        y01, self.classes_ = _binary_target(y, df)
+        y01, self.classes_ = _binary_target(y, df, labelled=isinstance(X, pd.DataFrame))
         values = df.to_numpy(dtype=float)
         if isinstance(self.cv, int | np.integer):
             _min_per_class(y01, int(self.cv), f"LassoSelector with cv={self.cv} stratified folds")
@@ -1031,7 +1063,7 @@ class LassoSelector(_FeatureStep):
             best = int(np.argmax(mean))  # lambdas descend: the first maximum is the larger lambda
             i_1se = int(np.flatnonzero(mean >= mean[best] - se[best])[0])
             chosen = best if self.lambda_rule == "min" else i_1se
-            coefs, final = self._path(df.astype(float), y01, lambdas, keep_index=chosen)
+            coefs, used, final = self._path(df.astype(float), y01, lambdas, keep_index=chosen)
         n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
         for w in caught:
             if not issubclass(w.category, ConvergenceWarning):
@@ -1052,7 +1084,11 @@ class LassoSelector(_FeatureStep):
         self.path_ = pd.DataFrame(coefs, index=pd.Index(lambdas, name="lambda"), columns=cols)
         self.lambda_min_ = float(lambdas[best])
         self.lambda_1se_ = float(lambdas[i_1se])
-        self.lambda_ = float(lambdas[chosen])
+        self.lambda_ = float(lambdas[used])
+        self.lambda_note_ = ""
+        if used != chosen:
+            self.lambda_note_ = (f"lambda_{self.lambda_rule} = {lambdas[chosen]:.4g} kept {int(n_nonzero[chosen])} feature(s); the largest "
+                                 f"lambda keeping at least {self.min_features} was used")
         self.C_ = 1.0 / (self.lambda_ * len(df))
         self.estimator_ = final
         self.coef_ = pd.Series(final.coef_[0], index=cols, name="coefficient")
@@ -1090,13 +1126,101 @@ class LassoSelector(_FeatureStep):
         name = "LASSO" if self.penalty == "l1" else f"elastic net (l1_ratio={self.l1_ratio})"
         folds = f"{self.cv}-fold" if isinstance(self.cv, int | np.integer) else "CV"
         lam = f" = {self.lambda_:.4g}" if hasattr(self, "lambda_") else ""
-        return f"{name} logistic, {folds} CV ({self.scoring}), lambda_{self.lambda_rule}{lam}, non-zero coefficients"
+        note = f" ({self.lambda_note_})" if getattr(self, "lambda_note_", "") else ""
+        return f"{name} logistic, {folds} CV ({self.scoring}), lambda_{self.lambda_rule}{lam}{note}, non-zero coefficients"
 
 
 # --------------------------------------------------------------------------- composition
 
 #: Step names accepted by :func:`build_selector`.
+class MissingValueImputer(_FeatureStep):
+    """Fill missing feature values with the training median (or mean) of each feature.
+
+    The first step of every study pipeline (the study's missing-data policy):
+    the statistic is learned from the rows passed to ``fit`` only, so inside
+    cross-validation each fold imputes with its own training rows, and a
+    validation or test patient's missing value is filled with the training
+    value, never with its own cohort's. A feature with no training value at
+    all (possible inside a fold) has no statistic: it is dropped with the
+    reason recorded (as scikit-learn's ``SimpleImputer`` drops it). On
+    complete data the step changes nothing.
+
+    Parameters
+    ----------
+    strategy : {"median", "mean"}
+        Training statistic filled in (NaN-ignoring; identical to
+        ``sklearn.impute.SimpleImputer(strategy=...)``).
+
+    Attributes
+    ----------
+    statistics_ : Series
+        Fill value per kept feature.
+    n_missing_fit_ : int
+        Missing values filled in the training rows.
+    selected_features_ : list of str
+    dropped_ : dict
+        Feature -> reason (no training value).
+    feature_names_in_, n_features_in_
+    """
+
+    _supervised = False
+
+    def __init__(self, strategy: str = "median"):
+        self.strategy = strategy
+
+    def _check_params(self) -> None:
+        _check_choice("strategy", self.strategy, ("median", "mean"))
+
+    def fit(self, X, y=None) -> MissingValueImputer:
+        """Learn each feature's training statistic (ignoring missing values).
+
+        Raises
+        ------
+        ValueError
+            For infinite values (a missing value is NaN; +-inf is an error upstream, named with its rows).
+        """
+        self._check_params()
+        df = _as_frame(self, X, reset=True)
+        values = df.to_numpy(dtype=float)
+        if np.isinf(values).any():
+            _require_finite(df.replace([np.nan], 0.0), "MissingValueImputer.fit")
+        observed = ~np.isnan(values)
+        empty = ~observed.any(axis=0)
+        kept = df.columns[~empty].tolist()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are dropped below, not averaged
+            stat = np.nanmedian(values, axis=0) if self.strategy == "median" else np.nanmean(values, axis=0)
+        self.statistics_ = pd.Series(stat[~empty], index=kept, name=self.strategy)
+        self.n_missing_fit_ = int((~observed[:, ~empty]).sum())
+        self.selected_features_ = kept
+        self.dropped_ = {name: "no training value to impute from" for name in df.columns[empty]}
+        return self
+
+    def transform(self, X) -> pd.DataFrame:
+        """The kept features with every NaN replaced by its training statistic (other values unchanged)."""
+        check_is_fitted(self, "statistics_")
+        df = _as_frame(self, X, reset=False)[self.selected_features_]
+        if df.isna().to_numpy().any():
+            df = df.fillna(self.statistics_)
+        _require_finite(df, "MissingValueImputer.transform")
+        return df
+
+    def describe(self) -> str:
+        rule = f"missing values imputed with the training {self.strategy}"
+        if getattr(self, "n_missing_fit_", None) is not None:
+            rule += f" ({self.n_missing_fit_} training value{'s' if self.n_missing_fit_ != 1 else ''} imputed)"
+        if getattr(self, "dropped_", None):
+            rule += f"; dropped {len(self.dropped_)} feature(s) without a training value"
+        return rule
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
 STEP_TYPES: dict[str, type[_FeatureStep]] = {
+    "impute": MissingValueImputer,
     "zscore": ZScoreScaler,
     "univariate": UnivariateFilter,
     "correlation": CorrelationFilter,
@@ -1322,10 +1446,14 @@ def radscore_table(table: pd.DataFrame, pipeline, outcome: pd.Series | str | Non
         out["cohort"] = table[cohort_column]
     if outcome is not None:
         values = table[outcome] if isinstance(outcome, str) else outcome
+        if not isinstance(values, pd.Series):
+            raise InputDataError(f"outcome must be a Series indexed by patient or a column name of table, got {type(values).__name__}")
         missing = table.index.difference(values.index)
         if len(missing):
-            raise ValueError(f"outcome missing for {len(missing)} patient(s), e.g. {missing[:5].tolist()}")
-        out["outcome"] = values.loc[table.index]
+            raise InputDataError(
+                f"outcome missing for {len(missing)} patient(s), e.g. {missing[:5].tolist()}; pass outcome indexed by the same patients as table"
+            )
+        out["outcome"] = align_to_index(table.index, values, "outcome", "table")  # by patient; extra patients are an error
     score = radscore(table, pipeline)
     out["radscore"] = score
     out["probability"] = 1.0 / (1.0 + np.exp(-score))

@@ -3,8 +3,12 @@
 Everything fitted here learns from the TRAINING cohort(s) only and is then
 applied unchanged to the other cohorts:
 
-1. features with missing values (failed extraction units) are listed and left
-   out (a data-availability rule that looks at no outcome);
+1. failed extraction units follow ``missing_data.failed_units`` (stop, exclude
+   the patients, or impute); features missing in more than
+   ``missing_data.max_missing_fraction`` of the TRAINING patients are listed and
+   left out (missing values in other cohorts never remove a feature); every
+   remaining gap is filled by the imputer that starts each pipeline, with
+   training statistics only;
 2. the ICC filter keeps features reproducible between reader 1 and reader 2
    (or the perturbed mask) on training patients; features without a second
    reading (habitats) pass through unscored;
@@ -59,7 +63,11 @@ class StudyFeatures:
     reader2 : DataFrame or None
         Second-reader (or perturbed-mask) features of training patients.
     dropped_missing : DataFrame
-        Feature columns left out because of missing values, with counts per cohort.
+        Feature columns left out because they miss values in too many training patients, with counts per cohort.
+    excluded : DataFrame
+        Patients left out because an extraction unit of theirs failed (policy ``exclude_patients``).
+    imputed : DataFrame
+        Kept features with missing values (imputed inside the pipelines with the training statistic), with counts.
     """
 
     features: pd.DataFrame
@@ -68,6 +76,8 @@ class StudyFeatures:
     reader2: pd.DataFrame | None
     dropped_missing: pd.DataFrame
     training: list[str] = field(default_factory=list)
+    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient", "cohort", "failed_units", "reason"]))
+    imputed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def train_index(self) -> pd.Index:
@@ -75,12 +85,24 @@ class StudyFeatures:
 
 
 def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatures:
-    """Read notebook 03's feature tables and the binary endpoint.
+    """Read notebook 03's feature tables and the binary endpoint, applying the study's missing-data policy.
+
+    Failed extraction units (``features/extraction_diagnostics``) follow
+    ``missing_data.failed_units``: ``stop`` raises (naming the failures and
+    the fix), ``exclude_patients`` leaves every patient with a failed unit
+    out (listed in :attr:`StudyFeatures.excluded`), ``impute`` keeps them.
+    Then the feature set is decided on the TRAINING patients only: a feature
+    missing in more than ``missing_data.max_missing_fraction`` of them is
+    dropped (listed with its counts per cohort); every other missing value,
+    in any cohort, is left for the imputer inside the model pipelines.
+    Missing values in validation/test patients never remove a feature.
 
     Raises
     ------
     FileNotFoundError
         When notebook 03 has not produced the feature table yet.
+    InputDataError
+        Failed units under the ``stop`` policy, or a study without a binary endpoint.
     """
     preset = preset_name(cfg.signature.preset)
     folder = cfg.report_root / "features"
@@ -91,20 +113,113 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
     cohort = table.pop("cohort")
     endpoint = cfg.endpoints.binary
     if endpoint is None:
-        raise ValueError("the signature needs a binary endpoint: set endpoints.binary in the study config")
-    y = patients.loc[table.index, endpoint].astype(int).rename(endpoint)
-    missing = table.isna()
-    cols = missing.any()[lambda s: s].index
-    dropped = pd.DataFrame(
-        {"feature": cols, **{f"missing_{c}": [int(missing.loc[cohort == c, f].sum()) for f in cols] for c in cfg.cohorts}}
-    )
+        raise InputDataError("the signature needs a binary endpoint: set endpoints.binary in the study config")
     reader2_path = folder / f"features_{preset}_reader2.parquet"
     reader2 = pd.read_parquet(reader2_path).drop(columns="cohort") if reader2_path.is_file() else None
+    excluded = _apply_failed_unit_policy(cfg, preset, cohort)
+    if len(excluded):
+        keep_rows = table.index.difference(excluded["patient"], sort=False)
+        table, cohort = table.loc[keep_rows], cohort.loc[keep_rows]
+        if reader2 is not None:
+            reader2 = reader2.loc[reader2.index.difference(excluded["patient"], sort=False)]
+    y = patients.loc[table.index, endpoint].astype(int).rename(endpoint)
+    training = list(cfg.training_cohorts)
+    missing = missing_value_table(table, cohort, cfg)
+    is_dropped = missing["dropped"].to_numpy(dtype=bool)
+    cols = missing.loc[is_dropped, "feature"].tolist()
+    dropped = missing.loc[is_dropped].drop(columns="dropped").reset_index(drop=True)
+    imputed = missing.loc[~is_dropped].drop(columns="dropped").reset_index(drop=True)
     keep = table.columns.difference(cols, sort=False)
     if reader2 is not None:
         # Missing second readings (a failed unit) are handled per feature by the ICC; columns are not dropped.
         reader2 = reader2[[c for c in keep if c in reader2.columns]]
-    return StudyFeatures(table[keep], cohort, y, reader2, dropped, training=list(cfg.training_cohorts))
+    return StudyFeatures(table[keep], cohort, y, reader2, dropped, training=training, excluded=excluded, imputed=imputed)
+
+
+def missing_value_table(table: pd.DataFrame, cohort: pd.Series, cfg: StudyConfig) -> pd.DataFrame:
+    """Missing values per feature and cohort, and the training-only decision to drop it.
+
+    A feature is dropped when the share of TRAINING patients without a value
+    exceeds ``missing_data.max_missing_fraction``; the other cohorts' counts
+    are reported but take no part in the decision (a test patient's missing
+    value must not change the training feature set).
+
+    Returns
+    -------
+    DataFrame
+        One row per feature with any missing value: ``feature``,
+        ``missing_<cohort>`` for every cohort, ``missing_fraction_training``,
+        ``dropped`` (bool) and ``rule``.
+    """
+    missing = table.isna()
+    cols = missing.columns[missing.any().to_numpy()]
+    train = cohort.isin(cfg.training_cohorts).reindex(table.index, fill_value=False).to_numpy()
+    n_train = int(train.sum())
+    limit = cfg.missing_data.max_missing_fraction
+    frac = missing.loc[train, cols].mean() if n_train else pd.Series(1.0, index=cols)
+    out = pd.DataFrame({"feature": list(cols)})
+    for c in cfg.cohorts:
+        out[f"missing_{c}"] = [int(missing.loc[(cohort == c).reindex(table.index, fill_value=False).to_numpy(), f].sum()) for f in cols]
+    out["missing_fraction_training"] = frac.round(4).to_numpy(dtype=float)
+    out["dropped"] = (frac > limit).to_numpy(dtype=bool)
+    out["rule"] = [
+        f"missing in {f:.0%} of training patients (> {limit:.0%}): dropped" if f > limit
+        else f"missing in {f:.0%} of training patients (<= {limit:.0%}): kept, imputed with the training {cfg.missing_data.imputation}"
+        for f in (frac.to_numpy() if len(cols) else [])
+    ]
+    return out
+
+
+def _apply_failed_unit_policy(cfg: StudyConfig, preset: str, cohort: pd.Series) -> pd.DataFrame:
+    """Patients excluded because an extraction unit of theirs failed (empty unless the policy is ``exclude_patients``).
+
+    Raises
+    ------
+    InputDataError
+        Under the ``stop`` policy when units failed (the runner stops before this step; this guards notebooks run by hand).
+    """
+    columns = ["patient", "cohort", "failed_units", "reason"]
+    diag_path = cfg.report_root / "features" / "extraction_diagnostics.parquet"
+    if not diag_path.is_file():
+        return pd.DataFrame(columns=columns)
+    diag = pd.read_parquet(diag_path)
+    failed = diag[(diag["status"] == "failed") & (diag["preset"] == preset)]
+    if failed.empty:
+        return pd.DataFrame(columns=columns)
+    policy = cfg.missing_data.failed_units
+    patients = sorted(failed["patient"].astype(str).unique())
+    if policy == "stop":
+        shown = ", ".join(patients[:8]) + (f" and {len(patients) - 8} more" if len(patients) > 8 else "")
+        raise InputDataError(
+            f"{len(failed)} extraction unit(s) of preset {preset} failed (patients {shown}; tables/extraction_failures.csv gives "
+            "each reason); fix the inputs and re-run feature extraction, or set missing_data.failed_units to 'exclude_patients' "
+            "or 'impute' in the study config")
+    if policy == "impute":
+        return pd.DataFrame(columns=columns)
+    failures_csv = cfg.report_root / "tables" / "extraction_failures.csv"
+    reasons = pd.read_csv(failures_csv, dtype=str) if failures_csv.is_file() else pd.DataFrame(columns=["patient", "reason"])
+    rows = []
+    for patient in patients:
+        mine = failed[failed["patient"].astype(str) == patient]
+        units = [f"{r.series}/{r.roi}" + ("" if r.reader == "reader1" else f" ({r.reader})") for r in mine.itertuples()]
+        why = reasons.loc[reasons["patient"] == patient, "reason"]
+        first = str(why.iloc[0]) if len(why) else ""
+        rows.append({"patient": patient, "cohort": str(cohort.get(patient, "")), "failed_units": "; ".join(units),
+                     "reason": first if len(first) <= 200 else first[:197] + "..."})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def study_steps(cfg: StudyConfig, steps) -> list[dict]:
+    """The configured selection steps, preceded by the study's imputer (``missing_data.imputation``).
+
+    Every pipeline of the study starts with it, so missing values are filled
+    with statistics of the rows each fit sees (training, or the training part
+    of a cross-validation fold); on complete data it changes nothing.
+    """
+    steps = [dict(s) for s in steps]
+    if steps and steps[0].get("step") == "impute":
+        return steps
+    return [{"step": "impute", "strategy": cfg.missing_data.imputation}, *steps]
 
 
 def batch_labels(manifest: pd.DataFrame, cfg: StudyConfig, group: HarmonizationGroup, training: pd.Index) -> pd.Series:
@@ -191,7 +306,7 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
     # Comparison-only series (super-resolved images) are filtered and harmonised like the others but stay out of the
     # signature: they are compared in the model grid and notebook 06's NR-vs-SR table.
     eligible = [c for c in harmonized.columns if cfg.series_of_column(c) not in cfg.comparison_series]
-    selector = build_selector([dict(s) for s in cfg.signature.steps])
+    selector = build_selector(study_steps(cfg, cfg.signature.steps))
     selector.fit(harmonized.loc[train, eligible], data.y.loc[train])
     # A Rad-score needs a linear final step (LASSO/ElasticNet); without one the signature is the selected feature set.
     linear = hasattr(selector.steps[-1][1], "coef_")
@@ -213,9 +328,15 @@ def _diagnostic_features(combat: ComBatHarmonizer, X: pd.DataFrame, n: int = 4) 
 def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Write notebook 04's tables, figures and the fitted signature; return tables for display."""
     shown: dict[str, pd.DataFrame] = {}
+    if len(sig.data.excluded):
+        report.table(sig.data.excluded, "excluded_patients", per_cohort=False)
+        shown["excluded_patients"] = sig.data.excluded
     if not sig.data.dropped_missing.empty:
         report.table(sig.data.dropped_missing, "features_dropped_missing_values", per_cohort=False)
         shown["features_dropped_missing_values"] = sig.data.dropped_missing
+    if not sig.data.imputed.empty:
+        report.table(sig.data.imputed, "features_imputed_missing_values", per_cohort=False)
+        shown["features_imputed_missing_values"] = sig.data.imputed
     if sig.icc is not None:
         report.table(sig.icc.reset_index(), "icc_per_feature", per_cohort=False)
         report.table(sig.retained, "icc_retained_counts", per_cohort=False)

@@ -17,6 +17,9 @@ Conventions
   identical intervals. Resampling is stratified by outcome class (cases and controls are resampled
   separately with replacement, as pROC's default ``boot.stratified = TRUE``), and the percentile interval
   uses R's default (type 7, linear) quantiles.
+* **Alignment**: when two or more of ``y`` and the scores/probabilities are pandas Series, they are paired by
+  patient (index label, aligned to the first Series) and must hold the same patients; numpy arrays and lists
+  are paired by position (see :mod:`helpers._alignment`).
 * **Errors**: unusable inputs (labels that are not 0/1, a single class where two are needed, lengths that
   differ, NaN or infinite scores, probabilities outside [0, 1]) raise
   :class:`helpers.errors.InputDataError` (a ``ValueError``) naming the problem and the fix. Metrics that are
@@ -37,6 +40,7 @@ import pandas as pd
 from scipy import stats as _st
 from scipy.special import expit
 
+from ._alignment import align_series
 from .errors import InputDataError
 
 __all__ = [
@@ -247,8 +251,15 @@ def auc_ci(
     Raises
     ------
     InputDataError
-        Labels not 0/1, a single class, scores of another length, NaN or infinite scores.
+        Labels not 0/1, a single class, scores of another length, NaN or infinite scores; pandas Series
+        ``y`` and ``score`` with different patients (index labels).
+
+    Notes
+    -----
+    Two pandas Series are paired by index label (``score`` is reordered to ``y``'s patients); numpy arrays
+    are paired by position. See :mod:`helpers._alignment`.
     """
+    y, score = align_series(("y", y), ("score", score))
     lab = _labels(y)
     s = _values(score, lab.size, "score")
     z = _check_level(level)
@@ -295,8 +306,14 @@ def delong_test(y: npt.ArrayLike, score_a: npt.ArrayLike, score_b: npt.ArrayLike
     Raises
     ------
     InputDataError
-        Labels not 0/1, a single class, scores of another length than y, NaN or infinite scores.
+        Labels not 0/1, a single class, scores of another length than y, NaN or infinite scores; pandas
+        Series with different patients (index labels).
+
+    Notes
+    -----
+    pandas Series are paired by index label (aligned to the first Series' patients), numpy arrays by position.
     """
+    y, score_a, score_b = align_series(("y", y), ("score_a", score_a), ("score_b", score_b))
     lab = _labels(y)
     a = _values(score_a, lab.size, "score_a")
     b = _values(score_b, lab.size, "score_b")
@@ -401,7 +418,12 @@ def binary_metrics(
         ``lower``, ``upper``, ``numerator``, ``denominator``, ``ci_method``. Accuracy = (TP + TN) / n,
         sensitivity = TP / (TP + FN), specificity = TN / (TN + FP), PPV = TP / (TP + FP),
         NPV = TN / (TN + FN), F1 = 2TP / (2TP + FP + FN). An undefined metric (denominator 0) is NaN.
+
+    Notes
+    -----
+    pandas Series ``y`` and ``score`` are paired by index label, numpy arrays by position.
     """
+    y, score = align_series(("y", y), ("score", score))
     lab = _labels(y, need_both=False)
     s = _values(score, lab.size, "score")
     if not np.isfinite(threshold):
@@ -495,7 +517,12 @@ def nri(
         ``se_nonevents``, ``z``, ``p``, ``lower``, ``upper``, the counts ``up_events``, ``down_events``,
         ``up_nonevents``, ``down_nonevents``, ``n_events``, ``n_nonevents``, and ``kind``
         ("continuous"/"categorical"), ``se_method``, ``level``.
+
+    Notes
+    -----
+    pandas Series are paired by index label (aligned to the first Series' patients), numpy arrays by position.
     """
+    y, p_old, p_new = align_series(("y", y), ("p_old", p_old), ("p_new", p_new))
     lab = _labels(y)
     old = _values(p_old, lab.size, "p_old", probability=True)
     new = _values(p_new, lab.size, "p_new", probability=True)
@@ -578,7 +605,12 @@ def idi(y: npt.ArrayLike, p_old: npt.ArrayLike, p_new: npt.ArrayLike, level: flo
         ``estimate``, ``event_component``, ``nonevent_component``, ``se``, ``z``, ``p``, ``lower``,
         ``upper``, ``discrimination_slope_old``, ``discrimination_slope_new``, ``relative_idi``
         (IDI / old slope), ``n_events``, ``n_nonevents``, ``level``.
+
+    Notes
+    -----
+    pandas Series are paired by index label (aligned to the first Series' patients), numpy arrays by position.
     """
+    y, p_old, p_new = align_series(("y", y), ("p_old", p_old), ("p_new", p_new))
     lab = _labels(y)
     old = _values(p_old, lab.size, "p_old", probability=True)
     new = _values(p_new, lab.size, "p_new", probability=True)
@@ -647,8 +679,10 @@ def hosmer_lemeshow(y: npt.ArrayLike, p: npt.ArrayLike, groups: int = 10) -> dic
     ------
     InputDataError
         Invalid inputs, fewer than 3 groups formed, or a group whose expected events or non-events are 0
-        (all its probabilities are 0 or 1), where the statistic is undefined.
+        (all its probabilities are 0 or 1), where the statistic is undefined; pandas Series ``y`` and
+        ``p`` with different patients.
     """
+    y, p = align_series(("y", y), ("p", p))  # pandas Series pair by patient label, arrays by position
     lab = _labels(y)
     prob = _values(p, lab.size, "p", probability=True)
     if int(groups) < 3:
@@ -753,8 +787,10 @@ def calibration_slope_intercept(y: npt.ArrayLike, p: npt.ArrayLike, level: float
     Raises
     ------
     InputDataError
-        Invalid inputs, or the outcome perfectly separated by ``p`` (infinite slope).
+        Invalid inputs, or the outcome perfectly separated by ``p`` (infinite slope); pandas Series ``y``
+        and ``p`` with different patients.
     """
+    y, p = align_series(("y", y), ("p", p))  # pandas Series pair by patient label, arrays by position
     lab = _labels(y)
     prob = _values(p, lab.size, "p", probability=True)
     zc = _check_level(level)
@@ -794,6 +830,7 @@ def brier_score(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
     -------
     float
     """
+    y, p = align_series(("y", y), ("p", p))  # pandas Series pair by patient label, arrays by position
     lab = _labels(y, need_both=False)
     prob = _values(p, lab.size, "p", probability=True)
     return float(np.mean((prob - lab) ** 2))
@@ -816,6 +853,7 @@ def scaled_brier_score(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
     -------
     float
     """
+    y, p = align_series(("y", y), ("p", p))  # before y becomes an array: pair pandas Series by patient label
     lab = _labels(y)
     prev = lab.mean()
     return 1.0 - brier_score(lab, p) / (prev * (1 - prev))
@@ -846,6 +884,7 @@ def net_benefit(y: npt.ArrayLike, p: npt.ArrayLike, thresholds: npt.ArrayLike) -
         Columns ``threshold``, ``net_benefit``, ``treat_all``, ``treat_none``, ``true_positives``,
         ``false_positives``, ``n``.
     """
+    y, p = align_series(("y", y), ("p", p))  # pandas Series pair by patient label, arrays by position
     lab = _labels(y, need_both=False)
     prob = _values(p, lab.size, "p", probability=True)
     t = np.asarray(thresholds, dtype=float).reshape(-1)

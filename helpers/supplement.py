@@ -756,9 +756,16 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
         fail = next((it for it in items if it.name == "extraction_failures"), None)
         if fail is not None:
             if fail.n_rows:
-                text.append(f"{fail.n_rows} extraction unit{'s' if fail.n_rows != 1 else ''} failed ({fail.label}).")
+                policy = {"stop": "the run stopped before the signature",
+                          "exclude_patients": "the patients concerned were excluded from the analysis",
+                          "impute": "the patients concerned were kept and their missing features imputed"}[cfg.missing_data.failed_units]
+                text.append(f"{fail.n_rows} extraction unit{'s' if fail.n_rows != 1 else ''} failed ({fail.label}); as configured, {policy}.")
             else:
                 text.append(f"No extraction unit failed ({fail.label}).")
+        empty = next((it for it in items if it.name == "extraction_empty_habitats"), None)
+        if empty is not None and empty.n_rows:
+            text.append(f"In {empty.n_rows} patient x habitat unit{'s' if empty.n_rows != 1 else ''} the habitat was absent from the tumour "
+                        f"or smaller than {cfg.qc.min_mask_voxels} voxels; those habitat features were missing ({empty.label}).")  # fmt: skip
         if ex.stability is not None:
             p = ex.stability.perturbation
             text.append(f"For the stability analysis the training patients were read a second time: with the manifest's second-reader mask where "
@@ -770,9 +777,23 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
     if has(*_SIGNATURE_OUTPUTS):
         sig = cfg.signature
         text = [f"The signature was fitted on the training cohort with preset {sig.preset}."]
+        md = cfg.missing_data
+        excluded = next((it for it in items if it.name == "excluded_patients"), None)
+        if excluded is not None and excluded.n_rows:
+            text.append(f"{excluded.n_rows} patient{'s were' if excluded.n_rows != 1 else ' was'} excluded from the signature, models and "
+                        f"statistics because feature extraction failed for them ({excluded.label}).")  # fmt: skip
+        text.append(f"Missing feature values were handled on the training cohort only: features missing in more than "
+                    f"{md.max_missing_fraction:.0%} of the training patients were left out, and the remaining gaps of every cohort were "
+                    f"imputed with the training {md.imputation} as the first step of every model pipeline (refitted within each "
+                    f"cross-validation fold).")  # fmt: skip
         dropped = next((it for it in items if it.name == "features_dropped_missing_values"), None)
         if dropped is not None and dropped.n_rows:
-            text.append(f"{dropped.n_rows} feature{'s' if dropped.n_rows != 1 else ''} with missing values were left out ({dropped.label}).")
+            text.append(f"{dropped.n_rows} feature{'s were' if dropped.n_rows != 1 else ' was'} left out for missing values ({dropped.label}).")
+        imputed = next((it for it in items if it.name == "features_imputed_missing_values"), None)
+        if imputed is not None and imputed.n_rows:
+            text.append(f"{imputed.n_rows} kept feature{'s' if imputed.n_rows != 1 else ''} had missing values that were imputed ({imputed.label}).")
+        if not any(x is not None and x.n_rows for x in (dropped, imputed)):
+            text.append("No feature value was missing.")
         if sig.icc is not None:
             bound = "the ICC" if sig.icc.ci_bound == "point" else "the lower bound of the 95% confidence interval of the ICC"
             text.append(f"Stability filter: {sig.icc.icc_type} between the two readings; features with {bound} of at least "

@@ -25,6 +25,13 @@ Conventions used throughout
   unchanged to every other cohort; a patient is in group k when
   ``cutoff[k-1] < risk <= cutoff[k]`` (a risk equal to a cut-off goes to the
   lower group).
+* **Alignment**: pandas inputs are paired by patient, never by position. With a
+  DataFrame ``X``, Series ``time``/``event`` must hold exactly X's patients
+  (index labels) and are reordered to X's rows; without X, pandas vectors
+  given together (time, event, risk, groups, survival probabilities) are
+  aligned to the first of them. numpy arrays are positional. Mismatched
+  patients raise :class:`helpers.errors.InputDataError` (see
+  :mod:`helpers._alignment`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from sklearn.utils.validation import check_is_fitted
 from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.metrics import integrated_brier_score as _sksurv_ibs
 
+from ._alignment import align_series, align_to_frame
 from .figures import PALETTE, apply_style
 
 __all__ = [
@@ -71,7 +79,8 @@ _TIME, _EVENT = "__time__", "__event__"
 
 # -- inputs ------------------------------------------------------------------------
 def _time_event(time: object, event: object, what: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Validated float time (>= 0, finite) and bool event arrays of equal length."""
+    """Validated float time (>= 0, finite) and bool event arrays of equal length (Series paired by patient)."""
+    time, event = align_series(("time", time), ("event", event))
     t = np.asarray(time, dtype=float).reshape(-1)
     e_raw = np.asarray(event).reshape(-1)
     where = f" ({what})" if what else ""
@@ -117,6 +126,14 @@ def _unpack(surv: object, what: str) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(surv, (tuple, list)) and len(surv) == 2:
         return _time_event(surv[0], surv[1], what)
     raise TypeError(f"{what} must be a structured array from to_structured(time, event) or a (time, event) pair")
+
+
+def _align_to_surv(surv: object, values: object, what: str, surv_name: str) -> tuple[object, object]:
+    """Pair ``values`` with a (time, event) pair by patient when pandas; structured arrays stay positional."""
+    if isinstance(surv, (tuple, list)) and len(surv) == 2:
+        t, e, v = align_series((f"{surv_name} time", surv[0]), (f"{surv_name} event", surv[1]), (what, values))
+        return (t, e), v
+    return surv, values
 
 
 def _frame(X: object, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -210,13 +227,15 @@ class CoxModel(BaseEstimator):
         X : pandas.DataFrame or numpy.ndarray
             Features (one row per patient, no time/event columns).
         time, event : array-like
-            Follow-up time and event indicator (1 = event, 0 = censored), in
-            the row order of ``X``.
+            Follow-up time and event indicator (1 = event, 0 = censored). pandas
+            Series are matched to X's rows by patient (index label) and must
+            hold exactly X's patients; arrays are taken in the row order of ``X``.
 
         Returns
         -------
         CoxModel
         """
+        time, event = align_to_frame(X, ("time", time), ("event", event))
         if self.penalizer < 0 or not 0 <= self.l1_ratio <= 1:
             raise ValueError(f"need penalizer >= 0 and 0 <= l1_ratio <= 1, got penalizer={self.penalizer}, l1_ratio={self.l1_ratio}")
         Xf = _frame(X)
@@ -271,7 +290,8 @@ class CoxModel(BaseEstimator):
         return np.exp(-np.outer(np.exp(lp), H0))
 
     def score(self, X: pd.DataFrame | np.ndarray, time: object, event: object) -> float:
-        """Harrell's C of :meth:`predict_risk` on (X, time, event)."""
+        """Harrell's C of :meth:`predict_risk` on (X, time, event); Series are matched to X's rows by patient."""
+        time, event = align_to_frame(X, ("time", time), ("event", event))
         t, e = _time_event(time, event)
         return float(concordance_index_censored(e, t, self.predict_risk(X))[0])
 
@@ -322,9 +342,10 @@ class RandomSurvivalForest(BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame | np.ndarray, time: object, event: object) -> RandomSurvivalForest:
-        """Fit on the TRAINING cohort (same interface as :meth:`CoxModel.fit`)."""
+        """Fit on the TRAINING cohort (same interface as :meth:`CoxModel.fit`; Series matched to X by patient)."""
         from sksurv.ensemble import RandomSurvivalForest as _SksurvRSF
 
+        time, event = align_to_frame(X, ("time", time), ("event", event))
         Xf = _frame(X)
         t, e = _time_event(time, event, "training")
         if len(Xf) != t.size:
@@ -366,7 +387,8 @@ class RandomSurvivalForest(BaseEstimator):
         return _step_values(self.unique_times_, surv, np.asarray(times, dtype=float), before=1.0)
 
     def score(self, X: pd.DataFrame | np.ndarray, time: object, event: object) -> float:
-        """Harrell's C of :meth:`predict_risk` on (X, time, event)."""
+        """Harrell's C of :meth:`predict_risk` on (X, time, event); Series are matched to X's rows by patient."""
+        time, event = align_to_frame(X, ("time", time), ("event", event))
         t, e = _time_event(time, event)
         return float(concordance_index_censored(e, t, self.predict_risk(X))[0])
 
@@ -525,7 +547,10 @@ def risk_groups(
     Returns
     -------
     RiskGroups
+        ``train`` follows the order of ``risk_train`` (pandas ``time_train`` /
+        ``event_train`` are matched to a pandas ``risk_train`` by patient).
     """
+    risk_train, time_train, event_train = align_series(("risk_train", risk_train), ("time_train", time_train), ("event_train", event_train))
     r_train = np.asarray(risk_train, dtype=float).reshape(-1)
     if r_train.size < 2 or not np.all(np.isfinite(r_train)):
         raise ValueError("risk_train needs at least two finite risk scores")
@@ -642,8 +667,13 @@ def harrell_c(
     Estimate
         Point estimate from ``sksurv.metrics.concordance_index_censored``
         (equal to ``lifelines.utils.concordance_index(time, -risk, event)``).
+
+    Notes
+    -----
+    pandas Series are paired by patient (aligned to the first Series' index), arrays by position.
     """
     _check_ci_args(n_bootstrap, alpha)
+    time, event, risk = align_series(("time", time), ("event", event), ("risk", risk))
     t, e = _time_event(time, event)
     r = np.asarray(risk, dtype=float).reshape(-1)
     if r.size != t.size or not np.all(np.isfinite(r)):
@@ -735,8 +765,14 @@ def time_dependent_auc(
     Returns
     -------
     TimeDependentAUC
+
+    Notes
+    -----
+    With ``test_surv`` a (time, event) pair, pandas time/event/risk are paired by patient; a structured
+    array and numpy risks are positional.
     """
     _check_ci_args(n_bootstrap, alpha)
+    test_surv, risk = _align_to_surv(test_surv, risk, "risk", "test_surv")
     t_tr, e_tr = _unpack(train_surv, "train_surv")
     t_te, e_te = _unpack(test_surv, "test_surv")
     r = np.asarray(risk, dtype=float).reshape(-1)
@@ -796,8 +832,14 @@ def integrated_brier_score(
     Returns
     -------
     Estimate
+
+    Notes
+    -----
+    With ``test_surv`` a (time, event) pair, pandas time/event and a ``surv_prob`` DataFrame (rows =
+    patients) are paired by patient; a structured array and numpy probabilities are positional.
     """
     _check_ci_args(n_bootstrap, alpha)
+    test_surv, surv_prob = _align_to_surv(test_surv, surv_prob, "surv_prob", "test_surv")
     t_tr, e_tr = _unpack(train_surv, "train_surv")
     t_te, e_te = _unpack(test_surv, "test_surv")
     grid = np.asarray(times, dtype=float).reshape(-1)
@@ -881,7 +923,10 @@ def km_by_group(
     Returns
     -------
     KaplanMeierGroups
+        pandas time/event/groups are paired by patient (aligned to the first
+        Series' index); arrays by position.
     """
+    time, event, groups = align_series(("time", time), ("event", event), ("groups", groups))
     t, e = _time_event(time, event)
     g = np.asarray(groups, dtype=object).reshape(-1).astype(str)
     if g.size != t.size:
@@ -1048,7 +1093,15 @@ def survival_metrics_table(
         ``c_index_upper``, ``C-index (95% CI)``; per horizon h ``auc_<h>``, ``auc_<h>_lower``,
         ``auc_<h>_upper``, ``AUC at <h> (95% CI)``; ``ibs``, ``ibs_lower``, ``ibs_upper``,
         ``IBS (95% CI)``; ``note``.
+
+    Notes
+    -----
+    pandas inputs are paired by patient: ``events``, each model's risk Series and survival-probability
+    DataFrame are aligned to the first pandas input among ``times``, ``events``, the risks and the
+    probabilities (``train_events`` to ``train_times``); arrays are positional.
     """
+    times, events = align_series(("times", times), ("events", events))
+    train_times, train_events = align_series(("train_times", train_times), ("train_events", train_events))
     t, e = _time_event(times, events, "evaluated cohort")
     t_tr, e_tr = _time_event(train_times, train_events, "training cohort")
     if not risk_scores:
@@ -1064,6 +1117,14 @@ def survival_metrics_table(
         raise ValueError("ibs_times is required with survival_probabilities (the times their columns refer to)")
     rows = []
     for model, risk in risk_scores.items():
+        # pair this model's risks (and survival probabilities) with the evaluated patients by label
+        named = [("times", times), ("events", events), (f"risk_scores[{model!r}]", risk)]
+        if model in probs:
+            named.append((f"survival_probabilities[{model!r}]", probs[model]))
+        aligned = align_series(*named)
+        risk = aligned[2]
+        if model in probs:
+            probs[model] = aligned[3]
         r = np.asarray(risk, dtype=float).reshape(-1)
         if r.size != t.size:
             raise ValueError(f"risk scores of model '{model}' have {r.size} values for {t.size} patients")

@@ -6,6 +6,16 @@ patient (and row/column/key where there is one) and (c) that it says how to
 fix it. Image and manifest problems are found by validation
 (``load_study`` = ``python -m helpers validate``), before any long step.
 
+The second part (issue "validation that catches what users actually get
+wrong") covers patient ids (table vs manifest both ways, whitespace, leading
+zeros, file-name safety), continuous clinical variables holding text,
+declared cohorts/series without rows, one image or mask for two patients
+(leakage), masks of another patient (NIfTI grid, RTSTRUCT references), 4D and
+single-slice images, too small masks, CSV dialects (semicolon, tab, decimal
+commas, BOM + CRLF, Latin-1), swapped image/mask columns, cohort names and a
+time-to-event-only study with steps that need a binary endpoint; every
+message line stays under 300 characters.
+
 Related cases covered elsewhere (not repeated here): every manifest problem
 reported at once and sha256 mismatches (test_manifest.py), RTSTRUCT structure
 errors (test_io.py), NaN/infinite prediction and label inputs of the
@@ -16,6 +26,7 @@ fix (test_extraction.py::test_failing_unit_is_reported_and_others_complete).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +42,7 @@ from helpers.config import load_config
 from helpers.errors import ConfigError, ImageReadError, ManifestError
 from helpers.features import extract_features
 from helpers.io import read_image
-from helpers.manifest import load_study
+from helpers.manifest import load_patient_table, load_study
 
 from .conftest import write_volume
 
@@ -54,6 +65,7 @@ def _assert_issue(err: ManifestError, *, patient: str | None, column: str, text:
     assert found, f"no issue ({patient}, {column}, '{text}') in:\n{err}"
     issue = found[0]
     assert fix in issue.fix, f"fix of {issue} does not say '{fix}'"
+    assert len(str(issue)) <= 300, f"message line of {len(str(issue))} characters: {issue}"  # one short line per problem
     if row is not None:
         assert issue.row == row
     message = str(err)
@@ -202,7 +214,7 @@ def test_extraction_label_absent_from_mask(tiny_study):
     _edit_config(tiny_study, labels={"tumour": 1, "core": 2}, extraction={"series_settings": {"MR": {"label": 2}}})
     for patient in ("P01", "P02", "P03"):
         mask = _tumour_mask(1)
-        mask[4:6, 6:9, 5:7] = 2
+        mask[3:6, 6:9, 5:8] = 2  # a 3x3x3 core: the smallest region qc.min_mask_voxels (27) accepts
         write_volume(tiny_study / patient / "MR_mask.nii.gz", mask)
     err = _validate(tiny_study)
     (issue,) = err.issues
@@ -397,14 +409,14 @@ def test_failing_extraction_unit_keeps_the_others_and_is_listed_downstream(tiny_
     write_volume(tiny_study / "P02" / "MR_mask.nii.gz", _tumour_mask(2))
     cache = tmp_path / "cache"
     result = run_extraction(plan_units(manifest, cfg), cache, progress=False)
-    assert result.status_counts() == {"computed": 7, "cached": 0, "failed": 1}
+    assert result.status_counts() == {"computed": 7, "cached": 0, "failed": 1, "empty": 0}
     (failure,) = result.failures_table().to_dict("records")
     assert (failure["patient"], failure["series"], failure["roi"]) == ("P02", "MR", "tumour")
     assert "patient P02, series MR, ROI tumour" in failure["reason"] and "no voxel of the mask has label 1" in failure["reason"]
     assert "labels present: [2]" in failure["reason"]
     assert len(list(cache.rglob("*.json"))) == 7  # every other unit's result is cached intact
     rerun = run_extraction(plan_units(manifest, cfg), cache, progress=False)
-    assert rerun.status_counts() == {"computed": 0, "cached": 7, "failed": 1}
+    assert rerun.status_counts() == {"computed": 0, "cached": 7, "failed": 1, "empty": 0}
     table = result.features_table("tiny")
     pd.testing.assert_frame_equal(table, rerun.features_table("tiny"))
     assert table.loc["P02", ["MR_tumour_original_firstorder_Mean", "MR_tumour_original_firstorder_Median"]].isna().all()
@@ -423,3 +435,409 @@ def test_read_image_error_names_the_file_and_the_fix(tmp_path):
     # Direct read of a missing file (what a notebook does for one patient): the path and the fix are in the message.
     with pytest.raises(ImageReadError, match=r"image not found: .*P09_CT\.nii\.gz; check the path in the manifest"):
         read_image(tmp_path / "P09_CT.nii.gz")
+
+
+# == what users actually get wrong (validation issue) ===============================================================
+PATIENTS = ["P01", "P02", "P03", "P04"]
+
+
+def _write_table(study: Path, **columns) -> None:
+    pd.DataFrame(columns).to_csv(study / "patients.csv", index=False)
+
+
+def _rename_patient(study: Path, old: str, new: str, table: bool = True) -> None:
+    """Give patient ``old`` the id ``new`` in the manifest (and the patient table); the files stay where they are."""
+    df = pd.read_csv(study / "manifest.csv", dtype=str, keep_default_na=False)
+    df.loc[df["patient"] == old, "patient"] = new
+    df.to_csv(study / "manifest.csv", index=False)
+    if table:
+        _write_table(study, patient=[new if p == old else p for p in PATIENTS], outcome=[0, 1, 0, 1])
+
+
+def _cli_validate(study: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "helpers", "validate", "--config", str(study / "study.yaml")], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUTF8": "1"}, timeout=180)
+
+
+# -- patient table vs manifest -----------------------------------------------------------------------------------------
+def test_table_id_differs_only_by_surrounding_spaces(tiny_study):
+    (tiny_study / "patients.csv").write_text("patient,outcome\n P01 ,0\nP02,1\nP03,0\nP04,1\n", encoding="utf-8")
+    notes: list = []
+    with pytest.raises(ManifestError) as err:
+        load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    (issue,) = err.value.issues
+    _assert_issue(err.value, patient="P01", column="patient",
+                  text="patient ' P01 ' of the patient table differs from manifest patient 'P01' only by surrounding spaces",
+                  fix="remove the spaces in the patient table")
+    assert notes == []  # ' P01 ' is the near match named above, not also listed as a patient without images
+
+
+def test_manifest_id_with_surrounding_spaces(tiny_study):
+    # The manifest's paths are stripped, its ids are not: 'P02 ' is reported, not silently made 'P02'.
+    df = pd.read_csv(tiny_study / "manifest.csv", dtype=str, keep_default_na=False)
+    df.loc[(df["patient"] == "P02") & (df["series"] == "CT"), "patient"] = "P02 "
+    df.to_csv(tiny_study / "manifest.csv", index=False)
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P02 ", column="patient", row=3, text="patient id 'P02 ' has surrounding spaces", fix="remove the spaces around the id")
+
+
+def test_numeric_looking_ids_stay_text(tiny_study):
+    _rename_patient(tiny_study, "P01", "007")
+    _, patients = load_study(load_config(tiny_study / "study.yaml"))
+    assert "007" in patients.index and 7 not in patients.index  # never read as the number 7
+    _write_table(tiny_study, patient=["7", "P02", "P03", "P04"], outcome=[0, 1, 0, 1])  # a spreadsheet dropped the zeros
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="007", column="patient", text="patient '7' of the patient table differs from manifest patient '007' only by leading zeros",
+                  fix="format the id column as text")
+    assert "ids are compared as text" in issue.problem
+
+
+@pytest.mark.parametrize(
+    ("pid", "reason"),
+    [("P/01", "contains '/' (a path separator)"), ("P\\01", "contains '\\' (a path separator)"), ("P 01", "contains a space"),
+     (".P01", "starts or ends with '.'"), ("P\u00e901", "contains '\u00e9'")],
+    ids=["slash", "backslash", "space", "leading dot", "non-ASCII"],
+)
+def test_patient_id_unsafe_as_a_file_name(tiny_study, pid, reason):
+    _rename_patient(tiny_study, "P01", pid)
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient=pid, column="patient", row=1, text=f"patient id {pid!r} {reason}: ids name output files", fix="use letters, digits, '_', '-' and '.' only")
+
+
+def test_table_rows_without_images_are_listed_not_silent(tiny_study):
+    _write_table(tiny_study, patient=[*PATIENTS, "P05", "P06"], outcome=[0, 1, 0, 1, 0, 1])
+    notes: list = []
+    _, patients = load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    assert len(patients) == 6  # not an error: the table may hold more patients than the imaging study
+    (note,) = notes
+    assert "2 patient(s) of the patient table have no image in the manifest and are not analysed: P05, P06" in str(note)
+    proc = _cli_validate(tiny_study)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("OK: 8 images of 4 patients") and "note: column 'patient': 2 patient(s) of the patient table" in proc.stdout
+
+
+# -- clinical variables ---------------------------------------------------------------------------------------------------
+def test_continuous_clinical_variable_holding_text(tiny_study):
+    _edit_config(tiny_study, clinical={"continuous": ["age"], "categorical": ["grade"]})
+    _write_table(tiny_study, patient=PATIENTS, outcome=[0, 1, 0, 1], age=["63 y", "55", "", "unknown"], grade=["G1", "G2", "x", "G3"])
+    err = _validate(tiny_study)
+    assert len(err.issues) == 2  # the empty age is a missing value (imputed later), not an error
+    _assert_issue(err, patient="P01", column="age", row=1, text="clinical variable 'age' is declared continuous but holds text '63 y'",
+                  fix="write a number (leave the cell empty when unknown)")
+    _assert_issue(err, patient="P04", column="age", row=4, text="holds text 'unknown'", fix="list 'age' under clinical.categorical")
+
+
+def test_decimal_comma_in_a_comma_separated_table(tiny_study):
+    _edit_config(tiny_study, clinical={"continuous": ["age"]})
+    (tiny_study / "patients.csv").write_text('patient,outcome,age\nP01,0,"63,5"\nP02,1,70\nP03,0,58\nP04,1,61\n', encoding="utf-8")
+    err = _validate(tiny_study)
+    _assert_issue(err, patient="P01", column="age", row=1, text="holds text '63,5'", fix="write decimal points (63.5)")
+
+
+# -- declared but absent; one file for two patients; masks of another patient -----------------------------------------------
+def test_declared_cohort_without_rows(tiny_study):
+    _edit_config(tiny_study, cohorts={"train": {"role": "train"}, "test": {"role": "test"}, "validation": {"role": "validation"}})
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient=None, column="cohort", text="validation cohort 'validation' is declared in the config but has no row in the manifest",
+                  fix="remove it from 'cohorts:' in the config")
+
+
+def test_declared_series_without_rows(tiny_study):
+    series = yaml.safe_load((tiny_study / "study.yaml").read_text())["series"]
+    _edit_config(tiny_study, series={**series, "PET": {"modality": "PT"}})
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient=None, column="series", text="series 'PET' is declared in the config but has no row in the manifest",
+                  fix="remove 'PET' from 'series:'")
+    # A derived series (notebook 02's super-resolved MR_SR) is never in the manifest: not an error.
+    _edit_config(tiny_study, series=series, super_resolution={"series": "MR"})
+    cfg = load_config(tiny_study / "study.yaml")
+    assert "MR_SR" in cfg.series
+    load_study(cfg)
+
+
+def test_same_image_file_for_patients_of_two_cohorts(tiny_study):
+    _set_manifest(tiny_study, "P03", "CT", image="P01/CT_image.nii.gz")
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P03", column="image", row=5, text="same image file as row 1 (patient P01)", fix="point each row at its own patient's image")
+    assert "one image in cohorts 'train' and 'test' is leakage" in issue.problem
+
+
+def test_same_image_content_under_two_file_names(tiny_study):
+    shutil.copy(tiny_study / "P01" / "MR_image.nii.gz", tiny_study / "P02" / "MR_image.nii.gz")
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P02", column="image", row=4, text="same image content (SHA-256) as row 2 (patient P01)", fix="a copied file")
+    assert "leakage" not in issue.problem  # both in the training cohort
+
+
+def test_same_mask_file_for_two_patients(tiny_study):
+    _set_manifest(tiny_study, "P01", "MR", mask="P01/CT_mask.nii.gz")  # one mask for two co-registered series of one patient: fine
+    load_study(load_config(tiny_study / "study.yaml"))
+    _set_manifest(tiny_study, "P04", "MR", mask="P02/MR_mask.nii.gz")
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P04", column="mask", row=8, text="same mask file as row 4 (patient P02)", fix="point each row at its own patient's mask")
+    assert "leakage" in issue.problem
+
+
+def test_mask_on_the_grid_of_another_patients_image(tiny_study):
+    # P03's CT has another field of view (origin 10 mm lower); P01's CT mask was copied from P03.
+    write_volume(tiny_study / "P03" / "CT_image.nii.gz", _image(), origin=(0.0, 0.0, 10.0))
+    write_volume(tiny_study / "P03" / "CT_mask.nii.gz", _tumour_mask(), origin=(0.0, 0.0, 10.0))
+    write_volume(tiny_study / "P01" / "CT_mask.nii.gz", _tumour_mask(), origin=(0.0, 0.0, 10.0))
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P01", column="mask", row=1, text="mask appears to belong to patient P03 (same grid as P03's CT image, not this patient's)",
+                  fix="point the row at this patient's own mask")
+
+
+def test_rtstruct_of_another_patient(sts_dicom_copy, tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    rows = [{"patient": p, "cohort": c, "series": "CT", "image": str(sts_dicom_copy / s / "CT" / "image"), "mask": str(sts_dicom_copy / s / "CT" / "mask" / "RS.dcm")}
+            for p, c, s in (("P01", "train", "STS_001"), ("P02", "test", "STS_002"))]
+    pd.DataFrame(rows).to_csv(study / "manifest.csv", index=False)
+    _write_table(study, patient=["P01", "P02"], outcome=[0, 1])
+    from .conftest import tiny_config
+
+    (study / "study.yaml").write_text(yaml.safe_dump(tiny_config(study, series={"CT": {"modality": "CT"}}), sort_keys=False))
+    load_study(load_config(study / "study.yaml"))  # DICOM series folders with their own RTSTRUCTs: valid
+    copied = sts_dicom_copy / "STS_001" / "CT" / "mask" / "RS_copied.dcm"
+    shutil.copy(sts_dicom_copy / "STS_002" / "CT" / "mask" / "RS.dcm", copied)
+    _set_manifest(study, "P01", "CT", mask=str(copied))
+    err = _validate(study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P01", column="mask", row=1, text="RTSTRUCT appears to belong to patient P02 (it references P02's CT series, not this row's image)",
+                  fix="point the row at the RTSTRUCT drawn on this row's image")
+
+
+# -- images that are not one 3D volume; masks too small for texture -----------------------------------------------------------
+def test_4d_image(tiny_study):
+    volume = sitk.GetImageFromArray(np.stack([_image()] * 3), isVector=False)  # t, z, y, x: three volumes (e.g. a dynamic series)
+    sitk.WriteImage(volume, str(tiny_study / "P02" / "MR_4d.nii.gz"))
+    _set_manifest(tiny_study, "P02", "MR", image="P02/MR_4d.nii.gz")
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P02", column="image", row=4, text="image is 4D (3 volumes of 12x16x10)",
+                  fix="extract the volume to analyse (e.g. SimpleITK image[:, :, :, k] or fslroi) and point the manifest at it")
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "fix"),
+    [("single slice", "image is a single slice (12x16x1): 3D volumes are required (there is no 2D mode)", "export the whole image volume (all slices)"),
+     ("2D file", "image is 2D (12x16): 3D volumes are required (there is no 2D mode)", "export the whole image volume (all slices)"),
+     ("RGB", "image has 3 components per voxel (RGB or vector image)", "save the image as a single-channel (grey-value) 3D volume")],
+)
+def test_image_that_is_not_one_3d_volume(tiny_study, kind, text, fix):
+    path = tiny_study / "P04" / "CT_other.nrrd"
+    if kind == "single slice":
+        write_volume(path, _image()[4:5])
+    elif kind == "2D file":
+        sitk.WriteImage(sitk.GetImageFromArray(_image()[4]), str(path))
+    else:
+        write_volume(path, np.stack([_image().astype(np.uint8)] * 3, axis=-1))  # a screenshot-like colour volume
+    _set_manifest(tiny_study, "P04", "CT", image="P04/CT_other.nrrd")
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P04", column="image", row=7, text=text, fix=fix)
+
+
+def test_mask_too_small_for_texture_features(tiny_study):
+    mask = np.zeros(SHAPE, dtype=np.uint8)
+    mask[4:6, 6:8, 5:7] = 1  # 8 voxels
+    write_volume(tiny_study / "P03" / "MR_mask.nii.gz", mask)
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P03", column="mask", row=6, text="mask has only 8 voxel(s) with label 1 (series 'MR', minimum 27)",
+                  fix="lower qc.min_mask_voxels in the study config")
+    _edit_config(tiny_study, qc={"min_mask_voxels": 8})  # the threshold is the study's choice
+    load_study(load_config(tiny_study / "study.yaml"))
+
+
+# -- CSV dialects -------------------------------------------------------------------------------------------------------------
+def test_semicolon_separated_manifest_and_table_are_read(tiny_study):
+    _edit_config(tiny_study, clinical={"continuous": ["age"]})
+    pd.read_csv(tiny_study / "manifest.csv", dtype=str).to_csv(tiny_study / "manifest.csv", sep=";", index=False)
+    (tiny_study / "patients.csv").write_text("patient;outcome;age\nP01;0;63,5\nP02;1;70\nP03;0;\nP04;1;58,25\n", encoding="utf-8")
+    notes: list = []
+    manifest, patients = load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    assert len(manifest) == 8 and patients["age"].tolist()[:2] == [63.5, 70.0] and np.isnan(patients.loc["P03", "age"])
+    assert [n.problem for n in notes] == ["manifest.csv is semicolon-separated: read as such",
+                                          "patients.csv is semicolon-separated, decimal commas in column(s) age: read as such"]
+
+
+def test_tab_separated_table_with_decimal_comma_times(tiny_study):
+    _edit_config(tiny_study, endpoints={"binary": "outcome", "time": "months", "event": "died"})
+    (tiny_study / "patients.csv").write_text("patient\toutcome\tmonths\tdied\nP01\t0\t12,5\t0\nP02\t1\t3\t1\nP03\t0\t5,25\t1\nP04\t1\t7\t0\n", encoding="utf-8")
+    _, patients = load_study(load_config(tiny_study / "study.yaml"))
+    assert patients["months"].tolist() == [12.5, 3.0, 5.25, 7.0]
+    (tiny_study / "patients.csv").write_text("patient\toutcome\tmonths\tdied\nP01\t0\t12,5\t0\nP02\t1\t-3\t1\nP03\t0\t5,25\t1\nP04\t1\t7\t0\n", encoding="utf-8")
+    err = _validate(tiny_study)
+    _assert_issue(err, patient="P02", column="months", row=2, text="negative time -3", fix="time to event must be >= 0")
+
+
+def test_utf8_bom_and_crlf_keep_working(tiny_study):
+    for name in ("manifest.csv", "patients.csv"):
+        text = (tiny_study / name).read_text(encoding="utf-8")
+        (tiny_study / name).write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    notes: list = []
+    manifest, patients = load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    assert notes == [] and list(patients.index) == PATIENTS and manifest.loc[0, "mask"] == "P01/CT_mask.nii.gz"
+
+
+def test_latin1_patient_table_is_rejected_naming_the_line(tiny_study):
+    _edit_config(tiny_study, clinical={"categorical": ["centre"]})
+    (tiny_study / "patients.csv").write_bytes("patient,outcome,centre\nP01,0,K\u00f6ln\nP02,1,Paris\nP03,0,Paris\nP04,1,Lyon\n".encode("latin-1"))
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient=None, column=None, text="file is not UTF-8 text: byte 0xf6 on line 2 (probably Latin-1/Windows-1252",
+                  fix="re-save it as UTF-8 (Excel: 'CSV UTF-8'")
+    assert err.source.endswith("patients.csv")
+
+
+@pytest.mark.parametrize(
+    ("content", "text", "fix"),
+    [("patient,outcome\nP01,0\nP02,1\nP03,0\nP04,1\n".encode("utf-16"), "file is UTF-16 text (e.g. Excel's 'Unicode Text'), not UTF-8", "re-save it as UTF-8"),
+     (b"patient,outcome\nP01,0,x\nP02,1,y\nP03,0,z\nP04,1,w\n", "every data row has more fields than the header (2): a value holds the delimiter 'comma'",
+      "quote values that hold the delimiter"),
+     (b"\n\n", "file is empty", "write the header line")],
+    ids=["UTF-16", "extra field in every row", "empty"],
+)
+def test_unreadable_patient_table(tiny_study, content, text, fix):
+    (tiny_study / "patients.csv").write_bytes(content)
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient=None, column=None, text=text, fix=fix)
+    assert err.source.endswith("patients.csv")
+
+
+def test_manifest_value_holding_the_delimiter_unquoted(tiny_study):
+    lines = (tiny_study / "manifest.csv").read_text().splitlines()
+    lines[3] += ",GE, Signa"  # data row 3 (file line 4): an unquoted comma inside a value
+    (tiny_study / "manifest.csv").write_text("\n".join(lines) + "\n")
+    err = _validate(tiny_study)
+    _assert_issue(err, patient=None, column=None, text="line 4 has 7 fields, the header 5: a value holds the delimiter 'comma' without quotes",
+                  fix="quote values that hold the delimiter")
+
+
+# -- image and mask swapped -----------------------------------------------------------------------------------------------------
+def test_image_and_mask_swapped_in_one_row(tiny_study):
+    _set_manifest(tiny_study, "P02", "MR", image="P02/MR_mask.nii.gz", mask="P02/MR_image.nii.gz")
+    err = _validate(tiny_study)
+    (issue,) = err.issues  # one message, not the intensity values as a list of foreign labels
+    _assert_issue(err, patient="P02", column="mask", row=4, text="columns 'image' and 'mask' appear swapped (the mask file has", fix="swap the two paths in the manifest")
+    assert issue.problem.endswith("distinct values, the image file 2)") and len(str(issue)) < 200
+
+
+def test_image_and_mask_header_swapped(tiny_study):
+    df = pd.read_csv(tiny_study / "manifest.csv", dtype=str)
+    df.rename(columns={"image": "mask", "mask": "image"}).to_csv(tiny_study / "manifest.csv", index=False)
+    err = _validate(tiny_study)
+    (issue,) = err.issues  # one line for the whole file (and no 'same content' for the identical masks read as images)
+    _assert_issue(err, patient=None, column="mask", text="columns 'image' and 'mask' appear swapped in all 8 rows", fix="swap the names of the two columns in the header line")
+
+
+def test_mask_column_pointing_at_an_image(tiny_study):
+    _set_manifest(tiny_study, "P01", "CT", mask="P01/MR_image.nii.gz")
+    _set_manifest(tiny_study, "P02", "CT", mask="P02/CT_image.nii.gz")
+    err = _validate(tiny_study)
+    assert len(err.issues) == 2
+    _assert_issue(err, patient="P01", column="mask", row=1, text="distinct values: an image, not a label mask", fix="point 'mask' at the label mask")
+    _assert_issue(err, patient="P02", column="mask", row=3, text="the mask is the image file itself", fix="point 'mask' at the label mask of the image")
+
+
+# -- cohort names -----------------------------------------------------------------------------------------------------------------
+def test_upper_case_cohort_name_is_rejected_at_validation(tiny_study):
+    # An upper-case cohort used to pass validation and fail minutes later when notebook 05 named 'auc_heatmap_<cohort>'.
+    _edit_config(tiny_study, cohorts={"Train": {"role": "train"}, "test": {"role": "test"}})
+    df = pd.read_csv(tiny_study / "manifest.csv", dtype=str)
+    df.replace({"cohort": {"train": "Train"}}).to_csv(tiny_study / "manifest.csv", index=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(tiny_study / "study.yaml")
+    assert "cohort names ['Train']: use lower-case letters, digits, '_' or '-' (they name output files)" in str(err.value)
+    assert "rename them here and in the manifest's cohort column, e.g. 'Train' -> 'train'" in str(err.value)
+    proc = _cli_validate(tiny_study)
+    assert proc.returncode == 2 and "cohort names ['Train']" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_manifest_cohort_differing_only_by_case(tiny_study):
+    for series in ("CT", "MR"):
+        _set_manifest(tiny_study, "P03", series, cohort="Test")
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P03", column="cohort", row=5, text="unknown cohort 'Test' (the config has 'test': names are case-sensitive) (also row(s) 6)",
+                  fix="use one of ['test', 'train']")
+
+
+# -- endpoints the steps need -------------------------------------------------------------------------------------------------------
+def test_time_to_event_only_study_with_steps_needing_a_binary_endpoint(tiny_study):
+    _edit_config(tiny_study, endpoints={"time": "months", "event": "died"})
+    _write_table(tiny_study, patient=PATIENTS, months=[12, 3, 5, 7], died=[0, 1, 1, 0])
+    load_study(load_config(tiny_study / "study.yaml"))  # QC only: nothing needs a binary endpoint
+    steps = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
+    added = [{"name": n, "notebook": str(REPO / "notebooks" / f"{nb}.ipynb"), "per_cohort": False}
+             for n, nb in (("signature", "04_signature"), ("models", "05_models"), ("statistics", "06_statistics"))]
+    _edit_config(tiny_study, steps=[*steps, *added])
+    err = _validate(tiny_study)
+    (issue,) = err.issues
+    _assert_issue(err, patient=None, column=None,
+                  text="steps ['signature', 'models', 'statistics'] need a binary endpoint but endpoints.binary is not set (only a time-to-event endpoint is configured)",
+                  fix="set endpoints.binary to a 0/1 column of the patient table, or remove signature, models, statistics from 'steps:'")
+    assert err.source.endswith("study.yaml")
+
+
+# -- the command line, message length, no false positives ---------------------------------------------------------------------------
+def test_validate_command_prints_one_short_line_per_problem(tiny_study):
+    _set_manifest(tiny_study, "P02", "MR", image="P02/MR_mask.nii.gz", mask="P02/MR_image.nii.gz")
+    _write_table(tiny_study, patient=["P01", "P02", "P03"], outcome=[0, 1, 0])
+    proc = _cli_validate(tiny_study)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: 2 problem(s) in ") and "nothing was run" in lines[0]
+    assert lines[1].startswith("  - row 4, patient P02, column 'mask': columns 'image' and 'mask' appear swapped")
+    assert lines[2] == "  - patient P04, column 'patient': patient of the manifest has no row in the patient table -> fix: add the patient's clinical/endpoint row"
+    assert max(len(line) for line in lines[1:]) < 300
+
+
+def test_every_message_line_stays_short_for_the_worst_cases(tiny_study):
+    # 200 configured labels and 200 foreign label values in one mask, a 200-character path, a 100-character id, 30 text values of
+    # a continuous variable, 500 patients missing from the patient table: each problem stays one line under 300 characters.
+    labels = {f"l{v}": v for v in range(1, 201)}
+    _edit_config(tiny_study, labels=labels, clinical={"continuous": ["age"]})
+    mask = np.zeros(SHAPE, dtype=np.uint16)
+    mask.flat[:200] = np.arange(201, 401)
+    mask.flat[400:600] = 1
+    write_volume(tiny_study / "P01" / "CT_mask.nii.gz", mask)
+    _set_manifest(tiny_study, "P02", "MR", image="P02/" + "x" * 200 + ".nii.gz")
+    long_id = "P" * 100
+    _rename_patient(tiny_study, "P03", long_id, table=False)
+    _write_table(tiny_study, patient=[*PATIENTS[:2], long_id, "P04", *[f"X{i:02d}" for i in range(26)]], outcome=[0, 1] * 15,
+                 age=[f"{60 + i} years and some more words" for i in range(30)])
+    err = _validate(tiny_study)
+    lines = [str(i) for i in err.issues]
+    assert any("mask label value(s) [201, 202," in line and "more] are not in the config labels [1, 2," in line for line in lines)
+    assert any("file not found: P02/xxx" in line for line in lines)
+    assert any("is 100 characters long" in line for line in lines)
+    assert any("is declared continuous but 30 rows hold text:" in line and "more" in line for line in lines)
+    cfg = load_config(tiny_study / "study.yaml")
+    with pytest.raises(ManifestError) as many:
+        load_patient_table(cfg, [f"Q{i:03d}" for i in range(500)])
+    missing = [str(i) for i in many.value.issues if "no row in the patient table" in i.problem]
+    assert len(missing) == 1 and "500 patients of the manifest have no row in the patient table: Q000, Q001" in missing[0]
+    lines += [str(i) for i in many.value.issues]
+    longest = max(lines, key=len)
+    assert len(longest) <= 300, longest
+
+
+def test_valid_study_has_no_false_positives(tiny_study):
+    notes: list = []
+    manifest, patients = load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    assert len(manifest) == 8 and list(patients.index) == PATIENTS and notes == []
+    proc = _cli_validate(tiny_study)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK: 8 images of 4 patients in 2 cohorts; patient table has 4 rows"

@@ -58,7 +58,8 @@ def test_model_statistics_tables_agree_with_the_stats_functions(study):
     pair = tables["pairwise_comparison"]
     assert len(pair) == 2 and set(pair["cohort"]) == {"train", "test"}  # ... the pairwise table compares the main models only
     weak = preds[(preds["model"] == "weak") & (preds["cohort"] == "test")]
-    d = delong_test(sub["outcome"], sub["probability"], weak["probability"])
+    # rows of two models in the long table: paired by position, so compare values, not the long table's row labels
+    d = delong_test(sub["outcome"].to_numpy(), sub["probability"].to_numpy(), weak["probability"].to_numpy())
     row = pair[pair["cohort"] == "test"].iloc[0]
     assert {row["model_a"], row["model_b"]} == {"strong", "weak"}
     p_col = next(c for c in pair.columns if c.lower() in ("delong_p", "p_delong"))

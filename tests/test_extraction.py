@@ -77,7 +77,7 @@ def test_features_match_direct_pyradiomics_and_table_layout(small_study, tmp_pat
 
     units = _units(small_study)
     result = run_extraction(units, tmp_path / "cache", progress=False)
-    assert result.status_counts() == {"computed": 16, "cached": 0, "failed": 0}
+    assert result.status_counts() == {"computed": 16, "cached": 0, "failed": 0, "empty": 0}
     preset = units[0].preset
     table = result.features_table(preset, series_order=["CT", "MR"], roi_order=["tumour", "ring2mm"])
     assert list(table.index) == ["P01", "P02", "P03", "P04"] and table["cohort"].tolist() == ["train", "train", "test", "test"]
@@ -107,12 +107,12 @@ def test_cache_rerun_and_partial_files(small_study, tmp_path):
     (cache / "zz").mkdir()
     (cache / "zz" / ".tmp-partial.json").write_text('{"status": "comp')
     second = run_extraction(units, cache, progress=False)
-    assert second.status_counts() == {"computed": 0, "cached": 16, "failed": 0}
+    assert second.status_counts() == {"computed": 0, "cached": 16, "failed": 0, "empty": 0}
     pd.testing.assert_frame_equal(first.features_table(preset), second.features_table(preset))
     victim = next(cache.rglob(f"{second.records[5]['key']}.json"))
     victim.unlink()
     third = run_extraction(units, cache, progress=False)
-    assert third.status_counts() == {"computed": 1, "cached": 15, "failed": 0}
+    assert third.status_counts() == {"computed": 1, "cached": 15, "failed": 0, "empty": 0}
     assert not list(cache.rglob(".tmp-*.json"))[1:]  # only the planted stray file
 
 
@@ -122,7 +122,7 @@ def test_failing_unit_is_reported_and_others_complete(small_study, tmp_path):
     broken.write_bytes(b"not an image")
     units = [ExtractionUnit(**{**u.__dict__, "mask_path": str(broken)}) if u.patient == "P02" and u.series == "MR" else u for u in units]
     result = run_extraction(units, tmp_path / "cache", progress=False)
-    assert result.status_counts() == {"computed": 14, "cached": 0, "failed": 2}
+    assert result.status_counts() == {"computed": 14, "cached": 0, "failed": 2, "empty": 0}
     failures = result.failures_table()
     assert failures["patient"].tolist() == ["P02", "P02"] and failures["roi"].tolist() == ["tumour", "ring2mm"]
     assert failures["reason"].str.contains("patient P02, series MR").all()
@@ -131,7 +131,7 @@ def test_failing_unit_is_reported_and_others_complete(small_study, tmp_path):
     assert table.loc["P02", mr_cols].isna().all() and table.loc["P01", mr_cols].notna().all()
     # Failures are not cached: fixing the input and re-running computes exactly them.
     fixed = [ExtractionUnit(**{**u.__dict__, "mask_path": str(small_study / "P02" / "MR_mask.nii.gz")}) if u.patient == "P02" and u.series == "MR" else u for u in units]
-    assert run_extraction(fixed, tmp_path / "cache", progress=False).status_counts() == {"computed": 2, "cached": 14, "failed": 0}
+    assert run_extraction(fixed, tmp_path / "cache", progress=False).status_counts() == {"computed": 2, "cached": 14, "failed": 0, "empty": 0}
 
 
 def test_parallel_and_dask_give_identical_tables(small_study, tmp_path):
@@ -257,3 +257,44 @@ def test_perturbation_radius_is_at_least_one_voxel(tmp_path):
     awkward = write_volume(tmp_path / "pet2.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(4.7, 4.7, 3.27004))
     assert _perturbation_for({"mode": "dilate", "radius_mm": 1.0}, str(awkward))["radius_mm"] >= sitk.ReadImage(str(awkward)).GetSpacing()[2]
     assert _perturbation_for({"mode": "dilate", "radius_mm": 1.0}, str(fine)) == {"mode": "dilate", "radius_mm": 1.0}
+
+
+# -- the study's geometry policy (issue 12) ----------------------------------------------------------------------
+def _shift_masks(study: Path, offset: tuple[float, float, float], spacing_factor: float = 1.0) -> None:
+    """Rewrite every mask (and use it as a habitat map) with its origin moved by ``offset`` mm: as a NIfTI mask of a
+    DICOM image differs by floating-point noise. The voxels do not change."""
+    for path in sorted(study.glob("P0*/*_mask.nii.gz")):
+        mask = sitk.ReadImage(str(path))
+        mask.SetOrigin(tuple(o + d for o, d in zip(mask.GetOrigin(), offset, strict=True)))
+        mask.SetSpacing(tuple(s * spacing_factor for s in mask.GetSpacing()))
+        sitk.WriteImage(mask, str(path))
+
+
+@pytest.mark.parametrize("offset", [(2e-6, -3e-6, 1e-6), (0.3, 0.0, -0.2)], ids=["float noise", "0.3 mm"])
+def test_masks_within_tolerance_are_put_on_the_image_grid_and_give_identical_features(small_study, tmp_path, offset):
+    from types import SimpleNamespace
+
+    reference = run_extraction(_units(small_study), tmp_path / "exact", progress=False)
+    _shift_masks(small_study, offset, spacing_factor=1 + 2e-7)
+    units = _units(small_study)  # validation accepts the shifted masks (within geometry_tolerance)
+    maps = {p: str(small_study / p / "CT_mask.nii.gz") for p in ("P01", "P02", "P03", "P04")}
+    data = yaml.safe_load((small_study / "study.yaml").read_text())
+    data["extraction"]["habitats"] = {"series": ["CT"], "k_range": [2, 2]}
+    (small_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_config(small_study / "study.yaml")
+    with_maps = plan_units(load_study(cfg)[0], cfg, SimpleNamespace(map_paths=maps, k=1))
+    result = run_extraction(with_maps, tmp_path / "shifted", progress=False)
+    # No unit fails on geometry (pyradiomics alone rejects a 1e-6 mm offset), habitat label maps included ...
+    assert result.status_counts()["failed"] == 0, result.failures_table()
+    assert any(u.roi_kind == "label" for u in with_maps) and len(with_maps) > len(units)
+    # ... and the features are those of the masks on the exact grid: the voxels were kept, not resampled.
+    pd.testing.assert_frame_equal(result.features_table("small").drop(columns=[c for c in result.features_table("small") if "habitat" in c]),
+                                  reference.features_table("small"), check_exact=True)
+
+
+def test_a_mask_beyond_tolerance_is_still_rejected_by_validation(small_study):
+    from helpers.errors import ManifestError
+
+    _shift_masks(small_study, (0.0, 0.0, 0.8))  # 0.8 mm > the default 0.5 mm
+    with pytest.raises(ManifestError, match="mask origin is 0.80 mm from the image origin"):
+        _units(small_study)

@@ -265,8 +265,11 @@ def test_errors_name_the_problem_and_the_fix():
     with pytest.raises(ValueError, match=r"at least 2 training patients per batch.*'Toshiba': P000"):
         ComBatHarmonizer().fit(lonely)
     holes = X.copy()
-    holes.iloc[3, holes.columns.get_loc(cols[2])] = np.nan
-    with pytest.raises(ValueError, match=rf"{cols[2]}.*patient\(s\) P003.*SimpleImputer"):
+    holes.iloc[3, holes.columns.get_loc(cols[2])] = np.inf
+    with pytest.raises(ValueError, match=rf"infinite values.*{cols[2]}.*patient\(s\) P003.*finite or missing"):
+        ComBatHarmonizer().fit(holes)
+    holes.iloc[:-1, holes.columns.get_loc(cols[2])] = np.nan
+    with pytest.raises(ValueError, match=rf"fewer than 2 training values \({cols[2]}\)"):
         ComBatHarmonizer().fit(holes)
     with pytest.raises(ValueError, match="no y was given"):
         ComBatHarmonizer(covariates={"y": "categorical"}).fit(X)
@@ -294,3 +297,56 @@ def test_combat_diagnostics_figure():
         plt.close(fig)
     with pytest.raises(KeyError, match=f"not in the 'after' table: {cols[0]}"):
         combat_diagnostics_figure(X, H.drop(columns=[cols[0]]), X["scanner"], [cols[0]])
+
+
+# -- missing training values (the study's missing-data policy keeps features missing in few training patients) ------
+def test_missing_values_use_each_features_complete_cases():
+    # Without EB every feature is estimated on its own: a feature with holes must get exactly the estimates of ComBat
+    # fitted on the patients that have a value (sva's per-feature rule), and the complete features keep theirs
+    # (to rounding: the per-feature path sums in another order).
+    X, _y, cols = _cohort(seed=21)
+    holes = X.copy()
+    victim = cols[1]
+    holes.loc[holes.index[[2, 7, 11, 30]], victim] = np.nan
+    fitted = ComBatHarmonizer(eb=False).fit(holes)
+    subset = ComBatHarmonizer(eb=False).fit(X.drop(index=X.index[[2, 7, 11, 30]]))
+    full = ComBatHarmonizer(eb=False).fit(X)
+    for attr in ("gamma_hat_", "delta_hat_"):
+        np.testing.assert_allclose(getattr(fitted, attr)[victim], getattr(subset, attr)[victim], rtol=1e-12, atol=1e-12)
+        other = [c for c in cols if c != victim]
+        np.testing.assert_allclose(getattr(fitted, attr)[other].to_numpy(), getattr(full, attr)[other].to_numpy(), rtol=1e-10, atol=1e-12)
+    for attr in ("grand_mean_", "var_pooled_"):
+        np.testing.assert_allclose(getattr(fitted, attr)[victim], getattr(subset, attr)[victim], rtol=1e-12)
+    out = fitted.transform(holes)
+    assert out[victim].isna().sum() == 4 and out.drop(columns="scanner").notna().sum().sum() == out.drop(columns="scanner").size - 4
+
+
+def test_missing_values_in_the_eb_posteriors_use_the_observed_count():
+    from helpers.harmonize import _it_sol, _nonparametric
+
+    rng = np.random.default_rng(3)
+    S = rng.normal(0.3, 1.2, size=(25, 6))
+    g, d = S.mean(axis=0), S.var(axis=0, ddof=1)
+    holes = S.copy()
+    holes[[1, 4, 9], 0] = np.nan
+    keep = ~np.isnan(holes[:, 0])
+    # Parametric: one feature alone iterates to the same point as its observed values.
+    g_ref, d_ref, _ = _it_sol(S[keep][:, [0]], g[[0]], d[[0]], 0.1, 0.5, 3.0, 2.0)
+    g_nan, d_nan, _ = _it_sol(holes[:, [0]], g[[0]], d[[0]], 0.1, 0.5, 3.0, 2.0)
+    np.testing.assert_allclose([g_nan[0], d_nan[0]], [g_ref[0], d_ref[0]], rtol=1e-12)
+    # Non-parametric: a feature's posterior depends on its own observed values and the others' (gamma, delta).
+    g_star, d_star = _nonparametric(holes, g, d)
+    g_sub, d_sub = _nonparametric(S[keep], g, d)
+    np.testing.assert_allclose([g_star[0], d_star[0]], [g_sub[0], d_sub[0]], rtol=1e-12)
+    np.testing.assert_allclose(_nonparametric(S, g, d), _nonparametric(S, g, d), rtol=0)  # complete data: unchanged path
+
+
+def test_eb_fit_with_missing_values_is_finite_and_close_to_the_complete_fit():
+    X, _y, cols = _cohort(seed=22)
+    holes = X.copy()
+    holes.loc[holes.index[[0, 5]], cols[0]] = np.nan
+    with_holes = ComBatHarmonizer().fit(holes)
+    complete = ComBatHarmonizer().fit(X)
+    assert np.isfinite(with_holes.gamma_star_.to_numpy()).all() and np.isfinite(with_holes.delta_star_.to_numpy()).all()
+    # Two of the training values gone change the estimates a little, not wholesale.
+    np.testing.assert_allclose(with_holes.gamma_star_[cols[1:]].to_numpy(), complete.gamma_star_[cols[1:]].to_numpy(), atol=0.05)

@@ -15,9 +15,9 @@ from helpers.headers import ACQUISITION_FIELDS, acquisition_table, read_dicom_ac
 # Values as stored in the files' headers (vendor, model, TR/TE/flip, kVp, mA, kernel...).
 EXPECTED = {
     "CT_small.dcm": {"manufacturer": "GE MEDICAL SYSTEMS", "model": "RHAPSODE", "kvp": 120.0, "tube_current_mA": 170.0,
-                     "kernel": "STANDARD", "slice_thickness_mm": 5.0, "pixel_spacing_mm": 0.661468, "rows": 128.0, "columns": 128.0},
+                     "kernel": "STANDARD", "slice_thickness_mm": 5.0, "pixel_spacing_row_mm": 0.661468, "pixel_spacing_col_mm": 0.661468, "rows": 128.0, "columns": 128.0},
     "MR_small.dcm": {"manufacturer": "TOSHIBA_MEC", "model": "MRT50H1", "tr_ms": 4000.0, "te_ms": 240.0, "flip_angle_deg": 90.0,
-                     "slice_thickness_mm": 0.8, "pixel_spacing_mm": 0.3125, "rows": 64.0},
+                     "slice_thickness_mm": 0.8, "pixel_spacing_row_mm": 0.3125, "pixel_spacing_col_mm": 0.3125, "rows": 64.0},
     "MR2_UNCI.dcm": {"manufacturer": "Philips", "model": "T5", "field_strength_T": 1.5, "tr_ms": 350.0, "te_ms": 27.0,
                      "flip_angle_deg": 90.0, "slice_thickness_mm": 6.0, "rows": 1024.0},
     "MR-SIEMENS-DICOM-WithOverlays.dcm": {"manufacturer": "SIEMENS", "model": "Avanto", "field_strength_T": 1.4939999580383,
@@ -85,7 +85,7 @@ def test_records_from_sts_header_table_and_acquisition_table():
     })
     rec = records_from_table(table)
     assert "StudyDate" not in rec.columns and "20000907" not in rec.to_csv()
-    assert rec.loc[0, "pixel_spacing_mm"] == pytest.approx(0.976562)
+    assert rec.loc[0, "pixel_spacing_row_mm"] == pytest.approx(0.976562) == rec.loc[0, "pixel_spacing_col_mm"]
     rec["cohort"], rec["modality"] = "train", "CT"
     out = acquisition_table(rec)
     assert len(out) == 1
@@ -94,6 +94,7 @@ def test_records_from_sts_header_table_and_acquisition_table():
     assert row["kvp"] == "140 (n=2); 120 (n=1)"
     assert row["matrix"] == "202x198 (n=2); 143x161 (n=1)"
     assert row["fov_mm"] == "197.3x193.4 (n=2); 139.6x157.2 (n=1)"
+    assert row["pixel_spacing_mm"] == "0.977x0.977"
     assert "tr_ms" not in out.columns  # absent for every group: dropped
     assert math.isclose(float(rec["kvp"].mean()), 400 / 3)
 
@@ -109,3 +110,30 @@ def test_sts_header_csv_gives_one_group_per_scanner():
     assert ct["model"] == "Discovery ST" and ct["n_scans"] == 51
     assert ct["kvp"] == "140 (n=49); 120 (n=2)"
     assert len(table[table["series"] == "MR_T1"]) == raw[raw["series"] == "MR_T1"]["ManufacturerModelName"].nunique()
+
+
+def test_non_square_pixels_give_fov_from_each_spacing():
+    # DICOM PixelSpacing is (row spacing, column spacing). A Philips-like 448 x 256 acquisition of a 230 x 230 mm FOV
+    # has 0.513 mm between rows and 0.898 mm between columns; the FOV is about 230 x 230 mm, not 230 x 131 or 403 x 230.
+    table = pd.DataFrame({"patient": ["A", "B"], "series": ["MR", "MR"], "Manufacturer": ["Philips"] * 2,
+                          "ManufacturerModelName": ["Ingenia CX"] * 2, "Rows": ["448", "448"], "Columns": ["256", "256"],
+                          "PixelSpacing": ["['0.513393', '0.898438']", "0.513393\\0.898438"]})
+    rec = records_from_table(table)
+    assert rec["pixel_spacing_row_mm"].tolist() == pytest.approx([0.513393] * 2)
+    assert rec["pixel_spacing_col_mm"].tolist() == pytest.approx([0.898438] * 2)
+    rec["cohort"], rec["modality"] = "train", "MR"
+    row = acquisition_table(rec).iloc[0]
+    assert row["matrix"] == "448x256" and row["pixel_spacing_mm"] == "0.513x0.898" and row["fov_mm"] == "230x230"
+    assert "pixel_spacing_row_mm" not in row.index  # shown once, as the pair
+
+
+def test_simulated_philips_dicom_fov(tmp_path):
+    # The simulator writes non-square Philips pixels: the table's FOV must match the simulated field of view.
+    from helpers.simulate import simulate_study
+
+    out = simulate_study(tmp_path / "sim", patients=3, seed=2, dicom=True, centres={"c1": ["ingenia_cx"]}, test_fraction=0.34).out_dir
+    manifest = pd.read_csv(out / "data_manifest.csv")
+    rec = pd.DataFrame([{"patient": r.patient, "series": r.series, **read_dicom_acquisition(out / r.image)} for r in manifest.itertuples()])
+    rows, cols = rec["rows"] * rec["pixel_spacing_row_mm"], rec["columns"] * rec["pixel_spacing_col_mm"]
+    assert rec["pixel_spacing_row_mm"].iloc[0] != pytest.approx(rec["pixel_spacing_col_mm"].iloc[0], rel=0.05)  # non-square
+    assert (rows / cols).tolist() == pytest.approx([1.0] * len(rec), rel=0.02)

@@ -114,3 +114,32 @@ def test_sha256_file_and_folder(tmp_path):
     before = sha256_file(tmp_path)
     (tmp_path / "b.txt").write_bytes(b"")
     assert sha256_file(tmp_path) != before
+
+
+# -- conform_mask: the study's geometry policy (issue 12) ------------------------------------------------------
+def test_conform_mask_copies_the_image_grid_within_tolerance_only():
+    import numpy as np
+    import SimpleITK as sitk
+
+    from helpers.config import GeometryTolerance
+    from helpers.io import conform_mask, grid_difference
+
+    image = sitk.GetImageFromArray(np.zeros((4, 5, 6), dtype=np.int16))
+    image.SetSpacing((0.7, 0.7, 3.0))
+    image.SetOrigin((-120.000000012, 33.5, 7.25))
+    arr = np.zeros((4, 5, 6), dtype=np.uint8)
+    arr[1:3, 2:4, 2:5] = 1
+    near = sitk.GetImageFromArray(arr)
+    near.SetSpacing((0.70000003, 0.7, 3.0))
+    near.SetOrigin((-120.0000015, 33.5000001, 7.25))
+    out = conform_mask(near, image)
+    assert (out.GetOrigin(), out.GetSpacing(), out.GetDirection()) == (image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(out), arr)  # the voxels are kept
+    assert near.GetOrigin() == (-120.0000015, 33.5000001, 7.25)  # the input is not modified
+    far = sitk.Image(near)
+    far.SetOrigin((-119.0, 33.5, 7.25))  # 1 mm: beyond the default 0.5 mm
+    assert conform_mask(far, image) is far and "origin is 1.00 mm" in grid_difference(image, far)
+    assert conform_mask(far, image, GeometryTolerance(origin_mm=2.0)).GetOrigin() == image.GetOrigin()  # the configured tolerance
+    exact = sitk.Image(near)
+    exact.CopyInformation(image)
+    assert conform_mask(exact, image) is exact

@@ -202,3 +202,36 @@ def test_cohort_by_vendor_uses_only_the_manufacturer():
         "Manufacturer": ["SIEMENS", "GE MEDICAL SYSTEMS / MIM Software", "Philips", "ge healthcare"],
     })
     assert cohort_by_vendor(headers, "MR_T1", ("GE",)) == {"A": "training", "B": "external_test", "C": "training"}
+
+
+# -- CSV reading (helpers.tables) ---------------------------------------------------------------------------------------
+def test_read_csv_table_semicolon_bom_crlf_decimal_comma(tmp_path):
+    from helpers.tables import read_csv_table
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbf patient ;age;grade\r\nNA;63,5;G1\r\n007;70;G2\r\n;;\r\n0012;;G3\r\n")
+    table, dialect = read_csv_table(path, text_columns=("patient",))
+    assert list(table.columns) == ["patient", "age", "grade"]  # BOM and header spaces gone
+    assert table["patient"].tolist() == ["NA", "007", "0012"]  # ids verbatim: no NA conversion, leading zeros kept
+    assert table["age"].tolist()[:2] == [63.5, 70.0] and np.isnan(table["age"].iloc[2])
+    assert list(table.index) == [0, 1, 3]  # the all-empty spreadsheet row is dropped; row numbers of the others kept
+    assert (dialect.delimiter, dialect.decimal_comma_columns, dialect.bom) == (";", ("age",), True)
+    assert dialect.describe() == "semicolon-separated, decimal commas in column(s) age"
+    text, _ = read_csv_table(path, all_text=True)
+    assert text["age"].tolist() == ["63.5", "70", ""]
+
+
+def test_read_csv_table_comma_file_keeps_quoted_commas_as_text(tmp_path):
+    from helpers.tables import read_csv_table
+
+    path = tmp_path / "t.csv"
+    path.write_text('patient,age,note\nP01,"63,5","a; b"\nP02,70,c\n', encoding="utf-8")
+    table, dialect = read_csv_table(path, text_columns=("patient",))
+    assert dialect.is_default and table["age"].tolist() == ["63,5", "70"] and table["note"].tolist() == ["a; b", "c"]
+
+
+def test_read_manifest_strips_values_but_not_patient_ids(tiny_study):
+    text = (tiny_study / "manifest.csv").read_text().replace("P01,train,CT,", "P01 ,train ,CT ,")
+    (tiny_study / "manifest.csv").write_text(text)
+    df = read_manifest(tiny_study / "manifest.csv")
+    assert df.loc[0, ["patient", "cohort", "series"]].tolist() == ["P01 ", "train", "CT"]

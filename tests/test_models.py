@@ -218,7 +218,7 @@ def test_tune_rejects_bad_input(easy):
         tune(pipe, X, y, search="optuna", param_space={"classifier__C": [1.0]})
     with pytest.raises(ValueError, match="search must be"):
         tune(pipe, X, y, search="random")
-    with pytest.raises(ValueError, match="no label"):
+    with pytest.raises(ValueError, match="y has no value for 3 patient"):
         tune(pipe, X, y.iloc[:-3], search="none")
 
 

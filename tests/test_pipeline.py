@@ -165,3 +165,82 @@ def test_notebooks_read_the_config_they_were_run_with(two_step_study):
     other = load_config(two_step_study / "other.yaml")
     assert other.config_file == "other.yaml" and (other.report_root / "tables" / "all_counts.csv").is_file()
     assert not load_config(two_step_study / "study.yaml").report_root.exists()
+
+
+# -- failed units: loud, and the study's policy decides (issue 12) ---------------------------------------------------
+FAILING = """failures = pd.DataFrame({"patient": ["P03", "P01"], "cohort": ["test", "train"], "series": ["MR", "CT"], "roi": ["tumour", "ring5mm"],
+    "reader": ["reader1", "reader2"],
+    "reason": ["patient P03, series MR, ROI tumour: ValueError: Image/Mask geometry mismatch", "patient P01, series CT, ROI ring5mm: boom"]})
+path = report.table(failures, "unit_failures", per_cohort=False)
+report.failures(failures, "extraction units", path)"""
+
+
+def _failing_study(two_step_study: Path, policy: str | None) -> Path:
+    a = _notebook(two_step_study / "nbs" / "fail.ipynb", HEADER, FAILING)
+    data = yaml.safe_load((two_step_study / "study.yaml").read_text())
+    data["steps"] = [{"name": "extract", "notebook": a, "per_cohort": False}, *data["steps"]]
+    if policy is not None:
+        data["missing_data"] = {"failed_units": policy}
+    (two_step_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return two_step_study / "study.yaml"
+
+
+def test_failed_units_stop_the_study_by_default(two_step_study, capsys):
+    from helpers.errors import UnitsFailedError
+
+    cfg_path = _failing_study(two_step_study, None)
+    out = io.StringIO()
+    with pytest.raises(UnitsFailedError) as err:
+        run_study(cfg_path, out=out)
+    printed = out.getvalue()
+    # Never a plain "done": the count, the patients, the first failures with their reasons and the table are printed.
+    assert "extract: finished in" in printed and "WITH 2 FAILED EXTRACTION UNITS (patients P01, P03)" in printed
+    assert "policy missing_data.failed_units: stop" in printed and ": done in" not in printed.split("[1/4]")[1].split("\n")[1]
+    assert "    - patient P03, series MR, ROI tumour: ValueError: Image/Mask geometry mismatch" in printed
+    assert "    - [reader2] patient P01, series CT, ROI ring5mm: boom" in printed
+    assert "every failure: tables/unit_failures.csv" in printed
+    message = str(err.value)
+    assert "2 extraction units failed (2 patient(s))" in message and "before the signature and models" in message
+    assert "fix: correct the inputs named above" in message and "'exclude_patients'" in message
+    # The later steps did not run; the failing step is not recorded as current, so the next run repeats it.
+    cfg = load_config(cfg_path)
+    record = json.loads((cfg.report_root / "provenance" / "latest.json").read_text())
+    assert [(s["step"], s["status"], s["failed_units"]) for s in record["steps"]] == [("extract", "failed", 2)]
+    assert main(["run", "--config", str(cfg_path)]) == 1
+    captured = capsys.readouterr()
+    assert "extract: running" in captured.out and "error: step 'extract' finished, but 2 extraction units failed" in captured.err
+
+
+@pytest.mark.parametrize("policy", ["exclude_patients", "impute"])
+def test_failed_units_continue_only_when_the_config_allows_it(two_step_study, capsys, policy):
+    cfg_path = _failing_study(two_step_study, policy)
+    out = io.StringIO()
+    results = run_study(cfg_path, out=out)
+    assert _statuses(results) == {"extract": "ran", "count [train]": "ran", "count [test]": "ran", "combine": "ran"}
+    assert results[0].failed_units == 2 and results[0].failed_patients == ["P01", "P03"]
+    printed = out.getvalue()
+    assert f"WITH 2 FAILED EXTRACTION UNITS (patients P01, P03); policy missing_data.failed_units: {policy}" in printed
+    # A re-run skips the unchanged step but still says it had failures; the CLI's last line counts them.
+    assert main(["run", "--config", str(cfg_path)]) == 0
+    captured = capsys.readouterr().out
+    assert "extract: unchanged, skipped (with 2 failed extraction units" in captured
+    assert captured.strip().endswith("2 unit(s) of 2 patient(s) FAILED (listed above)")
+
+
+PROVENANCE_PROBE = """import json
+record = json.loads((cfg.report_root / "provenance" / "latest.json").read_text())
+report.json({"packages": bool(record.get("packages")), "finished": record.get("finished_utc")}, "probe", folder="tables")"""
+
+
+def test_first_run_steps_see_the_run_record(two_step_study):
+    # The supplement's methods read the software versions from provenance/latest.json: on the very first run they must
+    # find this run's record (provisional: no finish time yet), not nothing.
+    b = _notebook(two_step_study / "nbs" / "b.ipynb", HEADER, PROVENANCE_PROBE)
+    data = yaml.safe_load((two_step_study / "study.yaml").read_text())
+    data["steps"][1]["notebook"] = b
+    (two_step_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    run_study(two_step_study / "study.yaml", out=io.StringIO())
+    cfg = load_config(two_step_study / "study.yaml")
+    assert json.loads((cfg.report_root / "tables" / "probe.json").read_text()) == {"packages": True, "finished": None}
+    final = json.loads((cfg.report_root / "provenance" / "latest.json").read_text())
+    assert final["finished_utc"] and [s["status"] for s in final["steps"]] == ["ran", "ran", "ran"]

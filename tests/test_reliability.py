@@ -119,7 +119,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     assert [r.status for r in results] == ["ran", "ran", "ran"]
     root = load_config(cfg_path).report_root
     prov = json.loads((root / "provenance" / "extraction.json").read_text())
-    assert prov["unit_counts"] == {"computed": N_UNITS, "cached": 0, "failed": 0}
+    assert prov["unit_counts"] == {"computed": N_UNITS, "cached": 0, "failed": 0, "empty": 0}
     return root
 
 
@@ -188,7 +188,7 @@ def test_killed_run_resumes_from_cache_and_matches_uninterrupted_run(uninterrupt
     assert {k: after[k] for k in before} == before
     assert len(after) == N_UNITS
     prov = json.loads((root / "provenance" / "extraction.json").read_text())
-    assert prov["unit_counts"] == {"computed": N_UNITS - len(before), "cached": len(before), "failed": 0}
+    assert prov["unit_counts"] == {"computed": N_UNITS - len(before), "cached": len(before), "failed": 0, "empty": 0}
     assert {u["key"] for u in prov["units"] if u["status"] == "cached"} == set(before)
     # (b) The results are byte-identical to the uninterrupted run's (another folder, another time, one worker):
     # no path, timestamp, timing or cache history in any table.
@@ -253,13 +253,13 @@ extraction.compute_unit(unit, {key!r}, {str(cache)!r})
     assert len(partial) == 1 and partial[0].name.startswith(".tmp-") and partial[0].stat().st_size > 0
     assert not _cache_files(cache)  # nothing under a unit's name
     first = run_extraction(units, cache, progress=False)
-    assert first.status_counts() == {"computed": 3, "cached": 0, "failed": 0}
+    assert first.status_counts() == {"computed": 3, "cached": 0, "failed": 0, "empty": 0}
     # A damaged file under the unit's name (e.g. a copy of the cache cut short) is recomputed, not read or fatal.
     target = next(cache.glob(f"??/{key}.json"))
     good = target.read_bytes()
     target.write_bytes(good[: len(good) // 2])
     second = run_extraction(units, cache, progress=False)
-    assert second.status_counts() == {"computed": 1, "cached": 2, "failed": 0}
+    assert second.status_counts() == {"computed": 1, "cached": 2, "failed": 0, "empty": 0}
     assert json.loads(target.read_text())["features"] == first.records[0]["features"]
     assert compute_unit(units[0], key, cache)["status"] == "cached"
 

@@ -405,8 +405,8 @@ def test_clone_pipelines_and_imblearn():
     table = selection_pathway(pipe)
     assert table["step"].tolist() == ["input", "zscore", "univariate", "mrmr", "lasso"]  # the sampler is no stage
     assert radscore(X, pipe).shape == (len(X),)
-    with pytest.raises(ValueError, match="not aligned"):
-        UnivariateFilter().fit(X, y.iloc[::-1])
+    with pytest.raises(ValueError, match="y has no value for 1 patient"):  # a shuffled y is aligned by patient (tests/test_alignment.py)
+        UnivariateFilter().fit(X, y.iloc[1:])
     with pytest.raises(ValueError, match="binary"):
         UnivariateFilter().fit(X, pd.Series(np.arange(len(X)) % 3, index=X.index))
     with pytest.raises(TypeError, match="non-numeric columns \\['cohort'\\].*drop metadata"):
@@ -534,7 +534,7 @@ def test_build_selector_from_config_and_errors():
     with pytest.raises(ConfigError) as err:
         build_selector([{"step": "zscore"}, {"step": "pca"}, {"step": "mrmr", "kk": 3}, {"step": "univariate", "test": "anova"}, {"k": 3}])
     msg = str(err.value)
-    assert "step 2: unknown step 'pca'; choose one of ['zscore', 'univariate', 'correlation', 'mrmr', 'lasso']" in msg
+    assert "step 2: unknown step 'pca'; choose one of ['impute', 'zscore', 'univariate', 'correlation', 'mrmr', 'lasso']" in msg
     assert "step 3 (mrmr): unknown parameter(s) ['kk']; allowed: ['k', 'relevance'" in msg
     assert "step 4 (univariate): test='anova' is not one of ['auto', 'ttest', 'mannwhitney']" in msg
     assert "step 5: {'k': 3} must be a mapping with a 'step' key" in msg
@@ -593,3 +593,31 @@ def test_univariate_min_features_keeps_the_smallest_p_values_when_none_pass():
     assert loose.selected_features_ == list(X.columns)
     with pytest.raises(ValueError, match="min_features"):
         UnivariateFilter(min_features=-1).fit(X, y)
+
+
+def test_lasso_never_hands_an_empty_feature_set_to_the_classifier():
+    # Pure noise and a small training set: the 1-SE rule picks the intercept-only model. With min_features=1 (default)
+    # the largest lambda of the same path that keeps a feature is used and said so; min_features=0 keeps the rule's
+    # lambda (a constant Rad-score, with a warning). Found on a 24-patient simulated DICOM cohort, where the final
+    # model's CV folds crashed inside scikit-learn ("at least one array or dtype is required").
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame(rng.normal(size=(30, 8)), columns=[f"f{i}" for i in range(8)], index=[f"P{i:02d}" for i in range(30)])
+    y = pd.Series(np.tile([0, 1], 15), index=X.index)
+    with pytest.warns(UserWarning, match="no feature has a non-zero coefficient at lambda_1se"):
+        bare = LassoSelector(lambda_rule="1se", cv=3, Cs=20, random_state=0, min_features=0).fit(X, y)
+    assert bare.selected_features_ == [] and bare.lambda_note_ == ""
+    fitted = LassoSelector(lambda_rule="1se", cv=3, Cs=20, random_state=0).fit(X, y)
+    assert len(fitted.selected_features_) >= 1
+    assert fitted.lambda_ < bare.lambda_ and fitted.lambda_ in fitted.path_.index
+    first = int(np.flatnonzero((fitted.path_ != 0).sum(axis=1).to_numpy() >= 1)[0])
+    assert fitted.lambda_ == fitted.path_.index[first]  # the largest lambda with a feature, from the same path
+    np.testing.assert_array_equal(fitted.coef_.to_numpy(), fitted.path_.iloc[first].to_numpy())
+    assert "kept 0 feature(s); the largest lambda keeping at least 1 was used" in fitted.describe()
+    # In a pipeline the classifier now always gets a feature.
+    from helpers.models import build_pipeline, make_classifier, tune
+
+    pipe = build_pipeline([("lasso", LassoSelector(lambda_rule="1se", cv=3, Cs=20, random_state=0))], make_classifier("logistic"))
+    model = tune(pipe, X, y, search="none", cv=3, random_state=0)
+    assert np.isfinite(model.oof_proba_).all()
+    with pytest.raises(ValueError, match="min_features=-1 must be an integer >= 0"):
+        LassoSelector(min_features=-1).fit(X, y)

@@ -78,16 +78,18 @@ def test_outputs_and_batch_merging(planted_feature_study):
     assert set(labels) == {"other"}  # every training batch is smaller than 100 patients
 
 
-def test_missing_feature_values_are_reported_not_silently_used(planted_feature_study):
+def test_a_test_patients_missing_value_is_imputed_not_dropped(planted_feature_study):
+    # A failed unit in the test cohort must not remove the feature for everyone (that would let the test cohort change
+    # the training feature set); the value is imputed with the training median (tests/test_missing_data.py has more).
     study, _ = planted_feature_study
     path = study / "reports" / "planted" / "features" / "features_planted.parquet"
     table = pd.read_parquet(path)
-    table.loc["S085", "CT_tumour_original_firstorder_Noise7"] = np.nan  # a failed unit in the test cohort
+    table.loc["S085", "CT_tumour_original_firstorder_Noise7"] = np.nan
     table.to_parquet(path)
     _, _, sig = _build(study)
-    dropped = sig.data.dropped_missing.set_index("feature")
-    assert dropped.loc["CT_tumour_original_firstorder_Noise7", "missing_test"] == 1
-    assert "CT_tumour_original_firstorder_Noise7" not in sig.harmonized.columns
+    assert sig.data.dropped_missing.empty
+    assert sig.data.imputed.set_index("feature").loc["CT_tumour_original_firstorder_Noise7", "missing_test"] == 1
+    assert "CT_tumour_original_firstorder_Noise7" in sig.harmonized.columns and np.isfinite(sig.radscores.loc["S085", "radscore"])
 
 
 def test_signature_needs_features(tiny_study):

@@ -170,11 +170,14 @@ for name, table in shown.items():
         ("md", """# 04 Feature stability, harmonisation and selection: the radiomics signature
 
 Methods: everything fitted here learns from the **training** cohort only and is applied unchanged to the other
-cohorts. Features with missing values (failed extraction units) are listed and left out. The ICC filter keeps
-features reproducible between two readers (here: the tumour mask and the mask dilated by 1 mm), ICC(A,1) >= 0.80.
-ComBat harmonises the configured series by their batch variable (label-free). The selection pipeline (z-score,
-univariate test chosen by normality, correlation filter, mRMR, LASSO with the 1-SE rule) gives the signature and
-the Rad-score."""),
+cohorts. Patients with failed extraction units are handled as `missing_data.failed_units` says (the default stops
+the run before this notebook; `exclude_patients` lists and excludes them). Features missing in more than
+`missing_data.max_missing_fraction` of the training patients are listed and left out; every other gap is imputed
+with the training median as the first step of each pipeline. The ICC filter keeps features reproducible between two
+readers (here: the tumour mask and the mask dilated by 1 mm), ICC(A,1) >= 0.80. ComBat harmonises the configured
+series by their batch variable (label-free; estimated from the training patients with a value). The selection
+pipeline (imputation, z-score, univariate test chosen by normality, correlation filter, mRMR, LASSO with the 1-SE
+rule) gives the signature and the Rad-score."""),
         ("parameters", """config_path = "study.yaml"
 step = "signature"
 cohort = ''"""),
