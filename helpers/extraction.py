@@ -357,12 +357,17 @@ def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
     else:
         # e.g. a habitat map on the CT grid used with the PET image of the same PET/CT.
         roi = mask_on_grid(roi, image, "partial_volume", 0.5)
-    n_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(roi)))
+    arr = sitk.GetArrayViewFromImage(roi)
+    n_voxels = int(np.count_nonzero(arr))
     if unit.roi_kind == "label" and n_voxels < unit.min_roi_voxels:
         # A habitat absent from this tumour, or only a few voxels of it (qc.min_mask_voxels, as for the masks at
         # validation): its features are undefined or meaningless, missing by design, not a failure of the input.
         raise _EmptyHabitat(f"habitat ROI '{unit.roi}' has {n_voxels} voxel(s) in this patient's tumour "
                             f"(fewer than qc.min_mask_voxels = {unit.min_roi_voxels})")
+    if unit.roi_kind == "label" and sum(int(np.ptp(ax)) > 0 for ax in np.nonzero(arr)) < 2:
+        # A habitat that is a line of voxels: pyradiomics needs an ROI extending in at least two dimensions.
+        raise _EmptyHabitat(f"habitat ROI '{unit.roi}' is a line of {n_voxels} voxels in this patient's tumour "
+                            "(texture needs at least two dimensions)")
     if not n_voxels:
         raise ValueError(f"ROI '{unit.roi}' is empty for this patient and series")
     return roi

@@ -733,6 +733,14 @@ def test_image_and_mask_swapped_in_one_row(tiny_study):
     (issue,) = err.issues  # one message, not the intensity values as a list of foreign labels
     _assert_issue(err, patient="P02", column="mask", row=4, text="columns 'image' and 'mask' appear swapped (the mask file has", fix="swap the two paths in the manifest")
     assert issue.problem.endswith("distinct values, the image file 2)") and len(str(issue)) < 200
+    # With hashes in the manifest (as the simulator writes them), the swapped paths are still one message: the hashes
+    # match the other column's file, so no "the file changed" lines are added.
+    from helpers.io import sha256_file
+
+    _set_manifest(tiny_study, "P02", "MR", image_sha256=sha256_file(tiny_study / "P02" / "MR_image.nii.gz"),
+                  mask_sha256=sha256_file(tiny_study / "P02" / "MR_mask.nii.gz"))
+    (issue,) = _validate(tiny_study).issues
+    assert "appear swapped" in issue.problem
 
 
 def test_image_and_mask_header_swapped(tiny_study):

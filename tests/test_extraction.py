@@ -298,3 +298,37 @@ def test_a_mask_beyond_tolerance_is_still_rejected_by_validation(small_study):
     _shift_masks(small_study, (0.0, 0.0, 0.8))  # 0.8 mm > the default 0.5 mm
     with pytest.raises(ManifestError, match="mask origin is 0.80 mm from the image origin"):
         _units(small_study)
+
+
+def test_absent_tiny_or_linear_habitats_are_missing_by_design_not_failures(small_study, tmp_path):
+    # Habitat k of one patient: absent (0 voxels), 4 voxels (< qc.min_mask_voxels, set to 5 here) or a line of 10
+    # voxels (pyradiomics needs two dimensions). Their features are missing by design, listed as 'empty', never 'failed'
+    # (a failed unit would stop the study under the default policy).
+    from types import SimpleNamespace
+
+    maps = {}
+    for patient, shape in (("P01", "absent"), ("P02", "tiny"), ("P03", "line"), ("P04", "normal")):
+        label = np.zeros((10, 16, 12), dtype=np.uint8)
+        label[3:7, 5:10, 4:8] = 1
+        if shape == "tiny":
+            label[3:4, 5:7, 4:6] = 2
+        elif shape == "line":
+            label[4, 6, 2:12] = 2
+        elif shape == "normal":
+            label[3:6, 5:8, 4:7] = 2
+        maps[patient] = str(write_volume(tmp_path / "maps" / f"{patient}.nii.gz", label))
+    data = yaml.safe_load((small_study / "study.yaml").read_text())
+    data["extraction"]["habitats"] = {"series": ["CT"], "k_range": [2, 2]}
+    data["qc"] = {"min_mask_voxels": 5}
+    (small_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_config(small_study / "study.yaml")
+    units = [u for u in plan_units(load_study(cfg)[0], cfg, SimpleNamespace(map_paths=maps, k=2)) if u.roi == "habitat2"]
+    result = run_extraction(units, tmp_path / "cache", progress=False)
+    assert result.status_counts() == {"computed": 1, "cached": 0, "failed": 0, "empty": 3}
+    empty = result.empty_rois_table().set_index("patient")
+    assert list(empty.index) == ["P01", "P02", "P03"]
+    assert "0 voxel(s)" in empty.loc["P01", "note"] and "4 voxel(s)" in empty.loc["P02", "note"] and "a line of 10" in empty.loc["P03", "note"]
+    table = result.features_table("small")
+    assert table.loc[["P01", "P02", "P03"]].drop(columns="cohort").isna().all().all() and table.loc["P04"].drop("cohort").notna().all()
+    # Cached as 'empty': a re-run neither recomputes nor turns them into failures.
+    assert run_extraction(units, tmp_path / "cache", progress=False).status_counts() == {"computed": 0, "cached": 1, "failed": 0, "empty": 3}
