@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import ConfigError, ManifestError, StepFailedError, UnitsFailedError
+from helpers.errors import ConfigError, ManifestError, StepFailedError, UnitsFailedError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulate import load_settings_file, parse_centres, simulate_study
+    from helpers.simulation.simulate import load_settings_file, parse_centres, simulate_study
 
     settings = load_settings_file(args.settings) if args.settings else {}
     overrides = {
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "validate":
-            from .config import load_config
-            from .manifest import load_study
+            from helpers.settings.study import load_config
+            from helpers.data.manifest import load_study
 
             cfg = load_config(args.config)
             notes: list = []  # warning-level findings (e.g. patient-table rows without images): printed, not fatal
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             for note in notes:
                 print(f"note: {note}")
             return 0
-        from .pipeline import run_study
+        from helpers.runner.pipeline import run_study
 
         results = run_study(args.config, step=args.step, cohort=args.cohort, force=args.force)
         ran = sum(r.status == "ran" for r in results)

@@ -22,11 +22,11 @@ from sklearn.preprocessing import StandardScaler
 
 from helpers import stats
 from helpers._alignment import align_series, align_to_frame, align_to_index
-from helpers.clinical import RadScoreAugmenter
+from helpers.learning.clinical import RadScoreAugmenter
 from helpers.errors import InputDataError
-from helpers.models import ScoreStacker, build_pipeline, make_classifier, model_grid, tune, youden_threshold
-from helpers.nomogram import NomogramModel
-from helpers.selection import (
+from helpers.learning.models import ScoreStacker, build_pipeline, make_classifier, model_grid, tune, youden_threshold
+from helpers.learning.nomogram import NomogramModel
+from helpers.learning.selection import (
     CorrelationFilter,
     LassoSelector,
     MRMRSelector,
@@ -35,7 +35,7 @@ from helpers.selection import (
     radscore,
     radscore_table,
 )
-from helpers.survival import (
+from helpers.learning.survival import (
     CoxModel,
     RandomSurvivalForest,
     harrell_c,

@@ -7,17 +7,26 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from helpers.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
-from helpers.config import load_config
+from helpers.learning.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
+from helpers.settings.study import load_config
 from helpers.errors import InputDataError
-from helpers.manifest import load_study
-from helpers.modelling import (
-    ModellingData, comparison_models, fit_clinical_models, fit_final_model, fit_survival_models, load_modelling_data, model_predictions,
-    survival_features, survival_predictions, write_clinical_outputs, write_survival_outputs,
+from helpers.data.manifest import load_study
+from helpers.steps.models import (
+    ModellingData,
+    comparison_models,
+    fit_clinical_models,
+    fit_final_model,
+    fit_survival_models,
+    load_modelling_data,
+    model_predictions,
+    survival_features,
+    survival_predictions,
+    write_clinical_outputs,
+    write_survival_outputs,
 )
-from helpers.report import ReportWriter
-from helpers.signature import build_signature, interobserver_agreement, write_signature_outputs
-from helpers.survival import harrell_c
+from helpers.reporting.writer import ReportWriter
+from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
+from helpers.learning.survival import harrell_c
 from tests.conftest import make_planted_feature_study
 
 

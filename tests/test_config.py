@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.config import load_config
+from helpers.settings.study import load_config
 from helpers.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of helpers.deep_features: 2.5D slices, deep features + PCA, weights, deep classifier, Grad-CAM.
+"""Tests of helpers.imaging.deep.deep_features: 2.5D slices, deep features + PCA, weights, deep classifier, Grad-CAM.
 
 Everything runs on tiny synthetic volumes with resnet18 at 32-64 pixels on the
 CPU; nothing is downloaded (one test forbids network access outright).
@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from helpers.deep_features import (
+from helpers.imaging.deep.deep_features import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BackboneWeightsError,
@@ -44,7 +44,7 @@ from helpers.errors import InputDataError
 from .conftest import image_from, write_volume
 
 # Random-init networks are the norm here; the warning itself is tested once.
-pytestmark = pytest.mark.filterwarnings("ignore::helpers.deep_features.UntrainedBackboneWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::helpers.imaging.deep.deep_features.UntrainedBackboneWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -315,7 +315,7 @@ def test_extraction_and_weight_loading_need_no_network(tmp_path, monkeypatch):
     torch.save(load_backbone(_settings(seed=5)).model.state_dict(), weights)
     rng = np.random.default_rng(7)
     patients = {}
-    for i in range(4):  # from files, through helpers.io, as the notebooks do
+    for i in range(4):  # from files, through helpers.imaging.io, as the notebooks do
         image, mask = _tumour_patient(rng, "bright")
         patients[f"p{i}"] = (
             write_volume(tmp_path / f"p{i}_img.nii.gz", sitk.GetArrayFromImage(image)),

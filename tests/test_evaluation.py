@@ -7,15 +7,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.config import load_config
-from helpers.evaluation import (
-    StudyPredictions, clinical_characteristics, load_predictions, model_statistics, subgroup_values, survival_statistics,
+from helpers.settings.study import load_config
+from helpers.steps.statistics import (
+    StudyPredictions,
+    clinical_characteristics,
+    load_predictions,
+    model_statistics,
+    subgroup_values,
+    survival_statistics,
     write_statistics_figures,
 )
-from helpers.manifest import load_study
-from helpers.report import ReportWriter
-from helpers.stats import auc_ci, delong_test
-from helpers.survival import harrell_c
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
+from helpers.stats._core import auc_ci, delong_test
+from helpers.learning.survival import harrell_c
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:
@@ -122,8 +127,8 @@ def test_load_predictions_needs_notebook_05(study):
 
 
 def test_resolution_pairs_and_nr_vs_sr_table(study):
-    from helpers.config import SuperResolutionConfig
-    from helpers.evaluation import resolution_comparison_table, resolution_pairs
+    from helpers.settings.study import SuperResolutionConfig
+    from helpers.steps.statistics import resolution_comparison_table, resolution_pairs
 
     cfg, _, _, _ = study
     preds = _predictions(3)

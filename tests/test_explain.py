@@ -1,4 +1,4 @@
-"""Tests of helpers.explain: SHAP explanations of the final pipeline and their figures."""
+"""Tests of helpers.learning.explain: SHAP explanations of the final pipeline and their figures."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from helpers.explain import (
+from helpers.learning.explain import (
     explained_output,
     explainer_kind,
     explanation_scale,
@@ -90,7 +90,7 @@ def test_explainer_choice_and_scale(forest, logistic, data):
 
 def test_wrapped_pipeline_is_explained_like_the_pipeline(data, logistic):
     X_train, _, X_test, _ = data
-    wrapped = SimpleNamespace(pipeline_=logistic, threshold_=0.5)  # the shape of helpers.models.FittedModel
+    wrapped = SimpleNamespace(pipeline_=logistic, threshold_=0.5)  # the shape of helpers.learning.models.FittedModel
     np.testing.assert_array_equal(shap_explanation(wrapped, X_train, X_test).values, shap_explanation(logistic, X_train, X_test).values)
 
 

@@ -16,10 +16,17 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.config import load_config
-from helpers.extraction import ExtractionUnit, compute_unit, extraction_provenance, plan_units, run_extraction, unit_key
-from helpers.features import load_preset, merge_settings
-from helpers.manifest import load_study
+from helpers.settings.study import load_config
+from helpers.features.extraction import (
+    ExtractionUnit,
+    compute_unit,
+    extraction_provenance,
+    plan_units,
+    run_extraction,
+    unit_key,
+)
+from helpers.features.pyradiomics import load_preset, merge_settings
+from helpers.data.manifest import load_study
 
 from .conftest import write_volume
 
@@ -73,7 +80,7 @@ def test_features_match_direct_pyradiomics_and_table_layout(small_study, tmp_pat
     import radiomics
     from radiomics import featureextractor
 
-    from helpers.rois import peritumoral_ring, tumour_mask
+    from helpers.imaging.rois import peritumoral_ring, tumour_mask
 
     units = _units(small_study)
     result = run_extraction(units, tmp_path / "cache", progress=False)
@@ -152,9 +159,9 @@ def test_resume_after_kill_is_identical(small_study, tmp_path):
     cache = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import time
-        from helpers import extraction
-        from helpers.config import load_config
-        from helpers.manifest import load_study
+        from helpers.features import extraction
+        from helpers.settings.study import load_config
+        from helpers.data.manifest import load_study
         cfg = load_config({str(small_study / 'study.yaml')!r})
         manifest, _ = load_study(cfg)
         units = extraction.plan_units(manifest, cfg)
@@ -249,7 +256,7 @@ def test_habitat_units_use_the_label_maps_without_shape(small_study):
 
 
 def test_perturbation_radius_is_at_least_one_voxel(tmp_path):
-    from helpers.extraction import _perturbation_for
+    from helpers.features.extraction import _perturbation_for
 
     coarse = write_volume(tmp_path / "pet.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(4.7, 4.7, 3.27))
     fine = write_volume(tmp_path / "ct.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(0.5, 0.5, 3.0))

@@ -1,4 +1,4 @@
-"""Tests of helpers.habitats: voxel matrices, cohort-level habitat clustering and the ITH score."""
+"""Tests of helpers.imaging.habitats: voxel matrices, cohort-level habitat clustering and the ITH score."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
-from helpers.habitats import (
+from helpers.imaging.habitats import (
     HabitatClusterer,
     habitat_fractions,
     habitat_map,

@@ -10,7 +10,15 @@ import pytest
 import SimpleITK as sitk
 
 from helpers.errors import ImageReadError
-from helpers.io import dicom_series_files, read_image, read_image_info, read_mask, rtstruct_roi_names, rtstruct_to_mask, sha256_file
+from helpers.imaging.io import (
+    dicom_series_files,
+    read_image,
+    read_image_info,
+    read_mask,
+    rtstruct_roi_names,
+    rtstruct_to_mask,
+    sha256_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DICOM = REPO / "data" / "sts_dicom"
@@ -121,8 +129,8 @@ def test_conform_mask_copies_the_image_grid_within_tolerance_only():
     import numpy as np
     import SimpleITK as sitk
 
-    from helpers.config import GeometryTolerance
-    from helpers.io import conform_mask, grid_difference
+    from helpers.settings.study import GeometryTolerance
+    from helpers.imaging.io import conform_mask, grid_difference
 
     image = sitk.GetImageFromArray(np.zeros((4, 5, 6), dtype=np.int16))
     image.SetSpacing((0.7, 0.7, 3.0))

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.config import load_config
+from helpers.settings.study import load_config
 from helpers.errors import InputDataError
-from helpers.manifest import load_study
-from helpers.modelling import ModellingData, fit_final_model, run_model_grid
-from helpers.report import ReportWriter
-from helpers.selection import MissingValueImputer
-from helpers.signature import build_signature, write_signature_outputs
+from helpers.data.manifest import load_study
+from helpers.steps.models import ModellingData, fit_final_model, run_model_grid
+from helpers.reporting.writer import ReportWriter
+from helpers.learning.selection import MissingValueImputer
+from helpers.steps.signature import build_signature, write_signature_outputs
 
 
 def _build(study, **config_changes):
@@ -172,7 +172,7 @@ def test_failed_units_stop_the_signature_by_default(planted_feature_study):
 
 
 def test_failed_units_exclude_the_patients_when_configured(planted_feature_study):
-    from helpers.supplement import methods_text
+    from helpers.reporting.supplement import methods_text
 
     study, _ = planted_feature_study
     _write_failures(study, FAILED)

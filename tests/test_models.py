@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import StandardScaler
 
-from helpers.models import (
+from helpers.learning.models import (
     ALGORITHMS,
     FittedModel,
     ModelFileError,

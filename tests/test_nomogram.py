@@ -1,4 +1,4 @@
-"""Tests of helpers.nomogram on the Wisconsin diagnostic breast cancer data shipped with scikit-learn.
+"""Tests of helpers.learning.nomogram on the Wisconsin diagnostic breast cancer data shipped with scikit-learn.
 
 569 fine-needle-aspirate images (212 malignant); the endpoint is malignancy. ``worst radius`` (standardised)
 stands in for the Rad-score, ``mean texture`` for a continuous clinical variable and tertiles of
@@ -17,7 +17,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from helpers.nomogram import NomogramModel, nomogram_figure, nomogram_table
+from helpers.learning.nomogram import NomogramModel, nomogram_figure, nomogram_table
 
 N_TRAIN = 400
 

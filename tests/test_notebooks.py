@@ -13,9 +13,9 @@ import pydicom
 import pytest
 import yaml
 
-from helpers.config import load_config
-from helpers.pipeline import run_study
-from helpers.report import find_values_in_reports
+from helpers.settings.study import load_config
+from helpers.runner.pipeline import run_study
+from helpers.reporting.writer import find_values_in_reports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def test_committed_notebooks_are_built_and_clean():
 
 
 def test_shipped_manifest_follows_the_documented_rule():
-    from helpers.datasets import sts_manifest
+    from helpers.data.datasets import sts_manifest
 
     shipped = pd.read_csv(REPO / "data_manifest.csv", dtype=str, keep_default_na=False)
     rebuilt = sts_manifest(REPO / "data" / "sts", REPO).astype(str)

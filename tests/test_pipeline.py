@@ -13,15 +13,15 @@ import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers.__main__ import main
-from helpers.config import load_config
+from helpers.settings.study import load_config
 from helpers.errors import ConfigError, StepFailedError
-from helpers.pipeline import plan_runs, run_study
+from helpers.runner.pipeline import plan_runs, run_study
 
 from .conftest import write_volume
 
-HEADER = """from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.report import ReportWriter
+HEADER = """from helpers.settings.study import load_config
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
 import pandas as pd
 cfg = load_config(config_path)
 manifest, patients = load_study(cfg, check_images=False)

@@ -1,4 +1,4 @@
-"""helpers.segmentation: settings, preprocessing, DynUNet training and inference, metrics.
+"""helpers.imaging.deep.segmentation: settings, preprocessing, DynUNet training and inference, metrics.
 
 Synthetic volumes: a bright sphere "tumour" (label 2) inside a larger
 ellipsoid "organ" (label 1) with Gaussian noise, on an anisotropic native grid
@@ -28,8 +28,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from helpers.errors import InputDataError
-from helpers.io import sha256_file
-from helpers.segmentation import (
+from helpers.imaging.io import sha256_file
+from helpers.imaging.deep.segmentation import (
     CheckpointMismatchError,
     SegmentationSettings,
     evaluation_table,

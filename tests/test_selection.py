@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from helpers.errors import ConfigError
-from helpers.selection import (
+from helpers.learning.selection import (
     CorrelationFilter,
     LassoSelector,
     MRMRSelector,
@@ -614,7 +614,7 @@ def test_lasso_never_hands_an_empty_feature_set_to_the_classifier():
     np.testing.assert_array_equal(fitted.coef_.to_numpy(), fitted.path_.iloc[first].to_numpy())
     assert "kept 0 feature(s); the largest lambda keeping at least 1 was used" in fitted.describe()
     # In a pipeline the classifier now always gets a feature.
-    from helpers.models import build_pipeline, make_classifier, tune
+    from helpers.learning.models import build_pipeline, make_classifier, tune
 
     pipe = build_pipeline([("lasso", LassoSelector(lambda_rule="1se", cv=3, Cs=20, random_state=0))], make_classifier("logistic"))
     model = tune(pipe, X, y, search="none", cv=3, random_state=0)

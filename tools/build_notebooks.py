@@ -27,13 +27,13 @@ step = "acquisition_qc"
 cohort = "training\""""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.figures import cohort_montages
-from helpers.headers import acquisition_table
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.qc import acquisition_records, cohort_counts, image_mask_qc
-from helpers.report import ReportWriter
+from helpers.settings.study import load_config
+from helpers.figures.images import cohort_montages
+from helpers.data.headers import acquisition_table
+from helpers.data.manifest import load_study
+from helpers._environment import set_seeds
+from helpers.imaging.qc import acquisition_records, cohort_counts, image_mask_qc
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -74,14 +74,18 @@ step = "segmentation"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.deep_learning import (
-    run_deep_features, run_segmentation, run_super_resolution, write_deep_feature_outputs, write_segmentation_outputs,
+from helpers.settings.study import load_config
+from helpers.steps.segmentation import (
+    run_deep_features,
+    run_segmentation,
+    run_super_resolution,
+    write_deep_feature_outputs,
+    write_segmentation_outputs,
     write_super_resolution_outputs,
 )
-from helpers.manifest import load_study, read_manifest
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers.data.manifest import load_study, read_manifest
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -132,14 +136,14 @@ cohort = ''"""),
         ("code", """import pandas as pd
 from IPython.display import display
 
-from helpers.config import load_config
-from helpers.deep_learning import with_super_resolution
-from helpers.extraction import plan_units, run_extraction, write_extraction_outputs
-from helpers.habitat_maps import cohort_habitats, write_habitat_outputs
-from helpers.ibsi import write_ibsi_compliance
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers.settings.study import load_config
+from helpers.steps.segmentation import with_super_resolution
+from helpers.features.extraction import plan_units, run_extraction, write_extraction_outputs
+from helpers.steps.feature_extraction import cohort_habitats, write_habitat_outputs
+from helpers.features.ibsi import write_ibsi_compliance
+from helpers.data.manifest import load_study
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -183,11 +187,11 @@ step = "signature"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
-from helpers.signature import build_signature, interobserver_agreement, write_signature_outputs
+from helpers.settings.study import load_config
+from helpers.data.manifest import load_study
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
+from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -220,15 +224,26 @@ step = "models"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.modelling import (
-    comparison_models, fit_clinical_models, fit_final_model, fit_stacker, fit_survival_models, fusion_comparison, load_modelling_data,
-    model_predictions, run_model_grid, survival_features, write_clinical_outputs, write_final_model_outputs, write_grid_outputs,
+from helpers.settings.study import load_config
+from helpers.data.manifest import load_study
+from helpers.steps.models import (
+    comparison_models,
+    fit_clinical_models,
+    fit_final_model,
+    fit_stacker,
+    fit_survival_models,
+    fusion_comparison,
+    load_modelling_data,
+    model_predictions,
+    run_model_grid,
+    survival_features,
+    write_clinical_outputs,
+    write_final_model_outputs,
+    write_grid_outputs,
     write_survival_outputs,
 )
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -291,13 +306,17 @@ step = "statistics"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.evaluation import (
-    clinical_characteristics, load_predictions, model_statistics, survival_statistics, write_statistics_figures,
+from helpers.settings.study import load_config
+from helpers.steps.statistics import (
+    clinical_characteristics,
+    load_predictions,
+    model_statistics,
+    survival_statistics,
+    write_statistics_figures,
 )
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers.data.manifest import load_study
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -342,10 +361,10 @@ cohort = ''"""),
 
 import pandas as pd
 
-from helpers.config import load_config
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
-from helpers.supplement import build_supplement
+from helpers.settings.study import load_config
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
+from helpers.reporting.supplement import build_supplement
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
