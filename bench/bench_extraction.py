@@ -35,9 +35,9 @@ BEGIN, END = "<!-- bench_extraction:begin -->", "<!-- bench_extraction:end -->"
 
 
 def _units(n_patients: int):
-    from helpers.settings.study import load_config
     from helpers.features.extraction import ExtractionUnit
     from helpers.features.pyradiomics import load_preset, merge_settings
+    from helpers.settings.study import load_config
 
     cfg = load_config(REPO / "study.yaml")
     preset = load_preset("seed1762")

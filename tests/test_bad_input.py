@@ -38,11 +38,11 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.settings.study import load_config
+from helpers.data.manifest import load_patient_table, load_study
 from helpers.errors import ConfigError, ImageReadError, ManifestError
 from helpers.features.pyradiomics import extract_features
 from helpers.imaging.io import read_image
-from helpers.data.manifest import load_patient_table, load_study
+from helpers.settings.study import load_config
 
 from .conftest import write_volume
 
@@ -277,7 +277,7 @@ def test_model_fitting_on_a_single_class_gives_a_clear_error():
 
 
 def test_test_cohort_with_a_single_class_reports_auc_undefined(tiny_study):
-    from helpers.stats._core import pairwise_comparison_table, performance_table
+    from helpers.stats import pairwise_comparison_table, performance_table
 
     pd.DataFrame({"patient": ["P01", "P02", "P03", "P04"], "outcome": [0, 1, 0, 0]}).to_csv(tiny_study / "patients.csv", index=False)
     load_study(load_config(tiny_study / "study.yaml"))  # a one-class TEST cohort is valid input

@@ -12,11 +12,11 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
+from helpers.data.manifest import load_study
+from helpers.errors import ManifestError
+from helpers.runner.pipeline import run_study
 from helpers.settings.study import load_config
 from helpers.steps.segmentation import with_super_resolution
-from helpers.errors import ManifestError
-from helpers.data.manifest import load_study
-from helpers.runner.pipeline import run_study
 from tests.conftest import REPO, tiny_config, write_volume
 
 

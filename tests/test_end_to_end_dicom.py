@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.settings.study import load_config
 from helpers.imaging.io import grid_difference, read_image, read_mask
 from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
 from helpers.simulation.simulate import simulate_study
 
 pytestmark = pytest.mark.slow

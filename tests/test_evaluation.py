@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from helpers.data.manifest import load_study
+from helpers.learning.survival import harrell_c
 from helpers.settings.study import load_config
+from helpers.stats import auc_ci, delong_test
 from helpers.steps.statistics import (
     StudyPredictions,
     clinical_characteristics,
@@ -15,12 +17,7 @@ from helpers.steps.statistics import (
     model_statistics,
     subgroup_values,
     survival_statistics,
-    write_statistics_figures,
 )
-from helpers.data.manifest import load_study
-from helpers.reporting.writer import ReportWriter
-from helpers.stats._core import auc_ci, delong_test
-from helpers.learning.survival import harrell_c
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:

@@ -20,14 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from helpers.figures.shap import shap_bar_figure, shap_beeswarm_figure, shap_waterfall_figure
 from helpers.learning.explain import (
     explained_output,
     explainer_kind,
     explanation_scale,
-    shap_bar_figure,
-    shap_beeswarm_figure,
     shap_explanation,
-    shap_waterfall_figure,
     top_features,
     transform_features,
 )

@@ -16,17 +16,17 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.settings.study import load_config
+from helpers.data.manifest import load_study
 from helpers.features.extraction import (
     ExtractionUnit,
     compute_unit,
-    extraction_provenance,
     plan_units,
     run_extraction,
     unit_key,
 )
 from helpers.features.pyradiomics import load_preset, merge_settings
-from helpers.data.manifest import load_study
+from helpers.settings.study import load_config
+from helpers.steps.feature_extraction import extraction_provenance
 
 from .conftest import write_volume
 
@@ -339,3 +339,59 @@ def test_absent_tiny_or_linear_habitats_are_missing_by_design_not_failures(small
     assert table.loc[["P01", "P02", "P03"]].drop(columns="cohort").isna().all().all() and table.loc["P04"].drop("cohort").notna().all()
     # Cached as 'empty': a re-run neither recomputes nor turns them into failures.
     assert run_extraction(units, tmp_path / "cache", progress=False).status_counts() == {"computed": 0, "cached": 1, "failed": 0, "empty": 3}
+
+
+# -- the cache key covers the code that computes a unit (issue 13) -------------------------------------------------
+def _helpers_modules_run_by(fn, *args) -> set[str]:
+    """helpers modules whose functions execute while ``fn(*args)`` runs (a profile hook on every call)."""
+    seen: set[str] = set()
+
+    def hook(frame, event, arg):
+        if event == "call":
+            name = frame.f_globals.get("__name__", "")
+            if name.startswith("helpers."):
+                seen.add(name)
+
+    sys.setprofile(hook)
+    try:
+        fn(*args)
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def test_unit_key_covers_every_module_that_computes_a_unit(small_study, tmp_path):
+    from types import SimpleNamespace
+
+    from helpers.features import extraction
+
+    data = yaml.safe_load((small_study / "study.yaml").read_text())
+    data["extraction"]["habitats"] = {"series": ["CT"], "k_range": [2, 2]}
+    data["extraction"]["stability"] = {"perturbation": {"mode": "dilate", "radius_mm": 1.0}}
+    data["preprocessing"] = {"CT": {"resample_mm": [1.5, 1.5, 2.0], "zscore": True, "clip": [-100, 300]}}
+    (small_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_config(small_study / "study.yaml")
+    maps = {p: str(small_study / p / "CT_mask.nii.gz") for p in ("P01", "P02", "P03", "P04")}
+    units = plan_units(load_study(cfg)[0], cfg, SimpleNamespace(map_paths=maps, k=1))
+    kinds = {(u.roi_kind, u.reader) for u in units}
+    assert {("tumour", "reader1"), ("ring", "reader1"), ("tumour", "reader2"), ("label", "reader1")} <= kinds
+    ran: set[str] = set()
+    for kind in sorted(kinds):
+        unit = next(u for u in units if (u.roi_kind, u.reader) == kind)
+        key = extraction.unit_key(unit)
+        records = []
+        ran |= _helpers_modules_run_by(lambda u=unit, k=key: records.append(extraction.compute_unit(u, k, tmp_path / "cache")))
+        assert records[0]["status"] == "computed", records[0].get("error")
+    # Settings models validate values that are themselves in the key; errors only raise.
+    covered = set(extraction.CODE_MODULES) | {"helpers.features.extraction", "helpers.errors"}
+    uncovered = sorted(m for m in ran if m not in covered and not m.startswith("helpers.settings."))
+    assert not uncovered, f"compute_unit runs code of {uncovered}: add them to helpers.features.extraction.CODE_MODULES"
+    assert set(extraction.CODE_MODULES) <= ran  # and every listed module does compute
+    # Moving a listed module fails loudly instead of dropping it from the key.
+    original = extraction.CODE_MODULES
+    try:
+        extraction.CODE_MODULES = (*original, "helpers.features.moved_away")
+        with pytest.raises(ModuleNotFoundError):
+            extraction._code_hash()
+    finally:
+        extraction.CODE_MODULES = original

@@ -33,7 +33,6 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from helpers.features.pyradiomics import extract_features, load_preset
 from helpers.features.ibsi import (
     IBSI_TO_PYRADIOMICS,
     KNOWN_DEVIATIONS,
@@ -43,6 +42,7 @@ from helpers.features.ibsi import (
     ibsi_unmapped_tags,
     read_ibsi_reference,
 )
+from helpers.features.pyradiomics import extract_features, load_preset
 
 REPO = Path(__file__).resolve().parents[1]
 PYRAD = REPO / "tests" / "data" / "pyradiomics"

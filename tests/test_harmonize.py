@@ -21,8 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
+from helpers.figures.harmonization import combat_diagnostics_figure
 from helpers.figures.style import PALETTE
-from helpers.learning.harmonize import ComBatHarmonizer, UnseenBatchError, combat_diagnostics_figure
+from helpers.learning.harmonize import ComBatHarmonizer, UnseenBatchError
 
 # The package's __init__ re-exports the function under the module's name; import the module itself.
 nc = importlib.import_module("neuroCombat.neuroCombat")

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.settings.study import load_config
+from helpers.data.manifest import cohort_by_vendor, load_patient_table, load_study, read_manifest, validate_manifest
 from helpers.errors import ManifestError
 from helpers.imaging.io import sha256_file
-from helpers.data.manifest import cohort_by_vendor, load_patient_table, load_study, read_manifest, validate_manifest
+from helpers.settings.study import load_config
 
 from .conftest import write_volume
 

@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.settings.study import load_config
-from helpers.errors import InputDataError
+from helpers.data.columns import series_of_column
 from helpers.data.manifest import load_study
-from helpers.steps.models import ModellingData, fit_final_model, run_model_grid
-from helpers.reporting.writer import ReportWriter
+from helpers.errors import InputDataError
 from helpers.learning.selection import MissingValueImputer
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import load_config
+from helpers.steps.models import ModellingData, fit_final_model, run_model_grid
 from helpers.steps.signature import build_signature, write_signature_outputs
 
 
@@ -36,7 +37,7 @@ def _features_path(study):
 
 
 def _modelling_data(cfg, sig) -> ModellingData:
-    eligible = [c for c in sig.harmonized.columns if cfg.series_of_column(c) not in cfg.comparison_series]
+    eligible = [c for c in sig.harmonized.columns if series_of_column(c, cfg.series) not in cfg.comparison_series]
     return ModellingData(sig.harmonized[eligible], sig.data.y, sig.data.cohort, list(cfg.training_cohorts))
 
 

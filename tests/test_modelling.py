@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.settings.study import load_config
 from helpers.data.manifest import load_study
-from helpers.steps.models import fit_final_model, load_modelling_data, predictions_table, run_model_grid, study_blocks
-from helpers.runner.pipeline import run_study
 from helpers.reporting.writer import ReportWriter
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
+from helpers.stats import pairwise_comparison_table
+from helpers.steps.models import fit_final_model, load_modelling_data, predictions_table, run_model_grid, study_blocks
 from helpers.steps.signature import build_signature, write_signature_outputs
-from helpers.stats._core import pairwise_comparison_table
 from tests.conftest import make_planted_feature_study
 
 

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import StandardScaler
 
+from helpers.figures.models import auc_heatmap_figure
 from helpers.learning.models import (
     ALGORITHMS,
     FittedModel,
@@ -30,7 +31,6 @@ from helpers.learning.models import (
     ModelVersionWarning,
     ScoreStacker,
     UnknownAlgorithmError,
-    auc_heatmap_figure,
     build_pipeline,
     default_search_space,
     feature_blocks,
@@ -518,7 +518,7 @@ def test_model_grid_and_heatmap():
 
 def _stacker(cv: int = 5) -> ScoreStacker:
     base = lambda: build_pipeline([("scale", StandardScaler())], make_classifier("logistic"))
-    return ScoreStacker([("ct", base(), "CT / tumour"), ("pet", base(), "PET / tumour")], cv=cv, random_state=0)
+    return ScoreStacker(estimators=[("ct", base(), "CT / tumour"), ("pet", base(), "PET / tumour")], cv=cv, random_state=0)
 
 
 def test_stacking_matches_or_beats_the_best_base_model():
@@ -560,7 +560,7 @@ def test_stacking_uses_only_out_of_fold_training_scores():
     assert np.array_equal(batch[:7], fitted.predict_proba(X_test.iloc[:7]))  # no test information shared between patients
     assert joblib.hash(fitted) == state
     with pytest.raises(ValueError, match="no column of block"):
-        ScoreStacker([("mr", build_pipeline([], make_classifier("logistic")), "MR / tumour")]).fit(X_train, y_train)
+        ScoreStacker(estimators=[("mr", build_pipeline([], make_classifier("logistic")), "MR / tumour")]).fit(X_train, y_train)
 
 
 def test_stacker_inside_tune_gives_nested_out_of_fold_estimate():

@@ -13,9 +13,9 @@ import pydicom
 import pytest
 import yaml
 
-from helpers.settings.study import load_config
-from helpers.runner.pipeline import run_study
 from helpers.reporting.writer import find_values_in_reports
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers.__main__ import main
-from helpers.settings.study import load_config
 from helpers.errors import ConfigError, StepFailedError
+from helpers.runner.cli import main
 from helpers.runner.pipeline import plan_runs, run_study
+from helpers.settings.study import load_config
 
 from .conftest import write_volume
 

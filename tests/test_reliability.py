@@ -25,11 +25,11 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.settings.study import load_config
-from helpers.features.extraction import compute_unit, plan_units, run_extraction, unit_key
 from helpers.data.manifest import load_study
-from helpers.runner.pipeline import run_study
+from helpers.features.extraction import compute_unit, plan_units, run_extraction, unit_key
 from helpers.reporting.writer import find_values_in_reports, read_ledger
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
 
 from .conftest import tiny_config, write_volume
 

@@ -28,7 +28,6 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from helpers.errors import InputDataError
-from helpers.imaging.io import sha256_file
 from helpers.imaging.deep.segmentation import (
     CheckpointMismatchError,
     SegmentationSettings,
@@ -42,6 +41,7 @@ from helpers.imaging.deep.segmentation import (
     summarise_evaluation,
     train_segmentation,
 )
+from helpers.imaging.io import sha256_file
 
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("monai") is None,

@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from helpers.errors import ConfigError
+from helpers.figures.selection import coefficient_figure, lasso_cv_figure, lasso_path_figure
 from helpers.learning.selection import (
     CorrelationFilter,
     LassoSelector,
@@ -26,9 +27,6 @@ from helpers.learning.selection import (
     UnivariateFilter,
     ZScoreScaler,
     build_selector,
-    coefficient_figure,
-    lasso_cv_figure,
-    lasso_path_figure,
     radscore,
     radscore_formula,
     radscore_table,
@@ -393,13 +391,13 @@ def test_clone_pipelines_and_imblearn():
     from imblearn.pipeline import Pipeline as ImbPipeline
 
     X, y = small(seed=1, n=80, p=25)
-    for est in [ZScoreScaler(on_nan="drop"), UnivariateFilter(p_threshold=0.2, correction="fdr_bh"), CorrelationFilter(0.8, "spearman", "auc"),
+    for est in [ZScoreScaler(on_nan="drop"), UnivariateFilter(p_threshold=0.2, correction="fdr_bh"), CorrelationFilter(threshold=0.8, method="spearman", relevance="auc"),
                 MRMRSelector(k=4, scheme="MID"), LassoSelector(Cs=8, cv=3)]:  # fmt: skip
         c = clone(est)
         assert c.get_params() == est.get_params() and not hasattr(c, "selected_features_")
         out = c.fit(X, y).transform(X)
         assert isinstance(out, pd.DataFrame) and list(out.columns) == list(c.get_feature_names_out())
-    pipe = ImbPipeline([("zscore", ZScoreScaler()), ("smote", SMOTE(random_state=0)), ("univariate", UnivariateFilter(0.2)),
+    pipe = ImbPipeline([("zscore", ZScoreScaler()), ("smote", SMOTE(random_state=0)), ("univariate", UnivariateFilter(p_threshold=0.2)),
                         ("mrmr", MRMRSelector(k=5)), ("lasso", LassoSelector(Cs=8, cv=3))])  # fmt: skip
     pipe.fit(X, y)
     table = selection_pathway(pipe)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from helpers.settings.study import load_config
 from helpers.data.manifest import load_study
 from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import load_config
 from helpers.steps.signature import batch_labels, build_signature, write_signature_outputs
 
 

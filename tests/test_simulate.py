@@ -21,12 +21,12 @@ import SimpleITK as sitk
 from scipy import stats
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from helpers.__main__ import main
-from helpers.settings.study import load_config
-from helpers.learning.harmonize import ComBatHarmonizer
 from helpers.data.headers import read_dicom_acquisition
-from helpers.imaging.io import read_image
 from helpers.data.manifest import load_study
+from helpers.imaging.io import read_image
+from helpers.learning.harmonize import ComBatHarmonizer
+from helpers.runner.cli import main
+from helpers.settings.study import load_config
 from helpers.simulation.simulate import (
     HABITAT_NAMES,
     SCANNER_PROTOCOLS,
@@ -72,8 +72,8 @@ def features(study: Path, tmp_path_factory) -> pd.DataFrame:
     """Tumour + 5 mm ring features of every patient, extracted as notebook 03 does (no habitat/ICC units, lean preset)."""
     import yaml
 
-    from helpers.features.extraction import plan_units, run_extraction
     from helpers.data.manifest import validate_manifest
+    from helpers.features.extraction import plan_units, run_extraction
 
     preset = tmp_path_factory.mktemp("preset") / "lean.yaml"
     preset.write_text(yaml.safe_dump(LEAN_PRESET))

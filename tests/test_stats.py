@@ -1,6 +1,6 @@
-"""Tests of helpers.stats._core against independent references.
+"""Tests of helpers.stats against independent references.
 
-References (none of them calls helpers.stats._core):
+References (none of them calls helpers.stats):
 
 * ``tests/data/stats/reference.csv`` -- R 4.2.2 with pROC 1.18.0 (AUC, DeLong CI and variance, roc.test,
   bootstrap CI with 20,000 resamples), rms 6.5.0 / glm (calibration), Hmisc 4.8.0 ``improveProb`` (NRI, IDI),
@@ -29,7 +29,7 @@ from sksurv.datasets import load_gbsg2
 from statsmodels.stats.proportion import proportion_confint
 
 from helpers.errors import InputDataError
-from helpers.stats._core import (
+from helpers.stats import (
     auc_ci,
     binary_metrics,
     binomial_ci,

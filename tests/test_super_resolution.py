@@ -24,6 +24,7 @@ import torch
 from pydantic import ValidationError
 
 from helpers.errors import InputDataError
+from helpers.figures.deep import sr_comparison_figure, sr_training_curve_figure
 from helpers.imaging.deep.super_resolution import (
     FWHM_PER_SIGMA,
     ConvFeatures3D,
@@ -36,8 +37,6 @@ from helpers.imaging.deep.super_resolution import (
     load_perceptual_network,
     make_training_pairs,
     psnr,
-    sr_comparison_figure,
-    sr_training_curve_figure,
     ssim,
     train_super_resolution,
     trilinear_upsample,

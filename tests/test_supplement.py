@@ -17,8 +17,6 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from helpers.settings.study import load_config  # noqa: E402
-from helpers.reporting.writer import ReportWriter, read_ledger  # noqa: E402
 from helpers.reporting.supplement import (
     SupplementWarning,
     build_supplement,
@@ -30,6 +28,8 @@ from helpers.reporting.supplement import (
     methods_text,
     validate_supplement_data,
 )  # fmt: skip
+from helpers.reporting.writer import ReportWriter, read_ledger  # noqa: E402
+from helpers.settings.study import load_config  # noqa: E402
 
 from .conftest import REPO, tiny_config  # noqa: E402
 

@@ -23,6 +23,7 @@ from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.metrics import integrated_brier_score as sksurv_ibs
 from statsmodels.duration.hazard_regression import PHReg
 
+from helpers.figures.survival import km_figure
 from helpers.learning.survival import (
     CoxModel,
     RandomSurvivalForest,
@@ -32,7 +33,6 @@ from helpers.learning.survival import (
     harrell_c,
     integrated_brier_score,
     km_by_group,
-    km_figure,
     risk_groups,
     time_dependent_auc,
     to_structured,

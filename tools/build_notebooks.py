@@ -27,37 +27,29 @@ step = "acquisition_qc"
 cohort = "training\""""),
         ("code", """from IPython.display import display
 
-from helpers.settings.study import load_config
-from helpers.figures.images import cohort_montages
-from helpers.data.headers import acquisition_table
-from helpers.data.manifest import load_study
 from helpers._environment import set_seeds
-from helpers.imaging.qc import acquisition_records, cohort_counts, image_mask_qc
+from helpers.data.manifest import load_study
 from helpers.reporting.writer import ReportWriter
+from helpers.settings import load_config
+from helpers.steps.acquisition_qc import (
+    cohort_rows, write_acquisition_table, write_cohort_counts, write_image_mask_qc, write_montages,
+)
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort)"""),
         ("md", "## Inputs: manifest and patient table (validated before any work)"),
         ("code", """manifest, patients = load_study(cfg)
-rows = manifest[manifest["cohort"] == cohort]
+rows = cohort_rows(manifest, cohort)
 print(f"cohort {cohort}: {rows['patient'].nunique()} patients, {len(rows)} images")"""),
         ("md", "## Cohorts and outcome classes (CLEAR item 15)"),
-        ("code", """counts = cohort_counts(manifest, patients, cfg)
-report.table(counts, "cohort_split_counts", per_cohort=False)
-display(counts)"""),
+        ("code", """display(write_cohort_counts(manifest, patients, cfg, report))"""),
         ("md", "## Acquisition parameters per protocol group (Table S1)"),
-        ("code", """acquisition = acquisition_table(acquisition_records(rows, cfg))
-report.table(acquisition, "acquisition_parameters")
-display(acquisition)"""),
+        ("code", """display(write_acquisition_table(rows, cfg, report))"""),
         ("md", "## Image and mask QC (flagged scans first)"),
-        ("code", """qc = image_mask_qc(rows, cfg)
-report.table(qc, "image_mask_qc")
-display(qc.sort_values("qc_flags", ascending=False, key=lambda s: s.str.len()).head(20))"""),
+        ("code", """display(write_image_mask_qc(rows, cfg, report).head(20))"""),
         ("md", "## Mid-slice montage with the tumour contour, per series"),
-        ("code", """for name, fig in cohort_montages(rows, cfg, cohort):
-    report.figure(fig, name)
-print("\\n".join(report.outputs))"""),
+        ("code", """print("\\n".join(write_montages(rows, cfg, cohort, report)))"""),
     ],
     "02_segmentation_deep_features.ipynb": [
         ("md", """# 02 Auto-segmentation and deep features
@@ -74,7 +66,7 @@ step = "segmentation"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.settings.study import load_config
+from helpers.settings import load_config
 from helpers.steps.segmentation import (
     run_deep_features,
     run_segmentation,
@@ -136,14 +128,14 @@ cohort = ''"""),
         ("code", """import pandas as pd
 from IPython.display import display
 
-from helpers.settings.study import load_config
-from helpers.steps.segmentation import with_super_resolution
-from helpers.features.extraction import plan_units, run_extraction, write_extraction_outputs
-from helpers.steps.feature_extraction import cohort_habitats, write_habitat_outputs
-from helpers.features.ibsi import write_ibsi_compliance
-from helpers.data.manifest import load_study
 from helpers._environment import set_seeds
+from helpers.data.manifest import load_study
 from helpers.reporting.writer import ReportWriter
+from helpers.settings import load_config
+from helpers.steps.feature_extraction import (
+    cohort_habitats, run_feature_extraction, write_extraction_outputs, write_habitat_outputs, write_ibsi_compliance,
+)
+from helpers.steps.segmentation import with_super_resolution
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -158,9 +150,7 @@ for name, table in habitat_tables.items():
     print(name)
     display(table.head(12))"""),
         ("md", "## Extraction (patient x series x ROI x preset)"),
-        ("code", """units = plan_units(manifest, cfg, habitats)
-result = run_extraction(units, cfg.report_root / ".cache" / "extraction", workers=cfg.extraction.workers,
-                        scheduler_address=cfg.extraction.scheduler_address)
+        ("code", """result = run_feature_extraction(manifest, cfg, habitats)
 display(pd.Series(result.status_counts(), name="units"))"""),
         ("md", "## IBSI compliance of the IBSI preset (digital phantom, chapter 1 reference values)"),
         ("code", """display(write_ibsi_compliance(report))"""),
@@ -187,7 +177,7 @@ step = "signature"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.settings.study import load_config
+from helpers.settings import load_config
 from helpers.data.manifest import load_study
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
@@ -224,7 +214,7 @@ step = "models"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.settings.study import load_config
+from helpers.settings import load_config
 from helpers.data.manifest import load_study
 from helpers.steps.models import (
     comparison_models,
@@ -306,7 +296,7 @@ step = "statistics"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.settings.study import load_config
+from helpers.settings import load_config
 from helpers.steps.statistics import (
     clinical_characteristics,
     load_predictions,
@@ -361,20 +351,20 @@ cohort = ''"""),
 
 import pandas as pd
 
-from helpers.settings.study import load_config
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
-from helpers.reporting.supplement import build_supplement
+from helpers.settings import load_config
+from helpers.steps.supplement import numbered_items, write_supplement
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)"""),
         ("md", "## Build the document"),
-        ("code", """supplement = build_supplement(cfg, writer=report)
+        ("code", """supplement = write_supplement(cfg, report)
 print(f"{supplement.n_tables} tables and {supplement.n_figures} figures")
 print("\\n".join(str(p) for p in (supplement.docx, supplement.html, supplement.latex)))"""),
         ("md", "## Numbered items and anything that needs attention (uncaptioned or missing outputs)"),
-        ("code", """display(pd.DataFrame([{"number": it.number, "kind": it.kind, "name": it.name, "caption": it.caption} for it in supplement.items]).head(80))
+        ("code", """display(numbered_items(supplement).head(80))
 for warning in supplement.warnings:
     print("WARNING:", warning)"""),
     ],

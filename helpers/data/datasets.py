@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.imaging.io import sha256_file
 from helpers.data.manifest import cohort_by_vendor
+from helpers.imaging.io import sha256_file
 
 STS_SERIES = ("CT", "PET", "MR_T1")
 

@@ -17,6 +17,18 @@ import pandas as pd
 import pydicom
 
 from helpers.errors import ImageReadError
+from helpers.settings.study import StudyConfig
+
+__all__ = [
+    "ACQUISITION_FIELDS",
+    "acquisition_records",
+    "acquisition_table",
+    "cohort_counts",
+    "normalise_record",
+    "read_dicom_acquisition",
+    "records_from_table",
+    "summarise_values",
+]
 
 #: Canonical acquisition fields: output name -> (DICOM keyword, unit label).
 ACQUISITION_FIELDS: dict[str, tuple[str, str]] = {
@@ -275,3 +287,68 @@ def acquisition_table(
     # Drop parameters absent for every group (e.g. kVp in an MR-only study): they carry no information.
     empty = [p for p in params if (table[p] == "n/a").all()]
     return table.drop(columns=empty).reset_index(drop=True)
+
+
+def acquisition_records(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
+    """One acquisition record per manifest row, from the best available source.
+
+    Priority: the DICOM headers when the image is a DICOM series/file; else the
+    header CSV named by ``acquisition_headers`` in the config; else manifest
+    columns named by DICOM keyword (``Manufacturer``, ``RepetitionTime``...).
+    The ``source`` column says which one was used. Only allow-listed
+    acquisition fields are read (see :data:`helpers.headers.ACQUISITION_FIELDS`).
+
+    Returns
+    -------
+    DataFrame
+        ``patient``, ``cohort``, ``centre``, ``series``, ``modality``, ``source`` and the
+        canonical acquisition fields.
+    """
+    csv = None
+    if cfg.acquisition_headers:
+        raw = pd.read_csv(cfg.path(cfg.acquisition_headers), dtype=str, keep_default_na=False)
+        csv = records_from_table(raw.replace("", np.nan)).set_index(["patient", "series"])
+    keyword_cols = [kw for kw, _ in ACQUISITION_FIELDS.values() if kw in manifest.columns]
+    rows = []
+    for r in manifest.itertuples(index=False):
+        image = Path(r.image_path)
+        base = {"patient": r.patient, "cohort": r.cohort, "centre": r.centre, "series": r.series, "modality": cfg.series[r.series].modality}
+        if image.is_dir() or image.suffix.lower() == ".dcm":
+            rec, source = read_dicom_acquisition(image), "DICOM header"
+        elif csv is not None and (r.patient, r.series) in csv.index:
+            rec, source = csv.loc[(r.patient, r.series)].to_dict(), "header CSV"
+        elif keyword_cols:
+            rec = normalise_record({kw: (getattr(r, kw) or None) for kw in keyword_cols})
+            source = "manifest"
+        else:
+            rec, source = {k: (math.nan if k != "manufacturer" else None) for k in ACQUISITION_FIELDS}, "none"
+        rows.append({**base, "source": source, **rec})
+    return pd.DataFrame(rows)
+
+
+def cohort_counts(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
+    """Patients per cohort and outcome class, and scans per series (CLEAR item 15).
+
+    Returns
+    -------
+    DataFrame
+        One row per cohort (plus a ``total`` row): role, patients, patients
+        per binary outcome class (with %), and scans per series.
+    """
+    per_patient = manifest.groupby("patient")["cohort"].first()
+    endpoint = cfg.endpoints.binary
+    rows = []
+    for cohort in [*cfg.cohorts, "total"]:
+        ids = per_patient.index if cohort == "total" else per_patient.index[per_patient == cohort]
+        row: dict[str, object] = {"cohort": cohort, "role": cfg.cohorts[cohort].role if cohort != "total" else "", "patients": len(ids)}
+        if endpoint:
+            y = patients.loc[ids, endpoint]
+            for cls in sorted(patients[endpoint].dropna().unique()):
+                k = int((y == cls).sum())
+                row[f"{endpoint}={int(cls)}"] = f"{k} ({100 * k / len(ids):.1f}%)" if len(ids) else "0"
+        sub = manifest if cohort == "total" else manifest[manifest["cohort"] == cohort]
+        for series in (s for s in cfg.series if cfg.source_series(s) == s):  # acquired series (not notebook 02's SR images)
+            row[f"scans {series}"] = int((sub["series"] == series).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+

@@ -18,10 +18,10 @@ import pandas as pd
 import pydicom
 import SimpleITK as sitk
 
-from helpers.settings.study import StudyConfig
+from helpers.data.tables import CsvDialect, read_csv_table
 from helpers.errors import ImageReadError, ManifestError, ManifestIssue
 from helpers.imaging.io import geometry_difference, is_dicom_file, nonfinite_voxels, read_image, read_mask, sha256_file
-from helpers.data.tables import CsvDialect, read_csv_table
+from helpers.settings.study import StudyConfig
 
 REQUIRED_COLUMNS = ("patient", "cohort", "series", "image", "mask")
 OPTIONAL_COLUMNS = ("centre", "scanner", "mask_reader2", "mask_roi", "image_sha256", "mask_sha256")
@@ -384,7 +384,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _geometry_problem(img: dict, msk: dict, tol) -> str | None:
-    # The study's one geometry rule (helpers.io): what it accepts, every later reader conforms (io.conform_mask).
+    # The study's one geometry rule (helpers.imaging.io): what it accepts, every later reader conforms (io.conform_mask).
     return geometry_difference(img, msk, tol, "mask")
 
 

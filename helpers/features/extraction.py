@@ -18,6 +18,7 @@ are assembled in unit order, not completion order.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import math
@@ -36,8 +37,9 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from helpers.imaging import rois
-from helpers.settings.study import GeometryTolerance, StudyConfig
+from helpers._environment import package_versions
+from helpers.data.columns import feature_column
+from helpers.errors import EmptyROIError
 from helpers.features.pyradiomics import (
     EXPECTED_COUNTS,
     SHAPE_FEATURES,
@@ -47,9 +49,10 @@ from helpers.features.pyradiomics import (
     preset_name,
     without_shape,
 )
+from helpers.imaging import rois
 from helpers.imaging.io import conform_mask, grid_difference, read_image, read_image_info, read_mask, sha256_file
 from helpers.imaging.preprocess import PreprocessSettings, mask_on_grid, preprocess
-from helpers._environment import package_versions
+from helpers.settings.study import GeometryTolerance, StudyConfig
 
 __all__ = [
     "ExtractionUnit",
@@ -58,12 +61,13 @@ __all__ = [
     "unit_key",
     "compute_unit",
     "run_extraction",
-    "extraction_provenance",
-    "write_extraction_outputs",
 ]
 
-# Modules whose code computes feature values (table assembly and scheduling code is not part of the key).
-_CODE_MODULES = ("features.py", "preprocess.py", "rois.py", "io.py")
+#: Modules whose code computes feature values, by import name: their source is part of every unit key (table
+#: assembly and scheduling code is not). A module that is moved or renamed fails the import here instead of silently
+#: dropping out of the key; tests/test_extraction.py traces a unit's computation and fails when it runs code of a
+#: helpers module not listed here.
+CODE_MODULES = ("helpers.features.pyradiomics", "helpers.imaging.io", "helpers.imaging.preprocess", "helpers.imaging.rois")
 _VERSION_PACKAGES = ("pyradiomics-bhklab", "SimpleITK", "numpy", "PyWavelets", "scipy")
 
 
@@ -144,7 +148,7 @@ class ExtractionResult:
         s_order = list(series_order or sorted({s for s, _ in blocks}))
         r_order = list(roi_order or sorted({r for _, r in blocks}))
         ordered = sorted(blocks, key=lambda sr: (_pos(s_order, sr[0]), _pos(r_order, sr[1]), sr))
-        columns = [f"{s}_{r}_{n}" for s, r in ordered for n in blocks[(s, r)]]
+        columns = [feature_column(s, r, n) for s, r in ordered for n in blocks[(s, r)]]
         patients = sorted(rows)
         table = pd.DataFrame([[rows[p].get(c, np.nan) for c in columns] for p in patients], index=pd.Index(patients, name="patient"), columns=columns)
         table.insert(0, "cohort", [cohorts[p] for p in patients])
@@ -179,7 +183,7 @@ class ExtractionResult:
 
         Only results are tabulated: whether a unit came from the cache and how
         long it took depend on the run's history, so they are in the
-        provenance (:func:`extraction_provenance`), and an interrupted and
+        provenance (:func:`helpers.steps.feature_extraction.extraction_provenance`), and an interrupted and
         resumed run gives the same table, byte for byte, as an uninterrupted one.
         """
         keep = (
@@ -296,19 +300,17 @@ def _versions() -> dict[str, str]:
 
 
 def _code_hash() -> str:
-    here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in _CODE_MODULES:
-        path = here / name
-        if path.is_file():
-            digest.update(name.encode() + path.read_bytes())
+    for name in CODE_MODULES:
+        # inspect.getsource raises when the source is missing: a key never silently stops covering a module.
+        digest.update(name.encode() + inspect.getsource(importlib.import_module(name)).encode())
     for func in _KEY_FUNCTIONS:
         digest.update(inspect.getsource(func).encode())
     return digest.hexdigest()
 
 
 def _perturbation_code_hash() -> str:
-    from helpers.learning.stability import perturbed_mask
+    from helpers.imaging.rois import perturbed_mask
 
     return hashlib.sha256(inspect.getsource(perturbed_mask).encode()).hexdigest()
 
@@ -346,7 +348,7 @@ def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
         mask = read_mask(unit.mask_path, reference=image, roi_name=unit.mask_roi, tolerance=tolerance)
         tumour = rois.tumour_mask(mask, int(unit.params.get("setting", {}).get("label", 1)))
         if unit.perturbation:
-            from helpers.learning.stability import perturbed_mask
+            from helpers.imaging.rois import perturbed_mask
 
             # A simulated second reader: the tumour outline moved by a fixed distance in mm.
             tumour = perturbed_mask(tumour, unit.perturbation["mode"], float(unit.perturbation["radius_mm"]))
@@ -370,19 +372,16 @@ def _roi_mask(unit: ExtractionUnit, image: sitk.Image) -> sitk.Image:
     if unit.roi_kind == "label" and n_voxels < unit.min_roi_voxels:
         # A habitat absent from this tumour, or only a few voxels of it (qc.min_mask_voxels, as for the masks at
         # validation): its features are undefined or meaningless, missing by design, not a failure of the input.
-        raise _EmptyHabitat(f"habitat ROI '{unit.roi}' has {n_voxels} voxel(s) in this patient's tumour "
+        raise EmptyROIError(f"habitat ROI '{unit.roi}' has {n_voxels} voxel(s) in this patient's tumour "
                             f"(fewer than qc.min_mask_voxels = {unit.min_roi_voxels})")
     if unit.roi_kind == "label" and sum(int(np.ptp(ax)) > 0 for ax in np.nonzero(arr)) < 2:
         # A habitat that is a line of voxels: pyradiomics needs an ROI extending in at least two dimensions.
-        raise _EmptyHabitat(f"habitat ROI '{unit.roi}' is a line of {n_voxels} voxels in this patient's tumour "
+        raise EmptyROIError(f"habitat ROI '{unit.roi}' is a line of {n_voxels} voxels in this patient's tumour "
                             "(texture needs at least two dimensions)")
     if not n_voxels:
         raise ValueError(f"ROI '{unit.roi}' is empty for this patient and series")
     return roi
 
-
-class _EmptyHabitat(Exception):
-    """A habitat subregion that a patient's tumour does not contain."""
 
 
 def _limit_threads() -> None:
@@ -421,7 +420,7 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
             expected -= SHAPE_FEATURES
         if expected is not None and len(features) != expected:
             raise RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
-    except _EmptyHabitat as exc:
+    except EmptyROIError as exc:
         rec = {"status": "empty", "key": key, "unit": asdict(unit), "features": {}, "diagnostics": {}, "preprocessing": None,
                "seconds": time.perf_counter() - t0, "error": None, "note": str(exc)}
         _write_cache(path, rec)
@@ -545,75 +544,6 @@ def _run_dask(units, keys, todo: Iterable[int], cache_dir: Path, address: str, r
             records[futures.pop(fut)] = fut.result()
             fut.release()  # drop the result from the workers' memory once it is here (memory stays flat in cohort size)
             bar.update()
-
-
-def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
-    """Everything needed to trace the feature values: settings, versions, hashes, unit keys.
-
-    Returns
-    -------
-    dict
-        Library versions, the helpers code hash, per preset and series the
-        merged pyradiomics parameters and preprocessing settings, the ROI
-        definitions, the number of units computed, taken from the cache and
-        failed in this run, and per unit its key, status (``computed``,
-        ``cached`` or ``failed``), seconds of computation and pyradiomics
-        image/mask hashes.
-    """
-    settings: dict[str, dict[str, dict]] = {}
-    for u in result.units:
-        settings.setdefault(u.preset, {}).setdefault(u.series, {"pyradiomics_params": u.params, "preprocessing": u.preprocessing})
-    return {
-        "versions": _versions(),
-        "helpers_extraction_code_hash": _code_hash(),
-        "settings": settings,
-        "rois": {name: spec.model_dump() for name, spec in cfg.extraction.rois.items()},
-        "habitats": cfg.extraction.habitats.model_dump() if cfg.extraction.habitats else None,
-        "unit_counts": result.status_counts(),
-        "units": [
-            {"unit": u.unit_id, "key": r["key"], "status": r["status"], "seconds": r.get("seconds"),
-             "image_hash": (r.get("diagnostics") or {}).get("diagnostics_Image-original_Hash"),
-             "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash"),
-             "preprocessing": r.get("preprocessing")}
-            for u, r in zip(result.units, result.records, strict=True)
-        ],
-    }
-
-
-def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report) -> dict[str, pd.DataFrame]:
-    """Write the feature tables, counts, diagnostics, failures and provenance.
-
-    Per preset: ``features/features_<preset>.parquet`` + ``.csv`` (wide table;
-    ``features_<preset>_reader2`` for the training patients' second reader)
-    and ``tables/feature_counts_<preset>`` (Appendix S2 style); then
-    ``features/extraction_diagnostics``, ``tables/extraction_failures`` and
-    ``provenance/extraction.json``. Returns the small tables for display.
-    """
-    series_order = list(cfg.series)
-    roi_order = list(cfg.extraction.rois) + [f"habitat{k}" for k in range(1, 64)]
-    shown: dict[str, pd.DataFrame] = {}
-    for preset_ref in cfg.extraction.presets:
-        preset = preset_name(preset_ref)
-        report.data(result.features_table(preset, series_order, roi_order), f"features_{preset}")
-        if cfg.extraction.stability is not None:
-            report.data(result.features_table(preset, series_order, roi_order, reader="reader2"), f"features_{preset}_reader2")
-        counts = result.feature_count_table(preset)
-        report.table(counts, f"feature_counts_{preset}", per_cohort=False)
-        shown[f"feature_counts_{preset}"] = counts
-    report.data(result.diagnostics_table(), "extraction_diagnostics", index=False)
-    failures = result.failures_table()
-    # Reasons may quote input paths: relative to the study folder, so the table does not depend on where the study lives.
-    failures["reason"] = failures["reason"].astype(str).str.replace(str(cfg.base_dir) + os.sep, "", regex=False)
-    failures_csv = report.table(failures, "extraction_failures", per_cohort=False)
-    report.failures(failures, "extraction units", failures_csv)
-    shown["extraction_failures"] = failures
-    empty = result.empty_rois_table()
-    if not empty.empty:
-        # Habitats absent from a tumour: listed (their features are missing and follow the missing-data policy).
-        report.table(empty, "extraction_empty_habitats", per_cohort=False)
-        shown["extraction_empty_habitats"] = empty
-    report.json(extraction_provenance(cfg, result), "extraction")
-    return shown
 
 
 # The functions whose source is part of every unit key (bound at import, so a wrapper installed later, e.g. for

@@ -451,26 +451,3 @@ def _unmapped_reason(tag: str) -> str:
 
 #: The IBSI 1 digital phantom shipped with the repository (CC BY 4.0).
 PHANTOM_DIR = Path(__file__).resolve().parents[2] / "data" / "ibsi1_digital_phantom"
-
-
-def write_ibsi_compliance(report, phantom_dir: str | Path = PHANTOM_DIR) -> pd.DataFrame:
-    """Write the IBSI phantom compliance tables of the ``ibsi`` preset.
-
-    Tables: ``ibsi_phantom_compliance`` (every mapped tag with reference,
-    tolerance, value, whether it matches and the known reason of a
-    deviation) and ``ibsi_phantom_unmapped`` (tags without a pyradiomics
-    counterpart, with the reason).
-
-    Returns
-    -------
-    DataFrame
-        Matching counts per IBSI family (mapped, within tolerance, deviating).
-    """
-    phantom_dir = Path(phantom_dir)
-    csv = phantom_dir / "reference_values.csv"
-    table = ibsi_phantom_comparison(phantom_dir / "image" / "phantom.nii.gz", phantom_dir / "mask" / "mask.nii.gz", csv)
-    report.table(table, "ibsi_phantom_compliance", per_cohort=False)
-    report.table(ibsi_unmapped_tags(csv), "ibsi_phantom_unmapped", per_cohort=False)
-    summary = table.groupby("ibsi_family", sort=False).agg(mapped=("tag", "size"), within_tolerance=("within_tolerance", "sum"))
-    summary["deviating"] = summary["mapped"] - summary["within_tolerance"]
-    return summary.reset_index()

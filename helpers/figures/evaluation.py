@@ -3,7 +3,7 @@
 Every function takes already-computed data (arrays, DataFrames) and returns a
 matplotlib :class:`~matplotlib.figure.Figure`; nothing is saved here (the
 caller writes PNG at 300 dpi and PDF with a tight bounding box, e.g. through
-``helpers.report``). The figures share the project style
+``helpers.reporting``). The figures share the project style
 (:func:`helpers.figures.apply_style`) and the Okabe-Ito palette
 (:data:`helpers.figures.PALETTE`, colour-blind safe), are sized for a journal
 column (single column 3.5 in, double column 7.2 in), keep every legend

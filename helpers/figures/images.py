@@ -14,10 +14,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from helpers.settings.study import GeometryTolerance, StudyConfig  # noqa: E402
-
 from helpers.figures.style import PALETTE, apply_style  # noqa: E402
 from helpers.imaging.io import read_image, read_mask  # noqa: E402
+from helpers.settings.study import GeometryTolerance, StudyConfig  # noqa: E402
+
 
 def mid_slice_index(mask: np.ndarray) -> int:
     """Axial index in the middle of the mask's z extent (array order z, y, x).

@@ -1,9 +1,10 @@
 """Habitats and the intratumoral-heterogeneity (ITH) score.
 
 Habitats are found by cohort-level K-means on pooled voxel intensities of
-co-registered series (:class:`HabitatClusterer`). The clusterer follows the
-scikit-learn estimator contract, so a cross-validation loop can clone and refit
-it on each training fold; patients it predicts never change its fitted state.
+co-registered series (:class:`HabitatClusterer`). The clusterer is a
+scikit-learn transformer (voxel -> habitat label), so a cross-validation loop
+can clone and refit it on each training fold; patients it predicts never
+change its fitted state.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from scipy import ndimage
-from sklearn.base import BaseEstimator
+from scipy import ndimage, sparse
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, pairwise_distances_argmin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from helpers.imaging.rois import _binary_image, _check_3d, _same_grid
 
@@ -88,14 +89,26 @@ def voxel_matrix(images: Sequence[sitk.Image], mask: sitk.Image) -> np.ndarray:
 
 
 def _as_voxels(x: np.ndarray, what: str, n_features: int | None = None) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
+    if sparse.issparse(x):
+        raise TypeError(f"{what}: sparse input is not supported; pass a dense (n_voxels, n_series) array")
+    raw = np.asarray(x)
+    if np.iscomplexobj(raw):
+        raise ValueError(f"{what}: Complex data not supported; intensities must be real numbers")
+    arr = np.asarray(raw, dtype=float)
     if arr.ndim != 2:
-        raise ValueError(f"{what} must be a 2D array (n_voxels, n_series), got shape {arr.shape}; build it with voxel_matrix")
+        raise ValueError(
+            f"{what} must be a 2D array (n_voxels, n_series), got shape {arr.shape}; build it with voxel_matrix "
+            "(Reshape your data with x.reshape(-1, 1) for a single series)"
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"{what} has no voxel (shape {arr.shape}); check that the mask is not empty")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{what} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
     if n_features is not None and arr.shape[1] != n_features:
+        # After fit, scikit-learn's wording first; during fit (a list of patients) the patients are compared.
+        lead = f"X has {arr.shape[1]} features, but HabitatClusterer is expecting {n_features} features as input: " if what == "voxels" else ""
         raise ValueError(
-            f"{what} has {arr.shape[1]} series (columns) but the clusterer was fitted on {n_features}; "
+            f"{lead}{what} has {arr.shape[1]} series (columns) but the clusterer was fitted on {n_features}; "
             "pass the same series in the same order as for fit"
         )
     if not np.isfinite(arr).all():
@@ -109,8 +122,8 @@ def _content_seed(arr: np.ndarray) -> int:
     return int.from_bytes(hashlib.sha256(np.ascontiguousarray(arr).tobytes()).digest()[:8], "little")
 
 
-class HabitatClusterer(BaseEstimator):
-    """Cohort-level K-means habitats on pooled voxel intensities.
+class HabitatClusterer(TransformerMixin, BaseEstimator):
+    """Cohort-level K-means habitats on pooled voxel intensities (a transformer: voxel -> habitat label).
 
     Training voxels of all patients are pooled (each patient subsampled to at
     most ``max_voxels_per_patient`` voxels), z-scored per channel with
@@ -121,6 +134,16 @@ class HabitatClusterer(BaseEstimator):
     across runs and folds. The fit does not depend on the order of the patients
     (each patient's subsample is seeded from its own voxels and the pool is
     sorted before clustering).
+
+    Input: a voxel matrix has one row per voxel and one column per series
+    (channel), as :func:`voxel_matrix` builds it. :meth:`fit` takes the
+    training voxels either as a list with one matrix per patient, or as one
+    pooled matrix with the patient of every row in ``groups`` (the
+    scikit-learn form, e.g. ``np.concatenate(voxels)`` and
+    ``np.repeat(patient_ids, [len(v) for v in voxels])``); both give the
+    identical fit. The patient is needed only for the per-patient cap
+    ``max_voxels_per_patient``; a matrix without ``groups`` counts as one
+    patient. :meth:`transform` / :meth:`predict` take any voxel matrix.
 
     Parameters
     ----------
@@ -150,12 +173,23 @@ class HabitatClusterer(BaseEstimator):
         ``(k_, n_features_in_)`` centroids in standardized space; row i is habitat i + 1.
     n_features_in_ : int
         Number of series (channels).
+    feature_names_in_ : numpy.ndarray
+        Series (column) names, only when fitted on a DataFrame.
+    n_patients_ : int
+        Number of training patients (groups).
     n_training_voxels_ : int
         Number of pooled training voxels clustered.
+
+    Notes
+    -----
+    scikit-learn's common estimator checks run on the pooled-matrix form
+    (``tests/test_estimator_checks.py``). ``transform`` returns integer labels
+    whatever the input dtype (no dtype is preserved).
     """
 
     def __init__(
         self,
+        *,
         k_range: tuple[int, int] = (3, 10),
         k: int | None = None,
         max_voxels_per_patient: int | None = 5000,
@@ -187,16 +221,23 @@ class HabitatClusterer(BaseEstimator):
             )
         return list(range(low, high + 1))
 
-    def fit(self, patient_voxels: Sequence[np.ndarray], y: object = None) -> "HabitatClusterer":
+    def fit(self, X: Sequence[np.ndarray] | np.ndarray, y: object = None, *, groups: object = None) -> "HabitatClusterer":
         """Learn habitats from the training patients' voxels.
 
         Parameters
         ----------
-        patient_voxels : list of numpy.ndarray
-            One ``(n_voxels, n_series)`` array per training patient (from
-            :func:`voxel_matrix`), same series order for all.
+        X : list of numpy.ndarray, or array-like of shape (n_voxels, n_series)
+            Either one ``(n_voxels, n_series)`` array per training patient
+            (from :func:`voxel_matrix`), same series order for all; or the
+            pooled voxels of all training patients in one matrix, with
+            ``groups`` (any 2-D array-like: a nested list of rows is one
+            matrix, a list of 2-D arrays is a list of patients).
         y : ignored
             Present for scikit-learn API compatibility.
+        groups : array-like of shape (n_voxels,), optional
+            Patient of every row of a pooled matrix (any hashable ids); each
+            patient is capped at ``max_voxels_per_patient`` voxels. Default:
+            all rows are one patient. Not allowed with a list.
 
         Returns
         -------
@@ -207,31 +248,49 @@ class HabitatClusterer(BaseEstimator):
         ------
         ValueError
             On an invalid ``k``/``k_range``/``max_voxels_per_patient``, arrays
-            of the wrong shape or with non-finite values, or when there are too
-            few training voxels for the largest K.
+            of the wrong shape or with non-finite values, ``groups`` of the
+            wrong length, or when there are too few training voxels for the
+            largest K.
         """
         ks = self._candidate_ks()
-        if isinstance(patient_voxels, np.ndarray) or len(patient_voxels) == 0:
-            raise ValueError("patient_voxels must be a non-empty list with one (n_voxels, n_series) array per training patient")
         cap = self.max_voxels_per_patient
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
             raise ValueError(f"max_voxels_per_patient={cap!r} must be a positive integer or None")
+        if isinstance(X, (list, tuple)) and (len(X) == 0 or np.ndim(X[0]) == 2):  # a list of patients, not of rows
+            if groups is not None:
+                raise ValueError("groups is for a pooled (n_voxels, n_series) matrix; a list already holds one array per patient")
+            if len(X) == 0:
+                raise ValueError("patient_voxels must be a non-empty list with one (n_voxels, n_series) array per training patient")
+            arrays = [_as_voxels(X[0], "patient_voxels[0]")]
+            arrays += [_as_voxels(v, f"patient_voxels[{i}]", arrays[0].shape[1]) for i, v in enumerate(X[1:], 1)]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_  # a list has no column names (a refit must not keep those of an earlier fit)
+        else:
+            pooled = _as_voxels(X, "X")
+            validate_data(self, X, reset=True, skip_check_array=True)  # records n_features_in_ and, for a DataFrame, feature_names_in_
+            if groups is None:
+                arrays = [pooled]
+            else:
+                g = np.asarray(groups)
+                if g.ndim != 1 or g.shape[0] != pooled.shape[0]:
+                    raise ValueError(f"groups must give the patient of every voxel: {pooled.shape[0]} values expected, got shape {g.shape}")
+                _, codes = np.unique(g, return_inverse=True)
+                order = np.argsort(codes, kind="stable")  # stable: row order within a patient kept
+                arrays = np.split(pooled[order], np.cumsum(np.bincount(codes))[:-1])
         base_seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        arrays = [_as_voxels(patient_voxels[0], "patient_voxels[0]")]
-        arrays += [_as_voxels(v, f"patient_voxels[{i}]", arrays[0].shape[1]) for i, v in enumerate(patient_voxels[1:], 1)]
-        pooled = []
+        pooled_rows = []
         for arr in arrays:
             if cap is not None and arr.shape[0] > cap:
                 rng = np.random.default_rng([base_seed, _content_seed(arr)])
                 arr = arr[np.sort(rng.choice(arr.shape[0], size=cap, replace=False))]
-            pooled.append(arr)
-        X = np.concatenate(pooled)
+            pooled_rows.append(arr)
+        X = np.concatenate(pooled_rows)
         # A canonical row order makes K-means (whose initialisation picks rows by index) blind to patient order.
         X = X[np.lexsort(X.T[::-1])]
         if X.shape[0] <= max(ks):
             raise ValueError(
-                f"{X.shape[0]} training voxels cannot form {max(ks)} habitats (need more voxels than K); "
-                "lower k / k_range or add training patients"
+                f"{X.shape[0]} training voxels ({X.shape[0]} sample{'' if X.shape[0] == 1 else 's'}) cannot form {max(ks)} habitats "
+                "(need more voxels than K); lower k / k_range or add training patients"
             )
         if self.standardize:
             mean = X.mean(axis=0)
@@ -263,41 +322,74 @@ class HabitatClusterer(BaseEstimator):
         self.scale_ = scale
         self.centroids_ = centroids[order].copy()
         self.n_features_in_ = X.shape[1]
+        self.n_patients_ = len(arrays)
         self.n_training_voxels_ = X.shape[0]
         return self
 
-    def transform(self, voxels: np.ndarray) -> np.ndarray:
+    def _voxels(self, X: object) -> np.ndarray:
+        check_is_fitted(self, "centroids_")
+        arr = _as_voxels(X, "voxels", self.n_features_in_)
+        validate_data(self, X, reset=False, skip_check_array=True)  # column names, when fitted on a DataFrame
+        return arr
+
+    def standardized(self, X: np.ndarray) -> np.ndarray:
         """Voxels in the standardized space of the training data.
 
         Parameters
         ----------
-        voxels : numpy.ndarray
-            ``(n_voxels, n_series)`` array, series in the order used for fit.
+        X : array-like of shape (n_voxels, n_series)
+            Series in the order used for fit.
 
         Returns
         -------
         numpy.ndarray
-            ``(voxels - mean_) / scale_``, the space ``centroids_`` live in.
+            ``(X - mean_) / scale_``, the space ``centroids_`` live in.
         """
-        check_is_fitted(self, "centroids_")
-        arr = _as_voxels(voxels, "voxels", self.n_features_in_)
+        arr = self._voxels(X)
         return (arr - self.mean_) / self.scale_
 
-    def predict(self, voxels: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Habitat (1..k_) of each voxel: nearest centroid after training standardization.
 
         Parameters
         ----------
-        voxels : numpy.ndarray
-            ``(n_voxels, n_series)`` array, series in the order used for fit.
+        X : array-like of shape (n_voxels, n_series)
+            Series in the order used for fit.
 
         Returns
         -------
         numpy.ndarray
-            ``int64`` labels in 1..``k_``. The fitted state is not changed.
+            ``int64`` labels in 1..``k_``, shape ``(n_voxels,)``. The fitted state is not changed.
         """
-        Z = self.transform(voxels)
+        Z = self.standardized(X)
         return pairwise_distances_argmin(Z, self.centroids_).astype(np.int64) + 1
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Habitat label of each voxel as one column (the transformer form of :meth:`predict`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_voxels, n_series)
+            Series in the order used for fit.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``int64`` labels in 1..``k_``, shape ``(n_voxels, 1)`` (column ``habitat``).
+        """
+        return self.predict(X)[:, None]
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """The single output column, ``habitat``."""
+        check_is_fitted(self, "centroids_")
+        _check_feature_names_in(self, input_features)
+        return np.asarray(["habitat"], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.transformer_tags.preserves_dtype = []  # the output is integer labels whatever the input dtype
+        return tags
 
 
 def habitat_map(images: Sequence[sitk.Image], mask: sitk.Image, clusterer: HabitatClusterer) -> sitk.Image:

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from matplotlib.path import Path as _PolygonPath
 
-from helpers.settings.study import GeometryTolerance
 from helpers.errors import ImageReadError
+from helpers.settings.study import GeometryTolerance
 
 __all__ = [
     "sha256_file",
@@ -329,6 +328,36 @@ def rtstruct_roi_names(path: str | Path) -> list[str]:
     return [str(r.ROIName) for r in getattr(ds, "StructureSetROISequence", [])]
 
 
+def _points_in_polygon(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Which ``points`` (n, 2) lie inside the closed polygon ``polygon`` (m, 2): even-odd (crossing-number) rule.
+
+    A ray is cast from each point towards +x and the polygon edges it crosses are counted, the closing edge
+    from the last vertex back to the first included; an odd count is inside, so a self-touching or
+    self-intersecting outline alternates inside/outside like any even-odd fill. Edge (a, b) crosses the ray of
+    point p when exactly one end has y >= p.y and the crossing is at or right of p, i.e. when
+    ``(b.y - p.y) (a.x - b.x) >= (b.x - p.x) (a.y - b.y)`` has the truth value of ``b.y >= p.y`` (the
+    crossings-multiply test of E. Haines, Graphics Gems IV, which is also the arithmetic of matplotlib's
+    ``Path.contains_points``, so even points on an edge are classified as it does). Non-finite points and
+    polygons of fewer than 3 vertices give False.
+    """
+    poly = np.asarray(polygon, dtype=float).reshape(-1, 2)
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    inside = np.zeros(len(pts), dtype=bool)
+    if len(poly) < 3:
+        return inside
+    x0, y0 = poly[:, 0], poly[:, 1]  # edge starts
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)  # edge ends; the last edge closes the polygon
+    # Only a point strictly above the lowest vertex and not above the highest one can have an edge crossing its ray.
+    cand = np.flatnonzero(np.isfinite(pts).all(axis=1) & (pts[:, 1] > y0.min()) & (pts[:, 1] <= y0.max()))
+    tx, ty = pts[cand, 0], pts[cand, 1]
+    odd = np.zeros(len(cand), dtype=bool)
+    for ax, ay, bx, by in zip(x0, y0, x1, y1, strict=True):
+        b_above = by >= ty
+        odd ^= ((ay >= ty) != b_above) & ((((by - ty) * (ax - bx)) >= ((bx - tx) * (ay - by))) == b_above)
+    inside[cand] = odd
+    return inside
+
+
 def rtstruct_to_mask(rtstruct: str | Path, reference: sitk.Image, roi_name: str | None = None) -> sitk.Image:
     """Rasterise one RTSTRUCT structure onto the grid of ``reference``.
 
@@ -336,7 +365,7 @@ def rtstruct_to_mask(rtstruct: str | Path, reference: sitk.Image, roi_name: str 
     reference image and filled on its slice; contours on the same slice are
     combined with even-odd (XOR) logic, so inner contours cut holes, as the
     DICOM standard specifies for nested contours. A voxel is inside when its
-    centre is inside the polygon.
+    centre is inside the polygon (even-odd crossing test, :func:`_points_in_polygon`).
 
     Parameters
     ----------
@@ -402,7 +431,7 @@ def rtstruct_to_mask(rtstruct: str | Path, reference: sitk.Image, roi_name: str 
                         "convert it on an image with the same orientation"
                     )
                 continue  # contour outside the image extent
-            inside = _PolygonPath(idx[:, :2]).contains_points(centres).reshape(size[1], size[0])
+            inside = _points_in_polygon(idx[:, :2], centres).reshape(size[1], size[0])
             mask[int(k[0])] ^= inside
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(reference)

@@ -7,60 +7,19 @@ with outlier flags, and cohort/split counts (CLEAR item 15).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from helpers.settings.study import StudyConfig
-from helpers.data.headers import ACQUISITION_FIELDS, normalise_record, read_dicom_acquisition, records_from_table
 from helpers.imaging.io import read_image, read_mask
+from helpers.settings.study import StudyConfig
 
 __all__ = [
-    "acquisition_records",
     "mask_qc",
     "image_mask_qc",
     "flag_outliers",
-    "cohort_counts",
 ]
-
-
-def acquisition_records(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
-    """One acquisition record per manifest row, from the best available source.
-
-    Priority: the DICOM headers when the image is a DICOM series/file; else the
-    header CSV named by ``acquisition_headers`` in the config; else manifest
-    columns named by DICOM keyword (``Manufacturer``, ``RepetitionTime``...).
-    The ``source`` column says which one was used. Only allow-listed
-    acquisition fields are read (see :data:`helpers.headers.ACQUISITION_FIELDS`).
-
-    Returns
-    -------
-    DataFrame
-        ``patient``, ``cohort``, ``centre``, ``series``, ``modality``, ``source`` and the
-        canonical acquisition fields.
-    """
-    csv = None
-    if cfg.acquisition_headers:
-        raw = pd.read_csv(cfg.path(cfg.acquisition_headers), dtype=str, keep_default_na=False)
-        csv = records_from_table(raw.replace("", np.nan)).set_index(["patient", "series"])
-    keyword_cols = [kw for kw, _ in ACQUISITION_FIELDS.values() if kw in manifest.columns]
-    rows = []
-    for r in manifest.itertuples(index=False):
-        image = Path(r.image_path)
-        base = {"patient": r.patient, "cohort": r.cohort, "centre": r.centre, "series": r.series, "modality": cfg.series[r.series].modality}
-        if image.is_dir() or image.suffix.lower() == ".dcm":
-            rec, source = read_dicom_acquisition(image), "DICOM header"
-        elif csv is not None and (r.patient, r.series) in csv.index:
-            rec, source = csv.loc[(r.patient, r.series)].to_dict(), "header CSV"
-        elif keyword_cols:
-            rec = normalise_record({kw: (getattr(r, kw) or None) for kw in keyword_cols})
-            source = "manifest"
-        else:
-            rec, source = {k: (math.nan if k != "manufacturer" else None) for k in ACQUISITION_FIELDS}, "none"
-        rows.append({**base, "source": source, **rec})
-    return pd.DataFrame(rows)
 
 
 def mask_qc(image: sitk.Image, mask: sitk.Image) -> dict[str, object]:
@@ -160,28 +119,3 @@ def flag_outliers(table: pd.DataFrame, threshold: float = 3.5) -> pd.DataFrame:
     return table
 
 
-def cohort_counts(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
-    """Patients per cohort and outcome class, and scans per series (CLEAR item 15).
-
-    Returns
-    -------
-    DataFrame
-        One row per cohort (plus a ``total`` row): role, patients, patients
-        per binary outcome class (with %), and scans per series.
-    """
-    per_patient = manifest.groupby("patient")["cohort"].first()
-    endpoint = cfg.endpoints.binary
-    rows = []
-    for cohort in [*cfg.cohorts, "total"]:
-        ids = per_patient.index if cohort == "total" else per_patient.index[per_patient == cohort]
-        row: dict[str, object] = {"cohort": cohort, "role": cfg.cohorts[cohort].role if cohort != "total" else "", "patients": len(ids)}
-        if endpoint:
-            y = patients.loc[ids, endpoint]
-            for cls in sorted(patients[endpoint].dropna().unique()):
-                k = int((y == cls).sum())
-                row[f"{endpoint}={int(cls)}"] = f"{k} ({100 * k / len(ids):.1f}%)" if len(ids) else "0"
-        sub = manifest if cohort == "total" else manifest[manifest["cohort"] == cohort]
-        for series in (s for s in cfg.series if cfg.source_series(s) == s):  # acquired series (not notebook 02's SR images)
-            row[f"scans {series}"] = int((sub["series"] == series).sum())
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -5,7 +5,7 @@ the regions are correct on anisotropic grids (e.g. 0.5 x 0.5 x 3 mm). Images
 are SimpleITK images: arrays are indexed z, y, x (``sitk.GetArrayFromImage``)
 while spacing, origin and size are given x, y, z.
 
-Habitats and the ITH score live in :mod:`helpers.habitats`.
+Habitats and the ITH score live in :mod:`helpers.imaging.habitats`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from helpers.errors import PerturbationError
+
 __all__ = [
     "tumour_mask",
     "peritumoral_ring",
     "fused_region",
+    "perturbed_mask",
 ]
 
 # Geometry differences below these are rounding noise from file headers, not a different grid.
@@ -56,7 +59,7 @@ def _binary_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
 
 def _check_3d(img: sitk.Image, what: str) -> None:
     if not isinstance(img, sitk.Image):
-        raise TypeError(f"{what} must be a SimpleITK.Image, got {type(img).__name__}; read it with helpers.io.read_image/read_mask")
+        raise TypeError(f"{what} must be a SimpleITK.Image, got {type(img).__name__}; read it with helpers.imaging.io.read_image/read_mask")
     if img.GetDimension() != 3:
         raise ValueError(f"{what} is {img.GetDimension()}D; regions of interest need a 3D image (z, y, x)")
 
@@ -220,3 +223,104 @@ def fused_region(
     """
     ring, tumour, grid = _ring_and_tumour(mask, width_mm, image, body_mask, label)
     return _binary_image(ring | tumour, grid)
+
+
+
+# -- mask perturbation ---------------------------------------------------------------
+def perturbed_mask(mask: sitk.Image, mode: str, radius_mm: float, *, label: int | None = None) -> sitk.Image:
+    """Erode or dilate a mask by a ball of ``radius_mm`` millimetres (a simulated second reader).
+
+    Definition (morphology with the ball B = {offsets d : |d| <= radius_mm},
+    distances in mm between voxel centres from the voxel spacing, so the ball
+    is correct on anisotropic grids):
+
+    - ``dilate``: a voxel is in the result when the nearest mask voxel centre is
+      at most ``radius_mm`` away (the mask grown by ``radius_mm``);
+    - ``erode``: a mask voxel is kept when every voxel of the grid within
+      ``radius_mm`` of it is a mask voxel, i.e. the nearest background voxel
+      centre is more than ``radius_mm`` away. Voxels outside the image count
+      as foreground (ITK's default boundary condition), so a tumour cut by the
+      field of view is not eroded from the image edge.
+
+    A relative tolerance of 1e-9 treats distances equal to ``radius_mm`` as
+    inside the ball. The perturbed mask is used as the "second reader" of
+    :func:`icc_table` when only one segmentation exists (e.g. erosion and
+    dilation by 1-2 mm, as in the seed studies).
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        3D tumour mask or label image.
+    mode : {"erode", "dilate"}
+    radius_mm : float
+        Radius of the ball in millimetres; at least the smallest voxel
+        spacing (smaller balls change nothing).
+    label : int, optional
+        Label of the tumour; default: every non-zero voxel.
+
+    Returns
+    -------
+    SimpleITK.Image
+        ``sitkUInt8`` mask (0/1) with the geometry of ``mask``.
+
+    Raises
+    ------
+    PerturbationError
+        When the radius is below the smallest spacing (no voxel would change),
+        when the mask fills the whole image (nothing to erode), or when erosion
+        would remove every voxel; the message gives the largest radius that
+        keeps voxels and the fallback (``mode="dilate"`` or a smaller radius).
+    ValueError
+        For an unknown ``mode``, a non-positive radius or an empty mask.
+    """
+    if mode not in ("erode", "dilate"):
+        raise ValueError(f"mode must be 'erode' or 'dilate', got {mode!r}")
+    try:
+        radius = float(radius_mm)
+    except (TypeError, ValueError):
+        raise ValueError(f"radius_mm must be a number of millimetres, got {radius_mm!r}") from None
+    if not math.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius_mm must be a positive finite number of millimetres, got {radius_mm!r}")
+    if not isinstance(mask, sitk.Image) or mask.GetDimension() != 3:
+        raise ValueError("mask must be a 3D SimpleITK.Image (read it with helpers.imaging.io.read_mask)")
+    arr = sitk.GetArrayViewFromImage(mask)
+    fg = arr > 0 if label is None else arr == label
+    if not fg.any():
+        raise ValueError(f"the mask holds no {'non-zero' if label is None else f'label {label}'} voxel; nothing to perturb")
+    spacing_zyx = np.asarray(mask.GetSpacing(), dtype=float)[::-1]
+    if radius < spacing_zyx.min() * (1 - _DISTANCE_RTOL):
+        raise PerturbationError(
+            f"radius_mm={radius:g} is smaller than the smallest voxel spacing ({spacing_zyx.min():g} mm): the {mode} would "
+            f"change no voxel; use radius_mm >= {spacing_zyx.min():g}"
+        )
+    limit = radius * (1 + _DISTANCE_RTOL)
+    # Only the tumour's bounding box plus a margin matters: further voxels are beyond the ball (dilation), and the
+    # nearest background voxel of a tumour voxel always lies within one voxel of the bounding box (erosion).
+    reach = np.ceil(radius / spacing_zyx).astype(int) + 1 if mode == "dilate" else np.ones(3, dtype=int)
+    nz = np.nonzero(fg)
+    lo = np.maximum([n.min() for n in nz] - reach, 0)
+    hi = np.minimum([n.max() + 1 for n in nz] + reach, fg.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    sub = fg[box]
+    out = np.zeros(fg.shape, dtype=bool)
+    if mode == "dilate":
+        # distance_transform_edt: distance (mm via `sampling`) from each non-zero voxel to the nearest zero voxel,
+        # i.e. here from each voxel to the nearest mask voxel centre.
+        out[box] = ndimage.distance_transform_edt(~sub, sampling=spacing_zyx) <= limit
+    else:
+        if sub.all():
+            raise PerturbationError(
+                "the mask fills the whole image, so there is no boundary to erode (outside the image counts as "
+                "foreground); use mode='dilate' or a mask that is not cropped to the tumour"
+            )
+        depth = ndimage.distance_transform_edt(sub, sampling=spacing_zyx)
+        out[box] = depth > limit
+        if not out.any():
+            raise PerturbationError(
+                f"eroding by {radius:g} mm removes every voxel of the mask (its deepest voxel is {depth.max():g} mm from "
+                f"the background); use a radius_mm below {depth.max():g} mm, or fall back to mode='dilate' with the "
+                "same radius as the second reader"
+            )
+    img = sitk.GetImageFromArray(out.astype(np.uint8))
+    img.CopyInformation(mask)
+    return img

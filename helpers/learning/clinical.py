@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils import ClassifierTags
 from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_to_index
@@ -35,6 +36,14 @@ def _require_columns(X: pd.DataFrame, columns: Sequence[str], what: str) -> None
         raise InputDataError(f"{what}: columns {missing} are missing; add them to the patient table or remove them from 'clinical' in the study config")
 
 
+def _require_finite(values: pd.DataFrame, what: str) -> None:
+    bad = np.isinf(values.to_numpy(dtype=float))
+    if bad.any():
+        cols = values.columns[bad.any(axis=0)].tolist()
+        rows = values.index[bad.any(axis=1)].tolist()
+        raise InputDataError(f"{what}: infinite values in {cols} for patient(s) {rows[:10]}; a clinical value must be finite")
+
+
 class ClinicalImputer(TransformerMixin, BaseEstimator):
     """Impute clinical variables with training statistics (median / most frequent level).
 
@@ -52,7 +61,7 @@ class ClinicalImputer(TransformerMixin, BaseEstimator):
         Missing values per column in the data seen by ``fit``.
     """
 
-    def __init__(self, continuous: Sequence[str] = (), categorical: Sequence[str] = ()):
+    def __init__(self, *, continuous: Sequence[str] = (), categorical: Sequence[str] = ()):
         self.continuous = continuous
         self.categorical = categorical
 
@@ -74,6 +83,7 @@ class ClinicalImputer(TransformerMixin, BaseEstimator):
         self.fill_values_ = fill
         self.n_imputed_ = {c: int(X[c].isna().sum()) for c in [*self.continuous, *self.categorical]}
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +99,13 @@ class ClinicalImputer(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_in_")
         return self.feature_names_in_.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are what it fills
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
 
 
 class ClinicalEncoder(TransformerMixin, BaseEstimator):
@@ -114,7 +131,7 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         model has no coefficient for it): the message names the patients.
     """
 
-    def __init__(self, continuous: Sequence[str] = (), categorical: Sequence[str] = ()):
+    def __init__(self, *, continuous: Sequence[str] = (), categorical: Sequence[str] = ()):
         self.continuous = continuous
         self.categorical = categorical
 
@@ -124,6 +141,7 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         cont = X[list(self.continuous)].astype(float)
         if cont.isna().any().any():
             raise InputDataError("ClinicalEncoder got missing continuous values: put a ClinicalImputer before it")
+        _require_finite(cont, "ClinicalEncoder.fit")
         self.mean_ = cont.mean()
         scale = cont.std(ddof=0)
         self.scale_ = scale.where(scale > 0, 1.0)
@@ -131,13 +149,17 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.asarray(
             [*self.continuous, *[f"{c}={lvl}" for c in self.categorical for lvl in self.levels_[c][1:]]], dtype=object
         )
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "levels_")
         X = _frame(X, "ClinicalEncoder")
         _require_columns(X, [*self.continuous, *self.categorical], "ClinicalEncoder")
-        out = (X[list(self.continuous)].astype(float) - self.mean_) / self.scale_
+        cont = X[list(self.continuous)].astype(float)
+        _require_finite(cont, "ClinicalEncoder.transform")
+        out = (cont - self.mean_) / self.scale_
         for col in self.categorical:
             values = X[col].astype(str)
             unseen = values[~values.isin(self.levels_[col])]
@@ -153,6 +175,12 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
         return self.feature_names_out_.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True  # one-hot coded with the training levels
+        tags.input_tags.string = True
+        return tags
 
 
 class RadScoreAugmenter(TransformerMixin, BaseEstimator):
@@ -179,7 +207,7 @@ class RadScoreAugmenter(TransformerMixin, BaseEstimator):
     radiomic_columns_ : list of str
     """
 
-    def __init__(self, steps: Sequence[Mapping[str, object]] = (), clinical: Sequence[str] = ()):
+    def __init__(self, *, steps: Sequence[Mapping[str, object]] = (), clinical: Sequence[str] = ()):
         self.steps = steps
         self.clinical = clinical
 
@@ -207,6 +235,8 @@ class RadScoreAugmenter(TransformerMixin, BaseEstimator):
             raise InputDataError("RadScoreAugmenter: no radiomic columns besides the clinical ones")
         y = align_to_index(X.index, y, "y", "X")  # a Series y is matched to X's patients, not paired by row position
         self.selector_ = clone(build_selector([dict(s) for s in self.steps])).fit(X[self.radiomic_columns_], y)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -218,3 +248,11 @@ class RadScoreAugmenter(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray([*self.clinical, "radscore"], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.classifier_tags = ClassifierTags(multi_class=False)  # y is the binary endpoint (see helpers.learning.selection)
+        tags.input_tags.categorical = True  # clinical columns pass through unchanged
+        tags.input_tags.string = True
+        return tags

@@ -55,21 +55,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from helpers.errors import StudyError
+from helpers.errors import (
+    UnseenBatchError,  # noqa: F401  (defined in helpers.errors)
+)
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-__all__ = ["ComBatHarmonizer", "UnseenBatchError", "combat_diagnostics_figure"]
+__all__ = ["ComBatHarmonizer", "UnseenBatchError"]
 
 _LIST_MAX = 10
 # Same stopping rule as sva/neuroCombat (relative change of the posterior estimates), plus a guard.
@@ -79,10 +76,6 @@ _EB_MAX_ITER = 10_000
 _CONSTANT_RTOL = 1e-10
 # Rows of the leave-one-feature-out likelihood matrix computed at once (memory: block x features doubles).
 _NONPARAM_BLOCK = 1024
-
-
-class UnseenBatchError(StudyError, ValueError):
-    """A batch (scanner/centre) met at transform time had no training patients."""
 
 
 def _short(items: Sequence, limit: int = _LIST_MAX) -> str:
@@ -172,6 +165,7 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         batch_col: str = "scanner",
         covariates: Mapping[str, str] | Sequence[str] | None = None,
         features: Sequence[str] | None = None,
@@ -457,6 +451,13 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
             raise ValueError("input_features must equal feature_names_in_ (the columns seen in fit)")
         return np.asarray(self.feature_names_in_, dtype=object)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing feature values are allowed in fit and stay missing in transform
+        tags.input_tags.categorical = True  # the batch column and categorical covariates
+        tags.input_tags.string = True
+        return tags
+
 
 def _check_frame(X: object) -> pd.DataFrame:
     if not isinstance(X, pd.DataFrame):
@@ -631,75 +632,3 @@ def _nonparametric(sdat: np.ndarray, g_hat: np.ndarray, d_hat: np.ndarray) -> tu
         g_star[rows] = (w @ g_hat) / total
         d_star[rows] = (w @ d_hat) / total
     return g_star, d_star
-
-
-# -- diagnostics figure ---------------------------------------------------------------------
-def combat_diagnostics_figure(before: pd.DataFrame, after: pd.DataFrame, batch: pd.Series, features: Sequence[str]) -> Figure:
-    """Feature distributions by batch before and after ComBat (box plots, one row per feature).
-
-    Each panel shows one box per batch (Okabe-Ito colours, same colour per
-    batch in every panel) and the Kruskal-Wallis p-value for a batch
-    difference; the two panels of a row share the y axis.
-
-    Parameters
-    ----------
-    before, after : DataFrame
-        Feature tables indexed by patient, before and after harmonisation.
-    batch : Series
-        Batch of each patient (indexed by patient; must cover ``before``'s rows).
-    features : sequence of str
-        A few features to show (one row each).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    from helpers.figures.style import PALETTE, apply_style
-
-    features = list(features)
-    if not features:
-        raise ValueError("features must name at least one feature to plot")
-    for name, table in (("before", before), ("after", after)):
-        missing = [f for f in features if f not in table.columns]
-        if missing:
-            raise KeyError(f"features not in the '{name}' table: {_short(missing)}")
-    if not before.index.equals(after.index):
-        raise ValueError("before and after must hold the same patients in the same order")
-    absent = [p for p in before.index if p not in batch.index]
-    if absent:
-        raise ValueError(f"batch has no value for patient(s) {_short(map(str, absent))}")
-    b = batch.reindex(before.index)
-    levels = _sorted_levels(b)
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(levels))]
-    apply_style()
-    import textwrap
-
-    width = max(7.5, 2.0 + 0.45 * len(levels) * 2)
-    fig, axes = plt.subplots(len(features), 2, figsize=(width, 2.6 * len(features) + 0.5), squeeze=False)
-    for r, feat in enumerate(features):
-        for c, (label, table) in enumerate((("before ComBat", before), ("after ComBat", after))):
-            ax = axes[r, c]
-            groups = [table.loc[(b == lvl).to_numpy(), feat].dropna().to_numpy(dtype=float) for lvl in levels]
-            bp = ax.boxplot(groups, patch_artist=True, widths=0.6, medianprops={"color": "black"})
-            for patch, colour in zip(bp["boxes"], colours, strict=True):
-                patch.set_facecolor(colour)
-                patch.set_alpha(0.8)
-            ax.set_xticks(range(1, len(levels) + 1), [str(lvl) for lvl in levels], rotation=30, ha="right")
-            ok = [g for g in groups if len(g)]
-            p = stats.kruskal(*ok).pvalue if len(ok) >= 2 and np.ptp(np.concatenate(ok)) > 0 else np.nan
-            # Radiomics names are long: the (wrapped) name heads the row, each panel says before/after.
-            name = "\n".join(textwrap.wrap(str(feat), 70, break_on_hyphens=False)) if c == 0 else ""
-            ax.set_title(f"{label} (Kruskal-Wallis p = {p:.2g})", fontsize=8)
-            if name:
-                ax.annotate(name, xy=(0, 1.18), xycoords="axes fraction", fontsize=8, fontweight="bold", va="bottom", annotation_clip=False)
-        lo = min(axes[r, 0].get_ylim()[0], axes[r, 1].get_ylim()[0])
-        hi = max(axes[r, 0].get_ylim()[1], axes[r, 1].get_ylim()[1])
-        axes[r, 0].set_ylim(lo, hi)
-        axes[r, 1].set_ylim(lo, hi)
-    fig.legend(handles=[Patch(facecolor=col, label=str(lvl)) for lvl, col in zip(levels, colours, strict=True)],
-               loc="lower center", ncol=min(len(levels), 6), frameon=False, title=str(batch.name or "batch"))  # fmt: skip
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return fig

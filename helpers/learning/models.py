@@ -16,7 +16,8 @@ Every fitted quantity is learned from training patients only:
 
 Classifiers are single-threaded and seeded (:func:`make_classifier`), so the
 same seed gives identical predictions; parallelism is left to the caller
-(e.g. one process per model of :func:`model_grid`).
+(e.g. one process per model of :func:`model_grid`). The AUC heatmap of a model
+grid is :func:`helpers.figures.models.auc_heatmap_figure`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import joblib
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
@@ -43,10 +45,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_series, align_to_index
-from helpers.errors import StudyError
+from helpers.errors import ModelFileError, ModelVersionError, ModelVersionWarning, StudyError, UnknownAlgorithmError  # noqa: F401  (defined in helpers.errors)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    import matplotlib.pyplot as plt
     import optuna
     from imblearn.pipeline import Pipeline
 
@@ -61,7 +62,6 @@ __all__ = [
     "SearchSpace",
     "TunedModel",
     "UnknownAlgorithmError",
-    "auc_heatmap_figure",
     "build_pipeline",
     "default_search_space",
     "feature_blocks",
@@ -109,27 +109,6 @@ _SVM_CALIBRATION_FOLDS = 3
 _RESERVED_STEPS = ("smote", "classifier")
 _CORE_MODULES = ("numpy", "scipy", "pandas", "sklearn", "imblearn", "joblib")
 _TRACKED_MODULES = ("sklearn", "imblearn", "xgboost", "lightgbm", "catboost", "helpers")
-_VALUE_LABELS = {
-    "cv_auc_mean": "CV AUC (mean over folds)",
-    "oof_auc": "training out-of-fold AUC",
-    "test_auc": "held-out AUC",
-}
-
-
-class UnknownAlgorithmError(StudyError, ValueError):
-    """An algorithm name that :func:`make_classifier` does not know."""
-
-
-class ModelFileError(StudyError):
-    """A saved model or its metadata sidecar is missing, unreadable or altered."""
-
-
-class ModelVersionError(StudyError):
-    """A saved model was written with library versions different from the installed ones."""
-
-
-class ModelVersionWarning(UserWarning):
-    """Library versions differ between a saved model and this environment (see :func:`load_model`)."""
 
 
 # --------------------------------------------------------------------------- classifiers and search spaces
@@ -406,9 +385,13 @@ def build_pipeline(
 
 
 def _binary_labels(y: object, what: str = "y") -> np.ndarray:
+    if y is None:
+        raise ValueError(f"{what} is None: the model requires y to be passed, but the target y is None; give the 0/1 labels")
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{what} must be one-dimensional (one label per patient), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty: no patient to fit or evaluate")
     if arr.dtype.kind == "b":
         return arr.astype(int)
     try:
@@ -419,10 +402,12 @@ def _binary_labels(y: object, what: str = "y") -> np.ndarray:
         raise ValueError(f"{what} has {int(np.isnan(as_float).sum())} missing label(s): drop those patients first")
     values = set(np.unique(as_float).tolist())
     if not values <= {0.0, 1.0}:
-        raise ValueError(f"{what} must hold 0/1 labels (1 = event), got values {sorted(values)[:5]}")
+        kind = "continuous values" if not np.all(as_float == np.round(as_float)) else "values"
+        more = "; Only binary classification is supported." if len(values) > 2 else ""
+        raise ValueError(f"{what} must hold 0/1 labels (1 = event), got {kind} {sorted(values)[:5]}{more}")
     if len(values) < 2:
         raise ValueError(
-            f"{what} holds a single class ({as_float.size} patients, all {int(next(iter(values)))}); both classes are needed "
+            f"{what} holds a single class ({as_float.size} patients, all {int(next(iter(values)))}); only one class is present, both are needed "
             "to fit or evaluate a model: check the training cohort and the outcome column (python -m helpers validate reports it)"
         )
     return as_float.astype(int)
@@ -655,6 +640,11 @@ def _check_Xy(X: object, y: object, categorical: Sequence[str] = ()) -> tuple[ob
         y = align_to_index(X.index, y, "y", "X")
         names = [str(c) for c in X.columns]
     else:
+        if sp.issparse(X):
+            raise TypeError("sparse input is not supported: pass a dense array or DataFrame (patients x features)")
+        X = np.asarray(X)
+        if np.iscomplexobj(X):
+            raise ValueError("Complex data not supported: features must be real numbers")
         X = np.asarray(X, dtype=float)
         if X.ndim != 2:
             raise ValueError(f"X must be two-dimensional (patients x features), got shape {X.shape}")
@@ -1270,81 +1260,6 @@ def model_grid(
     return (table, models) if return_models else table
 
 
-def auc_heatmap_figure(
-    grid: pd.DataFrame,
-    value: str = "cv_auc_mean",
-    rows: str = "block_label",
-    cols: str = "algorithm_label",
-    sd: str | None = None,
-    title: str = "",
-    cmap: str = "cividis",
-    vmin: float = 0.5,
-    vmax: float = 1.0,
-    fmt: str = ".2f",
-) -> plt.Figure:
-    """Heatmap of model AUCs (blocks x algorithms), annotated with the values.
-
-    Parameters
-    ----------
-    grid : DataFrame
-        Output of :func:`model_grid` (or any long table with ``rows``,
-        ``cols`` and ``value`` columns, one row per cell).
-    value : str
-        Column shown (``cv_auc_mean``, ``oof_auc``, ``test_auc``, ...).
-    rows, cols : str
-        Columns giving the heatmap rows and columns, in order of first appearance.
-    sd : str, optional
-        Column annotated as ``± sd`` under each value (e.g. ``cv_auc_sd``).
-    title : str
-        Figure title.
-    cmap : str
-        Sequential colour-blind-safe colormap (``cividis`` or ``viridis``).
-    vmin, vmax : float
-        Colour range (AUC 0.5 = chance to 1).
-    fmt : str
-        Number format of the annotations.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Raises
-    ------
-    ValueError
-        For missing columns or a cell given twice.
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from helpers.figures.style import apply_style
-
-    needed = [c for c in (rows, cols, value, sd) if c is not None and c not in grid.columns]
-    if needed:
-        raise ValueError(f"grid has no column(s) {needed}; available: {list(grid.columns)}")
-    if grid.duplicated([rows, cols]).any():
-        raise ValueError(f"several rows per {rows} x {cols} cell; filter the grid first")
-    row_order, col_order = list(pd.unique(grid[rows])), list(pd.unique(grid[cols]))
-    values = grid.pivot(index=rows, columns=cols, values=value).reindex(index=row_order, columns=col_order).astype(float)
-    text = values.map(lambda v: format(v, fmt) if np.isfinite(v) else "n/a")
-    if sd is not None:
-        sds = grid.pivot(index=rows, columns=cols, values=sd).reindex(index=row_order, columns=col_order).astype(float)
-        text = text + sds.map(lambda s: f"\n±{format(s, fmt)}" if np.isfinite(s) else "")
-    apply_style()
-    height = 0.9 + (0.5 if sd else 0.35) * len(row_order)
-    fig, ax = plt.subplots(figsize=(2.2 + 0.85 * len(col_order), max(height, 2.0)))
-    sns.heatmap(values, annot=text.to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0.5, linecolor="white",
-                cbar_kws={"label": _VALUE_LABELS.get(value, value)}, annot_kws={"fontsize": 7}, ax=ax)  # fmt: skip
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.tick_params(axis="x", labelrotation=30)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
 # --------------------------------------------------------------------------- score-level stacking
 
 
@@ -1408,7 +1323,7 @@ class ScoreStacker(ClassifierMixin, BaseEstimator):
         ``[0, 1]``.
     """
 
-    def __init__(self, estimators: Sequence[tuple], cv: int = 5, random_state: int = 0, meta_C: float = 1.0):
+    def __init__(self, *, estimators: Sequence[tuple], cv: int = 5, random_state: int = 0, meta_C: float = 1.0):
         self.estimators = estimators
         self.cv = cv
         self.random_state = random_state
@@ -1499,8 +1414,14 @@ class ScoreStacker(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Meta-model probabilities (columns: classes 0 and 1)."""
+        check_is_fitted(self, "meta_model_")  # before the attribute lookup below: NotFittedError, not AttributeError
         return self.meta_model_.predict_proba(_logit(self.base_scores(X).to_numpy()))
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """0/1 predictions at the training out-of-fold Youden threshold."""
         return (self.predict_proba(X)[:, 1] >= self.threshold_).astype(int)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # a binary 0/1 endpoint
+        return tags

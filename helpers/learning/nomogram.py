@@ -31,30 +31,26 @@ where ``lp_at_zero`` is the intercept plus every variable's minimum
 contribution. The mapping reproduces the model's predicted probability
 exactly (up to floating point) for any patient; values outside the training
 range extrapolate linearly (points below 0 or above the variable's maximum).
+
+The nomogram figure is :func:`helpers.figures.nomogram.nomogram_figure`.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_to_index
 from helpers.errors import SeparationError
-from helpers.figures.style import PALETTE, apply_style
 
-__all__ = ["NomogramModel", "NomogramTable", "nomogram_figure", "nomogram_table"]
+__all__ = ["NomogramModel", "NomogramTable", "nomogram_table"]
 
 _INTERCEPT = "Intercept"
 
@@ -108,7 +104,7 @@ class NomogramModel(ClassifierMixin, BaseEstimator):
         ``[0, 1]``.
     """
 
-    def __init__(self, categorical: Sequence[str] = (), reference: Mapping[str, object] | None = None, alpha: float = 0.05):
+    def __init__(self, *, categorical: Sequence[str] = (), reference: Mapping[str, object] | None = None, alpha: float = 0.05):
         self.categorical = categorical
         self.reference = reference
         self.alpha = alpha
@@ -155,7 +151,10 @@ class NomogramModel(ClassifierMixin, BaseEstimator):
                 for level in lv[1:]:
                     cols[f"{col}[{level}]"] = (s == level).astype(float).to_numpy()
             else:
-                cols[col] = pd.to_numeric(s, errors="raise").astype(float).to_numpy()
+                values = pd.to_numeric(s, errors="raise").astype(float).to_numpy()
+                if not np.isfinite(values).all():
+                    raise ValueError(f"'{col}' has infinite values; a variable must be finite (fix the patient table or the Rad-score)")
+                cols[col] = values
         return pd.DataFrame(cols, index=X.index)
 
     def _check_X(self, X: object) -> pd.DataFrame:
@@ -247,6 +246,13 @@ class NomogramModel(ClassifierMixin, BaseEstimator):
         """Class at probability threshold 0.5 (report threshold-free metrics for a nomogram)."""
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # a binary 0/1 endpoint
+        tags.input_tags.categorical = True  # categorical variables are dummy-coded
+        tags.input_tags.string = True
+        return tags
+
 
 # -- nomogram table --------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -313,12 +319,62 @@ class NomogramTable:
         return _expit(self.linear_predictor(total_points))
 
 
-#: Smallest distance (on the 0-100 points width) between two tick labels on one row.
-_LABEL_GAP = 4.0
-
-_PROBABILITY_PRIORITY = (0.5, 0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.05, 0.95, 0.4, 0.6, 0.01, 0.99, 0.02, 0.98)
-
 _PROBABILITY_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+#: Tick multiples of :func:`_nice_ticks` (matplotlib's ``MaxNLocator`` default), as a staircase over three decades.
+_TICK_STEPS = np.array([1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10])
+_TICK_STAIRCASE = np.concatenate([0.1 * _TICK_STEPS[:-1], _TICK_STEPS, [10 * _TICK_STEPS[1]]])
+
+
+def _nice_ticks(vmin: float, vmax: float, nbins: int) -> np.ndarray:
+    """Evenly spaced round tick values covering [vmin, vmax] with at most ``nbins`` intervals inside it.
+
+    The same values as ``matplotlib.ticker.MaxNLocator(nbins=nbins).tick_values(vmin, vmax)`` (default steps
+    1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10; ``axes.autolimit_mode`` "data"), computed the same way so they are
+    identical to the last bit; here so the table needs no plotting library. The first and last ticks may lie
+    just outside the range.
+    """
+    # matplotlib.transforms._nonsingular(vmin, vmax, expander=1e-13, tiny=1e-14)
+    expander, tiny = 1e-13, 1e-14
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        vmin, vmax = -expander, expander
+    else:
+        vmin, vmax = float(min(vmin, vmax)), float(max(vmin, vmax))
+        largest = max(abs(vmin), abs(vmax))
+        if largest < (1e6 / tiny) * np.finfo(float).tiny:
+            vmin, vmax = -expander, expander
+        elif vmax - vmin <= largest * tiny:
+            if vmax == 0 and vmin == 0:
+                vmin, vmax = -expander, expander
+            else:
+                vmin -= expander * abs(vmin)
+                vmax += expander * abs(vmax)
+    # matplotlib.ticker.scale_range(vmin, vmax, nbins)
+    dv = abs(vmax - vmin)
+    meanv = (vmax + vmin) / 2
+    offset = 0 if abs(meanv) / dv < 100 else math.copysign(10 ** (math.log10(abs(meanv)) // 1), meanv)
+    scale = 10 ** (math.log10(dv / nbins) // 1)
+    # MaxNLocator._raw_ticks: the smallest step >= range / nbins, or smaller ones until at least 2 ticks fall inside.
+    lo, hi = vmin - offset, vmax - offset
+    steps = _TICK_STAIRCASE * scale
+    large = np.flatnonzero(steps >= (hi - lo) / nbins)
+    istep = large[0] if large.size else len(steps) - 1
+    # Edge tolerance of matplotlib.ticker._Edge_integer: more slop when the offset is large compared to the step.
+    def close(ms: float, edge: float, step: float) -> bool:
+        tol = min(0.4999, max(1e-10, 10 ** (np.log10(abs(offset) / step) - 12))) if offset else 1e-10
+        return abs(ms - edge) < tol
+
+    for step in steps[: istep + 1][::-1]:
+        best_vmin = (lo // step) * step
+        d, m = divmod(lo - best_vmin, step)
+        low = d + 1 if close(m / step, 1, step) else d
+        d, m = divmod(hi - best_vmin, step)
+        high = d if close(m / step, 0, step) else d + 1
+        ticks = np.arange(low, high + 1) * step + best_vmin
+        if ((ticks <= hi) & (ticks >= lo)).sum() >= 2:
+            break
+    return ticks + offset
 
 
 def nomogram_table(model: NomogramModel, n_ticks: int = 6, probabilities: Sequence[float] = _PROBABILITY_GRID) -> NomogramTable:
@@ -372,7 +428,7 @@ def nomogram_table(model: NomogramModel, n_ticks: int = 6, probabilities: Sequen
 
     for row in scales_df.itertuples():
         if row.kind == "continuous":
-            values = [v for v in MaxNLocator(nbins=n_ticks).tick_values(row.min_value, row.max_value)
+            values = [v for v in _nice_ticks(row.min_value, row.max_value, n_ticks)
                       if row.min_value - 1e-12 <= v <= row.max_value + 1e-12]
             ticks += [{"variable": row.variable, "value": v, "points": (v - row.zero_value) * row.points_per_unit} for v in values]
         else:
@@ -393,100 +449,3 @@ def nomogram_table(model: NomogramModel, n_ticks: int = 6, probabilities: Sequen
         lp_per_point=lp_per_point,
         probability_ticks=pd.DataFrame(prob_rows, columns=["probability", "total_points"]),
     )
-
-
-# -- figure --------------------------------------------------------------------------------
-def _format_value(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
-
-
-def nomogram_figure(
-    model: NomogramModel,
-    table: NomogramTable | None = None,
-    outcome_label: str = "Probability",
-    labels: Mapping[str, str] | None = None,
-    title: str = "",
-) -> plt.Figure:
-    """The classic nomogram: a points ruler, one axis per variable, total points and probability.
-
-    Every variable axis is drawn on the 0-100 points ruler at the top: a
-    patient's value read on its axis scores the points straight above. The
-    total-points axis is rescaled to the same width (0..max total points), and
-    the probability axis is aligned with it.
-
-    Parameters
-    ----------
-    model : NomogramModel
-        Fitted model.
-    table : NomogramTable, optional
-        From :func:`nomogram_table` (computed when omitted).
-    outcome_label : str, default "Probability"
-        Label of the probability axis (e.g. "Risk of lung metastasis").
-    labels : mapping of str to str, optional
-        Display names of variables (e.g. ``{"rad_score": "Rad-score"}``).
-    title : str
-        Figure title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        One axes; row labels are the axes' y tick labels (top to bottom:
-        ``Points``, the variables, ``Total points``, the outcome label).
-    """
-    apply_style()
-    tab = table if table is not None else nomogram_table(model)
-    names = labels or {}
-    variables = list(tab.scales["variable"])
-    rows = ["Points", *[names.get(v, v) for v in variables], "Total points", outcome_label]
-    n = len(rows)
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * n + 0.8))
-    y = {label: n - 1 - i for i, label in enumerate(rows)}
-
-    def ruler(yy: float, positions: Sequence[float], tick_labels: Sequence[str], colour: str, span: tuple[float, float]) -> None:
-        ax.plot(span, [yy, yy], color=colour, linewidth=1.0)
-        last_above = -np.inf
-        for x, lab in sorted(zip(positions, tick_labels, strict=True), key=lambda item: item[0]):
-            ax.plot([x, x], [yy, yy + 0.12], color=colour, linewidth=0.8)
-            # Labels closer than the gap alternate below the line (e.g. categorical levels with similar points).
-            above = x - last_above >= _LABEL_GAP
-            ax.text(x, yy + 0.18 if above else yy - 0.12, lab, ha="center", va="bottom" if above else "top", fontsize=7, color=colour)
-            last_above = x if above else last_above
-
-    pts = np.arange(0, 101, 10)
-    ruler(y["Points"], pts, [str(p) for p in pts], "black", (0, 100))
-    for i, var in enumerate(variables):
-        colour = PALETTE[i % len(PALETTE)] if PALETTE[i % len(PALETTE)] != "#F0E442" else "#000000"  # yellow is unreadable on white
-        tk = tab.ticks[tab.ticks["variable"] == var]
-        row = tab.scales.set_index("variable").loc[var]
-        span = (0.0, float(row["max_points"]))
-        ruler(y[names.get(var, var)], list(tk["points"]), [_format_value(v) for v in tk["value"]], colour, span)
-    max_total = tab.max_total_points
-    scale = 100 / max_total  # total points are drawn on the 0-100 width
-    total_ticks = [t for t in MaxNLocator(nbins=10, integer=True).tick_values(0, max_total) if 0 <= t <= max_total + 1e-9]
-    ruler(y["Total points"], [t * scale for t in total_ticks], [f"{t:g}" for t in total_ticks], "black", (0, 100))
-    pt = tab.probability_ticks
-    # A steep model crowds the probability ticks: keep the most informative ones that fit (0.5 first, then 0.1/0.9, ...).
-    xs = dict(zip(pt["probability"], pt["total_points"] * scale, strict=True))
-    priority = sorted(xs, key=lambda p: (_PROBABILITY_PRIORITY.index(p) if p in _PROBABILITY_PRIORITY else len(_PROBABILITY_PRIORITY), p))
-    kept: list[float] = []
-    for p in priority:
-        if all(abs(xs[p] - xs[q]) >= _LABEL_GAP for q in kept):
-            kept.append(p)
-    pt = pt[pt["probability"].isin(kept)]
-    ruler(y[outcome_label], list(pt["total_points"] * scale), [f"{p:g}" for p in pt["probability"]], "black",
-          (float(pt["total_points"].min() * scale) if len(pt) else 0.0, float(pt["total_points"].max() * scale) if len(pt) else 100.0))
-    ax.set_yticks([y[r] for r in rows], rows)
-    ax.set_ylim(-0.6, n - 0.3)
-    ax.set_xlim(-3, 103)
-    ax.tick_params(axis="y", length=0)
-    ax.set_xticks([])
-    for side in ("top", "right", "bottom", "left"):
-        ax.spines[side].set_visible(False)
-    for gx in pts:  # faint guides from the points ruler
-        ax.axvline(gx, color="#DDDDDD", linewidth=0.4, zorder=0)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig

@@ -25,8 +25,8 @@ Steps, in the order a radiomics study usually chains them:
 :func:`build_selector` composes these from plain data (the study config),
 :func:`selection_pathway` tabulates the feature count after every step, and
 :func:`radscore_formula`, :func:`radscore` and :func:`radscore_table` report
-the final linear model. Figures: :func:`lasso_path_figure`,
-:func:`lasso_cv_figure`, :func:`coefficient_figure`.
+the final linear model. Its figures (LASSO path, cross-validation curve,
+coefficients) are in :mod:`helpers.figures.selection`.
 
 The outcome ``y`` must be binary; its two labels are sorted and the second
 (e.g. ``1``, ``True``) is the positive class. With a DataFrame X, a pandas
@@ -53,11 +53,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
+from sklearn.utils import ClassifierTags
 from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_to_index
 from helpers.errors import ConfigError, InputDataError
-from helpers.figures.style import PALETTE, apply_style
 
 __all__ = [
     "STEP_TYPES",
@@ -68,9 +68,6 @@ __all__ = [
     "UnivariateFilter",
     "ZScoreScaler",
     "build_selector",
-    "coefficient_figure",
-    "lasso_cv_figure",
-    "lasso_path_figure",
     "radscore",
     "radscore_formula",
     "radscore_table",
@@ -97,9 +94,25 @@ def _as_frame(est: BaseEstimator, X, *, reset: bool) -> pd.DataFrame:
     else:
         arr = np.asarray(X)
         if arr.ndim != 2:
-            raise ValueError(f"X must be 2-D (patients x features), got shape {arr.shape}")
+            raise ValueError(
+                f"X must be 2-D (patients x features), got shape {arr.shape}; Reshape your data: "
+                "X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single patient"
+            )
+        if np.iscomplexobj(arr):
+            raise ValueError(f"{type(est).__name__}: Complex data not supported; features must be real numbers")
+        if arr.dtype == object:
+            # A positional array has no metadata columns: numbers stored as objects are converted, anything else is an error.
+            try:
+                arr = arr.astype(float)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"X holds non-numeric values ({exc}): {_METADATA_HINT}") from None
         names = getattr(est, "feature_names_in_", None)
-        if reset or names is None or len(names) != arr.shape[1]:
+        if not reset and names is not None and len(names) != arr.shape[1]:
+            raise ValueError(
+                f"X has {arr.shape[1]} features, but {type(est).__name__} is expecting {len(names)} features as input "
+                "(an array's columns are taken in the order seen in fit)"
+            )
+        if reset or names is None:
             names = [f"x{i}" for i in range(arr.shape[1])]
         df = pd.DataFrame(arr, columns=list(names))
     if reset:
@@ -117,7 +130,10 @@ def _as_frame(est: BaseEstimator, X, *, reset: bool) -> pd.DataFrame:
         if non_numeric:
             raise TypeError(f"non-numeric columns {non_numeric[:5]}: {_METADATA_HINT}")
         if df.shape[1] == 0:
-            raise ValueError(f"{type(est).__name__} received no features: the previous step kept none (relax its threshold)")
+            raise ValueError(
+                f"{type(est).__name__} received no features: the previous step kept none (relax its threshold); "
+                f"0 feature(s) (shape={df.shape}) while a minimum of 1 is required."
+            )
         if df.shape[0] == 0:
             raise ValueError(f"{type(est).__name__} received no rows")
         est.feature_names_in_ = np.asarray(df.columns, dtype=object)
@@ -173,7 +189,8 @@ def _binary_target(y, X: pd.DataFrame, *, labelled: bool = True) -> tuple[np.nda
         raise ValueError(f"y has {int(pd.isna(arr).sum())} missing value(s); drop those patients before fitting")
     classes = np.unique(arr)
     if classes.size != 2:
-        raise ValueError(f"y must be binary (two classes), got {classes.size} distinct value(s): {classes[:5].tolist()}")
+        only = "; only one class is present" if classes.size == 1 else ""
+        raise ValueError(f"y must be binary (two classes), got {classes.size} distinct value(s): {classes[:5].tolist()}{only}")
     return (arr == classes[1]).astype(int), classes
 
 
@@ -311,8 +328,13 @@ class _FeatureStep(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = self._supervised
+        supervised = self._supervised and getattr(self, "relevance", None) != "order"  # CorrelationFilter(relevance="order") ignores y
+        tags.target_tags.required = supervised
         tags.input_tags.allow_nan = False
+        if supervised:
+            # y is a binary class label. ClassifierTags(multi_class=False) is scikit-learn's only way to state a binary
+            # target, so the common estimator checks pass two-class y (these steps are transformers, not classifiers).
+            tags.classifier_tags = ClassifierTags(multi_class=False)
         return tags
 
     def describe(self) -> str:
@@ -366,7 +388,7 @@ class ZScoreScaler(_FeatureStep):
 
     _supervised = False
 
-    def __init__(self, on_constant: str = "drop", on_nan: str = "raise", ddof: int = 0):
+    def __init__(self, *, on_constant: str = "drop", on_nan: str = "raise", ddof: int = 0):
         self.on_constant = on_constant
         self.on_nan = on_nan
         self.ddof = ddof
@@ -518,6 +540,7 @@ class UnivariateFilter(_FeatureStep):
 
     def __init__(
         self,
+        *,
         p_threshold: float = 0.05,
         test: str = "auto",
         normality_alpha: float = 0.05,
@@ -657,7 +680,7 @@ class CorrelationFilter(_FeatureStep):
         Dropped feature -> its correlation with that kept feature.
     """
 
-    def __init__(self, threshold: float = 0.9, method: str = "pearson", relevance: str = "univariate_p"):
+    def __init__(self, *, threshold: float = 0.9, method: str = "pearson", relevance: str = "univariate_p"):
         self.threshold = threshold
         self.method = method
         self.relevance = relevance
@@ -773,7 +796,7 @@ class MRMRSelector(_FeatureStep):
         mRMR score of each selected feature when it was selected.
     """
 
-    def __init__(self, k: int = 20, relevance: str = "f_test", redundancy: str = "pearson", scheme: str = "MIQ", random_state: int = 0):
+    def __init__(self, *, k: int = 20, relevance: str = "f_test", redundancy: str = "pearson", scheme: str = "MIQ", random_state: int = 0):
         self.k = k
         self.relevance = relevance
         self.redundancy = redundancy
@@ -928,10 +951,13 @@ class LassoSelector(_FeatureStep):
         Features with a non-zero coefficient, input order.
     estimator_ : LogisticRegression
         The final model (on all input features).
+    n_iter_ : int
+        saga iterations of the final model (at most ``max_iter``).
     """
 
     def __init__(
         self,
+        *,
         penalty: str = "l1",
         l1_ratio: float = 0.5,
         cv=5,
@@ -1091,6 +1117,7 @@ class LassoSelector(_FeatureStep):
                                  f"lambda keeping at least {self.min_features} was used")
         self.C_ = 1.0 / (self.lambda_ * len(df))
         self.estimator_ = final
+        self.n_iter_ = int(np.max(final.n_iter_))  # saga iterations of the final model
         self.coef_ = pd.Series(final.coef_[0], index=cols, name="coefficient")
         self.intercept_ = float(final.intercept_[0])
         self.selected_features_ = cols[(self.coef_ != 0).to_numpy()].tolist()
@@ -1165,7 +1192,7 @@ class MissingValueImputer(_FeatureStep):
 
     _supervised = False
 
-    def __init__(self, strategy: str = "median"):
+    def __init__(self, *, strategy: str = "median"):
         self.strategy = strategy
 
     def _check_params(self) -> None:
@@ -1458,113 +1485,3 @@ def radscore_table(table: pd.DataFrame, pipeline, outcome: pd.Series | str | Non
     out["radscore"] = score
     out["probability"] = 1.0 / (1.0 + np.exp(-score))
     return out
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _mark_lambdas(ax, lasso: LassoSelector) -> None:
-    ax.axvline(np.log(lasso.lambda_min_), color=PALETTE[3], ls="--", lw=0.9, label=f"lambda_min = {lasso.lambda_min_:.3g}")
-    ax.axvline(np.log(lasso.lambda_1se_), color=PALETTE[7], ls=":", lw=0.9, label=f"lambda_1se = {lasso.lambda_1se_:.3g}")
-
-
-def lasso_path_figure(lasso_selector: LassoSelector, max_labels: int = 10):
-    """Coefficient paths against log(lambda), lambda_min and lambda_1se marked.
-
-    Features selected at the chosen lambda are coloured (the ``max_labels``
-    largest named in the legend); the others are thin grey lines.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    check_is_fitted(lasso_selector, "path_")
-    apply_style()
-    path = lasso_selector.path_
-    x = np.log(path.index.to_numpy())
-    selected = lasso_selector.coef_[lasso_selector.coef_ != 0].abs().sort_values(ascending=False, kind="stable").index
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name in path.columns:
-        if name not in selected:
-            ax.plot(x, path[name], color="0.75", lw=0.6)
-    for i, name in enumerate(selected):
-        ax.plot(x, path[name], color=PALETTE[i % len(PALETTE)], lw=1.2, label=name if i < max_labels else None)
-    _mark_lambdas(ax, lasso_selector)
-    ax.axhline(0, color="0.4", lw=0.5)
-    ax.set_xlabel("log(λ)")
-    ax.set_ylabel("coefficient (z-scored features)")
-    ax.set_title(f"LASSO coefficient path ({len(selected)} of {path.shape[1]} features non-zero at λ_{lasso_selector.lambda_rule})")
-    ax.legend(fontsize=6, frameon=False, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def lasso_cv_figure(lasso_selector: LassoSelector):
-    """Mean cross-validated score +/- SE against log(lambda), lambda_min and lambda_1se marked.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    check_is_fitted(lasso_selector, "cv_results_")
-    apply_style()
-    res = lasso_selector.cv_results_
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.errorbar(
-        res["log_lambda"],
-        res["mean"],
-        yerr=res["se"],
-        fmt="o",
-        ms=3,
-        color=PALETTE[0],
-        ecolor="0.6",
-        elinewidth=0.8,
-        capsize=2,
-        label="mean ± SE",
-    )
-    _mark_lambdas(ax, lasso_selector)
-    top = ax.secondary_xaxis("top")
-    ticks = res.iloc[:: max(1, len(res) // 8)]
-    top.set_xticks(ticks["log_lambda"].to_numpy(), labels=[str(int(n)) for n in ticks["n_nonzero"]])
-    top.set_xlabel("non-zero coefficients")
-    ax.set_xlabel("log(λ)")
-    ax.set_ylabel({"roc_auc": "cross-validated AUC", "neg_log_loss": "cross-validated -log loss"}[lasso_selector.scoring])
-    n_folds = sum(c.startswith("fold_") for c in res.columns)
-    ax.set_title(f"{n_folds}-fold cross-validation of λ")
-    ax.legend(fontsize=7, frameon=False, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def coefficient_figure(coef: pd.Series, title: str = "Rad-score coefficients"):
-    """Horizontal bar chart of the non-zero coefficients, sorted by value.
-
-    Parameters
-    ----------
-    coef : Series
-        Coefficients indexed by feature (zeros are left out), e.g. ``LassoSelector.coef_``.
-    title : str
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    apply_style()
-    nz = coef[coef != 0].sort_values(kind="stable")
-    if nz.empty:
-        raise ValueError("no non-zero coefficient to plot")
-    fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.28 * len(nz)))
-    colours = [PALETTE[3] if v < 0 else PALETTE[0] for v in nz]
-    ax.barh(np.arange(len(nz)), nz.to_numpy(), color=colours)
-    ax.set_yticks(np.arange(len(nz)), labels=list(nz.index), fontsize=7)
-    ax.axvline(0, color="0.3", lw=0.6)
-    ax.set_xlabel("coefficient (per SD of the feature)")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig

@@ -7,7 +7,7 @@ there is no second reader). This module provides
 - :func:`icc_table`: the intraclass correlation coefficient of every feature
   with its confidence interval (McGraw & Wong 1996), vectorised over
   thousands of features, for two or more readers;
-- :func:`perturbed_mask`: an erosion or dilation by a ball in millimetres,
+- :func:`helpers.imaging.rois.perturbed_mask` (moved there: a mask operation): an erosion or dilation by a ball in millimetres,
   the documented "second reader" when none exists;
 - :class:`ICCFilter`: a scikit-learn transformer that keeps the stable
   features, fitted on the ICC of the training patients only;
@@ -46,21 +46,20 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
-from scipy import ndimage, stats
+from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from helpers.errors import StudyError
+from helpers.errors import (
+    ReaderMismatchError,  # noqa: F401  (defined in helpers.errors)
+    )
 
 __all__ = [
     "ICC_TYPES",
     "ICCFilter",
-    "PerturbationError",
     "ReaderMismatchError",
     "cohens_kappa",
     "icc_table",
-    "perturbed_mask",
     "reader_agreement_table",
     "retained_counts",
 ]
@@ -80,14 +79,6 @@ _FEATURE_BLOCK = 4096
 # A voxel exactly at radius_mm must not flip because of floating-point rounding of the distance.
 _DISTANCE_RTOL = 1e-9
 _PATIENT_LIST_MAX = 20
-
-
-class ReaderMismatchError(StudyError, ValueError):
-    """Reader tables do not hold the same patients or features (or a table does not fit the training data)."""
-
-
-class PerturbationError(StudyError, ValueError):
-    """A mask perturbation is impossible (it would empty the mask or change nothing)."""
 
 
 # -- ICC core -----------------------------------------------------------------------
@@ -313,106 +304,6 @@ def icc_table(
     return table[_ICC_COLUMNS]
 
 
-# -- mask perturbation ---------------------------------------------------------------
-def perturbed_mask(mask: sitk.Image, mode: str, radius_mm: float, *, label: int | None = None) -> sitk.Image:
-    """Erode or dilate a mask by a ball of ``radius_mm`` millimetres (a simulated second reader).
-
-    Definition (morphology with the ball B = {offsets d : |d| <= radius_mm},
-    distances in mm between voxel centres from the voxel spacing, so the ball
-    is correct on anisotropic grids):
-
-    - ``dilate``: a voxel is in the result when the nearest mask voxel centre is
-      at most ``radius_mm`` away (the mask grown by ``radius_mm``);
-    - ``erode``: a mask voxel is kept when every voxel of the grid within
-      ``radius_mm`` of it is a mask voxel, i.e. the nearest background voxel
-      centre is more than ``radius_mm`` away. Voxels outside the image count
-      as foreground (ITK's default boundary condition), so a tumour cut by the
-      field of view is not eroded from the image edge.
-
-    A relative tolerance of 1e-9 treats distances equal to ``radius_mm`` as
-    inside the ball. The perturbed mask is used as the "second reader" of
-    :func:`icc_table` when only one segmentation exists (e.g. erosion and
-    dilation by 1-2 mm, as in the seed studies).
-
-    Parameters
-    ----------
-    mask : SimpleITK.Image
-        3D tumour mask or label image.
-    mode : {"erode", "dilate"}
-    radius_mm : float
-        Radius of the ball in millimetres; at least the smallest voxel
-        spacing (smaller balls change nothing).
-    label : int, optional
-        Label of the tumour; default: every non-zero voxel.
-
-    Returns
-    -------
-    SimpleITK.Image
-        ``sitkUInt8`` mask (0/1) with the geometry of ``mask``.
-
-    Raises
-    ------
-    PerturbationError
-        When the radius is below the smallest spacing (no voxel would change),
-        when the mask fills the whole image (nothing to erode), or when erosion
-        would remove every voxel; the message gives the largest radius that
-        keeps voxels and the fallback (``mode="dilate"`` or a smaller radius).
-    ValueError
-        For an unknown ``mode``, a non-positive radius or an empty mask.
-    """
-    if mode not in ("erode", "dilate"):
-        raise ValueError(f"mode must be 'erode' or 'dilate', got {mode!r}")
-    try:
-        radius = float(radius_mm)
-    except (TypeError, ValueError):
-        raise ValueError(f"radius_mm must be a number of millimetres, got {radius_mm!r}") from None
-    if not math.isfinite(radius) or radius <= 0:
-        raise ValueError(f"radius_mm must be a positive finite number of millimetres, got {radius_mm!r}")
-    if not isinstance(mask, sitk.Image) or mask.GetDimension() != 3:
-        raise ValueError("mask must be a 3D SimpleITK.Image (read it with helpers.io.read_mask)")
-    arr = sitk.GetArrayViewFromImage(mask)
-    fg = arr > 0 if label is None else arr == label
-    if not fg.any():
-        raise ValueError(f"the mask holds no {'non-zero' if label is None else f'label {label}'} voxel; nothing to perturb")
-    spacing_zyx = np.asarray(mask.GetSpacing(), dtype=float)[::-1]
-    if radius < spacing_zyx.min() * (1 - _DISTANCE_RTOL):
-        raise PerturbationError(
-            f"radius_mm={radius:g} is smaller than the smallest voxel spacing ({spacing_zyx.min():g} mm): the {mode} would "
-            f"change no voxel; use radius_mm >= {spacing_zyx.min():g}"
-        )
-    limit = radius * (1 + _DISTANCE_RTOL)
-    # Only the tumour's bounding box plus a margin matters: further voxels are beyond the ball (dilation), and the
-    # nearest background voxel of a tumour voxel always lies within one voxel of the bounding box (erosion).
-    reach = np.ceil(radius / spacing_zyx).astype(int) + 1 if mode == "dilate" else np.ones(3, dtype=int)
-    nz = np.nonzero(fg)
-    lo = np.maximum([n.min() for n in nz] - reach, 0)
-    hi = np.minimum([n.max() + 1 for n in nz] + reach, fg.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    sub = fg[box]
-    out = np.zeros(fg.shape, dtype=bool)
-    if mode == "dilate":
-        # distance_transform_edt: distance (mm via `sampling`) from each non-zero voxel to the nearest zero voxel,
-        # i.e. here from each voxel to the nearest mask voxel centre.
-        out[box] = ndimage.distance_transform_edt(~sub, sampling=spacing_zyx) <= limit
-    else:
-        if sub.all():
-            raise PerturbationError(
-                "the mask fills the whole image, so there is no boundary to erode (outside the image counts as "
-                "foreground); use mode='dilate' or a mask that is not cropped to the tumour"
-            )
-        depth = ndimage.distance_transform_edt(sub, sampling=spacing_zyx)
-        out[box] = depth > limit
-        if not out.any():
-            raise PerturbationError(
-                f"eroding by {radius:g} mm removes every voxel of the mask (its deepest voxel is {depth.max():g} mm from "
-                f"the background); use a radius_mm below {depth.max():g} mm, or fall back to mode='dilate' with the "
-                "same radius as the second reader"
-            )
-    img = sitk.GetImageFromArray(out.astype(np.uint8))
-    img.CopyInformation(mask)
-    return img
-
-
 # -- the ICC filter ------------------------------------------------------------------
 class ICCFilter(TransformerMixin, BaseEstimator):
     """Keep the features whose inter-reader ICC reaches a threshold, learned from training patients only.
@@ -460,11 +351,11 @@ class ICCFilter(TransformerMixin, BaseEstimator):
     scikit-learn does not split it by rows; the filter selects the training
     patients itself)::
 
-        pipe = Pipeline([("icc", ICCFilter(0.8)), ("model", model)])
+        pipe = Pipeline([("icc", ICCFilter(threshold=0.8)), ("model", model)])
         cross_validate(pipe, X, y, params={"icc__readers": [reader1, reader2]})
     """
 
-    def __init__(self, threshold: float = 0.80, icc_type: str = "ICC(A,1)", ci_bound: str = "point", unscored: str = "error"):
+    def __init__(self, *, threshold: float = 0.80, icc_type: str = "ICC(A,1)", ci_bound: str = "point", unscored: str = "error"):
         self.threshold = threshold
         self.icc_type = icc_type
         self.ci_bound = ci_bound
@@ -624,6 +515,12 @@ class ICCFilter(TransformerMixin, BaseEstimator):
         if input_features is not None and list(input_features) != list(self.feature_names_in_):
             raise ValueError("input_features must equal feature_names_in_ (the columns seen in fit)")
         return np.asarray(self.columns_out_, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # only columns are selected: values of X are never used
+        tags.input_tags.string = True  # non-numeric metadata columns pass through
+        return tags
 
 
 def _check_frame(X: object, name: str) -> pd.DataFrame:

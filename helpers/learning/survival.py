@@ -39,11 +39,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter, KaplanMeierFitter
@@ -54,7 +49,6 @@ from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.metrics import integrated_brier_score as _sksurv_ibs
 
 from helpers._alignment import align_series, align_to_frame
-from helpers.figures.style import PALETTE, apply_style
 
 __all__ = [
     "CoxModel",
@@ -68,7 +62,6 @@ __all__ = [
     "harrell_c",
     "integrated_brier_score",
     "km_by_group",
-    "km_figure",
     "risk_groups",
     "time_dependent_auc",
     "to_structured",
@@ -214,7 +207,7 @@ class CoxModel(BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, penalizer: float = 0.0, l1_ratio: float = 0.0, alpha: float = 0.05):
+    def __init__(self, *, penalizer: float = 0.0, l1_ratio: float = 0.0, alpha: float = 0.05):
         self.penalizer = penalizer
         self.l1_ratio = l1_ratio
         self.alpha = alpha
@@ -295,6 +288,11 @@ class CoxModel(BaseEstimator):
         t, e = _time_event(time, event)
         return float(concordance_index_censored(e, t, self.predict_risk(X))[0])
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # the survival outcome, given as fit(X, time, event) (no single y)
+        return tags
+
 
 class RandomSurvivalForest(BaseEstimator):
     """Random survival forest (``sksurv.ensemble.RandomSurvivalForest``), seeded, small defaults.
@@ -325,6 +323,7 @@ class RandomSurvivalForest(BaseEstimator):
 
     def __init__(
         self,
+        *,
         n_estimators: int = 100,
         max_depth: int | None = None,
         min_samples_split: int = 10,
@@ -373,7 +372,8 @@ class RandomSurvivalForest(BaseEstimator):
 
     def predict_risk(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Ensemble cumulative hazard summed over the training times (scikit-survival's ``predict``; higher = worse)."""
-        return np.asarray(self.forest_.predict(_features_for_predict(self, X).to_numpy()), dtype=float)
+        values = _features_for_predict(self, X).to_numpy()  # first: NotFittedError before forest_ is looked up
+        return np.asarray(self.forest_.predict(values), dtype=float)
 
     def predict_survival_function(self, X: pd.DataFrame | np.ndarray, times: Sequence[float]) -> np.ndarray:
         """Ensemble survival probabilities at ``times`` (step function; 1 before the first training time).
@@ -383,7 +383,8 @@ class RandomSurvivalForest(BaseEstimator):
         numpy.ndarray
             Shape (n_patients, n_times).
         """
-        surv = self.forest_.predict_survival_function(_features_for_predict(self, X).to_numpy(), return_array=True)
+        values = _features_for_predict(self, X).to_numpy()  # first: NotFittedError before forest_ is looked up
+        surv = self.forest_.predict_survival_function(values, return_array=True)
         return _step_values(self.unique_times_, surv, np.asarray(times, dtype=float), before=1.0)
 
     def score(self, X: pd.DataFrame | np.ndarray, time: object, event: object) -> float:
@@ -391,6 +392,11 @@ class RandomSurvivalForest(BaseEstimator):
         time, event = align_to_frame(X, ("time", time), ("event", event))
         t, e = _time_event(time, event)
         return float(concordance_index_censored(e, t, self.predict_risk(X))[0])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # the survival outcome, given as fit(X, time, event) (no single y)
+        return tags
 
 
 # -- risk groups -------------------------------------------------------------------
@@ -955,79 +961,6 @@ def km_by_group(
         event=e,
         groups=g,
     )
-
-
-def _format_p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def km_figure(
-    km: KaplanMeierGroups,
-    at_risk_times: Sequence[float] | None = None,
-    title: str = "",
-    time_label: str = "Time",
-    ci: bool = True,
-) -> plt.Figure:
-    """Kaplan-Meier curves with censoring marks, log-rank p and a numbers-at-risk table.
-
-    Parameters
-    ----------
-    km : KaplanMeierGroups
-        From :func:`km_by_group`.
-    at_risk_times : sequence of float, optional
-        Times of the numbers-at-risk columns (also the x ticks); default 6
-        evenly spaced times from 0 to the last follow-up.
-    title, time_label : str
-        Title and x-axis label (give the unit, e.g. "Time (months)").
-    ci : bool, default True
-        Draw the pointwise confidence bands.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Two axes: the curves (``axes[0]``) and the at-risk table (``axes[1]``,
-        one text per group and time).
-    """
-    apply_style()
-    names = list(km.fitters)
-    t_max = float(km.time.max())
-    ticks = np.asarray(at_risk_times, dtype=float) if at_risk_times is not None else np.linspace(0, t_max, 6)
-    fig, (ax, tab) = plt.subplots(
-        2, 1, figsize=(6.0, 4.2 + 0.2 * len(names)), sharex=True, gridspec_kw={"height_ratios": [4, 0.5 + 0.3 * len(names)]}
-    )
-    for i, name in enumerate(names):
-        kmf = km.fitters[name]
-        colour = PALETTE[i % len(PALETTE)]
-        sf = kmf.survival_function_.iloc[:, 0]
-        ax.step(sf.index, sf.to_numpy(), where="post", color=colour, label=f"{name} (n={int(np.sum(km.groups == name))})")
-        if ci:
-            band = kmf.confidence_interval_survival_function_
-            ax.fill_between(band.index, band.iloc[:, 0], band.iloc[:, 1], step="post", color=colour, alpha=0.15, linewidth=0)
-        m = (km.groups == name) & ~km.event
-        censored = np.unique(km.time[m])
-        ax.plot(censored, kmf.survival_function_at_times(censored).to_numpy(), "|", color=colour, markersize=6)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("Survival probability")
-    ax.legend(frameon=False, loc="lower left")
-    ax.text(0.98, 0.95, f"Log-rank {_format_p(km.p_value)}", transform=ax.transAxes, ha="right", va="top")
-    ax.spines[["top", "right"]].set_visible(False)
-    if title:
-        ax.set_title(title)
-    counts = km.at_risk(ticks)
-    for i, name in enumerate(names):
-        y = len(names) - 1 - i
-        for tt in ticks:
-            tab.text(tt, y, str(counts.loc[name, float(tt)]), ha="center", va="center", color=PALETTE[i % len(PALETTE)])
-    tab.set_ylim(-0.5, len(names) - 0.5)
-    tab.set_yticks(range(len(names))[::-1], names)
-    tab.set_xticks(ticks)
-    tab.set_xlim(min(0.0, float(ticks.min())) - 0.03 * t_max, max(t_max, float(ticks.max())) * 1.03)
-    tab.set_xlabel(time_label)
-    tab.set_title("Number at risk", loc="left", fontsize=8)
-    tab.tick_params(left=False)
-    tab.spines[["top", "right", "left"]].set_visible(False)
-    fig.tight_layout()
-    return fig
 
 
 # -- survival-metrics table (paper table of notebook 06) -------------------------------------------------------------

@@ -14,13 +14,17 @@ import json
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import SimpleITK as sitk
 
-from helpers.settings.study import StudyConfig
+from helpers.figures.style import save_figure
 from helpers.imaging.io import sha256_file
+from helpers.settings.study import StudyConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _W3CDTF = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -115,16 +119,13 @@ class ReportWriter:
         self._record(xlsx)
         return csv
 
-    def figure(self, fig: plt.Figure, name: str, per_cohort: bool = True) -> Path:
+    def figure(self, fig: Figure, name: str, per_cohort: bool = True) -> Path:
         """Write ``figures/<name>[_<cohort>].png`` (300 dpi) and ``.pdf``; close the figure."""
         stem = self._name(name, per_cohort)
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         png = self.figures_dir / f"{stem}.png"
         pdf = self.figures_dir / f"{stem}.pdf"
-        # bbox "tight": long radiomics feature names in axis labels must not be clipped.
-        fig.savefig(png, dpi=300, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.05)
-        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}, bbox_inches="tight", pad_inches=0.05)
-        plt.close(fig)
+        save_figure(fig, png, pdf)  # PNG 300 dpi + PDF, bbox "tight", no volatile metadata; closes the figure
         self._record(png)
         self._record(pdf)
         return png

@@ -22,12 +22,12 @@ from typing import TextIO
 
 import pandas as pd
 
-from helpers.settings.study import StepConfig, StudyConfig, load_config
-from helpers.errors import ConfigError, StepFailedError, UnitsFailedError, describe_failure
-from helpers.data.manifest import load_study, read_manifest, with_resolved_paths
-from helpers.runner.provenance import FileHashCache, environment_hash, git_state, source_hash
 from helpers._environment import package_versions
+from helpers.data.manifest import load_study, read_manifest, with_resolved_paths
+from helpers.errors import ConfigError, StepFailedError, UnitsFailedError, describe_failure
 from helpers.reporting.writer import hash_outputs, read_failures, read_ledger
+from helpers.runner.provenance import FileHashCache, environment_hash, git_state, source_hash
+from helpers.settings.study import StepConfig, StudyConfig, load_config
 
 __all__ = ["StepRun", "plan_runs", "step_key", "run_study"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
 from helpers._environment import KEY_PACKAGES, package_versions, set_seeds  # noqa: F401  (re-exported)
 from helpers.imaging.io import sha256_file
+
 
 def environment_hash() -> str:
     """SHA-256 over every installed distribution's name and version."""

@@ -13,25 +13,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from helpers.errors import ConfigError
-from helpers.imaging.preprocess import PreprocessSettings
+from helpers.settings._base import StrictModel
+from helpers.settings.preprocessing import PreprocessSettings
 
 
-class _Strict(BaseModel):
-    # Unknown keys are errors: a typo in a config key must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CohortConfig(_Strict):
+class CohortConfig(StrictModel):
     """A cohort of the study (e.g. training, external test)."""
 
     role: Literal["train", "validation", "test"]
     description: str = ""
 
 
-class SeriesConfig(_Strict):
+class SeriesConfig(StrictModel):
     """One image series (modality/sequence) of the study.
 
     ``display_window`` is the intensity window used for figures; when omitted
@@ -43,7 +39,7 @@ class SeriesConfig(_Strict):
     description: str = ""
 
 
-class EndpointsConfig(_Strict):
+class EndpointsConfig(StrictModel):
     """Outcome columns of the patient table."""
 
     binary: str | None = None
@@ -57,7 +53,7 @@ class EndpointsConfig(_Strict):
         return self
 
 
-class GeometryTolerance(_Strict):
+class GeometryTolerance(StrictModel):
     """Allowed image/mask geometry differences.
 
     ``spacing`` is relative (fraction of the image spacing), ``origin_mm`` is
@@ -70,7 +66,7 @@ class GeometryTolerance(_Strict):
     direction: float = Field(1e-4, ge=0)
 
 
-class QCConfig(_Strict):
+class QCConfig(StrictModel):
     """Settings of the image/mask quality-control table."""
 
     outlier_robust_z: float = Field(3.5, gt=0, description="|robust z| above which a value is flagged")
@@ -85,7 +81,7 @@ class QCConfig(_Strict):
     )
 
 
-class RoiSpec(_Strict):
+class RoiSpec(StrictModel):
     """A region of interest derived from the tumour mask.
 
     ``tumour``: the mask itself; ``ring``: the peritumoral ring of
@@ -111,7 +107,7 @@ class RoiSpec(_Strict):
         return self
 
 
-class HabitatConfig(_Strict):
+class HabitatConfig(StrictModel):
     """Cohort-level habitat clustering (K-means on pooled training voxels)."""
 
     series: tuple[str, ...] = Field(min_length=1, description="co-registered series pooled as channels; the first one's mask defines the grid")
@@ -126,7 +122,7 @@ class HabitatConfig(_Strict):
     )
 
 
-class PerturbationConfig(_Strict):
+class PerturbationConfig(StrictModel):
     """Mask perturbation simulating a second reader (see helpers.stability.perturbed_mask).
 
     The radius used for an image is max(radius_mm, its smallest voxel spacing):
@@ -137,7 +133,7 @@ class PerturbationConfig(_Strict):
     radius_mm: float = Field(1.0, gt=0)
 
 
-class StabilityConfig(_Strict):
+class StabilityConfig(StrictModel):
     """Second-reader extraction of the training cohort for the ICC filter.
 
     The manifest's ``mask_reader2`` is used where given; otherwise the tumour
@@ -147,7 +143,7 @@ class StabilityConfig(_Strict):
     perturbation: PerturbationConfig = PerturbationConfig()
 
 
-class ExtractionConfig(_Strict):
+class ExtractionConfig(StrictModel):
     """What notebook 03 extracts: presets x series x ROIs (+ habitats)."""
 
     presets: tuple[str, ...] = ("seed1762",)
@@ -168,7 +164,7 @@ class ExtractionConfig(_Strict):
         return value
 
 
-class ICCConfig(_Strict):
+class ICCConfig(StrictModel):
     """The ICC stability filter (training cohort, reader 1 vs reader 2 or a perturbed mask)."""
 
     icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
@@ -176,12 +172,12 @@ class ICCConfig(_Strict):
     ci_bound: Literal["point", "lower"] = "point"
 
 
-class HarmonizationGroup(_Strict):
+class HarmonizationGroup(StrictModel):
     """ComBat of one or more series' features by a batch variable of that series.
 
     ``batch_field`` is an acquisition field (``model``, ``manufacturer``,
     ``kernel``, ``field_strength_T``...) read from the DICOM headers, header CSV
-    or manifest (see :func:`helpers.qc.acquisition_records`), or ``centre`` /
+    or manifest (see :func:`helpers.data.headers.acquisition_records`), or ``centre`` /
     ``scanner`` from the manifest. Fitted on the training cohort only;
     covariates are not used (the harmonisation stays label-free, so fitting it
     once on the training cohort cannot leak outcomes into cross-validation).
@@ -193,7 +189,7 @@ class HarmonizationGroup(_Strict):
     min_batch_size: int = Field(2, ge=2, description="training batches smaller than this are merged into 'other'")
 
 
-class SignatureConfig(_Strict):
+class SignatureConfig(StrictModel):
     """Notebook 04: stability filter, harmonisation and feature selection (fitted on training)."""
 
     preset: str = "seed1762"
@@ -208,7 +204,7 @@ class SignatureConfig(_Strict):
     )
 
 
-class MissingDataConfig(_Strict):
+class MissingDataConfig(StrictModel):
     """What happens to failed extraction units and missing feature values (decided on training data only).
 
     ``failed_units``: ``stop`` (default) ends the run after feature extraction
@@ -231,7 +227,7 @@ class MissingDataConfig(_Strict):
     imputation: Literal["median", "mean"] = "median"
 
 
-class ModelsConfig(_Strict):
+class ModelsConfig(StrictModel):
     """Notebook 05: the model grid and the final model."""
 
     algorithms: tuple[str, ...] = ("logistic", "svm", "random_forest", "extra_trees", "xgboost", "lightgbm", "catboost")
@@ -248,7 +244,7 @@ class ModelsConfig(_Strict):
     final_algorithm: str = "logistic"
 
 
-class ClinicalConfig(_Strict):
+class ClinicalConfig(StrictModel):
     """Clinical variables of the patient table: Table 1, the clinical model and the nomogram.
 
     Continuous variables are imputed by the training median and z-scored,
@@ -266,7 +262,7 @@ class ClinicalConfig(_Strict):
         return [*self.continuous, *self.categorical]
 
 
-class ReaderScoresConfig(_Strict):
+class ReaderScoresConfig(StrictModel):
     """Semantic/clinical scores given by two readers (notebook 04's interobserver table).
 
     ``table`` is a CSV with the patient id column, a ``reader`` column (two
@@ -278,7 +274,7 @@ class ReaderScoresConfig(_Strict):
     icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
 
 
-class SurvivalConfig(_Strict):
+class SurvivalConfig(StrictModel):
     """Time-to-event models of notebook 05 (used when ``endpoints.time``/``event`` are set).
 
     Penalised Cox and a random survival forest on the signature's selected
@@ -295,14 +291,14 @@ class SurvivalConfig(_Strict):
     risk_cutoff: Literal["median", "tertiles", "quartiles", "maxstat"] = "median"
 
 
-class SubgroupSpec(_Strict):
+class SubgroupSpec(StrictModel):
     """A subgroup analysis: patients grouped by an acquisition field of one series (or ``centre``/``scanner``)."""
 
     series: str
     field: str
 
 
-class StatisticsConfig(_Strict):
+class StatisticsConfig(StrictModel):
     """Notebook 06: statistics of the compared models' predictions."""
 
     reference_model: str | None = Field(None, description="compare every model with this one; default: every pair of the main models")
@@ -313,7 +309,7 @@ class StatisticsConfig(_Strict):
     calibration_bins: int = Field(10, ge=2)
 
 
-class SuperResolutionConfig(_Strict):
+class SuperResolutionConfig(StrictModel):
     """Notebook 02's super-resolution arm: the series to super-resolve and the GAN settings.
 
     ``settings`` is validated into :class:`helpers.super_resolution.SuperResolutionSettings`
@@ -337,12 +333,12 @@ class SuperResolutionConfig(_Strict):
     @field_validator("settings", mode="before")
     @classmethod
     def _settings(cls, value: object) -> object:
-        from helpers.imaging.deep.super_resolution import SuperResolutionSettings
+        from helpers.settings.super_resolution import SuperResolutionSettings
 
         return SuperResolutionSettings.model_validate(value or {})
 
 
-class StepConfig(_Strict):
+class StepConfig(StrictModel):
     """A notebook step of the study run."""
 
     name: str
@@ -352,7 +348,7 @@ class StepConfig(_Strict):
     parameters: dict[str, object] = Field(default_factory=dict)
 
 
-class StudyConfig(_Strict):
+class StudyConfig(StrictModel):
     """The validated study configuration.
 
     Build it with :func:`load_config`; paths are resolved with :meth:`path`.
@@ -428,14 +424,14 @@ class StudyConfig(_Strict):
     def _segmentation_settings(cls, value: object) -> object:
         if value is None:
             return None
-        from helpers.imaging.deep.segmentation import SegmentationSettings
+        from helpers.settings.segmentation import SegmentationSettings
 
         return SegmentationSettings.model_validate(value)
 
     @field_validator("deep_features", mode="before")
     @classmethod
     def _deep_feature_settings(cls, value: object) -> object:
-        from helpers.imaging.deep.deep_features import DeepFeatureSettings
+        from helpers.settings.deep_features import DeepFeatureSettings
 
         items = [value] if isinstance(value, dict) else list(value or ())
         return tuple(DeepFeatureSettings.model_validate(v) for v in items)
@@ -531,17 +527,6 @@ class StudyConfig(_Strict):
         """The acquired series an image series comes from: the parent of a derived ``<series>_SR``, else itself."""
         sr = self.super_resolution
         return sr.series if sr is not None and series == sr.output_series else series
-
-    def series_of_column(self, column: str) -> str | None:
-        """The series a feature column belongs to: the longest configured ``<series>_`` prefix (``MR_T1_SR_...`` is
-        ``MR_T1_SR``, not ``MR_T1``); ``None`` for a column of no series (e.g. a clinical variable)."""
-        matches = [s for s in self.series if str(column).startswith(f"{s}_")]
-        return max(matches, key=len) if matches else None
-
-    def columns_of_series(self, columns, series: str | set[str] | list[str]) -> list[str]:
-        """The columns (in their order) whose series (:meth:`series_of_column`) is ``series`` or one of them."""
-        wanted = {series} if isinstance(series, str) else set(series)
-        return [c for c in columns if self.series_of_column(c) in wanted]
 
     @property
     def training_cohorts(self) -> list[str]:

@@ -11,18 +11,24 @@ fitted on training only).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import SimpleITK as sitk
 
-from helpers.settings.study import StudyConfig
-from helpers.imaging.io import read_image, read_mask
-from helpers.reporting.writer import ReportWriter
+from helpers.features.extraction import ExtractionResult, _code_hash, _versions, plan_units, run_extraction
+from helpers.features.ibsi import PHANTOM_DIR, ibsi_phantom_comparison, ibsi_unmapped_tags
+from helpers.features.pyradiomics import preset_name
 from helpers.imaging.habitats import HabitatClusterer, habitat_fractions, habitat_map, ith_score, voxel_matrix
+from helpers.imaging.io import read_image, read_mask
 from helpers.imaging.rois import tumour_mask
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import StudyConfig
 
-__all__ = ["CohortHabitats", "cohort_habitats", "write_habitat_outputs"]
+__all__ = ["CohortHabitats", "cohort_habitats", "extraction_provenance", "run_feature_extraction", "write_extraction_outputs",
+           "write_habitat_outputs", "write_ibsi_compliance"]
 
 
 @dataclass
@@ -155,3 +161,103 @@ def write_habitat_outputs(habitats: CohortHabitats | None, manifest: pd.DataFram
                           title=f"Habitats (K={habitats.k}, fitted on the training cohort) over {first_series}")
     report.figure(fig, "habitat_map_examples", per_cohort=False)
     return tables
+
+
+def run_feature_extraction(manifest: pd.DataFrame, cfg: StudyConfig, habitats: CohortHabitats | None = None) -> ExtractionResult:
+    """Plan every unit of the study (patients x series x ROIs x presets, habitats, second reader) and run them with
+    the configured workers or Dask scheduler, reusing the study's extraction cache (``reports/<study>/.cache``)."""
+    units = plan_units(manifest, cfg, habitats)
+    return run_extraction(units, cfg.report_root / ".cache" / "extraction", workers=cfg.extraction.workers,
+                          scheduler_address=cfg.extraction.scheduler_address)
+
+
+def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
+    """Everything needed to trace the feature values: settings, versions, hashes, unit keys.
+
+    Returns
+    -------
+    dict
+        Library versions, the helpers code hash, per preset and series the
+        merged pyradiomics parameters and preprocessing settings, the ROI
+        definitions, the number of units computed, taken from the cache and
+        failed in this run, and per unit its key, status (``computed``,
+        ``cached`` or ``failed``), seconds of computation and pyradiomics
+        image/mask hashes.
+    """
+    settings: dict[str, dict[str, dict]] = {}
+    for u in result.units:
+        settings.setdefault(u.preset, {}).setdefault(u.series, {"pyradiomics_params": u.params, "preprocessing": u.preprocessing})
+    return {
+        "versions": _versions(),
+        "helpers_extraction_code_hash": _code_hash(),
+        "settings": settings,
+        "rois": {name: spec.model_dump() for name, spec in cfg.extraction.rois.items()},
+        "habitats": cfg.extraction.habitats.model_dump() if cfg.extraction.habitats else None,
+        "unit_counts": result.status_counts(),
+        "units": [
+            {"unit": u.unit_id, "key": r["key"], "status": r["status"], "seconds": r.get("seconds"),
+             "image_hash": (r.get("diagnostics") or {}).get("diagnostics_Image-original_Hash"),
+             "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash"),
+             "preprocessing": r.get("preprocessing")}
+            for u, r in zip(result.units, result.records, strict=True)
+        ],
+    }
+
+
+def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Write the feature tables, counts, diagnostics, failures and provenance.
+
+    Per preset: ``features/features_<preset>.parquet`` + ``.csv`` (wide table;
+    ``features_<preset>_reader2`` for the training patients' second reader)
+    and ``tables/feature_counts_<preset>`` (Appendix S2 style); then
+    ``features/extraction_diagnostics``, ``tables/extraction_failures`` and
+    ``provenance/extraction.json``. Returns the small tables for display.
+    """
+    series_order = list(cfg.series)
+    roi_order = list(cfg.extraction.rois) + [f"habitat{k}" for k in range(1, 64)]
+    shown: dict[str, pd.DataFrame] = {}
+    for preset_ref in cfg.extraction.presets:
+        preset = preset_name(preset_ref)
+        report.data(result.features_table(preset, series_order, roi_order), f"features_{preset}")
+        if cfg.extraction.stability is not None:
+            report.data(result.features_table(preset, series_order, roi_order, reader="reader2"), f"features_{preset}_reader2")
+        counts = result.feature_count_table(preset)
+        report.table(counts, f"feature_counts_{preset}", per_cohort=False)
+        shown[f"feature_counts_{preset}"] = counts
+    report.data(result.diagnostics_table(), "extraction_diagnostics", index=False)
+    failures = result.failures_table()
+    # Reasons may quote input paths: relative to the study folder, so the table does not depend on where the study lives.
+    failures["reason"] = failures["reason"].astype(str).str.replace(str(cfg.base_dir) + os.sep, "", regex=False)
+    failures_csv = report.table(failures, "extraction_failures", per_cohort=False)
+    report.failures(failures, "extraction units", failures_csv)
+    shown["extraction_failures"] = failures
+    empty = result.empty_rois_table()
+    if not empty.empty:
+        # Habitats absent from a tumour: listed (their features are missing and follow the missing-data policy).
+        report.table(empty, "extraction_empty_habitats", per_cohort=False)
+        shown["extraction_empty_habitats"] = empty
+    report.json(extraction_provenance(cfg, result), "extraction")
+    return shown
+
+
+def write_ibsi_compliance(report: ReportWriter, phantom_dir: str | Path = PHANTOM_DIR) -> pd.DataFrame:
+    """Write the IBSI phantom compliance tables of the ``ibsi`` preset.
+
+    Tables: ``ibsi_phantom_compliance`` (every mapped tag with reference,
+    tolerance, value, whether it matches and the known reason of a
+    deviation) and ``ibsi_phantom_unmapped`` (tags without a pyradiomics
+    counterpart, with the reason).
+
+    Returns
+    -------
+    DataFrame
+        Matching counts per IBSI family (mapped, within tolerance, deviating).
+    """
+    phantom_dir = Path(phantom_dir)
+    csv = phantom_dir / "reference_values.csv"
+    table = ibsi_phantom_comparison(phantom_dir / "image" / "phantom.nii.gz", phantom_dir / "mask" / "mask.nii.gz", csv)
+    report.table(table, "ibsi_phantom_compliance", per_cohort=False)
+    report.table(ibsi_unmapped_tags(csv), "ibsi_phantom_unmapped", per_cohort=False)
+    summary = table.groupby("ibsi_family", sort=False).agg(mapped=("tag", "size"), within_tolerance=("within_tolerance", "sum"))
+    summary["deviating"] = summary["mapped"] - summary["within_tolerance"]
+    return summary.reset_index()

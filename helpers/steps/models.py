@@ -17,32 +17,36 @@ import pandas as pd
 from imblearn.pipeline import Pipeline
 from sklearn.metrics import roc_auc_score
 
-from helpers.learning.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
-from helpers.settings.study import StudyConfig
+from helpers.data import artifacts
+from helpers.data.columns import block_name, columns_of_series, model_name, study_block_columns
 from helpers.errors import InputDataError, SeparationError
-from helpers.learning.explain import shap_bar_figure, shap_beeswarm_figure, shap_explanation, shap_waterfall_figure
+from helpers.figures.models import auc_heatmap_figure
+from helpers.figures.nomogram import nomogram_figure
+from helpers.figures.shap import shap_bar_figure, shap_beeswarm_figure, shap_waterfall_figure
+from helpers.figures.survival import km_figure
+from helpers.learning.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
+from helpers.learning.explain import shap_explanation
 from helpers.learning.models import (
     ScoreStacker,
     TunedModel,
-    auc_heatmap_figure,
     build_pipeline,
     make_classifier,
     model_grid,
     save_model,
     tune,
 )
-from helpers.learning.nomogram import NomogramModel, nomogram_figure, nomogram_table
-from helpers.reporting.writer import ReportWriter
+from helpers.learning.nomogram import NomogramModel, nomogram_table
 from helpers.learning.selection import build_selector
-from helpers.steps.signature import study_steps
 from helpers.learning.survival import (
     CoxModel,
     RandomSurvivalForest,
     assign_risk_groups,
     km_by_group,
-    km_figure,
     risk_groups,
 )
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import StudyConfig
+from helpers.steps.signature import study_steps
 
 __all__ = [
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
@@ -98,15 +102,11 @@ class ModellingData:
 
 def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingData:
     """Read notebook 04's ``modelling_features`` table and the binary endpoint."""
-    path = cfg.report_root / "features" / "modelling_features.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the signature step (notebook 04) first")
-    table = pd.read_parquet(path)
+    table = artifacts.MODELLING_FEATURES.read(cfg)
     cohort = table.pop("cohort")
-    deep_path = cfg.report_root / "features" / "deep_features.parquet"
-    if cfg.deep_features and deep_path.is_file():
+    if cfg.deep_features and artifacts.DEEP_FEATURES.exists(cfg):
         # Notebook 02's deep features (PCA fitted on training patients) join as one more block per series.
-        deep = pd.read_parquet(deep_path).drop(columns=["cohort"], errors="ignore")
+        deep = artifacts.DEEP_FEATURES.read(cfg).drop(columns=["cohort"], errors="ignore")
         missing = table.index.difference(deep.index)
         if len(missing):
             raise InputDataError(f"deep features are missing for patients {list(missing[:10])}; re-run the segmentation step (notebook 02)")
@@ -120,7 +120,7 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
     if cfg.endpoints.time:
         time = patients.loc[table.index, cfg.endpoints.time].astype(float)
         event = patients.loc[table.index, cfg.endpoints.event].astype(int)
-    compared = cfg.columns_of_series(table.columns, cfg.comparison_series)
+    compared = columns_of_series(table.columns, cfg.comparison_series, cfg.series)
     comparison = table[compared] if compared else None
     return ModellingData(table.drop(columns=compared), y, cohort, list(cfg.training_cohorts), clinical, time, event, comparison)
 
@@ -131,20 +131,7 @@ def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     Keys read ``"<series> / <roi>"`` (``"<series> / habitats"`` for all habitat ROIs, ``"<series> / deep"``
     for notebook 02's deep features).
     """
-    blocks: dict[str, pd.DataFrame] = {}
-    for series in cfg.series:
-        own = cfg.columns_of_series(X.columns, series)
-        for roi in cfg.extraction.rois:
-            cols = [c for c in own if c.startswith(f"{series}_{roi}_")]
-            if cols:
-                blocks[f"{series} / {roi}"] = X[cols]
-        habitat = [c for c in own if c.startswith(f"{series}_habitat")]
-        if habitat:
-            blocks[f"{series} / habitats"] = X[habitat]
-        deep = [c for c in own if c.startswith(f"{series}_deep_")]
-        if deep:
-            blocks[f"{series} / deep"] = X[deep]
-    return blocks
+    return {name: X[cols] for name, cols in study_block_columns(X.columns, cfg.series, cfg.extraction.rois).items()}
 
 
 def _steps_factory(cfg: StudyConfig, steps_config):
@@ -252,7 +239,7 @@ def fit_stacker(data: ModellingData, cfg: StudyConfig) -> ScoreStacker:
         (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed), list(block.columns))
         for name, block in blocks.items()
     ]
-    return ScoreStacker(bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
+    return ScoreStacker(estimators=bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
 
 
 def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame, final: TunedModel, stacker: ScoreStacker | None = None) -> pd.DataFrame:
@@ -285,7 +272,7 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
     ``clinical``: training-fold imputation, z-scores/one-hot coding and a
     logistic regression with its C tuned like the final model. ``nomogram``
     (``clinical.nomogram`` and signature steps ending in ``lasso``): an
-    unpenalised logistic regression (:class:`~helpers.nomogram.NomogramModel`)
+    unpenalised logistic regression (:class:`~helpers.learning.nomogram.NomogramModel`)
     on the clinical variables and the Rad-score, where the Rad-score's
     selection + LASSO is relearned inside every training fold
     (:class:`~helpers.clinical.RadScoreAugmenter`), so the out-of-fold
@@ -304,15 +291,18 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
     train = data.train
     y = data.y.loc[train]
     search = cfg.models.search if cfg.models.search != "none" else "grid"
-    steps = [("impute", ClinicalImputer(cc.continuous, cc.categorical)), ("encode", ClinicalEncoder(cc.continuous, cc.categorical))]
+    steps = [
+        ("impute", ClinicalImputer(continuous=cc.continuous, categorical=cc.categorical)),
+        ("encode", ClinicalEncoder(continuous=cc.continuous, categorical=cc.categorical)),
+    ]
     pipe = build_pipeline(steps, make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
     out["clinical"] = tune(pipe, data.clinical.loc[train], y, search=search, cv=cfg.models.cv, n_trials=cfg.models.n_trials,
                            random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical)
     steps_cfg = study_steps(cfg, cfg.signature.steps)
     if cc.nomogram and steps_cfg and steps_cfg[-1].get("step") == "lasso":
         nomogram = Pipeline([
-            ("radscore", RadScoreAugmenter(steps_cfg, cc.variables)),
-            ("impute", ClinicalImputer(cc.continuous, cc.categorical)),
+            ("radscore", RadScoreAugmenter(steps=steps_cfg, clinical=cc.variables)),
+            ("impute", ClinicalImputer(continuous=cc.continuous, categorical=cc.categorical)),
             ("classifier", NomogramModel(categorical=cc.categorical)),
         ])
         try:
@@ -386,17 +376,17 @@ def comparison_models(
     if grid is not None and grid_models:
         best = grid.sort_values(["block", "cv_auc_mean", "algorithm"], ascending=[True, False, True]).groupby("block", sort=False).head(1)
         for row in best.itertuples():
-            models[f"{row.block} ({row.algorithm})"] = (grid_models[(row.block, row.algorithm)], "block")
+            models[model_name(row.block, row.algorithm)] = (grid_models[(row.block, row.algorithm)], "block")
         sr = cfg.super_resolution
         if sr is not None:
             algorithm = cfg.models.final_algorithm
             for block in sorted(set(grid["block"])):
-                parent_block = block.replace(f"{sr.output_series} / ", f"{sr.series} / ", 1)
-                if not block.startswith(f"{sr.output_series} / ") or parent_block not in set(grid["block"]):
+                parent_block = block.replace(block_name(sr.output_series, ""), block_name(sr.series, ""), 1)
+                if not block.startswith(block_name(sr.output_series, "")) or parent_block not in set(grid["block"]):
                     continue
                 for name in (parent_block, block):
                     if (name, algorithm) in grid_models:
-                        models.setdefault(f"{name} ({algorithm})", (grid_models[(name, algorithm)], "resolution"))
+                        models.setdefault(model_name(name, algorithm), (grid_models[(name, algorithm)], "resolution"))
     return models
 
 
@@ -455,12 +445,7 @@ def survival_features(cfg: StudyConfig, X: pd.DataFrame) -> pd.DataFrame:
     Read from notebook 04's ``models/signature.joblib``; the features were
     selected once on the training cohort for the binary endpoint.
     """
-    import joblib
-
-    path = cfg.report_root / "models" / "signature.joblib"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the signature step (notebook 04) first")
-    selector = joblib.load(path)["selector"]
+    selector = artifacts.SIGNATURE_MODEL.read(cfg)["selector"]
     lasso = selector.steps[-1][1]
     features = list(getattr(lasso, "selected_features_", []))
     if not features:

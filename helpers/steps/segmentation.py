@@ -27,9 +27,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from helpers.settings.study import StudyConfig
 from helpers.figures.evaluation import dice_figure
 from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import StudyConfig
 
 __all__ = [
     "SegmentationRun", "segmentation_cases", "run_segmentation", "write_segmentation_outputs", "DeepFeatureRun", "run_deep_features",
@@ -167,7 +167,7 @@ def run_deep_features(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: Study
         all_inputs[settings.series] = inputs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the untrained-backbone warning is reported in the table below
-            extractor = DeepFeatureExtractor(settings).fit({p: inputs[p] for p in train_ids if p in inputs},
+            extractor = DeepFeatureExtractor(settings=settings).fit({p: inputs[p] for p in train_ids if p in inputs},
                                                            patients.loc[[p for p in train_ids if p in inputs], cfg.endpoints.binary] if settings.mode == "finetune" else None)
             frames.append(extractor.transform(inputs))
         extractors[settings.series] = extractor
@@ -202,7 +202,8 @@ def _classifier_summary(preds: pd.DataFrame) -> pd.DataFrame:
 
 def write_deep_feature_outputs(run: DeepFeatureRun, manifest: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Deep feature table (data), PCA/provenance table, classifier loss curves, AUCs and Grad-CAM figures."""
-    from helpers.imaging.deep.deep_features import gradcam_figure, gradcam_maps, loss_curve_figure, stack_inputs
+    from helpers.figures.deep import gradcam_figure, loss_curve_figure
+    from helpers.imaging.deep.deep_features import gradcam_maps, stack_inputs
 
     shown: dict[str, pd.DataFrame] = {}
     if run.table.empty:
@@ -263,8 +264,8 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
     """
     import SimpleITK as sitk
 
-    from helpers.imaging.io import read_image, read_mask
     from helpers.imaging.deep.super_resolution import apply_super_resolution, train_super_resolution, upsample_mask
+    from helpers.imaging.io import read_image, read_mask
 
     sr = cfg.super_resolution
     settings = _settings_with_local_paths(sr.settings, cfg, "perceptual_weights")
@@ -295,13 +296,9 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
 
 def write_super_resolution_outputs(run: SuperResolutionRun, manifest: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Training history, validation metrics vs trilinear, comparison and curve figures, and the SR manifest."""
+    from helpers.figures.deep import sr_comparison_figure, sr_training_curve_figure
+    from helpers.imaging.deep.super_resolution import apply_super_resolution, degrade_volume
     from helpers.imaging.io import read_image
-    from helpers.imaging.deep.super_resolution import (
-        apply_super_resolution,
-        degrade_volume,
-        sr_comparison_figure,
-        sr_training_curve_figure,
-    )
 
     sr = cfg.super_resolution
     folder = cfg.report_root / "super_resolution"
@@ -348,8 +345,8 @@ def with_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig, check_images
     ManifestError
         When an SR image/mask is missing or invalid, or a patient lacks one.
     """
-    from helpers.errors import ManifestError, ManifestIssue
     from helpers.data.manifest import read_manifest, validate_manifest
+    from helpers.errors import ManifestError, ManifestIssue
 
     sr = cfg.super_resolution
     if sr is None:

@@ -25,22 +25,23 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from helpers.settings.study import HarmonizationGroup, StudyConfig
+from helpers.data import artifacts
+from helpers.data.columns import columns_of_series, series_of_column
+from helpers.data.headers import acquisition_records
 from helpers.errors import InputDataError
 from helpers.features.pyradiomics import preset_name
-from helpers.learning.harmonize import ComBatHarmonizer, combat_diagnostics_figure
-from helpers.imaging.qc import acquisition_records
-from helpers.reporting.writer import ReportWriter
+from helpers.figures.harmonization import combat_diagnostics_figure
+from helpers.figures.selection import coefficient_figure, lasso_cv_figure, lasso_path_figure
+from helpers.learning.harmonize import ComBatHarmonizer
 from helpers.learning.selection import (
     build_selector,
-    coefficient_figure,
-    lasso_cv_figure,
-    lasso_path_figure,
     radscore_formula,
     radscore_table,
     selection_pathway,
 )
 from helpers.learning.stability import ICCFilter, icc_table, reader_agreement_table, retained_counts
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import HarmonizationGroup, StudyConfig
 
 __all__ = ["StudyFeatures", "Signature", "load_study_features", "batch_labels", "build_signature", "write_signature_outputs",
            "interobserver_agreement"]
@@ -105,17 +106,12 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
         Failed units under the ``stop`` policy, or a study without a binary endpoint.
     """
     preset = preset_name(cfg.signature.preset)
-    folder = cfg.report_root / "features"
-    path = folder / f"features_{preset}.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the feature_extraction step (notebook 03) with preset '{preset}' first")
-    table = pd.read_parquet(path)
+    table = artifacts.FEATURES.read(cfg, preset=preset)
     cohort = table.pop("cohort")
     endpoint = cfg.endpoints.binary
     if endpoint is None:
         raise InputDataError("the signature needs a binary endpoint: set endpoints.binary in the study config")
-    reader2_path = folder / f"features_{preset}_reader2.parquet"
-    reader2 = pd.read_parquet(reader2_path).drop(columns="cohort") if reader2_path.is_file() else None
+    reader2 = artifacts.FEATURES_READER2.read(cfg, preset=preset).drop(columns="cohort") if artifacts.FEATURES_READER2.exists(cfg, preset=preset) else None
     excluded = _apply_failed_unit_policy(cfg, preset, cohort)
     if len(excluded):
         keep_rows = table.index.difference(excluded["patient"], sort=False)
@@ -179,10 +175,9 @@ def _apply_failed_unit_policy(cfg: StudyConfig, preset: str, cohort: pd.Series) 
         Under the ``stop`` policy when units failed (the runner stops before this step; this guards notebooks run by hand).
     """
     columns = ["patient", "cohort", "failed_units", "reason"]
-    diag_path = cfg.report_root / "features" / "extraction_diagnostics.parquet"
-    if not diag_path.is_file():
+    if not artifacts.EXTRACTION_DIAGNOSTICS.exists(cfg):
         return pd.DataFrame(columns=columns)
-    diag = pd.read_parquet(diag_path)
+    diag = artifacts.EXTRACTION_DIAGNOSTICS.read(cfg)
     failed = diag[(diag["status"] == "failed") & (diag["preset"] == preset)]
     if failed.empty:
         return pd.DataFrame(columns=columns)
@@ -196,8 +191,7 @@ def _apply_failed_unit_policy(cfg: StudyConfig, preset: str, cohort: pd.Series) 
             "or 'impute' in the study config")
     if policy == "impute":
         return pd.DataFrame(columns=columns)
-    failures_csv = cfg.report_root / "tables" / "extraction_failures.csv"
-    reasons = pd.read_csv(failures_csv, dtype=str) if failures_csv.is_file() else pd.DataFrame(columns=["patient", "reason"])
+    reasons = artifacts.EXTRACTION_FAILURES.read(cfg) if artifacts.EXTRACTION_FAILURES.exists(cfg) else pd.DataFrame(columns=["patient", "reason"])
     rows = []
     for patient in patients:
         mine = failed[failed["patient"].astype(str) == patient]
@@ -270,7 +264,7 @@ def _harmonize(X: pd.DataFrame, train: pd.Index, groups: tuple[HarmonizationGrou
     out = X.copy()
     harmonizers, batches = {}, {}
     for group in groups:
-        cols = cfg.columns_of_series(X.columns, group.series)
+        cols = columns_of_series(X.columns, group.series, cfg.series)
         if not cols:
             continue
         batch = batch_labels(manifest, cfg, group, train).reindex(X.index)
@@ -297,7 +291,8 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
     if cfg.signature.icc is not None and data.reader2 is not None and not data.reader2.empty:
         r2 = data.reader2.loc[data.reader2.index.intersection(train)]
         icc = icc_table(X.loc[r2.index, r2.columns], r2, icc_type=cfg.signature.icc.icc_type)
-        icc_filter = ICCFilter(cfg.signature.icc.threshold, cfg.signature.icc.icc_type, cfg.signature.icc.ci_bound, unscored="passthrough")
+        icc_cfg = cfg.signature.icc
+        icc_filter = ICCFilter(threshold=icc_cfg.threshold, icc_type=icc_cfg.icc_type, ci_bound=icc_cfg.ci_bound, unscored="passthrough")
         icc_filter.fit(X.loc[train], icc=icc)
         groups = sorted({(s, r) for s in cfg.series for r in cfg.extraction.rois if any(c.startswith(f"{s}_{r}_") for c in icc.index)})
         retained = retained_counts(icc, cfg.signature.icc.threshold, groups, ci_bound=cfg.signature.icc.ci_bound)
@@ -305,7 +300,7 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
     harmonized, harmonizers, batches = _harmonize(X, train, cfg.signature.harmonization, manifest, cfg)
     # Comparison-only series (super-resolved images) are filtered and harmonised like the others but stay out of the
     # signature: they are compared in the model grid and notebook 06's NR-vs-SR table.
-    eligible = [c for c in harmonized.columns if cfg.series_of_column(c) not in cfg.comparison_series]
+    eligible = [c for c in harmonized.columns if series_of_column(c, cfg.series) not in cfg.comparison_series]
     selector = build_selector(study_steps(cfg, cfg.signature.steps))
     selector.fit(harmonized.loc[train, eligible], data.y.loc[train])
     # A Rad-score needs a linear final step (LASSO/ElasticNet); without one the signature is the selected feature set.

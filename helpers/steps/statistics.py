@@ -5,7 +5,7 @@ Inputs are the long prediction tables written by notebook 05
 ``features/survival_predictions``): training-cohort values are out-of-fold,
 other cohorts are predicted by the models refitted on training, and every
 threshold was chosen on training. Nothing here fits a model; every statistic
-comes from :mod:`helpers.stats` / :mod:`helpers.survival`, which are pinned to
+comes from :mod:`helpers.stats` / :mod:`helpers.learning.survival`, which are pinned to
 reference implementations by the tests.
 """
 
@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from helpers.settings.study import StudyConfig
+from helpers.data import artifacts
+from helpers.data.columns import block_name, model_name, parse_model_name
+from helpers.data.headers import acquisition_records
 from helpers.figures.evaluation import (
     calibration_figure,
     decision_curve_figure,
@@ -26,9 +28,10 @@ from helpers.figures.evaluation import (
     radscore_distribution_figure,
     roc_figure,
 )
-from helpers.imaging.qc import acquisition_records
+from helpers.learning.survival import survival_metrics_table
 from helpers.reporting.writer import ReportWriter
-from helpers.stats._core import (
+from helpers.settings.study import StudyConfig
+from helpers.stats import (
     calibration_table,
     net_benefit,
     pairwise_comparison_table,
@@ -36,7 +39,6 @@ from helpers.stats._core import (
     subgroup_performance_table,
     table_one,
 )
-from helpers.learning.survival import survival_metrics_table
 
 __all__ = [
     "StudyPredictions", "load_predictions", "subgroup_values", "clinical_characteristics", "model_statistics", "survival_statistics",
@@ -61,17 +63,14 @@ class StudyPredictions:
 
 def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     """Read notebook 05's prediction tables (and notebook 04's Rad-scores and coefficients when present)."""
-    root = cfg.report_root
-    path = root / "features" / "model_predictions.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the models step (notebook 05) first")
-    binary = pd.read_parquet(path)
-    surv_path = root / "features" / "survival_predictions.parquet"
-    survival = pd.read_parquet(surv_path) if surv_path.is_file() else None
-    rs_path = root / "features" / "radscores.parquet"
-    radscores = pd.read_parquet(rs_path) if rs_path.is_file() else None
-    coef_path = root / "tables" / "radscore_coefficients.csv"
-    coefs = pd.read_csv(coef_path) if coef_path.is_file() else None
+    binary = artifacts.MODEL_PREDICTIONS.read(cfg)
+
+    def optional(artifact: artifacts.Artifact) -> pd.DataFrame | None:
+        return artifact.read(cfg) if artifact.exists(cfg) else None
+
+    survival = optional(artifacts.SURVIVAL_PREDICTIONS)
+    radscores = optional(artifacts.RADSCORES)
+    coefs = optional(artifacts.RADSCORE_COEFFICIENTS)
     cohorts = [c for c in cfg.cohorts if c in set(binary["cohort"])]
     return StudyPredictions(binary, survival, radscores, coefs, cohorts)
 
@@ -127,15 +126,16 @@ def resolution_pairs(models: list[str], cfg: StudyConfig) -> pd.DataFrame:
     if sr is None:
         return pd.DataFrame(columns=columns)
     names = set(models)
-    prefix = f"{sr.output_series} / "
+    prefix = block_name(sr.output_series, "")
     rows = []
     for name in models:
-        if not name.startswith(prefix) or not name.endswith(")") or " (" not in name:
+        parsed = parse_model_name(name)
+        if parsed is None or not parsed[0].startswith(prefix):
             continue
-        nr = f"{sr.series} / {name.removeprefix(prefix)}"
+        roi_block, algorithm = parsed[0].removeprefix(prefix), parsed[1]
+        nr = model_name(block_name(sr.series, roi_block), algorithm)
         if nr in names:
-            block, algorithm = name.removeprefix(prefix).rsplit(" (", 1)
-            rows.append({"block": block, "algorithm": algorithm[:-1], "model_nr": nr, "model_sr": name})
+            rows.append({"block": roi_block, "algorithm": algorithm, "model_nr": nr, "model_sr": name})
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -17,8 +17,8 @@ sarcoma study):
    TRAINING patients only; ``transform`` never changes the fitted state.
 3. :func:`train_deep_classifier` trains the same network end to end (seeded,
    per-epoch training/validation loss, best-validation checkpoint) as the
-   comparison arm; :func:`gradcam_maps` and :func:`gradcam_figure` show where
-   it looks (MONAI Grad-CAM).
+   comparison arm; :func:`gradcam_maps` computes where it looks (MONAI
+   Grad-CAM). The loss-curve and Grad-CAM figures are in :mod:`helpers.figures.deep`.
 
 Nothing is ever downloaded: pretrained weights come from a local state-dict
 file (:func:`load_backbone`); without one the network is randomly initialised
@@ -34,26 +34,22 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
-from helpers.errors import ImageReadError, InputDataError, StudyError
+from helpers.errors import BackboneWeightsError, ImageReadError, InputDataError, StudyError, UntrainedBackboneWarning  # noqa: F401  (defined in helpers.errors)
 from helpers.imaging.deep.weights import read_state_dict
-from helpers.figures.style import PALETTE, apply_style
 from helpers.imaging.io import conform_mask, read_image, read_mask, sha256_file
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from helpers.settings.deep_features import DeepFeatureSettings
 
 __all__ = [
     "DeepFeatureSettings",
@@ -69,9 +65,7 @@ __all__ = [
     "embed",
     "DeepFeatureExtractor",
     "train_deep_classifier",
-    "loss_curve_figure",
     "gradcam_maps",
-    "gradcam_figure",
 ]
 
 #: ImageNet channel statistics (RGB) the torchvision/ImageNet weights were trained with.
@@ -84,125 +78,6 @@ _ARCHITECTURES = {
     "resnet34": ("basic", (3, 4, 6, 3)),
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
 }
-
-
-class BackboneWeightsError(StudyError, ValueError):
-    """A pretrained-weights file is missing, unreadable or does not fit the network."""
-
-
-class UntrainedBackboneWarning(UserWarning):
-    """Features come from a randomly initialised (untrained) network."""
-
-
-# -- settings ------------------------------------------------------------------
-class DeepFeatureSettings(BaseModel):
-    """Settings of the 2.5D deep-feature arm (validated; unknown keys are errors).
-
-    Parameters
-    ----------
-    series : str
-        Series whose mask defines the tumour slice and crop; also the prefix
-        of the feature names (``{series}_deep_pc01``).
-    architecture : {"resnet18", "resnet34", "resnet50"}, default "resnet18"
-        Backbone; resnet18 keeps CPU runs short, resnet50 is the published choice.
-    pretrained_weights : str or None, default None
-        Local path of a state dict in the torchvision ResNet key layout (e.g.
-        ImageNet weights saved with ``torch.save(model.state_dict(), path)``).
-        ``None``: random initialisation (seeded) with a warning. Never downloaded.
-    mode : {"frozen", "finetune"}, default "frozen"
-        ``frozen``: embeddings of the loaded network as is. ``finetune``: the
-        whole network is first trained on the training patients' labels.
-    channel_mode : {"neighbours", "sequences"}, default "neighbours"
-        ``neighbours``: the largest tumour slice and its neighbours at
-        ``slice_offsets`` as three channels. ``sequences``: the largest tumour
-        slice of three co-registered series (``channel_series``) as channels.
-    channel_series : (str, str, str) or None
-        The three series fused in ``sequences`` mode, in channel order.
-    slice_offsets : (int, int, int), default (-1, 0, 1)
-        Slice offsets of the three channels around the largest slice, e.g.
-        ``(-2, 0, 2)``; the middle one must be 0.
-    mask_label : int or None, default None
-        Mask value of the tumour; ``None``: every non-zero voxel.
-    crop_margin_mm : float, default 5.0
-        Margin added around the tumour bounding box, in mm (per axis, so an
-        anisotropic in-plane spacing gets a different number of voxels).
-    input_size : int, default 224
-        Side of the square network input, in pixels.
-    window : (float, float) or None, default None
-        Fixed intensity window (e.g. CT HU); ``None``: per-scan percentiles
-        ``clip_percentiles`` of the chosen slices (whole field of view).
-    clip_percentiles : (float, float), default (0.5, 99.5)
-        Percentiles used when no window is given.
-    normalization : {"imagenet", "zscore", "unit"}, default "imagenet"
-        After windowing to [0, 1]: ImageNet channel mean/SD (matches ImageNet
-        weights), z-score of the stack, or none.
-    feature_layout : {"per_channel", "concatenated", "stack"}, default "per_channel"
-        ``per_channel``: each channel (slice position or sequence) embedded on
-        its own (grey replicated to RGB) and reduced by its own PCA
-        (``pca_components`` each, e.g. 3 x 8 = 24 features). ``concatenated``:
-        the per-channel embeddings concatenated, one PCA. ``stack``: the
-        3-channel stack embedded once, one PCA.
-    pca_components : int, default 8
-        Principal components per PCA.
-    epochs, learning_rate, optimizer, weight_decay, batch_size, augment
-        Training of the fine-tuned network and of :func:`train_deep_classifier`
-        (SGD uses momentum 0.9; augmentation: random flips and 90-degree rotations).
-    seed : int, default 0
-        Seed of initialisation, batch order and augmentation.
-    device : {"auto", "cpu", "cuda"}, default "auto"
-        ``auto``: CUDA when available, else CPU.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    series: str = Field(min_length=1)
-    architecture: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
-    pretrained_weights: str | None = Field(None, min_length=1)
-    mode: Literal["frozen", "finetune"] = "frozen"
-    channel_mode: Literal["neighbours", "sequences"] = "neighbours"
-    channel_series: tuple[str, str, str] | None = None
-    slice_offsets: tuple[int, int, int] = (-1, 0, 1)
-    mask_label: int | None = None
-    crop_margin_mm: float = Field(5.0, ge=0)
-    input_size: int = Field(224, ge=16, le=1024)
-    window: tuple[float, float] | None = None
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    normalization: Literal["imagenet", "zscore", "unit"] = "imagenet"
-    feature_layout: Literal["per_channel", "concatenated", "stack"] = "per_channel"
-    pca_components: int = Field(8, ge=1)
-    epochs: int = Field(20, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    weight_decay: float = Field(1e-4, ge=0)
-    batch_size: int = Field(16, ge=2, description="at least 2: batch norm cannot train on single images")
-    augment: bool = True
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "DeepFeatureSettings":
-        lo, mid, hi = self.slice_offsets
-        if not (lo < mid == 0 < hi):
-            raise ValueError(
-                f"slice_offsets={self.slice_offsets}: give (below, 0, above) with below < 0 < above, e.g. (-1, 0, 1) or (-2, 0, 2)"
-            )
-        if self.channel_mode == "sequences" and self.channel_series is None:
-            raise ValueError("channel_mode 'sequences' needs channel_series: the three co-registered series fused as channels")
-        if self.channel_mode == "neighbours" and self.channel_series is not None:
-            raise ValueError("channel_series is only used with channel_mode 'sequences'; remove it or set channel_mode: sequences")
-        if self.window is not None and not self.window[0] < self.window[1]:
-            raise ValueError(f"window={self.window}: the low end must be below the high end")
-        p_lo, p_hi = self.clip_percentiles
-        if not 0 <= p_lo < p_hi <= 100:
-            raise ValueError(f"clip_percentiles={self.clip_percentiles}: need 0 <= low < high <= 100")
-        return self
-
-    @property
-    def channel_names(self) -> tuple[str, str, str]:
-        """Name of each input channel: ``z-1``, ``z+0``, ``z+1`` (neighbours) or the series."""
-        if self.channel_mode == "sequences":
-            return tuple(self.channel_series)  # type: ignore[return-value]
-        return tuple(f"z{o:+d}" for o in self.slice_offsets)  # type: ignore[return-value]
 
 
 def _as_settings(settings: DeepFeatureSettings | Mapping[str, Any]) -> DeepFeatureSettings:
@@ -940,7 +815,7 @@ class DeepFeatureExtractor(TransformerMixin, BaseEstimator):
         Length of one embedding (512 or 2048).
     """
 
-    def __init__(self, settings: DeepFeatureSettings | Mapping[str, Any] | None = None):
+    def __init__(self, *, settings: DeepFeatureSettings | Mapping[str, Any] | None = None):
         self.settings = settings
 
     def _checked_settings(self) -> DeepFeatureSettings:
@@ -1054,44 +929,15 @@ class DeepFeatureExtractor(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "pca_")
         return self.feature_names_out_.copy()
 
-
-# -- figures -------------------------------------------------------------------------
-def loss_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
-    """Training and validation loss per epoch, with the best-validation epoch marked.
-
-    Parameters
-    ----------
-    history : pandas.DataFrame
-        ``epoch``, ``train_loss`` and optionally ``val_loss`` (as in :class:`DeepClassifierResult`).
-    title : str
-        Axes title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    apply_style()
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    ax.plot(history["epoch"], history["train_loss"], color=PALETTE[0], marker="o", markersize=3, label="training")
-    if "val_loss" in history:
-        ax.plot(history["epoch"], history["val_loss"], color=PALETTE[1], marker="s", markersize=3, label="validation")
-        best = int(history.loc[history["val_loss"].idxmin(), "epoch"])
-        ax.axvline(best, color=PALETTE[7], linestyle=":", linewidth=1, label=f"best validation (epoch {best})")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="best", frameon=True, facecolor="white", edgecolor="none", framealpha=0.9)  # readable over the epoch marker
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # X is a mapping patient -> images/paths (see stack_inputs), not a 2-D array.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.dict = True
+        return tags
 
 
+# -- Grad-CAM --------------------------------------------------------------------------
 def _unit_max(x: torch.Tensor) -> torch.Tensor:
     """Scale each map by its maximum: zero stays zero, the strongest evidence becomes 1.
 
@@ -1147,66 +993,3 @@ def gradcam_maps(
         maps.append(cam(x, class_idx=class_idx).detach().cpu().numpy()[:, 0])
     out = np.concatenate(maps).astype(np.float32)
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def gradcam_figure(
-    inputs: np.ndarray,
-    maps: np.ndarray,
-    patients: Sequence[str],
-    channel: int = 1,
-    columns: int = 4,
-    cmap: str = "magma",
-    alpha: float = 0.45,
-    title: str = "",
-    panel_inches: float = 2.0,
-) -> Figure:
-    """Grad-CAM heatmaps over the input slices, one panel per patient.
-
-    Parameters
-    ----------
-    inputs : numpy.ndarray
-        ``(n, 3, H, W)`` network inputs.
-    maps : numpy.ndarray
-        ``(n, H, W)`` maps in [0, 1] from :func:`gradcam_maps`.
-    patients : sequence of str
-        Panel titles (patient ids only).
-    channel : int, default 1
-        Input channel shown in grey (1: the largest tumour slice, or the second series).
-    columns : int
-        Panels per row.
-    cmap : str, default "magma"
-        Perceptually uniform, colour-blind-safe colormap of the heatmap.
-    alpha : float
-        Opacity of the heatmap.
-    title : str
-        Figure title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    if len(inputs) != len(maps) or len(maps) != len(patients):
-        raise InputDataError(f"{len(inputs)} inputs, {len(maps)} maps and {len(patients)} patient ids: give one of each per patient")
-    apply_style()
-    n = max(len(patients), 1)
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_inches + 0.6, rows * panel_inches + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    heat = None
-    for ax, img, cam, pid in zip(axes.ravel(), inputs, maps, patients, strict=False):
-        grey = img[channel]
-        lo, hi = float(grey.min()), float(grey.max())
-        ax.imshow((grey - lo) / (hi - lo if hi > lo else 1.0), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        heat = ax.imshow(cam, cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="bilinear")
-        ax.set_title(str(pid), fontsize=8)
-    if heat is not None:
-        bar = fig.colorbar(heat, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
-        bar.solids.set_alpha(1)
-        bar.set_label("Grad-CAM (scaled to max)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig

@@ -51,8 +51,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from helpers.errors import InputDataError
-from helpers.imaging.io import read_image, read_image_info, read_mask
 from helpers.imaging.deep.segmentation import geometry_difference
+from helpers.imaging.io import read_image, read_image_info, read_mask
 
 __all__ = [
     "NnUNetExport",

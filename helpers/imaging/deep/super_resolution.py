@@ -25,6 +25,8 @@ adversarial). The pieces:
    extraction as the original; :func:`trilinear_upsample` gives the
    interpolation baseline on the same grid.
 
+The comparison and training-curve figures are in :mod:`helpers.figures.deep`.
+
 Grid convention (used throughout): a finer grid covers the SAME physical
 extent as the coarse one. Each coarse voxel of spacing ``s`` is split into
 ``f`` sub-voxels of spacing ``s / f``, so the first fine voxel centre lies
@@ -61,24 +63,24 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 from torch import nn
 
-from helpers.errors import InputDataError, StudyError
+from helpers.errors import (
+    InputDataError,
+    SRWeightsError,  # noqa: F401  (defined in helpers.errors)
+    StudyError,
+)
 from helpers.imaging.deep.weights import read_state_dict
-from helpers.figures.style import PALETTE, apply_style
 from helpers.imaging.io import sha256_file
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from helpers.settings.super_resolution import SuperResolutionSettings
 
 __all__ = [
     "SuperResolutionSettings",
@@ -99,8 +101,6 @@ __all__ = [
     "load_checkpoint",
     "psnr",
     "ssim",
-    "sr_comparison_figure",
-    "sr_training_curve_figure",
 ]
 
 #: FWHM of a Gaussian in units of its sigma (2 sqrt(2 ln 2)).
@@ -110,153 +110,6 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _WEIGHTS_FILE = "sr_generator.pt"
 _SETTINGS_FILE = "sr_settings.json"
 _MANIFEST_FILE = "sr_checkpoint.json"
-
-
-class SRWeightsError(StudyError, ValueError):
-    """A weights file or checkpoint is missing, unreadable, altered or does not fit the network."""
-
-
-# -- settings ------------------------------------------------------------------
-class SuperResolutionSettings(BaseModel):
-    """Settings of the 3D GAN super-resolution (validated; unknown keys are errors).
-
-    All per-axis values are in image index order ``(x, y, z)`` like SimpleITK
-    spacing (arrays are ``(z, y, x)``).
-
-    Parameters
-    ----------
-    scale : (int, int, int), default (1, 1, 2)
-        Up-sampling factor per axis: ``(1, 1, 2)`` halves the slice spacing
-        (through-plane SR), ``(2, 2, 2)`` is isotropic. Integers 1-8, at least
-        one above 1.
-    patch_size : (int, int, int), default (32, 32, 32)
-        HR training patch size in voxels; each entry at least 8 and a multiple
-        of the scale factor (the LR patch is ``patch_size / scale``).
-    patches_per_volume : int, default 8
-        Patches sampled from each training volume per epoch (fresh, seeded
-        positions every epoch).
-    blur_fwhm : float, default 1.0
-        Anti-aliasing Gaussian applied before decimation, FWHM in units of the
-        LR spacing along each down-sampled axis (1.0: slice profile as thick
-        as the LR voxel); 0 disables the blur (pure decimation, aliased).
-    generator_width, generator_depth : int, default 32, 4
-        Feature channels and residual blocks of :class:`SRGenerator`.
-    upsampling : {"learned", "trilinear"}, default "learned"
-        Up-sampling head: ``learned`` = sub-voxel convolution (3D pixel
-        shuffle); ``trilinear`` = trilinear feature up-sampling + convolution.
-        Either way the generator predicts a residual on top of the trilinear
-        interpolation of its input.
-    discriminator_width : int, default 16
-        Channels of the first :class:`PatchDiscriminator3D` layer.
-    gan_loss : {"lsgan", "bce"}, default "lsgan"
-        Least-squares GAN loss (more stable on small data) or binary cross-entropy.
-    l1_weight, gradient_weight, perceptual_weight, adversarial_weight : float
-        Generator loss weights (defaults 1.0, 0.5, 0.1, 0.001). The gradient
-        loss is the L1 distance of finite differences along each axis (edges);
-        the perceptual loss the relative L1 distance of feature maps; at
-        least one of L1/gradient/perceptual must be positive (an adversarial
-        loss alone is not tied to the HR target). ``adversarial_weight=0``
-        trains without a discriminator.
-    perceptual_network : {"conv3d", "medicalnet_resnet10"}, default "conv3d"
-        Fixed feature network: :class:`ConvFeatures3D` (two conv stages) or
-        MONAI's 3D ResNet-10 (layer1 and layer2 outputs; the architecture of
-        MedicalNet weights, heavier and imports MONAI).
-    perceptual_weights : str or None, default None
-        LOCAL state-dict file for the feature network; ``None``: seeded random
-        initialisation, frozen (the documented weight-free stand-in). Never
-        downloaded.
-    perceptual_width : int, default 16
-        Channels of the first :class:`ConvFeatures3D` stage.
-    warmup_epochs : int, default 5
-        Epochs trained without the adversarial term (pixel/gradient/perceptual
-        losses only) before the discriminator starts; must be below ``epochs``
-        when ``adversarial_weight > 0``.
-    epochs, batch_size : int, default 100, 4
-    generator_lr, discriminator_lr : float, default 1e-4, 1e-4
-        Adam learning rates.
-    adam_betas : (float, float), default (0.9, 0.999)
-    augment : bool, default True
-        Random flips of patch pairs along each axis (consistent for LR and HR).
-    clip_percentiles : (float, float), default (0.5, 99.5)
-        Percentiles of the network input (LR volume) mapped to 0 and 1.
-    inference_tile : int, default 48
-        Side of the LR tile processed at once by :func:`apply_super_resolution`
-        (plus a margin of the generator's receptive radius, so the result does
-        not depend on the tiling); lower it when memory is short.
-    seed : int, default 0
-        Seed of initialisation, patch sampling, batch order and augmentation.
-    device : {"auto", "cpu", "cuda"}, default "auto"
-        ``auto``: CUDA when available, else CPU.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scale: tuple[int, int, int] = (1, 1, 2)
-    patch_size: tuple[int, int, int] = (32, 32, 32)
-    patches_per_volume: int = Field(8, ge=1)
-    blur_fwhm: float = Field(1.0, ge=0, le=4)
-    generator_width: int = Field(32, ge=4, le=256)
-    generator_depth: int = Field(4, ge=1, le=32)
-    upsampling: Literal["learned", "trilinear"] = "learned"
-    discriminator_width: int = Field(16, ge=4, le=256)
-    gan_loss: Literal["lsgan", "bce"] = "lsgan"
-    l1_weight: float = Field(1.0, ge=0)
-    gradient_weight: float = Field(0.5, ge=0)
-    perceptual_weight: float = Field(0.1, ge=0)
-    adversarial_weight: float = Field(1e-3, ge=0)
-    perceptual_network: Literal["conv3d", "medicalnet_resnet10"] = "conv3d"
-    perceptual_weights: str | None = Field(None, min_length=1)
-    perceptual_width: int = Field(16, ge=4, le=256)
-    warmup_epochs: int = Field(5, ge=0)
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(4, ge=1)
-    generator_lr: float = Field(1e-4, gt=0)
-    discriminator_lr: float = Field(1e-4, gt=0)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    augment: bool = True
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    inference_tile: int = Field(48, ge=4)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SuperResolutionSettings":
-        if any(not 1 <= f <= 8 for f in self.scale) or all(f == 1 for f in self.scale):
-            raise ValueError(f"scale={self.scale}: give integer factors 1-8 per axis (x, y, z), at least one above 1, e.g. (1, 1, 2)")
-        for p, f, axis in zip(self.patch_size, self.scale, "xyz", strict=True):
-            if p < 8 or p % f:
-                raise ValueError(
-                    f"patch_size={self.patch_size}: the {axis} size must be at least 8 and a multiple of its scale factor {f} "
-                    "(each LR voxel must map onto whole HR voxels)"
-                )
-        if self.l1_weight + self.gradient_weight + self.perceptual_weight <= 0:
-            raise ValueError("l1_weight, gradient_weight and perceptual_weight are all 0: the generator would not be tied to the HR image")
-        if self.adversarial_weight > 0 and self.warmup_epochs >= self.epochs:
-            raise ValueError(
-                f"warmup_epochs={self.warmup_epochs} >= epochs={self.epochs}: the adversarial phase would never start; "
-                "lower warmup_epochs or set adversarial_weight: 0 for a non-adversarial run"
-            )
-        if not all(0 <= b < 1 for b in self.adam_betas):
-            raise ValueError(f"adam_betas={self.adam_betas}: each must be in [0, 1)")
-        lo, hi = self.clip_percentiles
-        if not 0 <= lo < hi <= 100:
-            raise ValueError(f"clip_percentiles={self.clip_percentiles}: need 0 <= low < high <= 100")
-        return self
-
-    @property
-    def scale_zyx(self) -> tuple[int, int, int]:
-        """Scale factors in array order (z, y, x)."""
-        return tuple(reversed(self.scale))  # type: ignore[return-value]
-
-    @property
-    def patch_zyx(self) -> tuple[int, int, int]:
-        """HR patch size in array order (z, y, x)."""
-        return tuple(reversed(self.patch_size))  # type: ignore[return-value]
-
-    @property
-    def lr_patch_zyx(self) -> tuple[int, int, int]:
-        """LR patch size in array order (z, y, x)."""
-        return tuple(p // f for p, f in zip(self.patch_zyx, self.scale_zyx, strict=True))  # type: ignore[return-value]
 
 
 def _as_settings(settings: SuperResolutionSettings | Mapping[str, Any]) -> SuperResolutionSettings:
@@ -1262,152 +1115,3 @@ def load_checkpoint(directory: str | Path) -> tuple[SRGenerator, SuperResolution
     weights = folder / manifest["weights_file"]
     _load_strict(model, _read_state_dict(weights), weights, "SR generator of these settings")
     return model.eval(), settings
-
-
-# -- figures ------------------------------------------------------------------------------------
-_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
-
-
-def _slice(arr: np.ndarray, axis: str, index: int) -> np.ndarray:
-    return np.take(arr, index, axis=_AXES[axis])
-
-
-def sr_comparison_figure(
-    lr: sitk.Image,
-    sr: sitk.Image,
-    hr_or_none: sitk.Image | None,
-    slice_index: int,
-    axis: Literal["axial", "coronal", "sagittal"] = "axial",
-    window: Sequence[float] | None = None,
-    title: str = "",
-) -> Figure:
-    """One slice of the LR input (nearest-neighbour up-sampled for display), trilinear, SR and HR.
-
-    Parameters
-    ----------
-    lr : SimpleITK.Image
-        The LR input.
-    sr : SimpleITK.Image
-        Its super-resolved version (sizes must be integer multiples of ``lr``'s).
-    hr_or_none : SimpleITK.Image or None
-        The true HR volume on the SR grid (simulated LR data), or ``None`` for
-        real LR scans; when given, each panel's title carries its PSNR
-        against it (whole volume, data range = HR max - min).
-    slice_index : int
-        Index of the slice on the SR grid along ``axis``.
-    axis : {"axial", "coronal", "sagittal"}, default "axial"
-        Slice orientation in array terms (z, y or x index fixed); through-plane
-        SR is best judged on coronal or sagittal slices.
-    window : (low, high), optional
-        Display window; default the 1st-99th percentile of HR (else SR).
-    title : str
-        Figure title (the scale factor is appended).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        One axes per panel, titled ``LR (nearest)``, ``trilinear``, ``SR`` and ``HR``.
-    """
-    import matplotlib.pyplot as plt
-
-    if axis not in _AXES:
-        raise ValueError(f"axis={axis!r}: use 'axial', 'coronal' or 'sagittal'")
-    lr_arr = sitk.GetArrayFromImage(_as_image(lr, "lr")).astype(np.float32)
-    sr_arr = sitk.GetArrayFromImage(_as_image(sr, "sr")).astype(np.float32)
-    ratios = [s / n for s, n in zip(sr_arr.shape, lr_arr.shape, strict=True)]
-    if any(r != int(r) or r < 1 for r in ratios):
-        raise InputDataError(f"SR size {sr_arr.shape[::-1]} is not an integer multiple of LR size {lr_arr.shape[::-1]} (x, y, z)")
-    f = [int(r) for r in ratios]
-    nearest = lr_arr
-    for ax_, fi in enumerate(f):
-        nearest = np.repeat(nearest, fi, axis=ax_)
-    tri = _trilinear(torch.from_numpy(lr_arr)[None, None], f)[0, 0].numpy()
-    panels = [("LR (nearest)", nearest), ("trilinear", tri), ("SR", sr_arr)]
-    hr_arr = None
-    if hr_or_none is not None:
-        hr_arr = sitk.GetArrayFromImage(_as_image(hr_or_none, "hr")).astype(np.float32)
-        if hr_arr.shape != sr_arr.shape:
-            raise InputDataError(f"HR size {hr_arr.shape[::-1]} differs from SR size {sr_arr.shape[::-1]}; put HR on the SR grid")
-        panels.append(("HR", hr_arr))
-    n_slices = sr_arr.shape[_AXES[axis]]
-    if not 0 <= slice_index < n_slices:
-        raise IndexError(f"slice_index={slice_index} is outside 0..{n_slices - 1} of the SR grid along the {axis} axis")
-    ref = hr_arr if hr_arr is not None else sr_arr
-    lo, hi = (float(window[0]), float(window[1])) if window is not None else tuple(float(v) for v in np.percentile(ref, [1, 99]))
-    sx, sy, sz = sr.GetSpacing()
-    # Rows/columns of the displayed slice and their spacings, so pixels have their physical aspect.
-    aspect = {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}[axis]
-    origin = "upper" if axis == "axial" else "lower"  # slice index increases upwards in coronal/sagittal views
-    data_range = float(hr_arr.max() - hr_arr.min()) if hr_arr is not None else 1.0
-
-    apply_style()
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.6), squeeze=False)
-    for ax, (name, arr) in zip(axes[0], panels, strict=True):
-        ax.imshow(_slice(arr, axis, slice_index), cmap="gray", vmin=lo, vmax=hi, aspect=aspect, origin=origin, interpolation="nearest")
-        label = name
-        if hr_arr is not None and name != "HR":
-            label += f"\nPSNR {psnr(hr_arr, arr, data_range or 1.0):.1f} dB"
-        ax.set_title(label)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    scale_txt = "x".join(str(v) for v in f[::-1])
-    fig.suptitle((f"{title}: " if title else "") + f"{axis} slice {slice_index}, scale {scale_txt} (x, y, z)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def sr_training_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
-    """Loss terms, validation PSNR and SSIM (SR vs trilinear) per epoch; best epoch and warm-up marked.
-
-    Parameters
-    ----------
-    history : pandas.DataFrame
-        :attr:`SRResult.history`.
-    title : str
-        Figure title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Three axes: ``losses``, ``validation PSNR`` and ``validation SSIM``.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    apply_style()
-    fig, (ax_loss, ax_psnr, ax_ssim) = plt.subplots(1, 3, figsize=(10.5, 3.0))
-    epochs = history["epoch"]
-    terms = [
-        ("g_l1", "G L1"),
-        ("g_gradient", "G gradient"),
-        ("g_perceptual", "G perceptual"),
-        ("g_adversarial", "G adversarial"),
-        ("d_loss", "D"),
-    ]
-    for (col, label), colour in zip(terms, PALETTE, strict=False):
-        if col in history and history[col].notna().any():
-            ax_loss.plot(epochs, history[col], color=colour, marker="o", markersize=2.5, label=label)
-    ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("loss (unweighted)")
-    ax_loss.set_title("losses")
-    best = int(history.loc[history["val_psnr"].idxmax(), "epoch"])
-    warm = history.loc[history["phase"] == "warmup", "epoch"] if "phase" in history else pd.Series(dtype=float)
-    for ax, metric, name in ((ax_psnr, "psnr", "validation PSNR (dB)"), (ax_ssim, "ssim", "validation SSIM")):
-        ax.plot(epochs, history[f"val_{metric}"], color=PALETTE[0], marker="o", markersize=2.5, label="SR")
-        ax.plot(epochs, history[f"val_{metric}_trilinear"], color=PALETTE[1], linestyle="--", label="trilinear")
-        ax.set_ylabel(name)
-        ax.set_title(name.replace(" (dB)", ""))
-    for ax in (ax_loss, ax_psnr, ax_ssim):
-        if len(warm):
-            label = "warm-up (no GAN loss)" if ax is ax_loss else None
-            ax.axvspan(epochs.min() - 0.5, warm.max() + 0.5, color="0.9", zorder=0, label=label)
-        ax.axvline(best, color=PALETTE[7], linestyle=":", linewidth=1, label=f"best (epoch {best})" if ax is not ax_loss else None)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        ax.set_xlabel("epoch")
-        # Two columns keep the five loss entries from covering the curves.
-        ncol = 2 if ax is ax_loss else 1
-        ax.legend(loc="best", ncol=ncol, frameon=True, facecolor="white", edgecolor="none", framealpha=0.9, fontsize=6.5)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
