@@ -98,6 +98,7 @@ def clinical_models(fitted_study):
     return fit_clinical_models(data, cfg)
 
 
+@pytest.mark.slow
 def test_clinical_models_nomogram_and_their_outputs(fitted_study):
     cfg, _, data, _ = fitted_study
     assert list(data.clinical.columns) == ["age", "grade", "sex"] and data.time is not None
@@ -128,6 +129,7 @@ def test_clinical_models_nomogram_and_their_outputs(fitted_study):
         assert (cfg.report_root / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_clinical_models_ignore_test_cohort_values(fitted_study, clinical_models):
     cfg, _, data, _ = fitted_study
     models = clinical_models
@@ -141,6 +143,7 @@ def test_clinical_models_ignore_test_cohort_values(fitted_study, clinical_models
         pd.testing.assert_series_equal(shifted[name].oof_proba_, models[name].oof_proba_)
 
 
+@pytest.mark.slow
 def test_model_predictions_are_out_of_fold_on_training(fitted_study, clinical_models):
     cfg, _, data, _ = fitted_study
     final = fit_final_model(data, cfg)
@@ -157,6 +160,7 @@ def test_model_predictions_are_out_of_fold_on_training(fitted_study, clinical_mo
     assert rad["threshold"].iloc[0] == final.threshold_
 
 
+@pytest.mark.slow
 def test_survival_models_recover_the_planted_hazard_with_training_cut_offs(fitted_study):
     cfg, _, data, _ = fitted_study
     feats = survival_features(cfg, data.X)
@@ -185,6 +189,7 @@ def test_survival_models_recover_the_planted_hazard_with_training_cut_offs(fitte
         assert (cfg.report_root / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_interobserver_agreement_from_the_reader_table(fitted_study):
     cfg, patients, _, truth = fitted_study
     table = interobserver_agreement(cfg, patients).set_index("variable")
@@ -196,6 +201,7 @@ def test_interobserver_agreement_from_the_reader_table(fitted_study):
     assert (table["n_patients"] == 70).all() and (table["readers"] == "R1 vs R2").all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -255,6 +255,7 @@ def test_planted_texture_difference_separates_held_out_patients():
     assert auc >= 0.9  # reached 1.0: even an untrained ResNet's features separate texture from homogeneity
 
 
+@pytest.mark.slow
 def test_finetune_mode_needs_labels_and_records_history():
     train, y = _cohort(6, 8, "tr")
     s = _settings(mode="finetune", epochs=1, batch_size=8, optimizer="adam", pca_components=3)

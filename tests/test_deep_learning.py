@@ -19,6 +19,9 @@ from helpers.settings.study import load_config
 from helpers.steps.segmentation import with_super_resolution
 from tests.conftest import REPO, tiny_config, write_volume
 
+# Notebook 02 trains a segmentation network and runs papermill: slow tier.
+pytestmark = pytest.mark.slow
+
 
 def _sphere_study(tmp: Path, n_train: int = 8, n_test: int = 4) -> Path:
     """CT-like volumes with a bright noisy sphere (the tumour); outcome = large vs small sphere."""

@@ -95,6 +95,7 @@ def test_table_one_per_cohort_and_outcome(study):
     assert "age" in text and "grade" in text and "sex" in text
 
 
+@pytest.mark.slow
 def test_survival_statistics_per_cohort(study):
     cfg, _, patients, _ = study
     rng = np.random.default_rng(1)

@@ -141,6 +141,7 @@ def test_failing_unit_is_reported_and_others_complete(small_study, tmp_path):
     assert run_extraction(fixed, tmp_path / "cache", progress=False).status_counts() == {"computed": 2, "cached": 14, "failed": 0, "empty": 0}
 
 
+@pytest.mark.slow
 def test_parallel_and_dask_give_identical_tables(small_study, tmp_path):
     units = _units(small_study)
     preset = units[0].preset
@@ -154,6 +155,7 @@ def test_parallel_and_dask_give_identical_tables(small_study, tmp_path):
     pd.testing.assert_frame_equal(seq, dask, check_exact=True)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_identical(small_study, tmp_path):
     """Kill a run mid-extraction; the restart resumes from the cache and gives the same table."""
     cache = tmp_path / "killed"

@@ -44,6 +44,9 @@ from helpers.features.ibsi import (
 )
 from helpers.features.pyradiomics import extract_features, load_preset
 
+# Extraction on the phantoms and pyradiomics baseline images: reference tier.
+pytestmark = pytest.mark.reference
+
 REPO = Path(__file__).resolve().parents[1]
 PYRAD = REPO / "tests" / "data" / "pyradiomics"
 PHANTOM = REPO / "data" / "ibsi1_digital_phantom"

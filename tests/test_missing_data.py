@@ -58,6 +58,7 @@ def _inject_test_nans(study) -> dict[str, object]:
     return {"block_patient": test[0], "everywhere": everywhere, "test": list(test)}
 
 
+@pytest.mark.slow
 def test_nan_in_test_patients_changes_no_fitted_state(planted_feature_study):
     study, _ = planted_feature_study
     cfg, before = _build(study)

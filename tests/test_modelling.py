@@ -18,6 +18,9 @@ from helpers.steps.models import fit_final_model, load_modelling_data, predictio
 from helpers.steps.signature import build_signature, write_signature_outputs
 from tests.conftest import make_planted_feature_study
 
+# Whole-study model grids and the notebooks 04-07 smoke run: slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def modelling_study(planted_feature_study):

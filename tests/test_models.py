@@ -180,6 +180,7 @@ def test_grid_tuning_is_deterministic_and_consistent(easy):
     assert a.pipeline_ is not pipe and not hasattr(pipe.named_steps["classifier"], "coef_")  # caller's pipeline untouched
 
 
+@pytest.mark.slow
 def test_optuna_tuning_is_deterministic(easy):
     X, y = easy
     pipe = build_pipeline([("scale", StandardScaler())], make_classifier("logistic"))
@@ -296,6 +297,7 @@ def _on_segment(s: np.ndarray, A: np.ndarray) -> bool:
     return bool(np.any((resid < 1e-8) & (lam >= -1e-12) & (lam <= 1 + 1e-12)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", ["none", "grid"])
 def test_smote_and_selection_only_ever_see_training_folds(easy, search):
     """Leakage guard (a): every fit sees training-fold rows only; SMOTE interpolates training-fold minority rows only;

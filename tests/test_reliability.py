@@ -159,6 +159,7 @@ def _kill_tree(proc: subprocess.Popen, token: str) -> None:
     raise AssertionError(f"processes survived SIGKILL: {alive}")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_cache_and_matches_uninterrupted_run(uninterrupted, tmp_path):
     cfg_path = _extraction_study(tmp_path / "study", workers=2)
     root = load_config(cfg_path).report_root
@@ -199,6 +200,7 @@ def test_killed_run_resumes_from_cache_and_matches_uninterrupted_run(uninterrupt
     assert {o: _sha256(root / o) for o in outputs} == {o: reference[o] for o in outputs}
 
 
+@pytest.mark.slow
 def test_one_and_two_workers_give_byte_identical_results(uninterrupted, tmp_path):
     cfg_path = _extraction_study(tmp_path / "study", workers=2)
     results = run_study(cfg_path, out=io.StringIO())
@@ -339,6 +341,7 @@ def identifying_dicom_study(tmp_path: Path) -> Path:
     return tmp_path / "study.yaml"
 
 
+@pytest.mark.slow
 def test_identifying_dicom_values_never_reach_reports(identifying_dicom_study):
     # The planted values are really in the headers the pipeline reads.
     import pydicom

@@ -109,6 +109,7 @@ def test_same_seed_gives_identical_files_and_another_seed_different_images(dicom
 
 
 # -- 2. the written study is valid --------------------------------------------------------------
+@pytest.mark.slow
 def test_written_study_validates(study: Path, truth: dict) -> None:
     cfg = load_config(study / "study.yaml")
     manifest, patients = load_study(cfg)
@@ -121,6 +122,7 @@ def test_written_study_validates(study: Path, truth: dict) -> None:
     assert truth["cohorts"] == manifest["cohort"].value_counts().to_dict()
 
 
+@pytest.mark.slow
 def test_ground_truth_is_consistent_with_the_files(study: Path, truth: dict, gt: pd.DataFrame) -> None:
     s = SimulationSettings.model_validate(truth["settings"])
     model = truth["label_model"]
@@ -157,6 +159,7 @@ def test_ground_truth_is_consistent_with_the_files(study: Path, truth: dict, gt:
 
 
 # -- 3. habitats ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_habitat_clustering_recovers_the_planted_habitats(study: Path, gt: pd.DataFrame) -> None:
     """K-means habitats (K = 3, the planted number) fitted on 30 training patients after the pipeline's
     z-score preprocessing over the tumour (PreprocessSettings zscore_region='mask'): pooled adjusted Rand
@@ -194,6 +197,7 @@ def test_habitat_clustering_recovers_the_planted_habitats(study: Path, gt: pd.Da
 
 
 # -- 4. ComBat ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_combat_removes_the_scanner_effect_and_keeps_the_biology(features: pd.DataFrame, gt: pd.DataFrame) -> None:
     """Tumour mean intensity: ANOVA by scanner p < 1e-3 before ComBat, p > 0.05 after; its Spearman
     correlation with the planted necrotic share stays <= -0.75 (measured: p 4.6e-29 before, 0.76 after; rho -0.89 after)."""
@@ -243,6 +247,7 @@ def final_model(features: pd.DataFrame, gt: pd.DataFrame):
 
 
 # -- 5. selection -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_selection_finds_the_informative_features(final_model) -> None:
     """zscore -> univariate -> correlation -> mRMR -> LASSO on the harmonised training features:
     precision (selected features the ground truth calls informative) >= 0.8 (measured 1.0: 4 of 4 features)."""
@@ -262,6 +267,7 @@ def test_selection_finds_the_informative_features(final_model) -> None:
 
 
 # -- 6. the final model ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_final_model_test_auc_is_near_the_planted_ceiling(final_model, gt: pd.DataFrame, truth: dict) -> None:
     """Selection steps + logistic regression fitted on training: external-test AUC within 0.10 of the
     planted Bayes ceiling on the same patients (measured: AUC 0.885 vs ceiling 0.925), and not above it by more than 0.05."""
