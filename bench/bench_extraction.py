@@ -35,9 +35,9 @@ BEGIN, END = "<!-- bench_extraction:begin -->", "<!-- bench_extraction:end -->"
 
 
 def _units(n_patients: int):
-    from helpers.config import load_config
-    from helpers.extraction import ExtractionUnit
-    from helpers.features import load_preset, merge_settings
+    from helpers.features.extraction import ExtractionUnit
+    from helpers.features.pyradiomics import load_preset, merge_settings
+    from helpers.settings.study import load_config
 
     cfg = load_config(REPO / "study.yaml")
     preset = load_preset("seed1762")
@@ -75,7 +75,7 @@ def _mode(mode: str, n_patients: int, cache: str) -> dict:
             featureextractor.RadiomicsFeatureExtractor(u.params).execute(sitk.ReadImage(u.image_path), sitk.ReadImage(u.mask_path))
             per_unit.append((u.series, time.perf_counter() - t))
         return {"seconds": time.perf_counter() - t0, "peak_mb": _maxrss_mb(resource.RUSAGE_SELF), "per_unit": per_unit}
-    from helpers.extraction import run_extraction
+    from helpers.features.extraction import run_extraction
 
     workers = {"pipeline1": 1, "pipeline2": 2, "warm": 1}[mode]
     t0 = time.perf_counter()

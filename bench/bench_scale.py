@@ -227,7 +227,7 @@ def serve_dask(addr_file: str) -> int:
 
 # --------------------------------------------------------------------------------------------- one size
 def _report_root(cfg_path: Path) -> Path:
-    from helpers.config import load_config  # read-only use of the package (the runner's own resolution of reports_dir)
+    from helpers.settings.study import load_config  # read-only use of the package (the runner's own resolution of reports_dir)
 
     return load_config(cfg_path).report_root
 

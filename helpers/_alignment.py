@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from .errors import InputDataError
+from helpers.errors import InputDataError
 
 __all__ = ["align_series", "align_to_frame", "align_to_index", "is_labelled"]
 

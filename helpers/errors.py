@@ -112,7 +112,7 @@ class UnitsFailedError(StudyError):
     step : str
         Name of the step.
     failures : dict
-        The step's failure record (:func:`helpers.report.read_failures`): ``what``, ``count``, ``patients``,
+        The step's failure record (:func:`helpers.reporting.writer.read_failures`): ``what``, ``count``, ``patients``,
         ``examples``, ``table``.
     """
 
@@ -143,9 +143,84 @@ def describe_failure(example: dict, width: int = 220) -> str:
     return reason if len(reason) <= width else reason[: width - 3] + "..."
 
 
+class PerturbationError(StudyError, ValueError):
+    """A mask perturbation is impossible (it would empty the mask or change nothing)."""
+
+
 class InputDataError(StudyError, ValueError):
     """Patient-level input values (clinical variables, scores, predictions) that cannot be used as given."""
 
 
 class SeparationError(InputDataError):
     """An unpenalised logistic model has no finite maximum-likelihood estimate (perfect separation or collinearity)."""
+
+
+# -- raised by the stage packages (every exception and warning class of helpers lives here) ------------------
+
+
+# helpers.features.extraction
+class EmptyROIError(StudyError):
+    """A habitat subregion absent from (or too small in) a patient's tumour: its features are missing by design.
+
+    Raised inside an extraction unit and recorded as status ``empty``, never as a failure.
+    """
+
+
+# helpers.reporting.supplement
+class SupplementWarning(UserWarning):
+    """An output shown with a generic caption, a recorded file that is missing, or a step without outputs."""
+
+
+# helpers.imaging.deep.deep_features
+class BackboneWeightsError(StudyError, ValueError):
+    """A pretrained-weights file is missing, unreadable or does not fit the network."""
+
+
+# helpers.imaging.deep.deep_features
+class UntrainedBackboneWarning(UserWarning):
+    """Features come from a randomly initialised (untrained) network."""
+
+
+# helpers.imaging.deep.segmentation
+class CheckpointMismatchError(StudyError, ValueError):
+    """A checkpoint does not match the given settings (or its weights file was altered)."""
+
+
+# helpers.imaging.deep.super_resolution
+class SRWeightsError(StudyError, ValueError):
+    """A weights file or checkpoint is missing, unreadable, altered or does not fit the network."""
+
+
+# helpers.simulation.simulate
+class SimulationError(ConfigError):
+    """Invalid simulation settings or output folder (the CLI exits with code 2)."""
+
+
+# helpers.learning.stability
+class ReaderMismatchError(StudyError, ValueError):
+    """Reader tables do not hold the same patients or features (or a table does not fit the training data)."""
+
+
+# helpers.learning.harmonize
+class UnseenBatchError(StudyError, ValueError):
+    """A batch (scanner/centre) met at transform time had no training patients."""
+
+
+# helpers.learning.models
+class UnknownAlgorithmError(StudyError, ValueError):
+    """An algorithm name that :func:`make_classifier` does not know."""
+
+
+# helpers.learning.models
+class ModelFileError(StudyError):
+    """A saved model or its metadata sidecar is missing, unreadable or altered."""
+
+
+# helpers.learning.models
+class ModelVersionError(StudyError):
+    """A saved model was written with library versions different from the installed ones."""
+
+
+# helpers.learning.models
+class ModelVersionWarning(UserWarning):
+    """Library versions differ between a saved model and this environment (see :func:`load_model`)."""

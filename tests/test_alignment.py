@@ -22,11 +22,11 @@ from sklearn.preprocessing import StandardScaler
 
 from helpers import stats
 from helpers._alignment import align_series, align_to_frame, align_to_index
-from helpers.clinical import RadScoreAugmenter
 from helpers.errors import InputDataError
-from helpers.models import ScoreStacker, build_pipeline, make_classifier, model_grid, tune, youden_threshold
-from helpers.nomogram import NomogramModel
-from helpers.selection import (
+from helpers.learning.clinical import RadScoreAugmenter
+from helpers.learning.models import ScoreStacker, build_pipeline, make_classifier, model_grid, tune, youden_threshold
+from helpers.learning.nomogram import NomogramModel
+from helpers.learning.selection import (
     CorrelationFilter,
     LassoSelector,
     MRMRSelector,
@@ -35,7 +35,7 @@ from helpers.selection import (
     radscore,
     radscore_table,
 )
-from helpers.survival import (
+from helpers.learning.survival import (
     CoxModel,
     RandomSurvivalForest,
     harrell_c,
@@ -216,7 +216,7 @@ SELECTION_CASES = {
 MODEL_CASES = {
     "youden_threshold": lambda d, mix: youden_threshold(d.y, mix(d.p_new, 1)),
     "tune": lambda d, mix: (lambda m: (m.oof_proba_, m.threshold_))(tune(_logistic(), d.X, mix(d.y, 1), search="none", cv=3)),
-    "ScoreStacker.fit": lambda d, mix: ScoreStacker([("a", _logistic(), ["f0", "f2"]), ("b", _logistic(), ["f1", "f3"])], cv=3)
+    "ScoreStacker.fit": lambda d, mix: ScoreStacker(estimators=[("a", _logistic(), ["f0", "f2"]), ("b", _logistic(), ["f1", "f3"])], cv=3)
     .fit(d.X, mix(d.y, 1))
     .meta_coef_,
     "model_grid": lambda d, mix: model_grid({"b": d.X}, mix(d.y, 1), {"b": d.X}, mix(d.y, 2), algorithms=["logistic"], search="none", cv=3),

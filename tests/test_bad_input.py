@@ -38,11 +38,11 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.config import load_config
+from helpers.data.manifest import load_patient_table, load_study
 from helpers.errors import ConfigError, ImageReadError, ManifestError
-from helpers.features import extract_features
-from helpers.io import read_image
-from helpers.manifest import load_patient_table, load_study
+from helpers.features.pyradiomics import extract_features
+from helpers.imaging.io import read_image
+from helpers.settings.study import load_config
 
 from .conftest import write_volume
 
@@ -269,7 +269,7 @@ def test_training_cohort_with_a_single_class_stops_at_validation(tiny_study):
 
 def test_model_fitting_on_a_single_class_gives_a_clear_error():
     # The library-level guard behind validation: the message says what is wrong and where to look.
-    from helpers.models import build_pipeline, make_classifier, tune
+    from helpers.learning.models import build_pipeline, make_classifier, tune
 
     X = pd.DataFrame({"f": np.arange(8.0)}, index=[f"P{i}" for i in range(8)])
     with pytest.raises(ValueError, match=r"single class \(8 patients, all 0\).*check the training cohort and the outcome column"):
@@ -357,7 +357,7 @@ def test_validate_command_reports_and_exits_2(tiny_study):
 
 # -- feature tables --------------------------------------------------------------------------------------------
 def test_constant_feature_is_dropped_with_a_record():
-    from helpers.selection import build_selector, selection_pathway
+    from helpers.learning.selection import build_selector, selection_pathway
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(30, 4)), columns=["a", "b", "c", "flat"], index=[f"P{i:02d}" for i in range(30)])
@@ -371,8 +371,8 @@ def test_constant_feature_is_dropped_with_a_record():
 
 
 def test_all_nan_feature_is_reported_by_name(tiny_study):
-    from helpers.selection import ZScoreScaler
-    from helpers.signature import load_study_features
+    from helpers.learning.selection import ZScoreScaler
+    from helpers.steps.signature import load_study_features
 
     cfg = load_config(tiny_study / "study.yaml")
     _, patients = load_study(cfg)
@@ -395,8 +395,8 @@ def test_all_nan_feature_is_reported_by_name(tiny_study):
 
 # -- a unit failing during extraction --------------------------------------------------------------------------
 def test_failing_extraction_unit_keeps_the_others_and_is_listed_downstream(tiny_study, tmp_path):
-    from helpers.extraction import plan_units, run_extraction
-    from helpers.signature import load_study_features
+    from helpers.features.extraction import plan_units, run_extraction
+    from helpers.steps.signature import load_study_features
 
     preset = tiny_study / "tiny.yaml"
     preset.write_text(yaml.safe_dump({"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Mean", "Median"]},
@@ -735,7 +735,7 @@ def test_image_and_mask_swapped_in_one_row(tiny_study):
     assert issue.problem.endswith("distinct values, the image file 2)") and len(str(issue)) < 200
     # With hashes in the manifest (as the simulator writes them), the swapped paths are still one message: the hashes
     # match the other column's file, so no "the file changed" lines are added.
-    from helpers.io import sha256_file
+    from helpers.imaging.io import sha256_file
 
     _set_manifest(tiny_study, "P02", "MR", image_sha256=sha256_file(tiny_study / "P02" / "MR_image.nii.gz"),
                   mask_sha256=sha256_file(tiny_study / "P02" / "MR_mask.nii.gz"))

@@ -7,17 +7,26 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from helpers.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
-from helpers.config import load_config
+from helpers.data.manifest import load_study
 from helpers.errors import InputDataError
-from helpers.manifest import load_study
-from helpers.modelling import (
-    ModellingData, comparison_models, fit_clinical_models, fit_final_model, fit_survival_models, load_modelling_data, model_predictions,
-    survival_features, survival_predictions, write_clinical_outputs, write_survival_outputs,
+from helpers.learning.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
+from helpers.learning.survival import harrell_c
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import load_config
+from helpers.steps.models import (
+    ModellingData,
+    comparison_models,
+    fit_clinical_models,
+    fit_final_model,
+    fit_survival_models,
+    load_modelling_data,
+    model_predictions,
+    survival_features,
+    survival_predictions,
+    write_clinical_outputs,
+    write_survival_outputs,
 )
-from helpers.report import ReportWriter
-from helpers.signature import build_signature, interobserver_agreement, write_signature_outputs
-from helpers.survival import harrell_c
+from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
 from tests.conftest import make_planted_feature_study
 
 
@@ -30,7 +39,7 @@ def clinical_frame():
 
 
 def test_imputer_uses_training_statistics_only(clinical_frame):
-    imp = ClinicalImputer(["age"], ["grade"]).fit(clinical_frame)
+    imp = ClinicalImputer(continuous=["age"], categorical=["grade"]).fit(clinical_frame)
     assert imp.fill_values_ == {"age": 61.0, "grade": "G3"} and imp.n_imputed_ == {"age": 1, "grade": 1}
     other = pd.DataFrame({"age": [np.nan, 1000.0], "grade": [None, "G1"]}, index=["x", "y"])
     out = imp.transform(other)
@@ -39,8 +48,8 @@ def test_imputer_uses_training_statistics_only(clinical_frame):
 
 
 def test_encoder_codes_training_levels_and_names_unseen_patients(clinical_frame):
-    X = ClinicalImputer(["age"], ["grade"]).fit_transform(clinical_frame)
-    enc = ClinicalEncoder(["age"], ["grade"]).fit(X)
+    X = ClinicalImputer(continuous=["age"], categorical=["grade"]).fit_transform(clinical_frame)
+    enc = ClinicalEncoder(continuous=["age"], categorical=["grade"]).fit(X)
     Z = enc.transform(X)
     assert list(Z.columns) == ["age", "grade=G2", "grade=G3"]
     np.testing.assert_allclose(Z["age"].mean(), 0, atol=1e-12)
@@ -54,7 +63,7 @@ def test_encoder_codes_training_levels_and_names_unseen_patients(clinical_frame)
 
 def test_imputer_rejects_a_variable_without_training_values():
     with pytest.raises(InputDataError, match="'age' has no value in the training data"):
-        ClinicalImputer(["age"], []).fit(pd.DataFrame({"age": [np.nan, np.nan]}))
+        ClinicalImputer(continuous=["age"], categorical=[]).fit(pd.DataFrame({"age": [np.nan, np.nan]}))
 
 
 def test_radscore_augmenter_relearns_the_signature_on_the_data_it_is_fitted_on():
@@ -63,14 +72,14 @@ def test_radscore_augmenter_relearns_the_signature_on_the_data_it_is_fitted_on()
     y = pd.Series((X["f0"] - X["f1"] + rng.normal(0, 0.5, 80) > 0).astype(int))
     X["age"] = rng.normal(60, 10, 80)
     steps = [{"step": "zscore"}, {"step": "lasso", "lambda_rule": "min", "random_state": 0}]
-    full = RadScoreAugmenter(steps, ["age"]).fit(X, y)
-    half = RadScoreAugmenter(steps, ["age"]).fit(X.iloc[:40], y.iloc[:40])
+    full = RadScoreAugmenter(steps=steps, clinical=["age"]).fit(X, y)
+    half = RadScoreAugmenter(steps=steps, clinical=["age"]).fit(X.iloc[:40], y.iloc[:40])
     out = full.transform(X)
     assert list(out.columns) == ["age", "radscore"] and full.radiomic_columns_ == [f"f{i}" for i in range(12)]
     assert roc_auc_score(y, out["radscore"]) > 0.9
     assert not np.allclose(half.transform(X)["radscore"], out["radscore"])
     with pytest.raises(ValueError, match="ending in a 'lasso' step"):
-        RadScoreAugmenter([{"step": "zscore"}], ["age"]).fit(X, y)
+        RadScoreAugmenter(steps=[{"step": "zscore"}], clinical=["age"]).fit(X, y)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +98,7 @@ def clinical_models(fitted_study):
     return fit_clinical_models(data, cfg)
 
 
+@pytest.mark.slow
 def test_clinical_models_nomogram_and_their_outputs(fitted_study):
     cfg, _, data, _ = fitted_study
     assert list(data.clinical.columns) == ["age", "grade", "sex"] and data.time is not None
@@ -119,6 +129,7 @@ def test_clinical_models_nomogram_and_their_outputs(fitted_study):
         assert (cfg.report_root / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_clinical_models_ignore_test_cohort_values(fitted_study, clinical_models):
     cfg, _, data, _ = fitted_study
     models = clinical_models
@@ -132,6 +143,7 @@ def test_clinical_models_ignore_test_cohort_values(fitted_study, clinical_models
         pd.testing.assert_series_equal(shifted[name].oof_proba_, models[name].oof_proba_)
 
 
+@pytest.mark.slow
 def test_model_predictions_are_out_of_fold_on_training(fitted_study, clinical_models):
     cfg, _, data, _ = fitted_study
     final = fit_final_model(data, cfg)
@@ -148,6 +160,7 @@ def test_model_predictions_are_out_of_fold_on_training(fitted_study, clinical_mo
     assert rad["threshold"].iloc[0] == final.threshold_
 
 
+@pytest.mark.slow
 def test_survival_models_recover_the_planted_hazard_with_training_cut_offs(fitted_study):
     cfg, _, data, _ = fitted_study
     feats = survival_features(cfg, data.X)
@@ -176,6 +189,7 @@ def test_survival_models_recover_the_planted_hazard_with_training_cut_offs(fitte
         assert (cfg.report_root / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_interobserver_agreement_from_the_reader_table(fitted_study):
     cfg, patients, _, truth = fitted_study
     table = interobserver_agreement(cfg, patients).set_index("variable")
@@ -187,6 +201,7 @@ def test_interobserver_agreement_from_the_reader_table(fitted_study):
     assert (table["n_patients"] == 70).all() and (table["readers"] == "R1 vs R2").all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.config import load_config
 from helpers.errors import ConfigError
+from helpers.settings.study import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,12 +93,14 @@ def test_super_resolution_derives_a_series_with_the_parent_settings(tmp_path, ba
     assert cfg.preprocessing["MR_T1_SR"] == cfg.preprocessing["MR_T1"]
     assert cfg.extraction.series == ("CT", "MR_T1", "MR_T1_SR")
     assert cfg.comparison_series == ["MR_T1_SR"] and cfg.source_series("MR_T1_SR") == "MR_T1" and cfg.source_series("CT") == "CT"
-    # Columns belong to the longest matching series prefix: MR_T1_SR_... is not an MR_T1 feature.
-    assert cfg.series_of_column("MR_T1_SR_tumour_original_firstorder_Mean") == "MR_T1_SR"
-    assert cfg.series_of_column("MR_T1_tumour_original_firstorder_Mean") == "MR_T1"
-    assert cfg.series_of_column("age") is None
+    # Columns belong to the longest matching series prefix: MR_T1_SR_... is not an MR_T1 feature (helpers.data.columns).
+    from helpers.data.columns import columns_of_series, series_of_column
+
+    assert series_of_column("MR_T1_SR_tumour_original_firstorder_Mean", cfg.series) == "MR_T1_SR"
+    assert series_of_column("MR_T1_tumour_original_firstorder_Mean", cfg.series) == "MR_T1"
+    assert series_of_column("age", cfg.series) is None
     cols = ["MR_T1_tumour_a", "MR_T1_SR_tumour_a", "CT_tumour_a"]
-    assert cfg.columns_of_series(cols, "MR_T1") == ["MR_T1_tumour_a"] and cfg.columns_of_series(cols, ["MR_T1_SR", "CT"]) == cols[1:]
+    assert columns_of_series(cols, "MR_T1", cfg.series) == ["MR_T1_tumour_a"] and columns_of_series(cols, ["MR_T1_SR", "CT"], cfg.series) == cols[1:]
     # Explicit settings of the derived series win; compare_only: false pools the SR series like any other.
     base["extraction"]["series_settings"]["MR_T1_SR"] = {"binCount": 64}
     base["super_resolution"]["compare_only"] = False

@@ -1,4 +1,4 @@
-"""Tests of helpers.deep_features: 2.5D slices, deep features + PCA, weights, deep classifier, Grad-CAM.
+"""Tests of helpers.imaging.deep.deep_features: 2.5D slices, deep features + PCA, weights, deep classifier, Grad-CAM.
 
 Everything runs on tiny synthetic volumes with resnet18 at 32-64 pixels on the
 CPU; nothing is downloaded (one test forbids network access outright).
@@ -22,7 +22,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from helpers.deep_features import (
+from helpers.errors import InputDataError
+from helpers.figures.deep import gradcam_figure, loss_curve_figure
+from helpers.imaging.deep.deep_features import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BackboneWeightsError,
@@ -30,21 +32,18 @@ from helpers.deep_features import (
     DeepFeatureSettings,
     UntrainedBackboneWarning,
     embed,
-    gradcam_figure,
     gradcam_maps,
     load_backbone,
-    loss_curve_figure,
     select_slices,
     slices_25d,
     stack_inputs,
     train_deep_classifier,
 )
-from helpers.errors import InputDataError
 
 from .conftest import image_from, write_volume
 
 # Random-init networks are the norm here; the warning itself is tested once.
-pytestmark = pytest.mark.filterwarnings("ignore::helpers.deep_features.UntrainedBackboneWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::helpers.imaging.deep.deep_features.UntrainedBackboneWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -194,7 +193,7 @@ def test_imagenet_normalisation_and_zero_variance_scan():
 # -- feature extractor -------------------------------------------------------------------
 def test_extractor_shapes_names_and_sklearn_contract():
     train, _ = _cohort(0, 10, "tr")
-    ext = DeepFeatureExtractor(_settings(pca_components=3))
+    ext = DeepFeatureExtractor(settings=_settings(pca_components=3))
     with pytest.raises(NotFittedError):
         ext.transform(train)
     features = ext.fit_transform(train)
@@ -204,22 +203,22 @@ def test_extractor_shapes_names_and_sklearn_contract():
     assert ext.n_embedding_dims_ == 512 and ext.weights_sha256_ is None
     # fit_transform embeds once but gives what fit().transform() gives.
     np.testing.assert_allclose(features.to_numpy(), ext.transform(train).to_numpy(), rtol=1e-5, atol=1e-5)
-    concat = DeepFeatureExtractor(_settings(pca_components=3, feature_layout="concatenated")).fit(train)
+    concat = DeepFeatureExtractor(settings=_settings(pca_components=3, feature_layout="concatenated")).fit(train)
     assert concat.transform(train).shape == (10, 3) and len(concat.pca_) == 1
     assert concat.pca_[0].components_.shape == (3, 3 * 512)
-    stack = DeepFeatureExtractor(_settings(pca_components=3, feature_layout="stack")).fit(train)
+    stack = DeepFeatureExtractor(settings=_settings(pca_components=3, feature_layout="stack")).fit(train)
     assert stack.pca_[0].components_.shape == (3, 512)
     unfitted = clone(ext)
     assert unfitted.get_params() == ext.get_params() and not hasattr(unfitted, "pca_")
     with pytest.raises(ValueError, match="at least"):
-        DeepFeatureExtractor(_settings(pca_components=12)).fit(train)
+        DeepFeatureExtractor(settings=_settings(pca_components=12)).fit(train)
 
 
 def test_pca_is_learned_from_training_patients_only():
     s = _settings(window=(0, 400))  # a fixed window, so shifted test intensities really change the embeddings
     train, _ = _cohort(1, 12, "tr")
     test, _ = _cohort(2, 8, "te", shift=120.0)
-    ext = DeepFeatureExtractor(s).fit(train)
+    ext = DeepFeatureExtractor(settings=s).fit(train)
     components = [p.components_.copy() for p in ext.pca_]
     means = [p.mean_.copy() for p in ext.pca_]
     train_features = ext.transform(train)
@@ -231,16 +230,16 @@ def test_pca_is_learned_from_training_patients_only():
     pd.testing.assert_frame_equal(ext.transform(train), train_features)
     assert ext.training_patients_ == list(train)
     # The guard is sensitive: fitting on training + test patients would give other components.
-    leaky = DeepFeatureExtractor(s).fit({**train, **test})
+    leaky = DeepFeatureExtractor(settings=s).fit({**train, **test})
     assert not np.allclose(np.abs(leaky.pca_[1].components_[0]), np.abs(components[1][0]), atol=1e-3)
 
 
 def test_same_seed_gives_identical_features_and_another_seed_does_not():
     train, _ = _cohort(3, 8, "tr")
-    a = DeepFeatureExtractor(_settings(seed=11)).fit_transform(train)
-    b = DeepFeatureExtractor(_settings(seed=11)).fit_transform(train)
+    a = DeepFeatureExtractor(settings=_settings(seed=11)).fit_transform(train)
+    b = DeepFeatureExtractor(settings=_settings(seed=11)).fit_transform(train)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    c = DeepFeatureExtractor(_settings(seed=12)).fit_transform(train)
+    c = DeepFeatureExtractor(settings=_settings(seed=12)).fit_transform(train)
     assert not np.allclose(a.to_numpy(), c.to_numpy())
 
 
@@ -248,7 +247,7 @@ def test_planted_texture_difference_separates_held_out_patients():
     # Bright homogeneous vs checkerboard-textured tumours of the same mean intensity.
     train, y_train = _cohort(4, 24, "tr")
     test, y_test = _cohort(5, 16, "te")
-    ext = DeepFeatureExtractor(_settings(pca_components=4))
+    ext = DeepFeatureExtractor(settings=_settings(pca_components=4))
     x_train = ext.fit_transform(train)
     x_test = ext.transform(test)
     model = LogisticRegression(max_iter=2000).fit(x_train, y_train.loc[x_train.index])
@@ -256,14 +255,15 @@ def test_planted_texture_difference_separates_held_out_patients():
     assert auc >= 0.9  # reached 1.0: even an untrained ResNet's features separate texture from homogeneity
 
 
+@pytest.mark.slow
 def test_finetune_mode_needs_labels_and_records_history():
     train, y = _cohort(6, 8, "tr")
     s = _settings(mode="finetune", epochs=1, batch_size=8, optimizer="adam", pca_components=3)
     with pytest.raises(InputDataError, match="labels"):
-        DeepFeatureExtractor(s).fit(train)
-    ext = DeepFeatureExtractor(s).fit(train, y)
+        DeepFeatureExtractor(settings=s).fit(train)
+    ext = DeepFeatureExtractor(settings=s).fit(train, y)
     assert list(ext.history_["epoch"]) == [1] and np.isfinite(ext.history_["train_loss"]).all()
-    frozen = DeepFeatureExtractor(_settings(pca_components=3)).fit(train)
+    frozen = DeepFeatureExtractor(settings=_settings(pca_components=3)).fit(train)
     assert not np.allclose(ext.transform(train).to_numpy(), frozen.transform(train).to_numpy())
 
 
@@ -315,7 +315,7 @@ def test_extraction_and_weight_loading_need_no_network(tmp_path, monkeypatch):
     torch.save(load_backbone(_settings(seed=5)).model.state_dict(), weights)
     rng = np.random.default_rng(7)
     patients = {}
-    for i in range(4):  # from files, through helpers.io, as the notebooks do
+    for i in range(4):  # from files, through helpers.imaging.io, as the notebooks do
         image, mask = _tumour_patient(rng, "bright")
         patients[f"p{i}"] = (
             write_volume(tmp_path / f"p{i}_img.nii.gz", sitk.GetArrayFromImage(image)),
@@ -327,7 +327,7 @@ def test_extraction_and_weight_loading_need_no_network(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", _refuse)
     monkeypatch.setattr(urllib.request, "urlopen", _refuse)
-    ext = DeepFeatureExtractor(_settings(pretrained_weights=str(weights), pca_components=2))
+    ext = DeepFeatureExtractor(settings=_settings(pretrained_weights=str(weights), pca_components=2))
     features = ext.fit_transform(patients)
     assert features.shape == (4, 6) and ext.weights_sha256_ == hashlib.sha256(weights.read_bytes()).hexdigest()
 

@@ -12,12 +12,15 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.config import load_config
-from helpers.deep_learning import with_super_resolution
+from helpers.data.manifest import load_study
 from helpers.errors import ManifestError
-from helpers.manifest import load_study
-from helpers.pipeline import run_study
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
+from helpers.steps.segmentation import with_super_resolution
 from tests.conftest import REPO, tiny_config, write_volume
+
+# Notebook 02 trains a segmentation network and runs papermill: slow tier.
+pytestmark = pytest.mark.slow
 
 
 def _sphere_study(tmp: Path, n_train: int = 8, n_test: int = 4) -> Path:

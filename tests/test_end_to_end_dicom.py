@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.config import load_config
-from helpers.io import grid_difference, read_image, read_mask
-from helpers.pipeline import run_study
-from helpers.simulate import simulate_study
+from helpers.imaging.io import grid_difference, read_image, read_mask
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
+from helpers.simulation.simulate import simulate_study
 
 pytestmark = pytest.mark.slow
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from helpers.config import load_config
-from helpers.evaluation import (
-    StudyPredictions, clinical_characteristics, load_predictions, model_statistics, subgroup_values, survival_statistics,
-    write_statistics_figures,
-)
-from helpers.manifest import load_study
-from helpers.report import ReportWriter
+from helpers.data.manifest import load_study
+from helpers.learning.survival import harrell_c
+from helpers.settings.study import load_config
 from helpers.stats import auc_ci, delong_test
-from helpers.survival import harrell_c
+from helpers.steps.statistics import (
+    StudyPredictions,
+    clinical_characteristics,
+    load_predictions,
+    model_statistics,
+    subgroup_values,
+    survival_statistics,
+)
 
 
 def _predictions(seed: int = 0) -> pd.DataFrame:
@@ -93,6 +95,7 @@ def test_table_one_per_cohort_and_outcome(study):
     assert "age" in text and "grade" in text and "sex" in text
 
 
+@pytest.mark.slow
 def test_survival_statistics_per_cohort(study):
     cfg, _, patients, _ = study
     rng = np.random.default_rng(1)
@@ -122,8 +125,8 @@ def test_load_predictions_needs_notebook_05(study):
 
 
 def test_resolution_pairs_and_nr_vs_sr_table(study):
-    from helpers.config import SuperResolutionConfig
-    from helpers.evaluation import resolution_comparison_table, resolution_pairs
+    from helpers.settings.study import SuperResolutionConfig
+    from helpers.steps.statistics import resolution_comparison_table, resolution_pairs
 
     cfg, _, _, _ = study
     preds = _predictions(3)

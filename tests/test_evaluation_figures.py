@@ -13,8 +13,8 @@ from PIL import Image
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from helpers import evaluation_figures as ef
-from helpers.figures import PALETTE
+from helpers.figures import evaluation as ef
+from helpers.figures.style import PALETTE
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Tests of helpers.explain: SHAP explanations of the final pipeline and their figures."""
+"""Tests of helpers.learning.explain: SHAP explanations of the final pipeline and their figures."""
 
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from helpers.explain import (
+from helpers.figures.shap import shap_bar_figure, shap_beeswarm_figure, shap_waterfall_figure
+from helpers.learning.explain import (
     explained_output,
     explainer_kind,
     explanation_scale,
-    shap_bar_figure,
-    shap_beeswarm_figure,
     shap_explanation,
-    shap_waterfall_figure,
     top_features,
     transform_features,
 )
@@ -90,7 +88,7 @@ def test_explainer_choice_and_scale(forest, logistic, data):
 
 def test_wrapped_pipeline_is_explained_like_the_pipeline(data, logistic):
     X_train, _, X_test, _ = data
-    wrapped = SimpleNamespace(pipeline_=logistic, threshold_=0.5)  # the shape of helpers.models.FittedModel
+    wrapped = SimpleNamespace(pipeline_=logistic, threshold_=0.5)  # the shape of helpers.learning.models.FittedModel
     np.testing.assert_array_equal(shap_explanation(wrapped, X_train, X_test).values, shap_explanation(logistic, X_train, X_test).values)
 
 

@@ -16,10 +16,17 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.config import load_config
-from helpers.extraction import ExtractionUnit, compute_unit, extraction_provenance, plan_units, run_extraction, unit_key
-from helpers.features import load_preset, merge_settings
-from helpers.manifest import load_study
+from helpers.data.manifest import load_study
+from helpers.features.extraction import (
+    ExtractionUnit,
+    compute_unit,
+    plan_units,
+    run_extraction,
+    unit_key,
+)
+from helpers.features.pyradiomics import load_preset, merge_settings
+from helpers.settings.study import load_config
+from helpers.steps.feature_extraction import extraction_provenance
 
 from .conftest import write_volume
 
@@ -73,7 +80,7 @@ def test_features_match_direct_pyradiomics_and_table_layout(small_study, tmp_pat
     import radiomics
     from radiomics import featureextractor
 
-    from helpers.rois import peritumoral_ring, tumour_mask
+    from helpers.imaging.rois import peritumoral_ring, tumour_mask
 
     units = _units(small_study)
     result = run_extraction(units, tmp_path / "cache", progress=False)
@@ -134,6 +141,7 @@ def test_failing_unit_is_reported_and_others_complete(small_study, tmp_path):
     assert run_extraction(fixed, tmp_path / "cache", progress=False).status_counts() == {"computed": 2, "cached": 14, "failed": 0, "empty": 0}
 
 
+@pytest.mark.slow
 def test_parallel_and_dask_give_identical_tables(small_study, tmp_path):
     units = _units(small_study)
     preset = units[0].preset
@@ -147,14 +155,15 @@ def test_parallel_and_dask_give_identical_tables(small_study, tmp_path):
     pd.testing.assert_frame_equal(seq, dask, check_exact=True)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_identical(small_study, tmp_path):
     """Kill a run mid-extraction; the restart resumes from the cache and gives the same table."""
     cache = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import time
-        from helpers import extraction
-        from helpers.config import load_config
-        from helpers.manifest import load_study
+        from helpers.features import extraction
+        from helpers.settings.study import load_config
+        from helpers.data.manifest import load_study
         cfg = load_config({str(small_study / 'study.yaml')!r})
         manifest, _ = load_study(cfg)
         units = extraction.plan_units(manifest, cfg)
@@ -249,7 +258,7 @@ def test_habitat_units_use_the_label_maps_without_shape(small_study):
 
 
 def test_perturbation_radius_is_at_least_one_voxel(tmp_path):
-    from helpers.extraction import _perturbation_for
+    from helpers.features.extraction import _perturbation_for
 
     coarse = write_volume(tmp_path / "pet.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(4.7, 4.7, 3.27))
     fine = write_volume(tmp_path / "ct.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), spacing=(0.5, 0.5, 3.0))
@@ -332,3 +341,59 @@ def test_absent_tiny_or_linear_habitats_are_missing_by_design_not_failures(small
     assert table.loc[["P01", "P02", "P03"]].drop(columns="cohort").isna().all().all() and table.loc["P04"].drop("cohort").notna().all()
     # Cached as 'empty': a re-run neither recomputes nor turns them into failures.
     assert run_extraction(units, tmp_path / "cache", progress=False).status_counts() == {"computed": 0, "cached": 1, "failed": 0, "empty": 3}
+
+
+# -- the cache key covers the code that computes a unit (issue 13) -------------------------------------------------
+def _helpers_modules_run_by(fn, *args) -> set[str]:
+    """helpers modules whose functions execute while ``fn(*args)`` runs (a profile hook on every call)."""
+    seen: set[str] = set()
+
+    def hook(frame, event, arg):
+        if event == "call":
+            name = frame.f_globals.get("__name__", "")
+            if name.startswith("helpers."):
+                seen.add(name)
+
+    sys.setprofile(hook)
+    try:
+        fn(*args)
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def test_unit_key_covers_every_module_that_computes_a_unit(small_study, tmp_path):
+    from types import SimpleNamespace
+
+    from helpers.features import extraction
+
+    data = yaml.safe_load((small_study / "study.yaml").read_text())
+    data["extraction"]["habitats"] = {"series": ["CT"], "k_range": [2, 2]}
+    data["extraction"]["stability"] = {"perturbation": {"mode": "dilate", "radius_mm": 1.0}}
+    data["preprocessing"] = {"CT": {"resample_mm": [1.5, 1.5, 2.0], "zscore": True, "clip": [-100, 300]}}
+    (small_study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_config(small_study / "study.yaml")
+    maps = {p: str(small_study / p / "CT_mask.nii.gz") for p in ("P01", "P02", "P03", "P04")}
+    units = plan_units(load_study(cfg)[0], cfg, SimpleNamespace(map_paths=maps, k=1))
+    kinds = {(u.roi_kind, u.reader) for u in units}
+    assert {("tumour", "reader1"), ("ring", "reader1"), ("tumour", "reader2"), ("label", "reader1")} <= kinds
+    ran: set[str] = set()
+    for kind in sorted(kinds):
+        unit = next(u for u in units if (u.roi_kind, u.reader) == kind)
+        key = extraction.unit_key(unit)
+        records = []
+        ran |= _helpers_modules_run_by(lambda u=unit, k=key: records.append(extraction.compute_unit(u, k, tmp_path / "cache")))
+        assert records[0]["status"] == "computed", records[0].get("error")
+    # Settings models validate values that are themselves in the key; errors only raise.
+    covered = set(extraction.CODE_MODULES) | {"helpers.features.extraction", "helpers.errors"}
+    uncovered = sorted(m for m in ran if m not in covered and not m.startswith("helpers.settings."))
+    assert not uncovered, f"compute_unit runs code of {uncovered}: add them to helpers.features.extraction.CODE_MODULES"
+    assert set(extraction.CODE_MODULES) <= ran  # and every listed module does compute
+    # Moving a listed module fails loudly instead of dropping it from the key.
+    original = extraction.CODE_MODULES
+    try:
+        extraction.CODE_MODULES = (*original, "helpers.features.moved_away")
+        with pytest.raises(ModuleNotFoundError):
+            extraction._code_hash()
+    finally:
+        extraction.CODE_MODULES = original

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers.features import (
+from helpers.features.pyradiomics import (
     EXPECTED_COUNTS,
     available_presets,
     extract_features,

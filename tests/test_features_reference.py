@@ -2,7 +2,7 @@
 
 1. pyradiomics' own regression baselines (``tests/data/pyradiomics``): every
    baseline column (case x settings variant) is extracted once through
-   ``helpers.features.extract_features`` with the settings recorded in the
+   ``helpers.features.pyradiomics.extract_features`` with the settings recorded in the
    column, and every feature of every class is compared (relative difference
    <= 1e-6 for first-order and texture classes, <= 1e-3 for shape, with an
    absolute floor for reference values of 0). This mirrors pyradiomics'
@@ -10,7 +10,7 @@
    mask read as UInt32, image/mask hashes checked), with tighter tolerances
    (pyradiomics' own test accepts 3 %).
 2. The IBSI chapter 1 digital phantom (``data/ibsi1_digital_phantom``)
-   through ``helpers.ibsi``.
+   through ``helpers.features.ibsi``.
 
 No baseline column needs an exception with pyradiomics-bhklab 3.1.4: all 45
 columns reproduce. The baselines were written by pyradiomics 1.3.0.post61 to
@@ -33,8 +33,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from helpers.features import extract_features, load_preset
-from helpers.ibsi import (
+from helpers.features.ibsi import (
     IBSI_TO_PYRADIOMICS,
     KNOWN_DEVIATIONS,
     UNMAPPED_REASONS,
@@ -43,6 +42,10 @@ from helpers.ibsi import (
     ibsi_unmapped_tags,
     read_ibsi_reference,
 )
+from helpers.features.pyradiomics import extract_features, load_preset
+
+# Extraction on the phantoms and pyradiomics baseline images: reference tier.
+pytestmark = pytest.mark.reference
 
 REPO = Path(__file__).resolve().parents[1]
 PYRAD = REPO / "tests" / "data" / "pyradiomics"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers.config import load_config
-from helpers.figures import PALETTE, cohort_montages, mid_slice_index
-from helpers.manifest import load_study
+from helpers.data.manifest import load_study
+from helpers.figures.images import cohort_montages, mid_slice_index
+from helpers.figures.style import PALETTE
+from helpers.settings.study import load_config
 
 
 def test_mid_slice_index():

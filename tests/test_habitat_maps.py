@@ -7,10 +7,10 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.config import load_config
-from helpers.habitat_maps import cohort_habitats, write_habitat_outputs
-from helpers.manifest import load_study
-from helpers.report import ReportWriter
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import load_config
+from helpers.steps.feature_extraction import cohort_habitats, write_habitat_outputs
 
 from .conftest import write_volume
 

@@ -1,4 +1,4 @@
-"""Tests of helpers.habitats: voxel matrices, cohort-level habitat clustering and the ITH score."""
+"""Tests of helpers.imaging.habitats: voxel matrices, cohort-level habitat clustering and the ITH score."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
-from helpers.habitats import (
+from helpers.imaging.habitats import (
     HabitatClusterer,
     habitat_fractions,
     habitat_map,
@@ -204,6 +204,32 @@ def test_fit_rejects_invalid_input(params, voxels, message):
 def test_predict_checks_features(fitted):
     with pytest.raises(ValueError, match="fitted on 2"):
         fitted.predict(np.zeros((4, 3)))
+
+
+def test_pooled_matrix_with_groups_fits_like_the_list_of_patients(cohort):
+    _, voxels = cohort
+    params = {"k_range": (2, 4), "max_voxels_per_patient": 200, "n_init": 4, "random_state": 3}
+    listed = HabitatClusterer(**params).fit(voxels)
+    pooled, groups = np.concatenate(voxels), np.repeat(["P3", "P1", "P2"], [len(v) for v in voxels])
+    grouped = HabitatClusterer(**params).fit(pooled, groups=groups)
+    for key in ("mean_", "scale_", "centroids_"):
+        np.testing.assert_array_equal(getattr(grouped, key), getattr(listed, key))
+    pd.testing.assert_frame_equal(grouped.ch_scores_, listed.ch_scores_)
+    assert grouped.k_ == listed.k_ and grouped.n_training_voxels_ == listed.n_training_voxels_ == 600
+    assert grouped.n_patients_ == listed.n_patients_ == 3
+    # Without groups the pooled matrix is one patient: the cap applies to all its rows.
+    assert HabitatClusterer(**params).fit(pooled).n_training_voxels_ == 200
+    # transform is the transformer form of predict: one integer label column.
+    labels = grouped.transform(voxels[0])
+    assert labels.shape == (len(voxels[0]), 1) and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels[:, 0], grouped.predict(voxels[0]))
+    np.testing.assert_array_equal(HabitatClusterer(**params).fit_transform(pooled, groups=groups), grouped.transform(pooled))
+    np.testing.assert_allclose(grouped.standardized(voxels[0]), (voxels[0] - grouped.mean_) / grouped.scale_)
+    assert list(grouped.get_feature_names_out()) == ["habitat"]
+    with pytest.raises(ValueError, match="groups must give the patient of every voxel"):
+        HabitatClusterer(**params).fit(pooled, groups=groups[:-1])
+    with pytest.raises(ValueError, match="groups is for a pooled"):
+        HabitatClusterer(**params).fit(voxels, groups=groups)
 
 
 def test_habitat_fractions_and_masks(cohort, fitted):

@@ -1,4 +1,4 @@
-"""Tests of helpers.harmonize: agreement with neuroCombat, a planted batch effect, no leakage,
+"""Tests of helpers.learning.harmonize: agreement with neuroCombat, a planted batch effect, no leakage,
 the unseen-batch policy, determinism and the diagnostics figure."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from helpers.figures import PALETTE
-from helpers.harmonize import ComBatHarmonizer, UnseenBatchError, combat_diagnostics_figure
+from helpers.figures.harmonization import combat_diagnostics_figure
+from helpers.figures.style import PALETTE
+from helpers.learning.harmonize import ComBatHarmonizer, UnseenBatchError
 
 # The package's __init__ re-exports the function under the module's name; import the module itself.
 nc = importlib.import_module("neuroCombat.neuroCombat")
@@ -322,7 +323,7 @@ def test_missing_values_use_each_features_complete_cases():
 
 
 def test_missing_values_in_the_eb_posteriors_use_the_observed_count():
-    from helpers.harmonize import _it_sol, _nonparametric
+    from helpers.learning.harmonize import _it_sol, _nonparametric
 
     rng = np.random.default_rng(3)
     S = rng.normal(0.3, 1.2, size=(25, 6))

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from pydicom.data import get_testdata_file
 
-from helpers.headers import ACQUISITION_FIELDS, acquisition_table, read_dicom_acquisition, records_from_table, summarise_values
+from helpers.data.headers import (
+    ACQUISITION_FIELDS,
+    acquisition_table,
+    read_dicom_acquisition,
+    records_from_table,
+    summarise_values,
+)
 
 # Values as stored in the files' headers (vendor, model, TR/TE/flip, kVp, mA, kernel...).
 EXPECTED = {
@@ -129,7 +135,7 @@ def test_non_square_pixels_give_fov_from_each_spacing():
 
 def test_simulated_philips_dicom_fov(tmp_path):
     # The simulator writes non-square Philips pixels: the table's FOV must match the simulated field of view.
-    from helpers.simulate import simulate_study
+    from helpers.simulation.simulate import simulate_study
 
     out = simulate_study(tmp_path / "sim", patients=3, seed=2, dicom=True, centres={"c1": ["ingenia_cx"]}, test_fraction=0.34).out_dir
     manifest = pd.read_csv(out / "data_manifest.csv")

@@ -10,7 +10,16 @@ import pytest
 import SimpleITK as sitk
 
 from helpers.errors import ImageReadError
-from helpers.io import dicom_series_files, read_image, read_image_info, read_mask, rtstruct_roi_names, rtstruct_to_mask, sha256_file
+from helpers.imaging.io import (
+    _points_in_polygon,
+    dicom_series_files,
+    read_image,
+    read_image_info,
+    read_mask,
+    rtstruct_roi_names,
+    rtstruct_to_mask,
+    sha256_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DICOM = REPO / "data" / "sts_dicom"
@@ -93,6 +102,59 @@ def test_rtstruct_hole_is_cut_by_inner_contour(tmp_path):
     assert arr[1, 2:17, 2:17].sum() == 200
 
 
+def _test_polygons(rng: np.random.Generator):
+    """Seeded polygons (kind, (m, 2) vertices) on a 0..40 square: convex, concave, self-touching, self-crossing."""
+    for _ in range(40):
+        m = int(rng.integers(3, 30))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, m))
+        centre = rng.uniform(12, 28, 2)
+        yield "convex", centre + rng.uniform(4, 12) * np.column_stack([np.cos(angles), np.sin(angles)])
+        # star-shaped with random radii: concave
+        yield "concave", centre + rng.uniform(2, 12, (m, 1)) * np.column_stack([np.cos(angles), np.sin(angles)])
+        # two squares whose outline passes twice through their shared corner
+        x, y, s, t = *rng.uniform(5, 20, 2), *rng.uniform(2, 10, 2)
+        yield "self-touching", np.array([(x, y), (x + s, y), (x + s, y + s), (x + s + t, y + s), (x + s + t, y + s + t),
+                                         (x + s, y + s + t), (x + s, y + s), (x, y + s)])
+        # two lobes joined where a vertex lies on the bottom edge
+        (a, y0), (b, y1) = rng.uniform(2, 15, 2), rng.uniform(25, 38, 2)
+        yield "self-touching", np.array([(a, y0), (b, y0), (b, y1), ((a + b) / 2, y0), (a, y1)])
+        # random vertex order: edges cross each other
+        yield "self-crossing", rng.uniform(0, 40, (m, 2))
+    # integer vertices, for the second check below (voxel centres on edges and vertices)
+    for _ in range(40):
+        yield "integer", rng.integers(0, 40, (int(rng.integers(3, 15)), 2)).astype(float)
+
+
+def test_points_in_polygon_matches_matplotlib():
+    """The RTSTRUCT fill (numpy even-odd crossing test) classifies points as matplotlib's Path.contains_points,
+    which rasterised the contours before: on convex, concave, self-touching and self-crossing polygons."""
+    from matplotlib.path import Path as MplPath
+
+    rng = np.random.default_rng(20240613)
+    # grid points offset by irrational fractions: never exactly on an edge of the polygons above (except "integer")
+    axis = np.arange(-2.0, 42.0, 0.5)
+    xx, yy = np.meshgrid(axis + (np.sqrt(2) - 1), axis + (np.sqrt(5) - 2))
+    off_edge = np.column_stack([xx.ravel(), yy.ravel()])
+    xx, yy = np.meshgrid(np.arange(-1.0, 42.0), np.arange(-1.0, 42.0))
+    on_grid = np.column_stack([xx.ravel(), yy.ravel()])
+    kinds = set()
+    for kind, poly in _test_polygons(rng):
+        kinds.add(kind)
+        points = on_grid if kind == "integer" else off_edge
+        ours = _points_in_polygon(poly, points)
+        ref = MplPath(poly).contains_points(points)
+        assert ours.dtype == bool and ours.shape == (len(points),)
+        # Same arithmetic as matplotlib (Haines' crossings test): even points exactly on an edge or a vertex agree.
+        np.testing.assert_array_equal(ours, ref, err_msg=f"{kind} polygon {poly.tolist()}")
+        if kind != "integer":
+            assert 0 < ours.sum() < len(points), kind  # the polygon covers some of the grid, not all of it
+    assert kinds == {"convex", "concave", "self-touching", "self-crossing", "integer"}
+    # Degenerate input: fewer than 3 vertices enclose nothing; non-finite points are outside.
+    assert not _points_in_polygon(np.array([[0.0, 0.0], [10.0, 10.0]]), off_edge).any()
+    square = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
+    np.testing.assert_array_equal(_points_in_polygon(square, np.array([[5.0, 5.0], [np.nan, 5.0], [5.0, np.inf]])), [True, False, False])
+
+
 def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(ImageReadError, match="image not found"):
         read_image(tmp_path / "none.nii.gz")
@@ -121,8 +183,8 @@ def test_conform_mask_copies_the_image_grid_within_tolerance_only():
     import numpy as np
     import SimpleITK as sitk
 
-    from helpers.config import GeometryTolerance
-    from helpers.io import conform_mask, grid_difference
+    from helpers.imaging.io import conform_mask, grid_difference
+    from helpers.settings.study import GeometryTolerance
 
     image = sitk.GetImageFromArray(np.zeros((4, 5, 6), dtype=np.int16))
     image.SetSpacing((0.7, 0.7, 3.0))

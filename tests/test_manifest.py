@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.config import load_config
+from helpers.data.manifest import cohort_by_vendor, load_patient_table, load_study, read_manifest, validate_manifest
 from helpers.errors import ManifestError
-from helpers.io import sha256_file
-from helpers.manifest import cohort_by_vendor, load_patient_table, load_study, read_manifest, validate_manifest
+from helpers.imaging.io import sha256_file
+from helpers.settings.study import load_config
 
 from .conftest import write_volume
 
@@ -204,9 +204,9 @@ def test_cohort_by_vendor_uses_only_the_manufacturer():
     assert cohort_by_vendor(headers, "MR_T1", ("GE",)) == {"A": "training", "B": "external_test", "C": "training"}
 
 
-# -- CSV reading (helpers.tables) ---------------------------------------------------------------------------------------
+# -- CSV reading (helpers.data.tables) ---------------------------------------------------------------------------------------
 def test_read_csv_table_semicolon_bom_crlf_decimal_comma(tmp_path):
-    from helpers.tables import read_csv_table
+    from helpers.data.tables import read_csv_table
 
     path = tmp_path / "t.csv"
     path.write_bytes(b"\xef\xbb\xbf patient ;age;grade\r\nNA;63,5;G1\r\n007;70;G2\r\n;;\r\n0012;;G3\r\n")
@@ -222,7 +222,7 @@ def test_read_csv_table_semicolon_bom_crlf_decimal_comma(tmp_path):
 
 
 def test_read_csv_table_comma_file_keeps_quoted_commas_as_text(tmp_path):
-    from helpers.tables import read_csv_table
+    from helpers.data.tables import read_csv_table
 
     path = tmp_path / "t.csv"
     path.write_text('patient,age,note\nP01,"63,5","a; b"\nP02,70,c\n', encoding="utf-8")

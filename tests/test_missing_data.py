@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.config import load_config
+from helpers.data.columns import series_of_column
+from helpers.data.manifest import load_study
 from helpers.errors import InputDataError
-from helpers.manifest import load_study
-from helpers.modelling import ModellingData, fit_final_model, run_model_grid
-from helpers.report import ReportWriter
-from helpers.selection import MissingValueImputer
-from helpers.signature import build_signature, write_signature_outputs
+from helpers.learning.selection import MissingValueImputer
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import load_config
+from helpers.steps.models import ModellingData, fit_final_model, run_model_grid
+from helpers.steps.signature import build_signature, write_signature_outputs
 
 
 def _build(study, **config_changes):
@@ -36,7 +37,7 @@ def _features_path(study):
 
 
 def _modelling_data(cfg, sig) -> ModellingData:
-    eligible = [c for c in sig.harmonized.columns if cfg.series_of_column(c) not in cfg.comparison_series]
+    eligible = [c for c in sig.harmonized.columns if series_of_column(c, cfg.series) not in cfg.comparison_series]
     return ModellingData(sig.harmonized[eligible], sig.data.y, sig.data.cohort, list(cfg.training_cohorts))
 
 
@@ -57,6 +58,7 @@ def _inject_test_nans(study) -> dict[str, object]:
     return {"block_patient": test[0], "everywhere": everywhere, "test": list(test)}
 
 
+@pytest.mark.slow
 def test_nan_in_test_patients_changes_no_fitted_state(planted_feature_study):
     study, _ = planted_feature_study
     cfg, before = _build(study)
@@ -172,7 +174,7 @@ def test_failed_units_stop_the_signature_by_default(planted_feature_study):
 
 
 def test_failed_units_exclude_the_patients_when_configured(planted_feature_study):
-    from helpers.supplement import methods_text
+    from helpers.reporting.supplement import methods_text
 
     study, _ = planted_feature_study
     _write_failures(study, FAILED)

@@ -9,14 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.modelling import fit_final_model, load_modelling_data, predictions_table, run_model_grid, study_blocks
-from helpers.pipeline import run_study
-from helpers.report import ReportWriter
-from helpers.signature import build_signature, write_signature_outputs
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
 from helpers.stats import pairwise_comparison_table
+from helpers.steps.models import fit_final_model, load_modelling_data, predictions_table, run_model_grid, study_blocks
+from helpers.steps.signature import build_signature, write_signature_outputs
 from tests.conftest import make_planted_feature_study
+
+# Whole-study model grids and the notebooks 04-07 smoke run: slow tier.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -104,7 +107,7 @@ def test_notebooks_04_to_07_smoke(tmp_path):
 
 
 def test_fusion_comparison(modelling_study):
-    from helpers.modelling import fusion_comparison
+    from helpers.steps.models import fusion_comparison
 
     cfg, data, _ = modelling_study
     grid = run_model_grid(data, cfg)
@@ -117,7 +120,7 @@ def test_fusion_comparison(modelling_study):
 
 
 def test_nomogram_without_a_finite_estimate_is_skipped_with_the_reason(modelling_study):
-    from helpers.modelling import fit_clinical_models
+    from helpers.steps.models import fit_clinical_models
 
     cfg, data, _ = modelling_study
     # 'grade' separates the outcome perfectly: the unpenalised nomogram has no maximum-likelihood estimate in any fold.

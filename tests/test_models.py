@@ -22,7 +22,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import StandardScaler
 
-from helpers.models import (
+from helpers.figures.models import auc_heatmap_figure
+from helpers.learning.models import (
     ALGORITHMS,
     FittedModel,
     ModelFileError,
@@ -30,7 +31,6 @@ from helpers.models import (
     ModelVersionWarning,
     ScoreStacker,
     UnknownAlgorithmError,
-    auc_heatmap_figure,
     build_pipeline,
     default_search_space,
     feature_blocks,
@@ -180,6 +180,7 @@ def test_grid_tuning_is_deterministic_and_consistent(easy):
     assert a.pipeline_ is not pipe and not hasattr(pipe.named_steps["classifier"], "coef_")  # caller's pipeline untouched
 
 
+@pytest.mark.slow
 def test_optuna_tuning_is_deterministic(easy):
     X, y = easy
     pipe = build_pipeline([("scale", StandardScaler())], make_classifier("logistic"))
@@ -296,6 +297,7 @@ def _on_segment(s: np.ndarray, A: np.ndarray) -> bool:
     return bool(np.any((resid < 1e-8) & (lam >= -1e-12) & (lam <= 1 + 1e-12)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", ["none", "grid"])
 def test_smote_and_selection_only_ever_see_training_folds(easy, search):
     """Leakage guard (a): every fit sees training-fold rows only; SMOTE interpolates training-fold minority rows only;
@@ -518,7 +520,7 @@ def test_model_grid_and_heatmap():
 
 def _stacker(cv: int = 5) -> ScoreStacker:
     base = lambda: build_pipeline([("scale", StandardScaler())], make_classifier("logistic"))
-    return ScoreStacker([("ct", base(), "CT / tumour"), ("pet", base(), "PET / tumour")], cv=cv, random_state=0)
+    return ScoreStacker(estimators=[("ct", base(), "CT / tumour"), ("pet", base(), "PET / tumour")], cv=cv, random_state=0)
 
 
 def test_stacking_matches_or_beats_the_best_base_model():
@@ -560,7 +562,7 @@ def test_stacking_uses_only_out_of_fold_training_scores():
     assert np.array_equal(batch[:7], fitted.predict_proba(X_test.iloc[:7]))  # no test information shared between patients
     assert joblib.hash(fitted) == state
     with pytest.raises(ValueError, match="no column of block"):
-        ScoreStacker([("mr", build_pipeline([], make_classifier("logistic")), "MR / tumour")]).fit(X_train, y_train)
+        ScoreStacker(estimators=[("mr", build_pipeline([], make_classifier("logistic")), "MR / tumour")]).fit(X_train, y_train)
 
 
 def test_stacker_inside_tune_gives_nested_out_of_fold_estimate():

@@ -1,4 +1,4 @@
-"""helpers.nnunet_bridge: nnU-Net v2 raw-dataset export and prediction import (nnunetv2 itself not needed).
+"""helpers.imaging.deep.nnunet_bridge: nnU-Net v2 raw-dataset export and prediction import (nnunetv2 itself not needed).
 
 The expected layout follows nnU-Net v2's documentation (documentation/dataset_format.md):
 ``DatasetXXX_Name/{imagesTr,labelsTr,imagesTs}``, image files ``<case>_<XXXX>.nii.gz`` with a
@@ -21,7 +21,7 @@ import pytest
 import SimpleITK as sitk
 
 from helpers.errors import InputDataError
-from helpers.nnunet_bridge import (
+from helpers.imaging.deep.nnunet_bridge import (
     export_nnunet_dataset,
     import_nnunet_predictions,
     nnunet_cases_from_manifest,
@@ -236,6 +236,6 @@ def test_cases_from_manifest_pivots_series_into_channels():
 
 def test_bridge_and_settings_import_without_torch():
     """The study config can embed SegmentationSettings without loading torch/MONAI (seconds, and optional)."""
-    code = "import sys, helpers.nnunet_bridge, helpers.segmentation; print('torch' in sys.modules, 'monai' in sys.modules)"
+    code = "import sys, helpers.imaging.deep.nnunet_bridge, helpers.imaging.deep.segmentation; print('torch' in sys.modules, 'monai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     assert out.stdout.split() == ["False", "False"]

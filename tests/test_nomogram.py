@@ -1,4 +1,4 @@
-"""Tests of helpers.nomogram on the Wisconsin diagnostic breast cancer data shipped with scikit-learn.
+"""Tests of helpers.learning.nomogram on the Wisconsin diagnostic breast cancer data shipped with scikit-learn.
 
 569 fine-needle-aspirate images (212 malignant); the endpoint is malignancy. ``worst radius`` (standardised)
 stands in for the Rad-score, ``mean texture`` for a continuous clinical variable and tertiles of
@@ -17,7 +17,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from helpers.nomogram import NomogramModel, nomogram_figure, nomogram_table
+from helpers.figures.nomogram import nomogram_figure
+from helpers.learning.nomogram import NomogramModel, _nice_ticks, nomogram_table
 
 N_TRAIN = 400
 
@@ -110,6 +111,22 @@ def test_largest_effect_gets_100_points_and_others_scale(cohorts, model):
     # Probability ticks sit where the mapping gives that probability.
     pt = table.probability_ticks
     np.testing.assert_allclose(table.probability(pt["total_points"]), pt["probability"], atol=1e-12)
+
+
+def test_value_ticks_are_matplotlibs_maxnlocator_ticks():
+    """The table's axis ticks (computed without matplotlib) are MaxNLocator's, bit for bit, as the figure used to draw."""
+    from matplotlib.ticker import MaxNLocator
+
+    rng = np.random.default_rng(7)
+    ranges = [(0.0, 1.0), (-3.2, 7.9), (12.0, 12.0), (0.0, 0.0), (1e6, 1e6 + 0.25), (1e15, 1e15 + 1), (5.0, 2.0), (-1e-300, 1e-300)]
+    for _ in range(2000):
+        lo = rng.normal() * 10 ** rng.uniform(-6, 8)
+        ranges.append((lo, lo + abs(rng.normal()) * 10 ** rng.uniform(-8, 6)))
+    for lo, hi in ranges:
+        for nbins in (1, 2, 4, 6, 10):
+            expected = MaxNLocator(nbins=nbins).tick_values(lo, hi)
+            got = _nice_ticks(lo, hi, nbins)
+            assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), (lo, hi, nbins, got, expected)
 
 
 def test_point_scales_use_training_ranges_only(cohorts):

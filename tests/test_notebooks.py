@@ -13,9 +13,9 @@ import pydicom
 import pytest
 import yaml
 
-from helpers.config import load_config
-from helpers.pipeline import run_study
-from helpers.report import find_values_in_reports
+from helpers.reporting.writer import find_values_in_reports
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,7 @@ def _study_from(tmp: Path, manifest: pd.DataFrame, **extra) -> Path:
     return tmp / "study.yaml"
 
 
+@pytest.mark.slow
 def test_notebook01_on_real_subset(tmp_path):
     full = pd.read_csv(REPO / "data_manifest.csv", dtype=str, keep_default_na=False)
     keep = ["STS_003", "STS_005", "STS_001", "STS_002"]  # two training, two external-test patients
@@ -101,6 +102,7 @@ def identifying_dicom_study(sts_dicom_copy: Path, tmp_path: Path) -> Path:
     return cfg
 
 
+@pytest.mark.slow
 def test_dicom_rtstruct_study_reports_contain_no_identifying_values(identifying_dicom_study):
     results = run_study(identifying_dicom_study, out=io.StringIO())
     assert [r.status for r in results] == ["ran", "ran"]
@@ -126,7 +128,7 @@ def test_committed_notebooks_are_built_and_clean():
 
 
 def test_shipped_manifest_follows_the_documented_rule():
-    from helpers.datasets import sts_manifest
+    from helpers.data.datasets import sts_manifest
 
     shipped = pd.read_csv(REPO / "data_manifest.csv", dtype=str, keep_default_na=False)
     rebuilt = sts_manifest(REPO / "data" / "sts", REPO).astype(str)
@@ -140,6 +142,7 @@ SMOKE_PRESET = {
 }
 
 
+@pytest.mark.slow
 def test_notebook03_on_real_subset(tmp_path):
     """Notebook 03 end to end on 4 real patients: habitats, rings, extraction, tables, IBSI compliance."""
     full = pd.read_csv(REPO / "data_manifest.csv", dtype=str, keep_default_na=False)

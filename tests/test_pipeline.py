@@ -12,16 +12,16 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers.__main__ import main
-from helpers.config import load_config
 from helpers.errors import ConfigError, StepFailedError
-from helpers.pipeline import plan_runs, run_study
+from helpers.runner.cli import main
+from helpers.runner.pipeline import plan_runs, run_study
+from helpers.settings.study import load_config
 
 from .conftest import write_volume
 
-HEADER = """from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.report import ReportWriter
+HEADER = """from helpers.settings.study import load_config
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
 import pandas as pd
 cfg = load_config(config_path)
 manifest, patients = load_study(cfg, check_images=False)
@@ -71,6 +71,7 @@ def test_plan_order_and_selection(two_step_study):
         plan_runs(cfg, cohort="validation")
 
 
+@pytest.mark.slow
 def test_run_skip_and_rerun_logic(two_step_study):
     cfg_path = two_step_study / "study.yaml"
     cfg = load_config(cfg_path)
@@ -102,6 +103,7 @@ def test_run_skip_and_rerun_logic(two_step_study):
     assert _statuses(run_study(cfg_path, step="count", cohort="test", force=True, out=sink)) == {"count [test]": "ran"}
 
 
+@pytest.mark.slow
 def test_changed_upstream_output_reruns_downstream(two_step_study):
     cfg_path = two_step_study / "study.yaml"
     run_study(cfg_path, out=io.StringIO())
@@ -115,6 +117,7 @@ def test_changed_upstream_output_reruns_downstream(two_step_study):
     assert set(_statuses(run_study(cfg_path, out=io.StringIO())).values()) == {"ran"}
 
 
+@pytest.mark.slow
 def test_provenance_record(two_step_study):
     cfg_path = two_step_study / "study.yaml"
     run_study(cfg_path, out=io.StringIO())
@@ -127,6 +130,7 @@ def test_provenance_record(two_step_study):
     assert set(record["git"]) == {"commit", "dirty"}
 
 
+@pytest.mark.slow
 def test_failure_names_notebook_and_cell(two_step_study, capsys):
     _notebook(two_step_study / "nbs" / "a.ipynb", HEADER, "x = 1", "raise ValueError(f'boom in {cohort}')")
     cfg_path = two_step_study / "study.yaml"
@@ -154,6 +158,7 @@ def test_invalid_input_runs_nothing(two_step_study, capsys):
     assert main(["validate", "--config", str(cfg_path)]) == 2
 
 
+@pytest.mark.slow
 def test_notebooks_read_the_config_they_were_run_with(two_step_study):
     # Another config in the same folder (its own study name, so its own reports) must be the one the notebooks load,
     # not the folder's study.yaml.
@@ -185,6 +190,7 @@ def _failing_study(two_step_study: Path, policy: str | None) -> Path:
     return two_step_study / "study.yaml"
 
 
+@pytest.mark.slow
 def test_failed_units_stop_the_study_by_default(two_step_study, capsys):
     from helpers.errors import UnitsFailedError
 
@@ -211,6 +217,7 @@ def test_failed_units_stop_the_study_by_default(two_step_study, capsys):
     assert "extract: running" in captured.out and "error: step 'extract' finished, but 2 extraction units failed" in captured.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["exclude_patients", "impute"])
 def test_failed_units_continue_only_when_the_config_allows_it(two_step_study, capsys, policy):
     cfg_path = _failing_study(two_step_study, policy)
@@ -232,6 +239,7 @@ record = json.loads((cfg.report_root / "provenance" / "latest.json").read_text()
 report.json({"packages": bool(record.get("packages")), "finished": record.get("finished_utc")}, "probe", folder="tables")"""
 
 
+@pytest.mark.slow
 def test_first_run_steps_see_the_run_record(two_step_study):
     # The supplement's methods read the software versions from provenance/latest.json: on the very first run they must
     # find this run's record (provisional: no finish time yet), not nothing.

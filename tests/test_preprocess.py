@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 from pydantic import ValidationError
 
-from helpers.preprocess import (
+from helpers.imaging.preprocess import (
     PreprocessSettings,
     clip_intensities,
     mask_on_grid,

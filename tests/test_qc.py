@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.qc import acquisition_records, cohort_counts, flag_outliers, image_mask_qc, mask_qc
+from helpers.data.headers import acquisition_records, cohort_counts
+from helpers.data.manifest import load_study
+from helpers.imaging.qc import flag_outliers, image_mask_qc, mask_qc
+from helpers.settings.study import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

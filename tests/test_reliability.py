@@ -1,6 +1,6 @@
 """Reliability of whole runs (issue 7): kill and resume, determinism across workers, no identifying DICOM values in reports.
 
-The runs go through the real runner (``python -m helpers run`` / :func:`helpers.pipeline.run_study`)
+The runs go through the real runner (``python -m helpers run`` / :func:`helpers.runner.pipeline.run_study`)
 and the real notebooks 01 and 03-05 on tiny synthetic studies. One uninterrupted run (one worker) is
 shared by the module; it is the reference of both the resumed run and the two-worker run.
 """
@@ -25,11 +25,11 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from helpers.config import load_config
-from helpers.extraction import compute_unit, plan_units, run_extraction, unit_key
-from helpers.manifest import load_study
-from helpers.pipeline import run_study
-from helpers.report import find_values_in_reports, read_ledger
+from helpers.data.manifest import load_study
+from helpers.features.extraction import compute_unit, plan_units, run_extraction, unit_key
+from helpers.reporting.writer import find_values_in_reports, read_ledger
+from helpers.runner.pipeline import run_study
+from helpers.settings.study import load_config
 
 from .conftest import tiny_config, write_volume
 
@@ -159,6 +159,7 @@ def _kill_tree(proc: subprocess.Popen, token: str) -> None:
     raise AssertionError(f"processes survived SIGKILL: {alive}")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_cache_and_matches_uninterrupted_run(uninterrupted, tmp_path):
     cfg_path = _extraction_study(tmp_path / "study", workers=2)
     root = load_config(cfg_path).report_root
@@ -199,6 +200,7 @@ def test_killed_run_resumes_from_cache_and_matches_uninterrupted_run(uninterrupt
     assert {o: _sha256(root / o) for o in outputs} == {o: reference[o] for o in outputs}
 
 
+@pytest.mark.slow
 def test_one_and_two_workers_give_byte_identical_results(uninterrupted, tmp_path):
     cfg_path = _extraction_study(tmp_path / "study", workers=2)
     results = run_study(cfg_path, out=io.StringIO())
@@ -231,9 +233,9 @@ def test_cache_file_cut_short_is_never_read_as_valid(tmp_path, monkeypatch):
     script = f"""
 import json, os, signal, sys
 sys.path.insert(0, {str(REPO)!r})
-from helpers import extraction
-from helpers.config import load_config
-from helpers.manifest import load_study
+from helpers.features import extraction
+from helpers.settings.study import load_config
+from helpers.data.manifest import load_study
 class HalfThenDie:
     def dump(self, obj, fh):
         text = json.dumps(obj)
@@ -339,6 +341,7 @@ def identifying_dicom_study(tmp_path: Path) -> Path:
     return tmp_path / "study.yaml"
 
 
+@pytest.mark.slow
 def test_identifying_dicom_values_never_reach_reports(identifying_dicom_study):
     # The planted values are really in the headers the pipeline reads.
     import pydicom

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from helpers.config import load_config
-from helpers.report import ReportWriter, find_values_in_reports, hash_outputs, read_ledger
+from helpers.reporting.writer import ReportWriter, find_values_in_reports, hash_outputs, read_ledger
+from helpers.settings.study import load_config
 
 
 def _figure():

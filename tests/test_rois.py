@@ -1,4 +1,4 @@
-"""Tests of helpers.rois: tumour mask, peritumoral ring and fused region geometry in millimetres."""
+"""Tests of helpers.imaging.rois: tumour mask, peritumoral ring and fused region geometry in millimetres."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers.rois import fused_region, peritumoral_ring, tumour_mask
+from helpers.imaging.rois import fused_region, peritumoral_ring, tumour_mask
 
 from .conftest import arr, image_from
 

@@ -1,4 +1,4 @@
-"""helpers.segmentation: settings, preprocessing, DynUNet training and inference, metrics.
+"""helpers.imaging.deep.segmentation: settings, preprocessing, DynUNet training and inference, metrics.
 
 Synthetic volumes: a bright sphere "tumour" (label 2) inside a larger
 ellipsoid "organ" (label 1) with Gaussian noise, on an anisotropic native grid
@@ -28,8 +28,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from helpers.errors import InputDataError
-from helpers.io import sha256_file
-from helpers.segmentation import (
+from helpers.imaging.deep.segmentation import (
     CheckpointMismatchError,
     SegmentationSettings,
     evaluation_table,
@@ -42,6 +41,7 @@ from helpers.segmentation import (
     summarise_evaluation,
     train_segmentation,
 )
+from helpers.imaging.io import sha256_file
 
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("monai") is None,
@@ -253,6 +253,7 @@ def trained(tmp_path_factory):
     return {"folder": folder, "train": train, "val": val, "test": test, "settings": settings, "result": result, "preds": preds}
 
 
+@pytest.mark.slow
 @needs_torch
 def test_training_reaches_stated_dice_on_held_out_cases_on_their_original_grid(trained):
     result = trained["result"]
@@ -271,6 +272,7 @@ def test_training_reaches_stated_dice_on_held_out_cases_on_their_original_grid(t
         assert m.loc["tumour", "hd95_mm"] <= 2.0
 
 
+@pytest.mark.slow
 @needs_torch
 def test_checkpoint_records_settings_versions_and_weights_hash(trained):
     result, settings = trained["result"], trained["settings"]
@@ -287,6 +289,7 @@ def test_checkpoint_records_settings_versions_and_weights_hash(trained):
         assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(a))), sitk.GetArrayFromImage(sitk.ReadImage(str(b))))
 
 
+@pytest.mark.slow
 @needs_torch
 def test_checkpoint_with_other_settings_or_altered_weights_is_refused(trained, tmp_path):
     ckpt, settings = trained["result"].checkpoint, trained["settings"]
@@ -311,6 +314,7 @@ def test_checkpoint_with_other_settings_or_altered_weights_is_refused(trained, t
         load_segmentation_model(copy / "best.pt", settings)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_same_seed_gives_identical_weights_and_predictions(trained, tmp_path):
     """Two short runs with every augmentation switched on (probability 1) give bit-identical results."""
@@ -333,6 +337,7 @@ def test_same_seed_gives_identical_weights_and_predictions(trained, tmp_path):
     assert not all(torch.equal(a[k], other.model.state_dict()[k]) for k in a)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_no_network_access_training_prediction_and_local_pretrained_weights(trained, tmp_path, monkeypatch):
     import torch

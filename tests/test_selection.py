@@ -19,16 +19,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from helpers.errors import ConfigError
-from helpers.selection import (
+from helpers.figures.selection import coefficient_figure, lasso_cv_figure, lasso_path_figure
+from helpers.learning.selection import (
     CorrelationFilter,
     LassoSelector,
     MRMRSelector,
     UnivariateFilter,
     ZScoreScaler,
     build_selector,
-    coefficient_figure,
-    lasso_cv_figure,
-    lasso_path_figure,
     radscore,
     radscore_formula,
     radscore_table,
@@ -393,13 +391,13 @@ def test_clone_pipelines_and_imblearn():
     from imblearn.pipeline import Pipeline as ImbPipeline
 
     X, y = small(seed=1, n=80, p=25)
-    for est in [ZScoreScaler(on_nan="drop"), UnivariateFilter(p_threshold=0.2, correction="fdr_bh"), CorrelationFilter(0.8, "spearman", "auc"),
+    for est in [ZScoreScaler(on_nan="drop"), UnivariateFilter(p_threshold=0.2, correction="fdr_bh"), CorrelationFilter(threshold=0.8, method="spearman", relevance="auc"),
                 MRMRSelector(k=4, scheme="MID"), LassoSelector(Cs=8, cv=3)]:  # fmt: skip
         c = clone(est)
         assert c.get_params() == est.get_params() and not hasattr(c, "selected_features_")
         out = c.fit(X, y).transform(X)
         assert isinstance(out, pd.DataFrame) and list(out.columns) == list(c.get_feature_names_out())
-    pipe = ImbPipeline([("zscore", ZScoreScaler()), ("smote", SMOTE(random_state=0)), ("univariate", UnivariateFilter(0.2)),
+    pipe = ImbPipeline([("zscore", ZScoreScaler()), ("smote", SMOTE(random_state=0)), ("univariate", UnivariateFilter(p_threshold=0.2)),
                         ("mrmr", MRMRSelector(k=5)), ("lasso", LassoSelector(Cs=8, cv=3))])  # fmt: skip
     pipe.fit(X, y)
     table = selection_pathway(pipe)
@@ -614,7 +612,7 @@ def test_lasso_never_hands_an_empty_feature_set_to_the_classifier():
     np.testing.assert_array_equal(fitted.coef_.to_numpy(), fitted.path_.iloc[first].to_numpy())
     assert "kept 0 feature(s); the largest lambda keeping at least 1 was used" in fitted.describe()
     # In a pipeline the classifier now always gets a feature.
-    from helpers.models import build_pipeline, make_classifier, tune
+    from helpers.learning.models import build_pipeline, make_classifier, tune
 
     pipe = build_pipeline([("lasso", LassoSelector(lambda_rule="1se", cv=3, Cs=20, random_state=0))], make_classifier("logistic"))
     model = tune(pipe, X, y, search="none", cv=3, random_state=0)

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.report import ReportWriter
-from helpers.signature import batch_labels, build_signature, write_signature_outputs
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import load_config
+from helpers.steps.signature import batch_labels, build_signature, write_signature_outputs
 
 
 def _build(study):

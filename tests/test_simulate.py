@@ -1,7 +1,7 @@
-"""The seeded ground-truth simulator (helpers.simulate) and what the pipeline recovers from it.
+"""The seeded ground-truth simulator (helpers.simulation.simulate) and what the pipeline recovers from it.
 
 One 120-patient study (seed 20240607) is simulated and its tumour and ring features are
-extracted once per module with the runner's own extraction path (helpers.extraction, the
+extracted once per module with the runner's own extraction path (helpers.features.extraction, the
 study's 'ibsi' preset with binCount 32); the recovery tests compare pipeline results with the
 planted ground truth. Thresholds are stated in each test with the value measured when it
 was written.
@@ -21,13 +21,13 @@ import SimpleITK as sitk
 from scipy import stats
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from helpers.__main__ import main
-from helpers.config import load_config
-from helpers.harmonize import ComBatHarmonizer
-from helpers.headers import read_dicom_acquisition
-from helpers.io import read_image
-from helpers.manifest import load_study
-from helpers.simulate import (
+from helpers.data.headers import read_dicom_acquisition
+from helpers.data.manifest import load_study
+from helpers.imaging.io import read_image
+from helpers.learning.harmonize import ComBatHarmonizer
+from helpers.runner.cli import main
+from helpers.settings.study import load_config
+from helpers.simulation.simulate import (
     HABITAT_NAMES,
     SCANNER_PROTOCOLS,
     SimulationError,
@@ -72,8 +72,8 @@ def features(study: Path, tmp_path_factory) -> pd.DataFrame:
     """Tumour + 5 mm ring features of every patient, extracted as notebook 03 does (no habitat/ICC units, lean preset)."""
     import yaml
 
-    from helpers.extraction import plan_units, run_extraction
-    from helpers.manifest import validate_manifest
+    from helpers.data.manifest import validate_manifest
+    from helpers.features.extraction import plan_units, run_extraction
 
     preset = tmp_path_factory.mktemp("preset") / "lean.yaml"
     preset.write_text(yaml.safe_dump(LEAN_PRESET))
@@ -109,6 +109,7 @@ def test_same_seed_gives_identical_files_and_another_seed_different_images(dicom
 
 
 # -- 2. the written study is valid --------------------------------------------------------------
+@pytest.mark.slow
 def test_written_study_validates(study: Path, truth: dict) -> None:
     cfg = load_config(study / "study.yaml")
     manifest, patients = load_study(cfg)
@@ -121,6 +122,7 @@ def test_written_study_validates(study: Path, truth: dict) -> None:
     assert truth["cohorts"] == manifest["cohort"].value_counts().to_dict()
 
 
+@pytest.mark.slow
 def test_ground_truth_is_consistent_with_the_files(study: Path, truth: dict, gt: pd.DataFrame) -> None:
     s = SimulationSettings.model_validate(truth["settings"])
     model = truth["label_model"]
@@ -157,6 +159,7 @@ def test_ground_truth_is_consistent_with_the_files(study: Path, truth: dict, gt:
 
 
 # -- 3. habitats ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_habitat_clustering_recovers_the_planted_habitats(study: Path, gt: pd.DataFrame) -> None:
     """K-means habitats (K = 3, the planted number) fitted on 30 training patients after the pipeline's
     z-score preprocessing over the tumour (PreprocessSettings zscore_region='mask'): pooled adjusted Rand
@@ -166,8 +169,8 @@ def test_habitat_clustering_recovers_the_planted_habitats(study: Path, gt: pd.Da
     in the planted habitat); 0.54 on raw intensities, where the planted scanner scale/offset moves the habitats
     between patients (0.57 after whole-image z-scoring).
     """
-    from helpers.habitats import HabitatClusterer, voxel_matrix
-    from helpers.preprocess import zscore_normalise
+    from helpers.imaging.habitats import HabitatClusterer, voxel_matrix
+    from helpers.imaging.preprocess import zscore_normalise
 
     train = [p for p in gt.index if gt.loc[p, "cohort"] == "training"][:30]
     test = [p for p in gt.index if gt.loc[p, "cohort"] == "external_test"]
@@ -194,6 +197,7 @@ def test_habitat_clustering_recovers_the_planted_habitats(study: Path, gt: pd.Da
 
 
 # -- 4. ComBat ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_combat_removes_the_scanner_effect_and_keeps_the_biology(features: pd.DataFrame, gt: pd.DataFrame) -> None:
     """Tumour mean intensity: ANOVA by scanner p < 1e-3 before ComBat, p > 0.05 after; its Spearman
     correlation with the planted necrotic share stays <= -0.75 (measured: p 4.6e-29 before, 0.76 after; rho -0.89 after)."""
@@ -234,8 +238,8 @@ STEPS = [{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.05}, {"step
 @pytest.fixture(scope="module")
 def final_model(features: pd.DataFrame, gt: pd.DataFrame):
     """Selection steps + logistic regression fitted on the harmonised training features, and the test data."""
-    from helpers.models import build_pipeline, make_classifier
-    from helpers.selection import build_selector
+    from helpers.learning.models import build_pipeline, make_classifier
+    from helpers.learning.selection import build_selector
 
     X_train, X_test, y_train, y_test = _harmonised_split(features, gt)
     model = build_pipeline(list(build_selector(STEPS).steps), make_classifier("logistic")).fit(X_train, y_train)
@@ -243,6 +247,7 @@ def final_model(features: pd.DataFrame, gt: pd.DataFrame):
 
 
 # -- 5. selection -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_selection_finds_the_informative_features(final_model) -> None:
     """zscore -> univariate -> correlation -> mRMR -> LASSO on the harmonised training features:
     precision (selected features the ground truth calls informative) >= 0.8 (measured 1.0: 4 of 4 features)."""
@@ -262,6 +267,7 @@ def test_selection_finds_the_informative_features(final_model) -> None:
 
 
 # -- 6. the final model ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_final_model_test_auc_is_near_the_planted_ceiling(final_model, gt: pd.DataFrame, truth: dict) -> None:
     """Selection steps + logistic regression fitted on training: external-test AUC within 0.10 of the
     planted Bayes ceiling on the same patients (measured: AUC 0.885 vs ceiling 0.925), and not above it by more than 0.05."""
@@ -303,7 +309,7 @@ def test_dicom_series_are_readable_with_the_scanner_headers(dicom_study: Path) -
                   "ground_truth/truth.json"):
         text = (dicom_study / table).read_text()
         assert not [v for v in values if v in text], table
-    from helpers.manifest import validate_manifest
+    from helpers.data.manifest import validate_manifest
 
     validate_manifest(load_config(dicom_study / "study.yaml"))  # the manifest points at the DICOM folders (4 patients: too few for the class checks)
 

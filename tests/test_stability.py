@@ -1,4 +1,4 @@
-"""Tests of helpers.stability: ICC against pingouin and Shrout & Fleiss, mask perturbation geometry,
+"""Tests of helpers.learning.stability: ICC against pingouin and Shrout & Fleiss, mask perturbation geometry,
 the ICC filter (planted stability, no leakage), retained counts and the reader agreement table."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 
-from helpers.stability import (
+from helpers.errors import PerturbationError
+from helpers.imaging.rois import perturbed_mask
+from helpers.learning.stability import (
     ICC_TYPES,
     ICCFilter,
-    PerturbationError,
     ReaderMismatchError,
     cohens_kappa,
     icc_table,
-    perturbed_mask,
     reader_agreement_table,
     retained_counts,
 )

@@ -1,4 +1,4 @@
-"""Tests of helpers.super_resolution: degradation, training pairs, GAN training, tiled inference, masks, figures.
+"""Tests of helpers.imaging.deep.super_resolution: degradation, training pairs, GAN training, tiled inference, masks, figures.
 
 Everything runs on tiny synthetic 24^3 (and 16^3) volumes -- spheres and boxes
 with sharp edges, a sinusoidal texture and mild noise -- with one torch thread
@@ -24,7 +24,8 @@ import torch
 from pydantic import ValidationError
 
 from helpers.errors import InputDataError
-from helpers.super_resolution import (
+from helpers.figures.deep import sr_comparison_figure, sr_training_curve_figure
+from helpers.imaging.deep.super_resolution import (
     FWHM_PER_SIGMA,
     ConvFeatures3D,
     SRGenerator,
@@ -36,8 +37,6 @@ from helpers.super_resolution import (
     load_perceptual_network,
     make_training_pairs,
     psnr,
-    sr_comparison_figure,
-    sr_training_curve_figure,
     ssim,
     train_super_resolution,
     trilinear_upsample,

@@ -17,12 +17,19 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from helpers.config import load_config  # noqa: E402
-from helpers.report import ReportWriter, read_ledger  # noqa: E402
-from helpers.supplement import (  # noqa: E402
-    SupplementWarning, build_supplement, caption_for, checklist_table, collect_outputs, latex_escape, load_supplement_data, methods_text,
+from helpers.reporting.supplement import (
+    SupplementWarning,
+    build_supplement,
+    caption_for,
+    checklist_table,
+    collect_outputs,
+    latex_escape,
+    load_supplement_data,
+    methods_text,
     validate_supplement_data,
 )  # fmt: skip
+from helpers.reporting.writer import ReportWriter, read_ledger  # noqa: E402
+from helpers.settings.study import load_config  # noqa: E402
 
 from .conftest import REPO, tiny_config  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Tests of helpers.survival on public survival data shipped with lifelines and scikit-survival.
+"""Tests of helpers.learning.survival on public survival data shipped with lifelines and scikit-survival.
 
 * Rossi recidivism data (``lifelines.datasets.load_rossi``; 432 released prisoners, 114 re-arrests within
   52 weeks): Cox coefficients against published output and statsmodels' PHReg.
@@ -23,7 +23,8 @@ from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.metrics import integrated_brier_score as sksurv_ibs
 from statsmodels.duration.hazard_regression import PHReg
 
-from helpers.survival import (
+from helpers.figures.survival import km_figure
+from helpers.learning.survival import (
     CoxModel,
     RandomSurvivalForest,
     _harrell_c_fast,
@@ -32,7 +33,6 @@ from helpers.survival import (
     harrell_c,
     integrated_brier_score,
     km_by_group,
-    km_figure,
     risk_groups,
     time_dependent_auc,
     to_structured,

@@ -1,4 +1,4 @@
-"""Tests of helpers.survival.survival_metrics_table on GBSG2 (``sksurv.datasets.load_gbsg2``, shipped offline).
+"""Tests of helpers.learning.survival.survival_metrics_table on GBSG2 (``sksurv.datasets.load_gbsg2``, shipped offline).
 
 Point values are checked against scikit-survival called directly in the test; the bootstrap intervals are
 checked for being seeded (identical with the same seed, different with another).
@@ -13,7 +13,7 @@ from sksurv.datasets import load_gbsg2
 from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.metrics import integrated_brier_score as sksurv_ibs
 
-from helpers.survival import CoxModel, survival_metrics_table, to_structured
+from helpers.learning.survival import CoxModel, survival_metrics_table, to_structured
 
 HORIZONS = [365.0, 730.0, 1095.0, 1460.0, 1825.0]  # 12, 24, 36, 48, 60 months in days
 IBS_TIMES = np.array([180.0, 365.0, 730.0, 1095.0, 1460.0, 1825.0])

@@ -27,37 +27,29 @@ step = "acquisition_qc"
 cohort = "training\""""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.figures import cohort_montages
-from helpers.headers import acquisition_table
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.qc import acquisition_records, cohort_counts, image_mask_qc
-from helpers.report import ReportWriter
+from helpers._environment import set_seeds
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
+from helpers.settings import load_config
+from helpers.steps.acquisition_qc import (
+    cohort_rows, write_acquisition_table, write_cohort_counts, write_image_mask_qc, write_montages,
+)
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort)"""),
         ("md", "## Inputs: manifest and patient table (validated before any work)"),
         ("code", """manifest, patients = load_study(cfg)
-rows = manifest[manifest["cohort"] == cohort]
+rows = cohort_rows(manifest, cohort)
 print(f"cohort {cohort}: {rows['patient'].nunique()} patients, {len(rows)} images")"""),
         ("md", "## Cohorts and outcome classes (CLEAR item 15)"),
-        ("code", """counts = cohort_counts(manifest, patients, cfg)
-report.table(counts, "cohort_split_counts", per_cohort=False)
-display(counts)"""),
+        ("code", """display(write_cohort_counts(manifest, patients, cfg, report))"""),
         ("md", "## Acquisition parameters per protocol group (Table S1)"),
-        ("code", """acquisition = acquisition_table(acquisition_records(rows, cfg))
-report.table(acquisition, "acquisition_parameters")
-display(acquisition)"""),
+        ("code", """display(write_acquisition_table(rows, cfg, report))"""),
         ("md", "## Image and mask QC (flagged scans first)"),
-        ("code", """qc = image_mask_qc(rows, cfg)
-report.table(qc, "image_mask_qc")
-display(qc.sort_values("qc_flags", ascending=False, key=lambda s: s.str.len()).head(20))"""),
+        ("code", """display(write_image_mask_qc(rows, cfg, report).head(20))"""),
         ("md", "## Mid-slice montage with the tumour contour, per series"),
-        ("code", """for name, fig in cohort_montages(rows, cfg, cohort):
-    report.figure(fig, name)
-print("\\n".join(report.outputs))"""),
+        ("code", """print("\\n".join(write_montages(rows, cfg, cohort, report)))"""),
     ],
     "02_segmentation_deep_features.ipynb": [
         ("md", """# 02 Auto-segmentation and deep features
@@ -74,14 +66,18 @@ step = "segmentation"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.deep_learning import (
-    run_deep_features, run_segmentation, run_super_resolution, write_deep_feature_outputs, write_segmentation_outputs,
+from helpers.settings import load_config
+from helpers.steps.segmentation import (
+    run_deep_features,
+    run_segmentation,
+    run_super_resolution,
+    write_deep_feature_outputs,
+    write_segmentation_outputs,
     write_super_resolution_outputs,
 )
-from helpers.manifest import load_study, read_manifest
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers.data.manifest import load_study, read_manifest
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -132,14 +128,14 @@ cohort = ''"""),
         ("code", """import pandas as pd
 from IPython.display import display
 
-from helpers.config import load_config
-from helpers.deep_learning import with_super_resolution
-from helpers.extraction import plan_units, run_extraction, write_extraction_outputs
-from helpers.habitat_maps import cohort_habitats, write_habitat_outputs
-from helpers.ibsi import write_ibsi_compliance
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers._environment import set_seeds
+from helpers.data.manifest import load_study
+from helpers.reporting.writer import ReportWriter
+from helpers.settings import load_config
+from helpers.steps.feature_extraction import (
+    cohort_habitats, run_feature_extraction, write_extraction_outputs, write_habitat_outputs, write_ibsi_compliance,
+)
+from helpers.steps.segmentation import with_super_resolution
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -154,9 +150,7 @@ for name, table in habitat_tables.items():
     print(name)
     display(table.head(12))"""),
         ("md", "## Extraction (patient x series x ROI x preset)"),
-        ("code", """units = plan_units(manifest, cfg, habitats)
-result = run_extraction(units, cfg.report_root / ".cache" / "extraction", workers=cfg.extraction.workers,
-                        scheduler_address=cfg.extraction.scheduler_address)
+        ("code", """result = run_feature_extraction(manifest, cfg, habitats)
 display(pd.Series(result.status_counts(), name="units"))"""),
         ("md", "## IBSI compliance of the IBSI preset (digital phantom, chapter 1 reference values)"),
         ("code", """display(write_ibsi_compliance(report))"""),
@@ -183,11 +177,11 @@ step = "signature"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
-from helpers.signature import build_signature, interobserver_agreement, write_signature_outputs
+from helpers.settings import load_config
+from helpers.data.manifest import load_study
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
+from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -220,15 +214,26 @@ step = "models"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.manifest import load_study
-from helpers.modelling import (
-    comparison_models, fit_clinical_models, fit_final_model, fit_stacker, fit_survival_models, fusion_comparison, load_modelling_data,
-    model_predictions, run_model_grid, survival_features, write_clinical_outputs, write_final_model_outputs, write_grid_outputs,
+from helpers.settings import load_config
+from helpers.data.manifest import load_study
+from helpers.steps.models import (
+    comparison_models,
+    fit_clinical_models,
+    fit_final_model,
+    fit_stacker,
+    fit_survival_models,
+    fusion_comparison,
+    load_modelling_data,
+    model_predictions,
+    run_model_grid,
+    survival_features,
+    write_clinical_outputs,
+    write_final_model_outputs,
+    write_grid_outputs,
     write_survival_outputs,
 )
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -291,13 +296,17 @@ step = "statistics"
 cohort = ''"""),
         ("code", """from IPython.display import display
 
-from helpers.config import load_config
-from helpers.evaluation import (
-    clinical_characteristics, load_predictions, model_statistics, survival_statistics, write_statistics_figures,
+from helpers.settings import load_config
+from helpers.steps.statistics import (
+    clinical_characteristics,
+    load_predictions,
+    model_statistics,
+    survival_statistics,
+    write_statistics_figures,
 )
-from helpers.manifest import load_study
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
+from helpers.data.manifest import load_study
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
@@ -342,20 +351,20 @@ cohort = ''"""),
 
 import pandas as pd
 
-from helpers.config import load_config
-from helpers.provenance import set_seeds
-from helpers.report import ReportWriter
-from helpers.supplement import build_supplement
+from helpers._environment import set_seeds
+from helpers.reporting.writer import ReportWriter
+from helpers.settings import load_config
+from helpers.steps.supplement import numbered_items, write_supplement
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)"""),
         ("md", "## Build the document"),
-        ("code", """supplement = build_supplement(cfg, writer=report)
+        ("code", """supplement = write_supplement(cfg, report)
 print(f"{supplement.n_tables} tables and {supplement.n_figures} figures")
 print("\\n".join(str(p) for p in (supplement.docx, supplement.html, supplement.latex)))"""),
         ("md", "## Numbered items and anything that needs attention (uncaptioned or missing outputs)"),
-        ("code", """display(pd.DataFrame([{"number": it.number, "kind": it.kind, "name": it.name, "caption": it.caption} for it in supplement.items]).head(80))
+        ("code", """display(numbered_items(supplement).head(80))
 for warning in supplement.warnings:
     print("WARNING:", warning)"""),
     ],
