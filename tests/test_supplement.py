@@ -303,9 +303,27 @@ def test_real_study_captions_cover_the_notebook_outputs():
     assert caption_for("km_rsf_training", cfg)[0] == "Kaplan-Meier curves of the predicted risk groups (rsf model), training cohort."
 
 
-def test_supplement_data_is_packaged():
-    text = (REPO / "pyproject.toml").read_text()
-    assert "supplement.yaml" in text
+def test_package_data_and_subpackages_are_installed():
+    """A non-editable install ships every subpackage and every data file under helpers/ (supplement.yaml, presets)."""
+    import fnmatch
+    import tomllib
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert fnmatch.fnmatch("helpers.reporting.supplement", setup["packages"]["find"]["include"][0])
+    patterns = [pat for pats in setup["package-data"].values() for pat in pats]
+    data = [p for p in (REPO / "helpers").rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts]
+    assert any(p.name == "supplement.yaml" for p in data)
+
+    def relative_to_package(path):  # package-data patterns are relative to the nearest package
+        parent = path.parent
+        while not (parent / "__init__.py").exists():
+            parent = parent.parent
+        return path.relative_to(parent).as_posix()
+
+    def shipped(rel):  # glob semantics: "*" does not cross "/"
+        return any(fnmatch.fnmatch(rel, pat) and rel.count("/") == pat.count("/") for pat in patterns)
+
+    assert [p for p in data if not shipped(relative_to_package(p))] == []
 
 
 def test_missing_and_pdf_only_outputs_are_reported_not_dropped(tmp_path):

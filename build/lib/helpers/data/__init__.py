@@ -1,0 +1,1 @@
+"""The cohort's tables: manifest, patient table, acquisition headers, datasets and CSV dialects."""

@@ -1,0 +1,204 @@
+"""pyradiomics feature extraction: presets, one-unit extraction, feature counts.
+
+A preset is a pyradiomics parameter file (YAML) shipped in ``helpers/presets``
+or given by path. Per-series settings from the study config (e.g. a bin width
+in SUV for PET) are merged over the preset's ``setting`` block. Feature names
+follow pyradiomics (``original_glcm_Contrast``, ``wavelet-LLH_firstorder_Mean``,
+``log-sigma-1-0-mm-3D_glszm_ZoneEntropy``); diagnostics are kept apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import yaml
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+#: Presets whose feature count is fixed by a publication; extraction asserts it.
+EXPECTED_COUNTS = {"seed1762": 1762, "habitat1197": 1197}
+#: pyradiomics' enabled 3D shape features (both presets include all 14).
+SHAPE_FEATURES = 14
+
+_FEATURE = re.compile(r"^(?P<image_type>[^_]+)_(?P<cls>[^_]+)_(?P<name>.+)$")
+
+__all__ = [
+    "PRESETS_DIR",
+    "EXPECTED_COUNTS",
+    "available_presets",
+    "load_preset",
+    "preset_name",
+    "merge_settings",
+    "without_shape",
+    "SHAPE_FEATURES",
+    "extract_features",
+    "split_feature_name",
+    "feature_counts_by_class",
+]
+
+
+def available_presets() -> list[str]:
+    """Names of the shipped presets."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_name(name_or_path: str | Path) -> str:
+    """Short name of a preset: the shipped name, or the file stem of a preset path."""
+    return Path(name_or_path).stem
+
+
+def load_preset(name_or_path: str | Path) -> dict:
+    """Read a preset (shipped name or path to a pyradiomics YAML parameter file).
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset name.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown extraction preset '{name_or_path}'; shipped presets: {available_presets()}, or give a path to a pyradiomics YAML file")
+    params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(params) - {"imageType", "featureClass", "setting", "voxelSetting"}
+    if unknown:
+        raise ValueError(f"preset {path}: unknown top-level keys {sorted(unknown)} (pyradiomics accepts imageType, featureClass, setting, voxelSetting)")
+    return params
+
+
+def merge_settings(preset: Mapping, overrides: Mapping | None) -> dict:
+    """Preset parameters with ``overrides`` merged into its ``setting`` block.
+
+    ``binCount`` and ``binWidth`` are mutually exclusive in pyradiomics
+    (``binCount`` wins), so an override of one removes the other.
+    """
+    params = copy.deepcopy(dict(preset))
+    settings = dict(params.get("setting") or {})
+    for key, value in (overrides or {}).items():
+        if key == "binCount":
+            settings.pop("binWidth", None)
+        if key == "binWidth":
+            settings.pop("binCount", None)
+        settings[key] = value
+    params["setting"] = settings
+    return params
+
+
+def _extractor(params: Mapping):
+    import radiomics
+    from radiomics import featureextractor
+
+    # pyradiomics logs every filter at INFO; keep the notebook output readable.
+    radiomics.setVerbosity(logging.ERROR)
+    return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(dict(params)))
+
+
+def without_shape(params: Mapping) -> dict:
+    """The parameters with the shape feature class switched off (e.g. for peritumoral rings)."""
+    out = copy.deepcopy(dict(params))
+    out["featureClass"] = {k: v for k, v in (out.get("featureClass") or {}).items() if k not in ("shape", "shape2D")}
+    return out
+
+
+def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tuple[dict[str, float], dict[str, object]]:
+    """Extract one unit's features with pyradiomics.
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        The (preprocessed) image and a mask on the same grid.
+    params : mapping
+        pyradiomics parameters (a preset merged with series settings).
+
+    Returns
+    -------
+    (features, diagnostics) : tuple of dict
+        Feature values as floats (pyradiomics names) and the
+        ``diagnostics_*`` entries (versions, settings, image/mask hashes).
+    """
+    arr = sitk.GetArrayViewFromImage(image)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        # pyradiomics fails on them with an unrelated message ("Maximum allowed size exceeded").
+        raise ValueError(
+            f"the image has {int(np.isnan(arr).sum())} NaN and {int(np.isinf(arr).sum())} infinite voxel(s); features are "
+            "undefined on them: re-export the image without NaN/inf or replace them with a background value"
+        )
+    result = _extractor(params).execute(image, mask, label=int((params.get("setting") or {}).get("label", 1)))
+    features: dict[str, float] = {}
+    diagnostics: dict[str, object] = {}
+    for key, value in result.items():
+        if key.startswith("diagnostics_"):
+            diagnostics[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        else:
+            features[key] = float(value)
+    return features, diagnostics
+
+
+def split_feature_name(name: str) -> tuple[str, str, str]:
+    """``(image_type, feature_class, feature)`` of a pyradiomics feature name."""
+    m = _FEATURE.match(name)
+    if not m:
+        raise ValueError(f"not a pyradiomics feature name: {name!r}")
+    return m["image_type"], m["cls"], m["name"]
+
+
+def _image_type_family(image_type: str) -> str:
+    if image_type.startswith("wavelet"):
+        return "wavelet"
+    if image_type.startswith("log-sigma"):
+        return "log"
+    return image_type
+
+
+_CLASS_LABELS = {
+    "shape": "Shape", "firstorder": "First-order statistics", "glcm": "GLCM", "glrlm": "GLRLM", "glszm": "GLSZM",
+    "ngtdm": "NGTDM", "gldm": "GLDM", "shape2D": "Shape (2D)",
+}  # fmt: skip
+_FAMILY_LABELS = {
+    "wavelet": "Wavelet", "log": "Laplacian of Gaussian", "square": "Square", "squareroot": "Square root",
+    "logarithm": "Logarithm", "exponential": "Exponential", "gradient": "Gradient", "lbp-2D": "LBP 2D", "lbp-3D": "LBP 3D",
+}  # fmt: skip
+
+
+def feature_counts_by_class(names: list[str]) -> pd.DataFrame:
+    """Feature-count table like the seeds' Appendix S2.
+
+    Features of the original image are counted per class (shape, first order,
+    GLCM, ...); features of filtered images are counted per filter family
+    (wavelet, LoG, square, ...). A ``Total`` row closes the table.
+
+    Parameters
+    ----------
+    names : list of str
+        pyradiomics feature names of one unit (or unique names of a preset).
+
+    Returns
+    -------
+    DataFrame
+        ``category``, ``image_type``, ``n_features``.
+    """
+    rows: dict[tuple[str, str], int] = {}
+    for n in names:
+        image_type, cls, _ = split_feature_name(n)
+        if image_type == "original":
+            key = (_CLASS_LABELS.get(cls, cls), "original")
+        else:
+            family = _image_type_family(image_type)
+            key = (_FAMILY_LABELS.get(family, family), family)
+        rows[key] = rows.get(key, 0) + 1
+    order = list(_CLASS_LABELS.values()) + list(_FAMILY_LABELS.values())
+    table = pd.DataFrame([{"category": c, "image_type": t, "n_features": k} for (c, t), k in rows.items()])
+    if table.empty:
+        return pd.DataFrame(columns=["category", "image_type", "n_features"])
+    table["_order"] = [order.index(c) if c in order else len(order) for c in table["category"]]
+    table = table.sort_values(["_order", "category"]).drop(columns="_order").reset_index(drop=True)
+    total = pd.DataFrame([{"category": "Total", "image_type": "", "n_features": int(table["n_features"].sum())}])
+    return pd.concat([table, total], ignore_index=True)

@@ -1,0 +1,119 @@
+"""The nomogram figure: a points ruler, one axis per variable, total points and the predicted probability."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from helpers.figures.style import PALETTE, apply_style
+from helpers.learning.nomogram import NomogramModel, NomogramTable, nomogram_table
+
+__all__ = ["nomogram_figure"]
+
+#: Smallest distance (on the 0-100 points width) between two tick labels on one row.
+_LABEL_GAP = 4.0
+
+_PROBABILITY_PRIORITY = (0.5, 0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.05, 0.95, 0.4, 0.6, 0.01, 0.99, 0.02, 0.98)
+
+
+def _format_value(v: object) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
+
+
+def nomogram_figure(
+    model: NomogramModel,
+    table: NomogramTable | None = None,
+    outcome_label: str = "Probability",
+    labels: Mapping[str, str] | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """The classic nomogram: a points ruler, one axis per variable, total points and probability.
+
+    Every variable axis is drawn on the 0-100 points ruler at the top: a
+    patient's value read on its axis scores the points straight above. The
+    total-points axis is rescaled to the same width (0..max total points), and
+    the probability axis is aligned with it.
+
+    Parameters
+    ----------
+    model : NomogramModel
+        Fitted model.
+    table : NomogramTable, optional
+        From :func:`helpers.learning.nomogram.nomogram_table` (computed when omitted).
+    outcome_label : str, default "Probability"
+        Label of the probability axis (e.g. "Risk of lung metastasis").
+    labels : mapping of str to str, optional
+        Display names of variables (e.g. ``{"rad_score": "Rad-score"}``).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes; row labels are the axes' y tick labels (top to bottom:
+        ``Points``, the variables, ``Total points``, the outcome label).
+    """
+    apply_style()
+    tab = table if table is not None else nomogram_table(model)
+    names = labels or {}
+    variables = list(tab.scales["variable"])
+    rows = ["Points", *[names.get(v, v) for v in variables], "Total points", outcome_label]
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * n + 0.8))
+    y = {label: n - 1 - i for i, label in enumerate(rows)}
+
+    def ruler(yy: float, positions: Sequence[float], tick_labels: Sequence[str], colour: str, span: tuple[float, float]) -> None:
+        ax.plot(span, [yy, yy], color=colour, linewidth=1.0)
+        last_above = -np.inf
+        for x, lab in sorted(zip(positions, tick_labels, strict=True), key=lambda item: item[0]):
+            ax.plot([x, x], [yy, yy + 0.12], color=colour, linewidth=0.8)
+            # Labels closer than the gap alternate below the line (e.g. categorical levels with similar points).
+            above = x - last_above >= _LABEL_GAP
+            ax.text(x, yy + 0.18 if above else yy - 0.12, lab, ha="center", va="bottom" if above else "top", fontsize=7, color=colour)
+            last_above = x if above else last_above
+
+    pts = np.arange(0, 101, 10)
+    ruler(y["Points"], pts, [str(p) for p in pts], "black", (0, 100))
+    for i, var in enumerate(variables):
+        colour = PALETTE[i % len(PALETTE)] if PALETTE[i % len(PALETTE)] != "#F0E442" else "#000000"  # yellow is unreadable on white
+        tk = tab.ticks[tab.ticks["variable"] == var]
+        row = tab.scales.set_index("variable").loc[var]
+        span = (0.0, float(row["max_points"]))
+        ruler(y[names.get(var, var)], list(tk["points"]), [_format_value(v) for v in tk["value"]], colour, span)
+    max_total = tab.max_total_points
+    scale = 100 / max_total  # total points are drawn on the 0-100 width
+    total_ticks = [t for t in MaxNLocator(nbins=10, integer=True).tick_values(0, max_total) if 0 <= t <= max_total + 1e-9]
+    ruler(y["Total points"], [t * scale for t in total_ticks], [f"{t:g}" for t in total_ticks], "black", (0, 100))
+    pt = tab.probability_ticks
+    # A steep model crowds the probability ticks: keep the most informative ones that fit (0.5 first, then 0.1/0.9, ...).
+    xs = dict(zip(pt["probability"], pt["total_points"] * scale, strict=True))
+    priority = sorted(xs, key=lambda p: (_PROBABILITY_PRIORITY.index(p) if p in _PROBABILITY_PRIORITY else len(_PROBABILITY_PRIORITY), p))
+    kept: list[float] = []
+    for p in priority:
+        if all(abs(xs[p] - xs[q]) >= _LABEL_GAP for q in kept):
+            kept.append(p)
+    pt = pt[pt["probability"].isin(kept)]
+    ruler(y[outcome_label], list(pt["total_points"] * scale), [f"{p:g}" for p in pt["probability"]], "black",
+          (float(pt["total_points"].min() * scale) if len(pt) else 0.0, float(pt["total_points"].max() * scale) if len(pt) else 100.0))
+    ax.set_yticks([y[r] for r in rows], rows)
+    ax.set_ylim(-0.6, n - 0.3)
+    ax.set_xlim(-3, 103)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    for gx in pts:  # faint guides from the points ruler
+        ax.axvline(gx, color="#DDDDDD", linewidth=0.4, zorder=0)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Estimators fitted on training data only: stability filter, harmonisation, selection, models, survival, nomogram, explanations."""

@@ -1,0 +1,1 @@
+"""Writing outputs under reports/<study>/ and assembling the supplementary document."""

@@ -1,0 +1,96 @@
+"""The supplement as one self-contained HTML file."""
+
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
+from helpers.reporting.supplement.collect import Supplement, _figure_note, _numeric_columns, _table_note
+from helpers.reporting.supplement.docx_document import _png_info
+
+_CSS = """
+body{font-family:"DejaVu Sans",Arial,Helvetica,sans-serif;color:#111;background:#fff;max-width:62rem;margin:2rem auto;padding:0 1.2rem;line-height:1.45}
+h1{font-size:1.7rem;margin-bottom:.3rem}h2{font-size:1.3rem;border-bottom:1px solid #bbb;padding-bottom:.2rem;margin-top:2.5rem}
+h3{font-size:1.05rem;margin:1.2rem 0 .3rem}p.sub{color:#444;margin-top:0}
+nav.toc{background:#f5f5f5;border:1px solid #ddd;padding:.6rem 1.2rem;font-size:.9rem}nav.toc ul{padding-left:1.2rem;margin:.2rem 0}
+nav.toc a{color:#124;text-decoration:none}nav.toc a:hover{text-decoration:underline}
+section.item{margin:1.2rem 0 2rem}.tbl{overflow-x:auto;margin:.3rem 0}
+table{border-collapse:collapse;font-size:.78rem}th,td{padding:.15rem .5rem;text-align:left;vertical-align:top}
+thead th{border-top:2px solid #111;border-bottom:1px solid #111;white-space:nowrap}tbody tr:last-child td{border-bottom:2px solid #111}
+td{white-space:nowrap}td.num{text-align:right}td.long{white-space:normal;min-width:18rem}tbody tr:nth-child(even){background:#fafafa}
+figure{margin:0}figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+.caption{font-size:.92rem;margin:.4rem 0}.caption b{margin-right:.3rem}.note{font-size:.8rem;color:#444;font-style:italic;margin:.2rem 0}
+pre{white-space:pre-wrap;word-break:break-word;font-size:.8rem;background:#f6f6f6;border:1px solid #e3e3e3;padding:.5rem}
+@media print{body{max-width:none;margin:0}section.item{page-break-inside:avoid}nav.toc{display:none}}
+"""
+
+
+def _h(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    numeric = _numeric_columns(rows, len(header))
+    out = ['<div class="tbl"><table><thead><tr>', "".join(f"<th>{_h(h)}</th>" for h in header), "</tr></thead><tbody>"]
+    for row in rows:
+        cls = ['num' if numeric[j] else 'long' if len(v) > 40 else '' for j, v in enumerate(row)]
+        out.append("<tr>" + "".join(f'<td class="{c}">{_h(v)}</td>' if c else f"<td>{_h(v)}</td>" for c, v in zip(cls, row, strict=False)) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def write_html(supp: Supplement, path: str | Path, max_rows: int = 40) -> Path:
+    """Write the supplement as one self-contained HTML file (inline CSS, figures as data URIs, no script)."""
+    path = Path(path)
+    caption = lambda it: f'<p class="caption"><b>{_h(it.label)}.</b>{_h(it.caption)}</p>'  # noqa: E731
+    note = lambda text: f'<p class="note">{_h(text)}</p>' if text else ""  # noqa: E731
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{_h(supp.title)}</title>",
+        f"<style>{_CSS.strip()}</style>", "</head>", "<body>", f"<h1>{_h(supp.title)}</h1>", f'<p class="sub">{_h(supp.subtitle)}</p>',
+    ]  # fmt: skip
+    toc = ['<nav class="toc" id="contents"><h2>Contents</h2><ul>', '<li><a href="#methods">Supplementary methods</a><ul>']
+    toc += [f'<li><a href="#methods-{p.key}">{_h(p.title)}</a></li>' for p in supp.methods]
+    toc.append("</ul></li>")
+    for step, title, items in supp.sections:
+        toc.append(f'<li><a href="#step-{_h(step)}">{_h(title)}</a><ul>')
+        toc += [f'<li><a href="#{it.anchor}">{_h(it.label)}</a>. {_h(it.caption)}</li>' for it in items]
+        toc.append("</ul></li>")
+    toc.append(f'<li><a href="#checklist">Reporting checklist</a> (<a href="#{supp.checklist.anchor}">{_h(supp.checklist.label)}</a>)</li></ul></nav>')
+    parts += toc
+    parts.append('<section id="methods"><h2>Supplementary methods</h2>')
+    for p in supp.methods:
+        parts.append(f'<h3 id="methods-{p.key}">{_h(p.title)}</h3><p>{_h(p.text)}</p>')
+    parts.append("</section>")
+    for step, title, items in supp.sections:
+        parts.append(f'<section id="step-{_h(step)}"><h2>{_h(title)}</h2>')
+        for it in items:
+            parts.append(f'<section class="item" id="{it.anchor}">')
+            if it.kind == "table":
+                parts.append(caption(it))
+                if it.inline:
+                    parts.append(_html_table(*supp.cells[it.anchor]))
+                parts.append(note(_table_note(it, max_rows, supp.root)))
+            elif it.kind == "figure":
+                data = (supp.root / it.path).read_bytes()
+                w, h, dpi = _png_info(data)
+                css_w, css_h = round(w * 96 / dpi), round(h * 96 / dpi)  # natural print size in CSS pixels; max-width 100%
+                uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+                parts.append(f'<figure><img src="{uri}" width="{css_w}" height="{css_h}" alt="{_h(it.label)}: {_h(it.caption)}">'
+                             f"<figcaption>{caption(it)}{note(_figure_note(it, supp.root))}</figcaption></figure>")  # fmt: skip
+            else:
+                parts.append(caption(it) + f"<pre>{_h(supp.notes_text[it.anchor])}</pre>" + note(f"File: {it.path}."))
+            parts.append("</section>")
+        parts.append("</section>")
+    parts.append(f'<section id="checklist"><h2>Reporting checklist</h2><section class="item" id="{supp.checklist.anchor}">')
+    parts += [caption(supp.checklist), _html_table(*supp.cells[supp.checklist.anchor]), note(supp.checklist.note), "</section></section>"]
+    parts += ["</body>", "</html>", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- LaTeX

@@ -1,0 +1,1 @@
+"""The papermill runner, provenance records and the command line."""

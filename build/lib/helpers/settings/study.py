@@ -1,0 +1,597 @@
+"""Study configuration: YAML validated into typed, immutable objects.
+
+The configuration is data. Every path in it is relative to the directory of
+the YAML file, so a study folder can be moved or cloned anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from helpers.errors import ConfigError
+from helpers.settings._base import StrictModel
+from helpers.settings.preprocessing import PreprocessSettings
+
+
+class CohortConfig(StrictModel):
+    """A cohort of the study (e.g. training, external test)."""
+
+    role: Literal["train", "validation", "test"]
+    description: str = ""
+
+
+class SeriesConfig(StrictModel):
+    """One image series (modality/sequence) of the study.
+
+    ``display_window`` is the intensity window used for figures; when omitted
+    the 1st-99th percentile of the image is used.
+    """
+
+    modality: Literal["CT", "PT", "MR", "US", "OT"]
+    display_window: tuple[float, float] | None = None
+    description: str = ""
+
+
+class EndpointsConfig(StrictModel):
+    """Outcome columns of the patient table."""
+
+    binary: str | None = None
+    time: str | None = None
+    event: str | None = None
+
+    @model_validator(mode="after")
+    def _time_and_event_together(self) -> "EndpointsConfig":
+        if (self.time is None) != (self.event is None):
+            raise ValueError("endpoints.time and endpoints.event must be given together (or neither)")
+        return self
+
+
+class GeometryTolerance(StrictModel):
+    """Allowed image/mask geometry differences.
+
+    ``spacing`` is relative (fraction of the image spacing), ``origin_mm`` is
+    absolute, ``direction`` is the maximum absolute difference of the
+    direction-cosine entries.
+    """
+
+    spacing: float = Field(1e-3, ge=0)
+    origin_mm: float = Field(0.5, ge=0)
+    direction: float = Field(1e-4, ge=0)
+
+
+class QCConfig(StrictModel):
+    """Settings of the image/mask quality-control table."""
+
+    outlier_robust_z: float = Field(3.5, gt=0, description="|robust z| above which a value is flagged")
+    montage_columns: int = Field(8, ge=1)
+    montage_max_panels: int = Field(54, ge=1, description="patients per montage page; larger cohorts get several pages")
+    min_mask_voxels: int = Field(
+        27, ge=1,
+        description="validation: a mask label with fewer voxels than this is an error (default 27, a 3x3x3 cube: below it "
+        "texture matrices describe a handful of voxels); checked for the label each extracted series reads, when a step reads images. "
+        "A habitat subregion smaller than this in a patient is not extracted (its features are missing by design, listed in "
+        "tables/extraction_empty_habitats)",
+    )
+
+
+class RoiSpec(StrictModel):
+    """A region of interest derived from the tumour mask.
+
+    ``tumour``: the mask itself; ``ring``: the peritumoral ring of
+    ``width_mm`` outside the tumour; ``fused``: tumour plus ring.
+    """
+
+    kind: Literal["tumour", "ring", "fused"]
+    width_mm: float | None = Field(None, gt=0)
+    shape_features: bool | None = Field(
+        None,
+        description="extract shape features; default: not for rings (a shell's shape follows the tumour's, and "
+        "pyradiomics' maximum-diameter search is quadratic in the surface size, minutes for large rings)",
+    )
+
+    @property
+    def with_shape(self) -> bool:
+        return self.shape_features if self.shape_features is not None else self.kind != "ring"
+
+    @model_validator(mode="after")
+    def _width_for_rings(self) -> "RoiSpec":
+        if self.kind in ("ring", "fused") and self.width_mm is None:
+            raise ValueError(f"ROI kind '{self.kind}' needs width_mm (e.g. 5)")
+        return self
+
+
+class HabitatConfig(StrictModel):
+    """Cohort-level habitat clustering (K-means on pooled training voxels)."""
+
+    series: tuple[str, ...] = Field(min_length=1, description="co-registered series pooled as channels; the first one's mask defines the grid")
+    k_range: tuple[int, int] = (3, 10)
+    max_voxels_per_patient: int = Field(5000, ge=10)
+    extract_from: tuple[str, ...] = Field((), description="series whose images the habitat features are extracted from (default: the habitat series)")
+    ith_k_range: tuple[int, int] = (2, 8)
+    shape_features: bool = Field(
+        False,
+        description="extract shape features of each habitat; off by default: habitat subregions are fragmented, their "
+        "volume fractions and the ITH score describe them, and pyradiomics' diameter search is quadratic in the surface",
+    )
+
+
+class PerturbationConfig(StrictModel):
+    """Mask perturbation simulating a second reader (see helpers.stability.perturbed_mask).
+
+    The radius used for an image is max(radius_mm, its smallest voxel spacing):
+    at least one voxel, so coarse grids (PET) are perturbed too.
+    """
+
+    mode: Literal["erode", "dilate"] = "dilate"
+    radius_mm: float = Field(1.0, gt=0)
+
+
+class StabilityConfig(StrictModel):
+    """Second-reader extraction of the training cohort for the ICC filter.
+
+    The manifest's ``mask_reader2`` is used where given; otherwise the tumour
+    mask is perturbed as configured.
+    """
+
+    perturbation: PerturbationConfig = PerturbationConfig()
+
+
+class ExtractionConfig(StrictModel):
+    """What notebook 03 extracts: presets x series x ROIs (+ habitats)."""
+
+    presets: tuple[str, ...] = ("seed1762",)
+    series: tuple[str, ...] | None = None
+    rois: dict[str, RoiSpec] = Field(default_factory=lambda: {"tumour": RoiSpec(kind="tumour")})
+    habitats: HabitatConfig | None = None
+    stability: StabilityConfig | None = None
+    series_settings: dict[str, dict[str, object]] = Field(default_factory=dict, description="pyradiomics settings per series (e.g. binWidth)")
+    workers: int = Field(1, ge=1)
+    scheduler_address: str | None = None
+
+    @field_validator("rois")
+    @classmethod
+    def _roi_names(cls, value: dict) -> dict:
+        bad = [k for k in value if not re.fullmatch(r"[a-z][a-z0-9]*", k)]
+        if bad:
+            raise ValueError(f"ROI names {bad}: use lower-case letters and digits only (they become column-name parts)")
+        return value
+
+
+class ICCConfig(StrictModel):
+    """The ICC stability filter (training cohort, reader 1 vs reader 2 or a perturbed mask)."""
+
+    icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
+    threshold: float = Field(0.80, ge=-1, le=1)
+    ci_bound: Literal["point", "lower"] = "point"
+
+
+class HarmonizationGroup(StrictModel):
+    """ComBat of one or more series' features by a batch variable of that series.
+
+    ``batch_field`` is an acquisition field (``model``, ``manufacturer``,
+    ``kernel``, ``field_strength_T``...) read from the DICOM headers, header CSV
+    or manifest (see :func:`helpers.data.headers.acquisition_records`), or ``centre`` /
+    ``scanner`` from the manifest. Fitted on the training cohort only;
+    covariates are not used (the harmonisation stays label-free, so fitting it
+    once on the training cohort cannot leak outcomes into cross-validation).
+    """
+
+    series: str
+    batch_field: str
+    unseen_batch: Literal["error", "reference"] = "reference"
+    min_batch_size: int = Field(2, ge=2, description="training batches smaller than this are merged into 'other'")
+
+
+class SignatureConfig(StrictModel):
+    """Notebook 04: stability filter, harmonisation and feature selection (fitted on training)."""
+
+    preset: str = "seed1762"
+    icc: ICCConfig | None = ICCConfig()
+    harmonization: tuple[HarmonizationGroup, ...] = ()
+    steps: tuple[dict[str, object], ...] = (
+        {"step": "zscore"},
+        {"step": "univariate", "p_threshold": 0.05},
+        {"step": "correlation", "threshold": 0.9},
+        {"step": "mrmr", "k": 20},
+        {"step": "lasso", "lambda_rule": "1se"},
+    )
+
+
+class MissingDataConfig(StrictModel):
+    """What happens to failed extraction units and missing feature values (decided on training data only).
+
+    ``failed_units``: ``stop`` (default) ends the run after feature extraction
+    with the list of failed units and the fix, before anything is fitted;
+    ``exclude_patients`` leaves every patient with a failed unit out of the
+    signature, models and statistics (listed in ``tables/excluded_patients``
+    and in the methods); ``impute`` keeps them and treats their missing
+    features like any other missing value.
+
+    Missing feature values: a feature missing in more than
+    ``max_missing_fraction`` of the TRAINING patients is dropped (listed with
+    its counts per cohort); the remaining gaps of every cohort are imputed by
+    the training ``imputation`` statistic inside each model's pipeline (so
+    cross-validation refits it per fold). Missing values in other cohorts
+    never drop a feature: they cannot change what is learned from training.
+    """
+
+    failed_units: Literal["stop", "exclude_patients", "impute"] = "stop"
+    max_missing_fraction: float = Field(0.1, ge=0, lt=1, description="largest share of training patients a kept feature may miss")
+    imputation: Literal["median", "mean"] = "median"
+
+
+class ModelsConfig(StrictModel):
+    """Notebook 05: the model grid and the final model."""
+
+    algorithms: tuple[str, ...] = ("logistic", "svm", "random_forest", "extra_trees", "xgboost", "lightgbm", "catboost")
+    search: Literal["grid", "optuna", "none"] = "grid"
+    cv: int = Field(5, ge=2)
+    n_trials: int = Field(20, ge=1)
+    smote: bool = False
+    grid_steps: tuple[dict[str, object], ...] = (
+        {"step": "zscore"},
+        {"step": "univariate", "p_threshold": 0.05},
+        {"step": "correlation", "threshold": 0.9},
+        {"step": "mrmr", "k": 10},
+    )
+    final_algorithm: str = "logistic"
+
+
+class ClinicalConfig(StrictModel):
+    """Clinical variables of the patient table: Table 1, the clinical model and the nomogram.
+
+    Continuous variables are imputed by the training median and z-scored,
+    categorical ones imputed by the training mode and one-hot coded (the first
+    level, or the most frequent training level in the nomogram, is the
+    reference); every imputer is fitted inside the training folds.
+    """
+
+    continuous: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    nomogram: bool = Field(True, description="fit the clinical-radiomics nomogram (clinical variables + Rad-score)")
+
+    @property
+    def variables(self) -> list[str]:
+        return [*self.continuous, *self.categorical]
+
+
+class ReaderScoresConfig(StrictModel):
+    """Semantic/clinical scores given by two readers (notebook 04's interobserver table).
+
+    ``table`` is a CSV with the patient id column, a ``reader`` column (two
+    distinct values) and one column per scored variable.
+    """
+
+    table: str
+    variables: dict[str, Literal["continuous", "ordinal", "nominal"]]
+    icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
+
+
+class SurvivalConfig(StrictModel):
+    """Time-to-event models of notebook 05 (used when ``endpoints.time``/``event`` are set).
+
+    Penalised Cox and a random survival forest on the signature's selected
+    features, fitted on training; training risks are out-of-fold; risk-group
+    cut-offs come from the training risks only.
+    """
+
+    horizons: tuple[float, ...] = (12, 24, 36, 48, 60)
+    time_unit: str = "months"
+    cox_penalizer: float = Field(0.1, ge=0)
+    cox_l1_ratio: float = Field(0.0, ge=0, le=1)
+    rsf_trees: int = Field(200, ge=10)
+    rsf_min_samples_leaf: int = Field(5, ge=1)
+    risk_cutoff: Literal["median", "tertiles", "quartiles", "maxstat"] = "median"
+
+
+class SubgroupSpec(StrictModel):
+    """A subgroup analysis: patients grouped by an acquisition field of one series (or ``centre``/``scanner``)."""
+
+    series: str
+    field: str
+
+
+class StatisticsConfig(StrictModel):
+    """Notebook 06: statistics of the compared models' predictions."""
+
+    reference_model: str | None = Field(None, description="compare every model with this one; default: every pair of the main models")
+    subgroups: tuple[SubgroupSpec, ...] = ()
+    n_bootstrap: int = Field(2000, ge=100)
+    proportion_ci: Literal["wilson", "clopper-pearson"] = "wilson"
+    dca_thresholds: tuple[float, float, float] = Field((0.01, 0.80, 0.01), description="first, last, step of the decision-curve thresholds")
+    calibration_bins: int = Field(10, ge=2)
+
+
+class SuperResolutionConfig(StrictModel):
+    """Notebook 02's super-resolution arm: the series to super-resolve and the GAN settings.
+
+    ``settings`` is validated into :class:`helpers.super_resolution.SuperResolutionSettings`
+    (imported lazily: loading a config does not import torch).
+    """
+
+    series: str
+    settings: Any = Field(default_factory=dict)
+    compare_only: bool = Field(
+        True,
+        description="True: the super-resolved series is a comparison arm (its own model-grid blocks and the NR-vs-SR "
+        "table of notebook 06) and stays out of the signature, the final model and score-level fusion; False: it is "
+        "pooled like any other series",
+    )
+
+    @property
+    def output_series(self) -> str:
+        """Name of the derived series of super-resolved images (``<series>_SR``)."""
+        return f"{self.series}_SR"
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _settings(cls, value: object) -> object:
+        from helpers.settings.super_resolution import SuperResolutionSettings
+
+        return SuperResolutionSettings.model_validate(value or {})
+
+
+class StepConfig(StrictModel):
+    """A notebook step of the study run."""
+
+    name: str
+    notebook: str
+    per_cohort: bool = True
+    depends_on: tuple[str, ...] = ()
+    parameters: dict[str, object] = Field(default_factory=dict)
+
+
+class StudyConfig(StrictModel):
+    """The validated study configuration.
+
+    Build it with :func:`load_config`; paths are resolved with :meth:`path`.
+    """
+
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int
+    manifest: str
+    patient_table: str
+    patient_id_column: str = "patient"
+    acquisition_headers: str | None = None
+    cohort_rule: str
+    cohorts: dict[str, CohortConfig]
+    series: dict[str, SeriesConfig]
+    labels: dict[str, int]
+    endpoints: EndpointsConfig = EndpointsConfig()
+    clinical: ClinicalConfig = ClinicalConfig()
+    reader_scores: ReaderScoresConfig | None = None
+    survival: SurvivalConfig = SurvivalConfig()
+    statistics: StatisticsConfig = StatisticsConfig()
+    # Notebook 02 (validated into helpers.segmentation.SegmentationSettings / helpers.deep_features.DeepFeatureSettings;
+    # imported lazily so that loading a config does not import torch).
+    segmentation: Any = None
+    deep_features: tuple[Any, ...] = ()
+    deep_gradcam_layer: str = "layer4"
+    super_resolution: SuperResolutionConfig | None = None
+    geometry_tolerance: GeometryTolerance = GeometryTolerance()
+    qc: QCConfig = QCConfig()
+    preprocessing: dict[str, PreprocessSettings] = Field(default_factory=dict)
+    extraction: ExtractionConfig = ExtractionConfig()
+    signature: SignatureConfig = SignatureConfig()
+    missing_data: MissingDataConfig = MissingDataConfig()
+    models: ModelsConfig = ModelsConfig()
+    reports_dir: str = "reports"
+    steps: tuple[StepConfig, ...]
+    # Set by load_config, not by the YAML file.
+    base_dir: str = Field("", exclude=True)
+    config_file: str = Field("study.yaml", exclude=True, description="file name of the config in base_dir")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_series(cls, raw: object) -> object:
+        # Notebook 02's super-resolved images form a derived series "<series>_SR" with the parent's modality, display
+        # window, preprocessing and extraction settings (unless the config sets them explicitly), so NR and SR go
+        # through the same radiomics pipeline.
+        if not isinstance(raw, dict) or not isinstance(raw.get("super_resolution"), dict):
+            return raw
+        parent = raw["super_resolution"].get("series")
+        series = raw.get("series")
+        if not isinstance(parent, str) or not isinstance(series, dict) or not isinstance(series.get(parent), dict):
+            return raw
+        derived = f"{parent}_SR"
+        raw = dict(raw)
+        if derived not in series:
+            description = series[parent].get("description") or parent
+            raw["series"] = {**series, derived: {**series[parent], "description": f"super-resolved (notebook 02): {description}"}}
+        if isinstance(raw.get("preprocessing"), dict) and parent in raw["preprocessing"] and derived not in raw["preprocessing"]:
+            raw["preprocessing"] = {**raw["preprocessing"], derived: raw["preprocessing"][parent]}
+        extraction = raw.get("extraction")
+        if isinstance(extraction, dict):
+            extraction = dict(extraction)
+            settings = extraction.get("series_settings")
+            if isinstance(settings, dict) and parent in settings and derived not in settings:
+                extraction["series_settings"] = {**settings, derived: settings[parent]}
+            listed = extraction.get("series")
+            if isinstance(listed, list | tuple) and parent in listed and derived not in listed:
+                extraction["series"] = [*listed, derived]
+            raw["extraction"] = extraction
+        return raw
+
+    @field_validator("segmentation", mode="before")
+    @classmethod
+    def _segmentation_settings(cls, value: object) -> object:
+        if value is None:
+            return None
+        from helpers.settings.segmentation import SegmentationSettings
+
+        return SegmentationSettings.model_validate(value)
+
+    @field_validator("deep_features", mode="before")
+    @classmethod
+    def _deep_feature_settings(cls, value: object) -> object:
+        from helpers.settings.deep_features import DeepFeatureSettings
+
+        items = [value] if isinstance(value, dict) else list(value or ())
+        return tuple(DeepFeatureSettings.model_validate(v) for v in items)
+
+    @field_validator("cohorts", "series", "labels")
+    @classmethod
+    def _not_empty(cls, value: dict) -> dict:
+        if not value:
+            raise ValueError("must list at least one entry")
+        return value
+
+    @field_validator("cohorts")
+    @classmethod
+    def _cohort_names(cls, value: dict) -> dict:
+        # Cohort names become parts of output file names (tables/<name>_<cohort>.csv, figures/auc_heatmap_<cohort>.png),
+        # which the report writer requires in lower case: an upper-case name would pass validation and fail late.
+        bad = [k for k in value if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", k)]
+        if bad:
+            hint = ", ".join(f"'{k}' -> '{re.sub(r'[^a-z0-9_-]+', '_', k.lower()).strip('_-') or 'cohort'}'" for k in bad)
+            raise ValueError(f"cohort names {bad}: use lower-case letters, digits, '_' or '-' (they name output files); "
+                             f"rename them here and in the manifest's cohort column, e.g. {hint}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v <= 0}
+        if bad:
+            raise ValueError(f"label values must be positive integers (0 is background): {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _steps_consistent(self) -> "StudyConfig":
+        names = [s.name for s in self.steps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate step names: {dupes}")
+        seen: set[str] = set()
+        for step in self.steps:
+            unknown = [d for d in step.depends_on if d not in seen]
+            if unknown:
+                raise ValueError(
+                    f"step '{step.name}' depends on {unknown}, which are not earlier steps; "
+                    "list steps in execution order"
+                )
+            seen.add(step.name)
+        referenced = {
+            "preprocessing": list(self.preprocessing),
+            "extraction.series": list(self.extraction.series or ()),
+            "extraction.series_settings": list(self.extraction.series_settings),
+            "extraction.habitats.series": list(self.extraction.habitats.series) if self.extraction.habitats else [],
+            "extraction.habitats.extract_from": list(self.extraction.habitats.extract_from) if self.extraction.habitats else [],
+            "signature.harmonization": [g.series for g in self.signature.harmonization],
+            "statistics.subgroups": [g.series for g in self.statistics.subgroups],
+            "segmentation.series": [self.segmentation.series] if self.segmentation is not None else [],
+            "deep_features.series": [d.series for d in self.deep_features],
+            "super_resolution.series": [self.super_resolution.series] if self.super_resolution is not None else [],
+        }
+        for where, names in referenced.items():
+            unknown = [n for n in names if n not in self.series]
+            if unknown:
+                raise ValueError(f"{where} names series {unknown} that are not under 'series' ({sorted(self.series)})")
+        if not any(c.role == "train" for c in self.cohorts.values()):
+            raise ValueError("cohorts: one cohort must have role 'train' (fitted steps learn from it only)")
+        return self
+
+    # -- derived values -------------------------------------------------
+    def path(self, relative: str | Path) -> Path:
+        """Resolve a config-relative path to an absolute path."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def report_root(self) -> Path:
+        """``reports/<study>/``: where every table, figure and notebook lands."""
+        return self.path(self.reports_dir) / self.study
+
+    @property
+    def clinical_variables(self) -> list[str]:
+        """Continuous then categorical clinical variables."""
+        return self.clinical.variables
+
+    @property
+    def comparison_series(self) -> list[str]:
+        """Series kept out of the signature, the final model and fusion (compared in the model grid only).
+
+        The super-resolved series of notebook 02 when ``super_resolution.compare_only`` (the default).
+        """
+        sr = self.super_resolution
+        return [sr.output_series] if sr is not None and sr.compare_only else []
+
+    def source_series(self, series: str) -> str:
+        """The acquired series an image series comes from: the parent of a derived ``<series>_SR``, else itself."""
+        sr = self.super_resolution
+        return sr.series if sr is not None and series == sr.output_series else series
+
+    @property
+    def training_cohorts(self) -> list[str]:
+        """Cohorts whose role is ``train``."""
+        return [name for name, c in self.cohorts.items() if c.role == "train"]
+
+    def step(self, name: str) -> StepConfig:
+        """Return the step called ``name``."""
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise ConfigError(f"unknown step '{name}'; configured steps: {[s.name for s in self.steps]}")
+
+    def content_hash(self) -> str:
+        """SHA-256 of the configuration content (independent of its location)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key; remove it or check its spelling")
+        elif e["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing; add it")
+        else:
+            got = e.get("input")
+            got_txt = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            lines.append(f"  - {key}: {e['msg']}{got_txt}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study configuration file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file (e.g. ``study.yaml``).
+
+    Returns
+    -------
+    StudyConfig
+        The validated configuration with ``base_dir`` set to the file's folder.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not YAML, has unknown keys, missing keys
+        or values of the wrong type; the message lists every problem.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"study config not found: {path}; pass --config with the path of your study.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must contain a mapping of keys (study, seed, manifest, ...)")
+    raw["base_dir"] = str(path.parent)
+    raw["config_file"] = path.name
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid study config {path}:\n{_format_validation_error(exc)}") from None

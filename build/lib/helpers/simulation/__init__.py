@@ -1,0 +1,1 @@
+"""Seeded simulated studies with planted ground truth."""

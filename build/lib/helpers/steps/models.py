@@ -1,0 +1,548 @@
+"""Models of a study (notebook 05): the series x ROI x algorithm grid and the final model.
+
+Inputs are notebook 04's stable, harmonised feature table (fitted on the
+training cohort). Every model is a pipeline whose selection steps, optional
+SMOTE and classifier are refitted inside each cross-validation fold; the
+operating threshold is chosen on the training out-of-fold probabilities
+(Youden) and applied unchanged to the other cohorts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from imblearn.pipeline import Pipeline
+from sklearn.metrics import roc_auc_score
+
+from helpers.data import artifacts
+from helpers.data.columns import block_name, columns_of_series, model_name, study_block_columns
+from helpers.errors import InputDataError, SeparationError
+from helpers.figures.models import auc_heatmap_figure
+from helpers.figures.nomogram import nomogram_figure
+from helpers.figures.shap import shap_bar_figure, shap_beeswarm_figure, shap_waterfall_figure
+from helpers.figures.survival import km_figure
+from helpers.learning.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
+from helpers.learning.explain import shap_explanation
+from helpers.learning.models import (
+    ScoreStacker,
+    TunedModel,
+    build_pipeline,
+    make_classifier,
+    model_grid,
+    save_model,
+    tune,
+)
+from helpers.learning.nomogram import NomogramModel, nomogram_table
+from helpers.learning.selection import build_selector
+from helpers.learning.survival import (
+    CoxModel,
+    RandomSurvivalForest,
+    assign_risk_groups,
+    km_by_group,
+    risk_groups,
+)
+from helpers.reporting.writer import ReportWriter
+from helpers.settings.study import StudyConfig
+from helpers.steps.signature import study_steps
+
+__all__ = [
+    "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
+    "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
+    "SurvivalFit", "survival_features", "fit_survival_models", "survival_predictions", "write_survival_outputs",
+]
+
+
+@dataclass
+class ModellingData:
+    """Features (all cohorts), outcome and cohorts for modelling.
+
+    ``clinical`` holds the configured clinical variables (raw, possibly with
+    missing values: imputation is fitted inside the training folds);
+    ``time``/``event`` the time-to-event endpoint when configured.
+    ``comparison`` holds the features of comparison-only series (the
+    super-resolved images of notebook 02): they form model-grid blocks and the
+    NR-vs-SR comparison but never enter the final model, fusion or survival
+    models, which use ``X``.
+    """
+
+    X: pd.DataFrame
+    y: pd.Series
+    cohort: pd.Series
+    training: list[str]
+    clinical: pd.DataFrame | None = None
+    time: pd.Series | None = None
+    event: pd.Series | None = None
+    comparison: pd.DataFrame | None = None
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """Every feature column: ``X`` and the comparison-only series' features."""
+        return self.X if self.comparison is None else self.X.join(self.comparison)
+
+    @property
+    def inputs(self) -> pd.DataFrame:
+        """``X`` joined with the clinical variables: the inputs of the final, clinical and nomogram models."""
+        return self.X if self.clinical is None else self.X.join(self.clinical)
+
+    @property
+    def all_inputs(self) -> pd.DataFrame:
+        """Every feature (comparison-only series too) and the clinical variables (every model picks its own columns)."""
+        return self.features if self.clinical is None else self.features.join(self.clinical)
+
+    @property
+    def train(self) -> pd.Index:
+        return self.cohort.index[self.cohort.isin(self.training)]
+
+    def other_cohorts(self) -> list[str]:
+        return [c for c in pd.unique(self.cohort) if c not in self.training]
+
+
+def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingData:
+    """Read notebook 04's ``modelling_features`` table and the binary endpoint."""
+    table = artifacts.MODELLING_FEATURES.read(cfg)
+    cohort = table.pop("cohort")
+    if cfg.deep_features and artifacts.DEEP_FEATURES.exists(cfg):
+        # Notebook 02's deep features (PCA fitted on training patients) join as one more block per series.
+        deep = artifacts.DEEP_FEATURES.read(cfg).drop(columns=["cohort"], errors="ignore")
+        missing = table.index.difference(deep.index)
+        if len(missing):
+            raise InputDataError(f"deep features are missing for patients {list(missing[:10])}; re-run the segmentation step (notebook 02)")
+        table = table.join(deep)
+    y = patients.loc[table.index, cfg.endpoints.binary].astype(int)
+    clinical = patients.loc[table.index, cfg.clinical_variables] if cfg.clinical_variables else None
+    clash = [c for c in cfg.clinical_variables if c in table.columns]
+    if clash:
+        raise InputDataError(f"clinical variables {clash} have the names of feature columns; rename them in the patient table and the config")
+    time = event = None
+    if cfg.endpoints.time:
+        time = patients.loc[table.index, cfg.endpoints.time].astype(float)
+        event = patients.loc[table.index, cfg.endpoints.event].astype(int)
+    compared = columns_of_series(table.columns, cfg.comparison_series, cfg.series)
+    comparison = table[compared] if compared else None
+    return ModellingData(table.drop(columns=compared), y, cohort, list(cfg.training_cohorts), clinical, time, event, comparison)
+
+
+def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
+    """Feature blocks of the model grid: one per series x ROI, habitats of a series pooled.
+
+    Keys read ``"<series> / <roi>"`` (``"<series> / habitats"`` for all habitat ROIs, ``"<series> / deep"``
+    for notebook 02's deep features).
+    """
+    return {name: X[cols] for name, cols in study_block_columns(X.columns, cfg.series, cfg.extraction.rois).items()}
+
+
+def _steps_factory(cfg: StudyConfig, steps_config):
+    # Every model's pipeline starts with the study's imputer (fitted inside each training fold).
+    def factory():
+        return list(build_selector(study_steps(cfg, steps_config)).steps)
+
+    return factory
+
+
+def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, return_models: bool = False):
+    """Cross-validated (training) and held-out AUC of every block x algorithm.
+
+    Held-out AUCs are given for each non-training cohort (``auc_<cohort>``).
+    With ``return_models``, also the fitted models keyed by ``(block, algorithm)``.
+    """
+    blocks = study_blocks(data.features, cfg)
+    train = data.train
+    others = data.other_cohorts()
+    first_test = data.cohort.index[data.cohort == others[0]] if others else None
+    grid, models = model_grid(
+        {k: v.loc[train] for k, v in blocks.items()}, data.y.loc[train],
+        {k: v.loc[first_test] for k, v in blocks.items()} if first_test is not None else None,
+        data.y.loc[first_test] if first_test is not None else None,
+        algorithms=list(cfg.models.algorithms), steps_factory=_steps_factory(cfg, cfg.models.grid_steps), search=cfg.models.search,
+        cv=cfg.models.cv, random_state=cfg.seed, n_trials=cfg.models.n_trials, smote=cfg.models.smote,
+        training_cohort="+".join(data.training), return_models=True,
+    )
+    for cohort in others:
+        idx = data.cohort.index[data.cohort == cohort]
+        aucs = []
+        for row in grid.itertuples():
+            aucs.append(_auc(data.y.loc[idx], models[(row.block, row.algorithm)].positive_proba(blocks[row.block].loc[idx])))
+        grid[f"auc_{cohort}"] = aucs
+    return (grid, models) if return_models else grid
+
+
+def _auc(y: pd.Series, p: pd.Series) -> float:
+    return float(roc_auc_score(y, p)) if y.nunique() == 2 else float("nan")
+
+
+def fit_final_model(data: ModellingData, cfg: StudyConfig) -> TunedModel:
+    """The final model: the signature's selection steps and the configured algorithm, tuned on training."""
+    steps = list(build_selector(study_steps(cfg, cfg.signature.steps)).steps)
+    pipeline = build_pipeline(steps, make_classifier(cfg.models.final_algorithm, random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
+    train = data.train
+    return tune(pipeline, data.X.loc[train], data.y.loc[train], search=cfg.models.search if cfg.models.search != "none" else "grid",
+                cv=cfg.models.cv, n_trials=cfg.models.n_trials, random_state=cfg.seed, training_cohort="+".join(data.training))
+
+
+def predictions_table(model: TunedModel, data: ModellingData) -> pd.DataFrame:
+    """Probability and class at the training threshold for every patient (training: out-of-fold)."""
+    proba = model.positive_proba(data.X)
+    oof = pd.Series(model.oof_proba_, index=data.train) if not isinstance(model.oof_proba_, pd.Series) else model.oof_proba_
+    table = pd.DataFrame({"cohort": data.cohort, "outcome": data.y, "probability": proba})
+    table["probability_oof"] = oof.reindex(table.index)
+    table["predicted"] = (table["probability"] >= model.threshold_).astype(int)
+    table["threshold"] = model.threshold_
+    return table
+
+
+def write_final_model_outputs(model: TunedModel, data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Save the final model and its predictions; SHAP figures on the training background."""
+    preds = predictions_table(model, data)
+    report.data(preds, "predictions_final_model")
+    path = cfg.report_root / "models" / "final_model.joblib"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = save_model(model, path)
+    report.record(path)
+    report.record(sidecar)
+    summary = pd.DataFrame([
+        {"cohort": c, "patients": int((preds["cohort"] == c).sum()),
+         "auc": _auc(preds.loc[preds["cohort"] == c, "outcome"], preds.loc[preds["cohort"] == c, "probability_oof" if c in data.training else "probability"])}
+        for c in pd.unique(preds["cohort"])
+    ])
+    summary["threshold"] = model.threshold_
+    summary["cv_auc_mean"], summary["cv_auc_sd"] = model.cv_auc_mean_, model.cv_auc_sd_
+    report.table(summary, "final_model_summary", per_cohort=False)
+    explanation = shap_explanation(model.pipeline_, data.X.loc[data.train], data.X, random_state=cfg.seed)
+    report.figure(shap_beeswarm_figure(explanation), "shap_beeswarm", per_cohort=False)
+    report.figure(shap_bar_figure(explanation), "shap_bar", per_cohort=False)
+    others = [i for i, p in enumerate(data.X.index) if data.cohort[p] not in data.training]
+    report.figure(shap_waterfall_figure(explanation, others[0] if others else 0), "shap_waterfall_example", per_cohort=False)
+    return {"final_model_summary": summary}
+
+
+def write_grid_outputs(grid: pd.DataFrame, report: ReportWriter) -> pd.DataFrame:
+    """Write the model-grid table and its AUC heatmaps (CV on training, held-out per cohort)."""
+    table = grid.drop(columns=[c for c in ("best_params",) if c in grid.columns]).copy()
+    if "best_params" in grid.columns:
+        table["best_params"] = grid["best_params"].astype(str)
+    report.table(table, "model_grid", per_cohort=False)
+    report.figure(auc_heatmap_figure(grid, value="cv_auc_mean", title="Cross-validated AUC (training)"), "auc_heatmap_cv", per_cohort=False)
+    for col in [c for c in grid.columns if c.startswith("auc_")]:
+        report.figure(auc_heatmap_figure(grid, value=col, title=f"Held-out AUC ({col.removeprefix('auc_')})"), f"auc_heatmap_{col.removeprefix('auc_')}", per_cohort=False)
+    return table
+
+
+def fit_stacker(data: ModellingData, cfg: StudyConfig) -> ScoreStacker:
+    """Score-level fusion: one logistic model per block (the grid's selection steps), logistic meta-model on their OOF probabilities."""
+    train = data.train
+    blocks = study_blocks(data.X, cfg)
+    factory = _steps_factory(cfg, cfg.models.grid_steps)
+    bases = [
+        (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed), list(block.columns))
+        for name, block in blocks.items()
+    ]
+    return ScoreStacker(estimators=bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
+
+
+def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame, final: TunedModel, stacker: ScoreStacker | None = None) -> pd.DataFrame:
+    """Single-block, feature-level and score-level fusion side by side.
+
+    Rows: the best single block x algorithm of the grid (by training CV AUC),
+    feature-level fusion (the final model: the signature's selection over all
+    blocks' features), and score-level stacking (:func:`fit_stacker`; fitted
+    here when not given). Training AUCs are out-of-fold; other cohorts are
+    predicted once by the models refitted on training.
+    """
+    train = data.train
+    stacker = stacker if stacker is not None else fit_stacker(data, cfg)
+    best = grid.sort_values("cv_auc_mean", ascending=False).iloc[0]
+    rows = [{"model": f"best single block: {best['block']} ({best['algorithm']})", "training_auc_oof": best["oof_auc"],
+             **{f"auc_{c}": best.get(f"auc_{c}", float("nan")) for c in data.other_cohorts()}}]
+    rows.append({"model": f"feature-level fusion (final model, {cfg.models.final_algorithm})", "training_auc_oof": final.oof_auc_,
+                 **{f"auc_{c}": _auc(data.y[data.cohort == c], final.positive_proba(data.X[data.cohort == c])) for c in data.other_cohorts()}})
+    stack_proba = pd.Series(stacker.predict_proba(data.X)[:, 1], index=data.X.index)
+    rows.append({"model": f"score-level stacking ({len(stacker.estimators_)} block models)", "training_auc_oof": _auc(data.y.loc[train], pd.Series(stacker.oof_proba_, index=train)),
+                 **{f"auc_{c}": _auc(data.y[data.cohort == c], stack_proba[data.cohort == c]) for c in data.other_cohorts()}})
+    return pd.DataFrame(rows)
+
+
+# -- clinical model and clinical-radiomics nomogram -------------------------------------------------------------------
+
+def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, TunedModel]:
+    """The clinical model and the clinical-radiomics nomogram (when clinical variables are configured).
+
+    ``clinical``: training-fold imputation, z-scores/one-hot coding and a
+    logistic regression with its C tuned like the final model. ``nomogram``
+    (``clinical.nomogram`` and signature steps ending in ``lasso``): an
+    unpenalised logistic regression (:class:`~helpers.learning.nomogram.NomogramModel`)
+    on the clinical variables and the Rad-score, where the Rad-score's
+    selection + LASSO is relearned inside every training fold
+    (:class:`~helpers.clinical.RadScoreAugmenter`), so the out-of-fold
+    probabilities carry no signature fitted on the patients they predict.
+
+    Returns
+    -------
+    dict
+        ``{"clinical": TunedModel, "nomogram": TunedModel}`` (either may be
+        absent; empty without clinical variables).
+    """
+    out: dict[str, TunedModel] = {}
+    if data.clinical is None:
+        return out
+    cc = cfg.clinical
+    train = data.train
+    y = data.y.loc[train]
+    search = cfg.models.search if cfg.models.search != "none" else "grid"
+    steps = [
+        ("impute", ClinicalImputer(continuous=cc.continuous, categorical=cc.categorical)),
+        ("encode", ClinicalEncoder(continuous=cc.continuous, categorical=cc.categorical)),
+    ]
+    pipe = build_pipeline(steps, make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
+    out["clinical"] = tune(pipe, data.clinical.loc[train], y, search=search, cv=cfg.models.cv, n_trials=cfg.models.n_trials,
+                           random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical)
+    steps_cfg = study_steps(cfg, cfg.signature.steps)
+    if cc.nomogram and steps_cfg and steps_cfg[-1].get("step") == "lasso":
+        nomogram = Pipeline([
+            ("radscore", RadScoreAugmenter(steps=steps_cfg, clinical=cc.variables)),
+            ("impute", ClinicalImputer(continuous=cc.continuous, categorical=cc.categorical)),
+            ("classifier", NomogramModel(categorical=cc.categorical)),
+        ])
+        try:
+            out["nomogram"] = tune(nomogram, data.inputs.loc[train], y, search="none", cv=cfg.models.cv, random_state=cfg.seed,
+                                   training_cohort="+".join(data.training), categorical=cc.categorical)
+        except SeparationError as exc:
+            # An unpenalised model cannot be fitted on these data (e.g. a small training cohort where a variable separates
+            # the classes in a fold): the study goes on without the nomogram, and says why.
+            warnings.warn(f"clinical-radiomics nomogram not fitted: {exc}", stacklevel=2)
+    return out
+
+
+def write_clinical_outputs(models: dict[str, TunedModel], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Coefficient tables of the clinical model and the nomogram, the nomogram figure and its points table."""
+    shown: dict[str, pd.DataFrame] = {}
+    if "clinical" in models:
+        pipe = models["clinical"].pipeline_
+        names = pipe.named_steps["encode"].get_feature_names_out()
+        clf = pipe.steps[-1][1]
+        table = pd.DataFrame({"variable": names, "coefficient": clf.coef_[0]})
+        table["odds_ratio"] = np.exp(table["coefficient"])
+        table.loc[len(table)] = {"variable": "(intercept)", "coefficient": float(clf.intercept_[0]), "odds_ratio": float("nan")}
+        table["scale"] = "per training SD (continuous); vs the reference level (categorical)"
+        report.table(table, "clinical_model_coefficients", per_cohort=False)
+        shown["clinical_model_coefficients"] = table
+    if "nomogram" in models:
+        nomo: NomogramModel = models["nomogram"].pipeline_.named_steps["classifier"]
+        summary = nomo.summary_.reset_index().rename(columns={"index": "term"})
+        report.table(summary, "nomogram_coefficients", per_cohort=False)
+        points = nomogram_table(nomo)
+        report.table(points.scales, "nomogram_points", per_cohort=False)
+        report.figure(nomogram_figure(nomo, points, outcome_label=f"Probability of {cfg.endpoints.binary}"), "nomogram", per_cohort=False)
+        shown["nomogram_coefficients"] = summary
+    for name, model in models.items():
+        path = cfg.report_root / "models" / f"{name}_model.joblib"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = save_model(model, path)
+        report.record(path)
+        report.record(sidecar)
+    return shown
+
+
+# -- the models compared in notebook 06 -----------------------------------------------------------------------------
+
+def comparison_models(
+    cfg: StudyConfig,
+    final: TunedModel,
+    grid: pd.DataFrame | None = None,
+    grid_models: dict | None = None,
+    stacker: ScoreStacker | None = None,
+    clinical_models: dict[str, TunedModel] | None = None,
+) -> dict[str, tuple[object, str]]:
+    """Models whose predictions notebook 06 compares, with their family.
+
+    Family ``main``: the radiomics model (final), score-level fusion, the
+    clinical model and the nomogram; family ``block``: the best algorithm of
+    each series x ROI block of the grid (by training CV AUC); family
+    ``resolution`` (with ``super_resolution`` configured): the final
+    algorithm on each block of the super-resolved series and of its
+    normal-resolution parent, so notebook 06 compares NR and SR with the same
+    algorithm (not added again when already listed as a block's best).
+    """
+    models: dict[str, tuple[object, str]] = {}
+    if clinical_models and "clinical" in clinical_models:
+        models["Clinical"] = (clinical_models["clinical"], "main")
+    models[f"Radiomics ({cfg.models.final_algorithm})"] = (final, "main")
+    if clinical_models and "nomogram" in clinical_models:
+        models["Nomogram (clinical + Rad-score)"] = (clinical_models["nomogram"], "main")
+    if stacker is not None:
+        models["Score-level fusion"] = (stacker, "main")
+    if grid is not None and grid_models:
+        best = grid.sort_values(["block", "cv_auc_mean", "algorithm"], ascending=[True, False, True]).groupby("block", sort=False).head(1)
+        for row in best.itertuples():
+            models[model_name(row.block, row.algorithm)] = (grid_models[(row.block, row.algorithm)], "block")
+        sr = cfg.super_resolution
+        if sr is not None:
+            algorithm = cfg.models.final_algorithm
+            for block in sorted(set(grid["block"])):
+                parent_block = block.replace(block_name(sr.output_series, ""), block_name(sr.series, ""), 1)
+                if not block.startswith(block_name(sr.output_series, "")) or parent_block not in set(grid["block"]):
+                    continue
+                for name in (parent_block, block):
+                    if (name, algorithm) in grid_models:
+                        models.setdefault(model_name(name, algorithm), (grid_models[(name, algorithm)], "resolution"))
+    return models
+
+
+def model_predictions(models: dict[str, tuple[object, str]], data: ModellingData) -> pd.DataFrame:
+    """Long table of every model's predictions: the input of notebook 06's statistics.
+
+    Columns ``model, family, patient, cohort, outcome, probability,
+    threshold, out_of_fold``. Training-cohort probabilities are out-of-fold
+    (each from a model that never saw the patient); other cohorts are
+    predicted by the model refitted on all training patients. ``threshold`` is
+    the model's training (Youden) threshold.
+    """
+    inputs = data.all_inputs
+    train = data.train
+    frames = []
+    for name, (model, family) in models.items():
+        if isinstance(model, ScoreStacker):
+            proba = pd.Series(model.predict_proba(inputs)[:, 1], index=inputs.index)
+        else:
+            proba = model.positive_proba(inputs)
+        oof = model.oof_proba_
+        oof = oof.reindex(train) if isinstance(oof, pd.Series) else pd.Series(np.asarray(oof), index=train)
+        proba = proba.copy()
+        proba.loc[train] = oof.loc[train].to_numpy()
+        frames.append(pd.DataFrame({
+            "model": name, "family": family, "patient": inputs.index, "cohort": data.cohort.loc[inputs.index].to_numpy(),
+            "outcome": data.y.loc[inputs.index].to_numpy(), "probability": proba.to_numpy(),
+            "threshold": float(model.threshold_), "out_of_fold": inputs.index.isin(train),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- time-to-event models ------------------------------------------------------------------------------------------
+
+@dataclass
+class SurvivalFit:
+    """A survival model fitted on training, with risks and survival curves of every patient.
+
+    ``risk`` and ``survival`` of training patients are out-of-fold (k-fold on
+    training); other cohorts are predicted by ``model`` (fitted on all
+    training patients). ``groups`` holds the training-derived risk cut-offs.
+    """
+
+    name: str
+    model: object
+    features: list[str]
+    risk: pd.Series
+    survival: pd.DataFrame
+    groups: pd.Series
+    cutoffs: tuple[float, ...]
+
+
+def survival_features(cfg: StudyConfig, X: pd.DataFrame) -> pd.DataFrame:
+    """The signature's selected features, transformed by its fitted steps (z-scores learned on training).
+
+    Read from notebook 04's ``models/signature.joblib``; the features were
+    selected once on the training cohort for the binary endpoint.
+    """
+    selector = artifacts.SIGNATURE_MODEL.read(cfg)["selector"]
+    lasso = selector.steps[-1][1]
+    features = list(getattr(lasso, "selected_features_", []))
+    if not features:
+        raise InputDataError("the signature selected no feature (or has no final LASSO step): survival models need selected features")
+    Z = selector[:-1].transform(X[list(selector.feature_names_in_)]) if len(selector.steps) > 1 else X
+    return Z[features]
+
+
+def _time_grid(time: pd.Series, event: pd.Series, horizons: tuple[float, ...]) -> list[float]:
+    observed = time[event == 1]
+    lo, hi = float(observed.quantile(0.05)), float(observed.quantile(0.95))
+    grid = set(np.round(np.linspace(lo, hi, 20), 6).tolist()) | {float(h) for h in horizons if lo <= h <= hi}
+    return sorted(grid)
+
+
+def _survival_estimator(name: str, cfg: StudyConfig):
+    sc = cfg.survival
+    if name == "cox":
+        return CoxModel(penalizer=sc.cox_penalizer, l1_ratio=sc.cox_l1_ratio)
+    return RandomSurvivalForest(n_estimators=sc.rsf_trees, min_samples_leaf=sc.rsf_min_samples_leaf, random_state=cfg.seed)
+
+
+def fit_survival_models(data: ModellingData, cfg: StudyConfig, features: pd.DataFrame) -> dict[str, SurvivalFit]:
+    """Penalised Cox and a random survival forest on the signature features (training only).
+
+    Training risks and survival curves are out-of-fold (``models.cv`` folds,
+    stratified by event, seeded); risk groups use cut-offs from the training
+    out-of-fold risks (``survival.risk_cutoff``) applied unchanged elsewhere.
+    Empty dict when no time-to-event endpoint is configured.
+    """
+    if data.time is None:
+        return {}
+    from sklearn.model_selection import StratifiedKFold
+
+    train = data.train
+    t, e = data.time, data.event
+    times = _time_grid(t.loc[train], e.loc[train], cfg.survival.horizons)
+    cols = [f"S@{x:g}" for x in times]
+    fits: dict[str, SurvivalFit] = {}
+    splits = list(StratifiedKFold(cfg.models.cv, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train)), e.loc[train]))
+    for name, label in (("cox", "Cox (penalised)"), ("rsf", "Random survival forest")):
+        risk = pd.Series(np.nan, index=features.index)
+        surv = pd.DataFrame(np.nan, index=features.index, columns=cols)
+        for fit_idx, val_idx in splits:
+            fi, vi = train[fit_idx], train[val_idx]
+            est = _survival_estimator(name, cfg).fit(features.loc[fi], t.loc[fi], e.loc[fi])
+            risk.loc[vi] = est.predict_risk(features.loc[vi])
+            surv.loc[vi] = est.predict_survival_function(features.loc[vi], times)
+        model = _survival_estimator(name, cfg).fit(features.loc[train], t.loc[train], e.loc[train])
+        others = features.index.difference(train, sort=False)
+        if len(others):
+            risk.loc[others] = model.predict_risk(features.loc[others])
+            surv.loc[others] = model.predict_survival_function(features.loc[others], times)
+        rg = risk_groups(risk.loc[train].to_numpy(), method=cfg.survival.risk_cutoff)
+        groups = pd.Series(assign_risk_groups(risk.to_numpy(), rg.cutoffs, rg.names), index=risk.index)
+        fits[label] = SurvivalFit(label, model, list(features.columns), risk, surv, groups, tuple(rg.cutoffs))
+    return fits
+
+
+def survival_predictions(fits: dict[str, SurvivalFit], data: ModellingData) -> pd.DataFrame:
+    """Long table (model, patient, cohort, time, event, risk, risk_group, out_of_fold, S@t...) for notebook 06."""
+    frames = []
+    for name, fit in fits.items():
+        idx = fit.risk.index
+        frame = pd.DataFrame({"model": name, "patient": idx, "cohort": data.cohort.loc[idx].to_numpy(), "time": data.time.loc[idx].to_numpy(),
+                              "event": data.event.loc[idx].to_numpy(), "risk": fit.risk.to_numpy(), "risk_group": fit.groups.to_numpy(),
+                              "out_of_fold": idx.isin(data.train)})
+        frames.append(pd.concat([frame, fit.survival.reset_index(drop=True)], axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
+    """Survival predictions (data), Cox coefficients, risk cut-offs and Kaplan-Meier figures per model and cohort."""
+    if not fits:
+        return {}
+    preds = survival_predictions(fits, data)
+    report.data(preds, "survival_predictions", index=False)
+    shown: dict[str, pd.DataFrame] = {}
+    cox = next((f for f in fits.values() if isinstance(f.model, CoxModel)), None)
+    if cox is not None:
+        coef = cox.model.summary_.reset_index().rename(columns={"index": "feature"})
+        report.table(coef, "cox_coefficients", per_cohort=False)
+        shown["cox_coefficients"] = coef
+    cut = pd.DataFrame([{"model": n, "rule": cfg.survival.risk_cutoff, "cutoffs": "; ".join(f"{c:.4g}" for c in f.cutoffs),
+                         "groups": "; ".join(pd.unique(f.groups))} for n, f in fits.items()])
+    report.table(cut, "survival_risk_cutoffs", per_cohort=False)
+    shown["survival_risk_cutoffs"] = cut
+    unit = cfg.survival.time_unit
+    for name, fit in fits.items():
+        slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
+        for cohort in pd.unique(data.cohort):
+            idx = data.cohort.index[data.cohort == cohort]
+            if fit.groups.loc[idx].nunique() < 2:
+                continue
+            km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx], order=[g for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])])
+            report.figure(km_figure(km, title=f"{name}: {cohort}", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
+    for name, fit in fits.items():
+        slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
+        report.artifact(fit.model, f"models/survival_{slug}.joblib")
+    return shown
