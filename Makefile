@@ -8,7 +8,7 @@ CONFIG ?= study.yaml
 # UTF-8 text I/O whatever the machine locale (captions, formulas and the HTML supplement hold non-ASCII characters).
 export PYTHONUTF8 := 1
 
-.PHONY: all setup report validate test bench clean-reports browser
+.PHONY: all setup report validate test test-fast bench clean-reports browser
 
 all: report
 
@@ -31,6 +31,10 @@ validate: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The fast tier for development: no whole-study runs, network training or phantom/baseline extraction (see README).
+test-fast: $(STAMP) browser
+	$(BIN)/python -m pytest -m "not slow and not reference"
 
 # Headless Chromium renders the HTML supplement in tests/test_supplement.py; installed from Debian when missing.
 browser:
