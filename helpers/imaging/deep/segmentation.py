@@ -53,7 +53,7 @@ from helpers.errors import (
     InputDataError,
     StudyError,
 )
-from helpers.imaging.io import conform_mask, read_image, read_mask, sha256_file
+from helpers.imaging.io import conform_mask, grid_difference, read_image, read_mask, sha256_file
 from helpers.imaging.preprocess import clip_intensities, n4_bias_correction, resample_image, zscore_normalise
 from helpers.settings.segmentation import (
     AugmentationSettings,
@@ -207,22 +207,10 @@ def geometry_difference(
 ) -> str | None:
     """Describe how ``other``'s grid differs from ``reference``'s, or ``None`` when they match.
 
-    Tolerances as the study's ``geometry_tolerance`` (relative spacing,
-    absolute origin in mm, absolute direction-cosine difference); sizes must
-    be equal.
+    The study's one geometry rule (:func:`helpers.imaging.io.grid_difference`) with the tolerances given as numbers
+    (relative spacing, absolute origin in mm, absolute direction-cosine difference); sizes must be equal.
     """
-    a, b = _geometry(reference), _geometry(other)
-    if a["size"] != b["size"]:
-        return f"size {b['size']} differs from {a['size']}"
-    sa, sb = np.array(a["spacing"]), np.array(b["spacing"])
-    if np.any(np.abs(sa - sb) > spacing_rtol * sa):
-        return f"spacing {tuple(np.round(sb, 4))} differs from {tuple(np.round(sa, 4))}"
-    shift = float(np.max(np.abs(np.array(a["origin"]) - np.array(b["origin"]))))
-    if shift > origin_mm:
-        return f"origin is {shift:.2f} mm away (tolerance {origin_mm} mm)"
-    if np.max(np.abs(np.array(a["direction"]) - np.array(b["direction"]))) > direction_atol:
-        return "orientation (direction cosines) differs"
-    return None
+    return grid_difference(reference, other, GeometryTolerance(spacing=spacing_rtol, origin_mm=origin_mm, direction=direction_atol))
 
 
 # --------------------------------------------------------------------------- data
