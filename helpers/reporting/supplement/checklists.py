@@ -501,7 +501,7 @@ def metrics_table(cfg: StudyConfig, report_root: str | Path, items: Sequence[Sup
 
 
 def _guideline_note(data: Mapping) -> str:
-    refs = " ".join(f"{g['name']}: {g['reference']}. {g.get('source', '')}".strip() for g in data.get("guidelines", []))
+    refs = " ".join(f"{g['name']}: {g['reference']}." for g in data.get("guidelines", []))  # no web address: the HTML links nothing outside
     return ("Item numbers and sections are those of the published checklists; topics are short paraphrases. 'Reported' cites the tables, "
             "figures, notes, methods paragraphs and files of this supplement that address the item; 'For the authors to complete' marks "
             "items the manuscript has to address (material from this run is named where there is some); 'Not applicable' gives the "
