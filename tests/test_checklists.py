@@ -179,5 +179,6 @@ def test_metrics_judgements_of_a_run(supplement):
     for j in judged.values():
         assert _cited_labels(j.basis) <= labels, j.basis
     header, rows = supp.cells[supp.sections[-1][2][0].anchor]
-    assert header == ["Category", "Item", "Topic", "Weight", "Judgement", "Basis"] and len(rows) == 32
-    assert rows[-2][0] == rows[-1][0] == "Score" and re.fullmatch(r"\d+\.\d% to \d+\.\d%", rows[-1][4])
+    assert header == ["Item", "Category: topic", "Weight", "Judgement", "Basis"] and len(rows) == 32
+    assert [r[0] for r in rows[:30]] == [str(i) for i in range(1, 31)] and rows[8][1].startswith("Segmentation: ")
+    assert rows[-2][0] == rows[-1][0] == "Score" and re.fullmatch(r"\d+\.\d% to \d+\.\d%", rows[-1][3])

@@ -144,7 +144,8 @@ def test_small_subgroups(cfg, tmp_path):
         {"model": "M", "cohort": "test", "subgroup": "C", "n": 9, "events": 4},
     ])  # fmt: skip
     points = _run(cfg, tmp_path, rp.small_subgroups)
-    assert len(points) == 1 and points[0].text.startswith("2 subgroups of subgroup_performance_ct_model")
+    assert len(points) == 1 and points[0].text.startswith("2 subgroups have fewer than 5")
+    assert points[0].source == "tables/subgroup_performance_ct_model.csv"
     assert "B (test, 40 patients, 36 events); C (test, 9 patients, 4 events)" in points[0].text
     _write(tmp_path, "tables/subgroup_performance_ct_model.csv", [{"model": "M", "cohort": "test", "subgroup": "A", "n": 10, "events": 5}])
     assert _run(cfg, tmp_path, rp.small_subgroups) == []

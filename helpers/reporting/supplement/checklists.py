@@ -481,20 +481,21 @@ def metrics_table(cfg: StudyConfig, report_root: str | Path, items: Sequence[Sup
     conditions, judged = metrics_judgements(cfg, report_root, items, methods, other, data)
     weights = {int(e["id"]): float(e["weight"]) for e in metrics["items"]}
     score = metrics_score({i: j.value for i, j in judged.items()}, weights)
-    rows = [[str(e["category"]), str(e["id"]), str(e["topic"]), f"{float(e['weight']):.4f}", _SHOWN[judged[int(e["id"])].value],
+    rows = [[str(e["id"]), f"{e['category']}: {e['topic']}", f"{float(e['weight']):.4f}", _SHOWN[judged[int(e["id"])].value],
              judged[int(e["id"])].basis] for e in metrics["items"]]  # fmt: skip
     judged_text = f"{score.judged:.1f}%" if score.judged is not None else "not defined"
     rows += [
-        ["Score", "", "Over the items judged from the run", f"{score.judged_weight:.4f}", judged_text, f"weight met {score.met:.4f} / weight judged {score.judged_weight:.4f}"],
-        ["Score", "", "Range over the items for the authors", f"{score.applicable_weight:.4f}", f"{score.low:.1f}% to {score.high:.1f}%",
-         f"every open item unmet / met (open weight {score.open_weight:.4f})"],
+        ["Score", "Over the items judged from the run", f"{score.judged_weight:.4f}", judged_text,
+         f"weight met {score.met:.4f} / weight judged {score.judged_weight:.4f}"],
+        ["Score", "Range over the items left to the authors", f"{score.applicable_weight:.4f}", f"{score.low:.1f}% to {score.high:.1f}%",
+         f"every open item unmet / met (open weight {score.open_weight:.4f}; applicable weight {score.applicable_weight:.4f})"],
     ]  # fmt: skip
     cond_text = "; ".join(f"condition {k} ({metrics['conditions'][k].rstrip('?')}): {'yes' if v else 'no'} - {b}" for k, (v, b) in conditions.items())
     note = (f"METRICS score = 100 x (sum of the weights of the items met) / (sum of the weights of the applicable items); items whose "
             f"condition does not hold are n/a and leave the denominator, as in the METRICS web tool. 'For the authors' marks items the run "
             f"cannot judge; the score is given over the judged items and as the range from all of them unmet to all met. Conditions: "
             f"{cond_text}. Weights: {metrics['reference']}")  # fmt: skip
-    return ["Category", "Item", "Topic", "Weight", "Judgement", "Basis"], rows, note
+    return ["Item", "Category: topic", "Weight", "Judgement", "Basis"], rows, note
 
 
 # --------------------------------------------------------------------------- document items
@@ -516,8 +517,9 @@ def checklist_item(cfg: StudyConfig, items: Sequence[SupplementItem], methods: S
     counts = ", ".join(f"{g['name']} ({len(g['items'])} items)" for g in data.get("guidelines", []))
     item = SupplementItem("table", "reporting_checklist", "", "", None, number,
                           f"Reporting checklists - every item of {counts} and where this supplement addresses it.",
-                          note=_guideline_note(data), n_rows=len(rows), n_columns=5)  # fmt: skip
-    cells = (["Guideline", "Section", "Item", "Topic", "Status"], [[r.guideline, r.section, r.item, r.topic, r.addressed] for r in rows])
+                          note=_guideline_note(data), n_rows=len(rows), n_columns=4)  # fmt: skip
+    # The section leads the topic (one column fewer: the table fits a printed page).
+    cells = (["Guideline", "Item", "Section: topic", "Status"], [[r.guideline, r.item, f"{r.section}: {r.topic}", r.addressed] for r in rows])
     return item, cells
 
 
@@ -537,7 +539,7 @@ def quality_sections(cfg: StudyConfig, root: Path, items: Sequence[SupplementIte
     data = data if data is not None else load_checklists()
     by_path = {it.path: it for it in items if it.path}
     points = review_points(cfg, root)
-    rows = [[str(i), p.severity, p.text, f"{by_path[p.source].label} ({p.source})" if p.source in by_path else p.source]
+    rows = [[str(i), p.severity, p.text, by_path[p.source].label if p.source in by_path else p.source]
             for i, p in enumerate(points, 1)]  # fmt: skip
     if not rows:
         rows = [["-", "-", f"None of the {len(RULES)} automatic checks raised a point.", ""]]
@@ -545,8 +547,8 @@ def quality_sections(cfg: StudyConfig, root: Path, items: Sequence[SupplementIte
                             "Points a reviewer will raise - automatic checks of this run's outputs (major points first).",
                             note=(f"{len(RULES)} checks of sample size, events per variable, optimism, calibration, thresholds, subgroups, "
                                   "deep-learning weights, in-sample figures, exclusions, failed units, feature stability and the habitat "
-                                  "search (thresholds in helpers.reporting.supplement.review_points). Source: the table, figure or file "
-                                  "the point rests on."),
+                                  "search (thresholds in helpers.reporting.supplement.review_points). Source: the table or figure of this "
+                                  "supplement, or the file, the point rests on."),
                             n_rows=len(rows), n_columns=4)  # fmt: skip
     header, metric_rows, note = metrics_table(cfg, root, items, methods, other, data)
     quality = SupplementItem("table", "metrics_score", "", "", None, first_number + 1,

@@ -215,7 +215,7 @@ def small_subgroups(run: _Run) -> list[ReviewPoint]:
             if label not in small:
                 small.append(label)
         if small:
-            out.append(ReviewPoint("minor", f"{len(small)} subgroup{'s' if len(small) > 1 else ''} of {Path(src).stem} "
+            out.append(ReviewPoint("minor", f"{len(small)} subgroup{'s' if len(small) > 1 else ''} "
                                    f"{'have' if len(small) > 1 else 'has'} fewer than {MIN_SUBGROUP_CLASS} patients in an outcome class: "
                                    f"{'; '.join(small)}. Their AUCs are unreliable or undefined; pool or omit them.", src, "small_subgroups"))
     return out
