@@ -86,6 +86,8 @@ def test_reported_cites_only_items_and_methods_that_exist(supplement):
     header, rows = supp.cells[supp.checklist.anchor]
     labels = {it.label for it in supp.items}
     titles = {p.title for p in supp.methods if p.text}
+    assert header == ["Item", "Section: topic", "Status"] and rows[0][:2] == ["CLEAR 1", "Title: Title indicating radiomics and the radiomic methodology"]
+    assert [r[0] for r in rows].count("TRIPOD+AI 12a") == 1 and rows[-1][0] == "TRIPOD+AI 27c"
     reported = [r[header.index("Status")] for r in rows if r[header.index("Status")].startswith("Reported")]
     assert len(reported) > 20
     for text in [r[header.index("Status")] for r in rows]:

@@ -470,7 +470,7 @@ def metrics_judgements(cfg: StudyConfig, report_root: str | Path, items: Sequenc
     return conditions, out
 
 
-_SHOWN = {"yes": "Yes", "no": "No", "n/a": "n/a", "authors": "For the authors"}
+_SHOWN = {"yes": "Yes", "no": "No", "n/a": "n/a", "authors": "Authors"}
 
 
 def metrics_table(cfg: StudyConfig, report_root: str | Path, items: Sequence[SupplementItem], methods: Sequence[MethodsParagraph] = (),
@@ -492,8 +492,8 @@ def metrics_table(cfg: StudyConfig, report_root: str | Path, items: Sequence[Sup
     ]  # fmt: skip
     cond_text = "; ".join(f"condition {k} ({metrics['conditions'][k].rstrip('?')}): {'yes' if v else 'no'} - {b}" for k, (v, b) in conditions.items())
     note = (f"METRICS score = 100 x (sum of the weights of the items met) / (sum of the weights of the applicable items); items whose "
-            f"condition does not hold are n/a and leave the denominator, as in the METRICS web tool. 'For the authors' marks items the run "
-            f"cannot judge; the score is given over the judged items and as the range from all of them unmet to all met. Conditions: "
+            f"condition does not hold are n/a and leave the denominator, as in the METRICS web tool. Items the run "
+            f"cannot judge are left to the authors (judgement 'Authors'); the score is given over the judged items and as the range from all of them unmet to all met. Conditions: "
             f"{cond_text}. Weights: {metrics['reference']}")  # fmt: skip
     return ["Item", "Category: topic", "Weight", "Judgement", "Basis"], rows, note
 
@@ -517,9 +517,9 @@ def checklist_item(cfg: StudyConfig, items: Sequence[SupplementItem], methods: S
     counts = ", ".join(f"{g['name']} ({len(g['items'])} items)" for g in data.get("guidelines", []))
     item = SupplementItem("table", "reporting_checklist", "", "", None, number,
                           f"Reporting checklists - every item of {counts} and where this supplement addresses it.",
-                          note=_guideline_note(data), n_rows=len(rows), n_columns=4)  # fmt: skip
-    # The section leads the topic (one column fewer: the table fits a printed page).
-    cells = (["Guideline", "Item", "Section: topic", "Status"], [[r.guideline, r.item, f"{r.section}: {r.topic}", r.addressed] for r in rows])
+                          note=_guideline_note(data), n_rows=len(rows), n_columns=3)  # fmt: skip
+    # Guideline with the item number, and the section leading the topic: three columns, so the table fits a printed page.
+    cells = (["Item", "Section: topic", "Status"], [[f"{r.guideline} {r.item}", f"{r.section}: {r.topic}", r.addressed] for r in rows])
     return item, cells
 
 
