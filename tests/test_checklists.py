@@ -184,3 +184,11 @@ def test_metrics_judgements_of_a_run(supplement):
     assert header == ["Item", "Category: topic", "Weight", "Judgement", "Basis"] and len(rows) == 32
     assert [r[0] for r in rows[:30]] == [str(i) for i in range(1, 31)] and rows[8][1].startswith("Segmentation: ")
     assert rows[-2][0] == rows[-1][0] == "Score" and re.fullmatch(r"\d+\.\d% to \d+\.\d%", rows[-1][3])
+
+
+def test_metrics_items_of_a_step_that_has_not_run_are_not_judged(supplement):
+    cfg, supp = supplement
+    partial = [it for it in supp.items if it.path and it.step != "signature"]  # the signature step configured, no output yet
+    _, judged = metrics_judgements(cfg, supp.root, partial, supp.methods)
+    assert (judged[14].value, judged[14].basis) == ("authors", "not judged: the signature step has not run yet")
+    assert judged[22].value == "no"  # no statistics step configured: calibration is not assessed

@@ -316,9 +316,17 @@ class _Facts:
     def rows(self, name: str) -> list[dict[str, str]]:
         return _read_rows(self.root / "tables" / f"{name}.csv")
 
+    def pending(self, step: str) -> bool:
+        """Whether ``step`` is configured but has recorded no output yet (a partial run: its items are not judged)."""
+        return any(s.name == step for s in self.cfg.steps) and not any(it.step == step for it in self.items)
 
-def _yes_no(cited: str, yes: str, no: str) -> MetricsJudgement:
-    return MetricsJudgement("yes", f"{yes}: {cited}") if cited else MetricsJudgement("no", no)
+
+def _yes_no(cited: str, yes: str, no: str, f: _Facts | None = None, step: str = "") -> MetricsJudgement:
+    if cited:
+        return MetricsJudgement("yes", f"{yes}: {cited}")
+    if f is not None and step and f.pending(step):
+        return MetricsJudgement("authors", f"not judged: the {step} step has not run yet")
+    return MetricsJudgement("no", no)
 
 
 def _authors(basis: str) -> MetricsJudgement:
@@ -382,7 +390,7 @@ def _judge_25(f: _Facts) -> MetricsJudgement:
                                 f"are compared with it in {grid}")  # fmt: skip
     if "logistic" in algorithms and grid:
         return _authors(f"logistic regression is in the model grid ({grid}) without a formal test against the final model")
-    return MetricsJudgement("no", "no simple or classical statistical model in the comparison")
+    return _yes_no("", "", "no simple or classical statistical model in the comparison", f, "models")
 
 
 def _judge_testing(f: _Facts, external: bool) -> MetricsJudgement:
@@ -390,14 +398,15 @@ def _judge_testing(f: _Facts, external: bool) -> MetricsJudgement:
     if not held_out:
         return MetricsJudgement("no", "no held-out cohort (cross-validation only)")
     where = "another institution" if external else "the same source as the training data"
-    return _authors(f"held-out cohort{'s' if len(held_out) > 1 else ''} {', '.join(held_out).replace('_', ' ')} "
-                    f"({f.cite('final_model_summary') or 'final model'}); whether from {where} is for the authors")  # fmt: skip
+    summary = f.cite("final_model_summary")
+    return _authors(f"held-out cohort{'s' if len(held_out) > 1 else ''} {', '.join(held_out).replace('_', ' ')}"
+                    f"{f' ({summary})' if summary else ''}; whether from {where} is for the authors")  # fmt: skip
 
 
 def _judge_20(f: _Facts) -> MetricsJudgement:
     perf = f.cite("performance*")
     if not perf:
-        return MetricsJudgement("no", "no classification performance table")
+        return _yes_no("", "", "no classification performance table", f, "statistics")
     if f.cite("deep_classifier_auc") and not f.cite("deep_classifier_loss_{series}"):
         return MetricsJudgement("no", f"{perf} gives AUC and confusion-matrix metrics, but the deep-learning loss curves are missing")
     return MetricsJudgement("yes", f"AUC, sensitivity, specificity, PPV, NPV with patients and events: {perf}")
@@ -405,7 +414,12 @@ def _judge_20(f: _Facts) -> MetricsJudgement:
 
 def _judge_8(f: _Facts) -> MetricsJudgement:
     seg = f.methods("segmentation")
-    return MetricsJudgement("yes", seg) if seg else _authors("masks were provided to the run; who drew them and how is for the authors")
+    if seg:
+        return MetricsJudgement("yes", seg)
+    if f.cfg.segmentation is not None:
+        return _authors("the segmentation network is evaluated in this run, but the methods do not describe the segmentation; "
+                        "the readers of the reference masks are for the authors")  # fmt: skip
+    return _authors("masks were provided to the run; who drew them and how is for the authors")
 
 
 _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
@@ -425,8 +439,8 @@ _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
                          "the extraction software is not reported"),  # fmt: skip
     13: lambda f: _yes_no("; ".join(x for x in (f.cite("feature_counts_{preset}"), ", ".join(_files(["provenance/extraction.json"], f.other))) if x),
                           "feature classes and the complete extraction settings", "no extraction settings recorded"),  # fmt: skip
-    14: lambda f: _yes_no(f.cite("icc_retained_counts", "icc_per_feature"), "ICC stability filter", "no removal of non-robust features"),
-    15: lambda f: _yes_no(f.cite("selection_pathway"), "correlation, mRMR and LASSO selection", "no removal of redundant features"),
+    14: lambda f: _yes_no(f.cite("icc_retained_counts", "icc_per_feature"), "ICC stability filter", "no removal of non-robust features", f, "signature"),
+    15: lambda f: _yes_no(f.cite("selection_pathway"), "feature selection pathway", "no removal of redundant features", f, "signature"),
     16: _judge_16,
     17: lambda f: MetricsJudgement("no", "the run has no test-retest or perturbation analysis of the deep-learning classifier"),
     18: lambda f: _yes_no(f.cite("cohort_split_counts"), "patient-level cohorts fixed before modelling; every fitted step learns from the "
@@ -434,8 +448,9 @@ _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
     19: lambda f: (MetricsJudgement("yes", f"ComBat harmonisation of scanner effects: {f.cite('combat_batches_{series}', 'combat_diagnostics_{series}')}")
                   if f.cite("combat_batches_{series}", "combat_diagnostics_{series}") else _authors("no harmonisation in the run; other confounders are for the authors")),
     20: _judge_20,
-    21: lambda f: _yes_no(f.cite("performance*"), "95% confidence intervals", "no confidence intervals"),
-    22: lambda f: _yes_no(f.cite("calibration", "calibration_{cohort}"), "calibration intercept, slope and curves", "no calibration assessment"),
+    21: lambda f: _yes_no(f.cite("performance*"), "95% confidence intervals", "no confidence intervals", f, "statistics"),
+    22: lambda f: _yes_no(f.cite("calibration", "calibration_{cohort}"), "calibration intercept, slope and curves", "no calibration assessment",
+                          f, "statistics"),
     23: _judge_23,
     24: lambda f: (MetricsJudgement("yes", f"clinical model and nomogram: {f.cite('clinical_model_coefficients', 'nomogram*')}")
                   if f.cite("clinical_model_coefficients", "nomogram*") else
@@ -445,7 +460,8 @@ _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
     27: lambda f: _judge_testing(f, external=True),
     28: lambda f: _authors("public data sharing is for the authors"),
     29: lambda f: _authors("public code sharing is for the authors"),
-    30: lambda f: _authors(f"model files {', '.join(_files(['models/*.joblib'], f.other)) or 'of the run'}; sharing them is for the authors"),
+    30: lambda f: _authors(f"model files {', '.join(_files(['models/*.joblib'], f.other))}; sharing them is for the authors"
+                           if _files(["models/*.joblib"], f.other) else "sharing the final model is for the authors"),
 }  # fmt: skip
 
 
