@@ -126,7 +126,7 @@ def _ledger_outputs(cfg) -> list[str]:
 
 def test_every_table_and_figure_appears_once_numbered_in_order(study):
     cfg, result, _, _ = study
-    items = [it for it in result.items if it.name != "reporting_checklist"]
+    items = [it for it in result.items if it.path]  # the generated tables (review points, METRICS, checklist) have no file
     ledger = _ledger_outputs(cfg)
     expected = [p for p in ledger if re.match(r"(tables/.*\.(csv|txt)|figures/.*\.png|features/.*\.csv)$", p)]
     assert [it.path for it in items] == expected  # each once, in step and write order
@@ -147,7 +147,8 @@ def test_every_table_and_figure_appears_once_numbered_in_order(study):
     assert by_name["note", "radscore_formula"].label == "Note S1"
     assert by_name["table", "model_grid"].inline and by_name["table", "model_grid"].n_rows == 55
     assert not by_name["table", "features_seed1762"].inline  # a data table: referenced, not inlined
-    assert result.n_figures == 7 and result.n_tables == 11  # 10 ledger tables + the checklist
+    assert result.n_figures == 7 and result.n_tables == 13  # 10 ledger tables + review points, METRICS and the checklist
+    assert [it.name for it in result.items if not it.path] == ["review_points", "metrics_score", "reporting_checklist"]
 
 
 def test_uncaptioned_output_gets_generic_caption_and_a_warning(study):
@@ -218,7 +219,7 @@ def test_rebuild_is_byte_identical(study):
 
 def test_methods_text_reads_settings_and_counts(study):
     cfg, result, _, _ = study
-    methods = {p.key: p.text for p in methods_text(cfg, items=[it for it in result.items if it.name != "reporting_checklist"])}
+    methods = {p.key: p.text for p in methods_text(cfg, items=[it for it in result.items if it.path])}
     text = " ".join(methods.values())
     for expected in (
         "train (model development, 30 patients; scanner A)", "positive: train 12 (40.0%) and test 4 (33.3%)",
@@ -238,18 +239,21 @@ def test_methods_text_reads_settings_and_counts(study):
 
 def test_checklist_maps_items_to_numbers_sections_and_gaps(study):
     cfg, result, _, _ = study
-    items = [it for it in result.items if it.name != "reporting_checklist"]
+    items = [it for it in result.items if it.path]
     rows = {(r["guideline"], r["item"]): r["addressed"] for r in checklist_table(cfg, items, methods_text(cfg, items=items), ["models/final_model.joblib"])}
     texts = {(r["guideline"], r["item"]): r["topic"] for r in checklist_table(cfg, items)}
+    assert len(rows) == 58 + 52
     assert texts["CLEAR", "24"] == "Image types (original, filtered, transformed)"
-    assert rows["CLEAR", "15"].startswith("Table S1")
-    assert "Figures S1, S2, S3 and S4" in rows["CLEAR", "19"]
-    assert rows["CLEAR", "17"] == "not applicable"  # no clinical variables configured
-    assert rows["CLEAR", "20"] == "not addressed"
-    assert rows["CLEAR", "57"] == "models/final_model.joblib"
-    assert "Methods: Models" in rows["TRIPOD+AI", "13"]
+    assert rows["CLEAR", "15"].startswith("Reported: Table S1; Methods (Cohorts and outcome")
+    assert rows["CLEAR", "17"] == "Not applicable: no clinical variables are configured (radiomic predictors only)"
+    assert rows["CLEAR", "20"] == "For the authors to complete"
+    assert rows["CLEAR", "57"] == "For the authors to complete (material from this run: models/final_model.joblib)"
+    assert rows["TRIPOD+AI", "13"] == "Reported: Methods (Models)"
+    assert rows["TRIPOD+AI", "22"].startswith("Reported: Note S1") and rows["TRIPOD+AI", "22"].endswith("file models/final_model.joblib")
     tables = [it for it in result.items if it.name == "reporting_checklist"]
     assert len(tables) == 1 and tables[0].label == f"Table S{result.n_tables}"
+    page = result.html.read_text()
+    assert "Points a reviewer will raise" in page and "METRICS" in page and "For the authors to complete" in page
 
 
 def test_html_renders_in_headless_chromium(study, tmp_path):
@@ -342,14 +346,12 @@ def test_missing_and_pdf_only_outputs_are_reported_not_dropped(tmp_path):
     assert "tables/gone.csv is recorded by step acquisition_qc but missing" in messages
     assert "figures/only_vector.pdf (step acquisition_qc) has no .png version" in messages
     assert "step models has no recorded outputs" in messages
-    assert result.n_figures == 0 and result.n_tables == 1  # only the checklist
+    assert result.n_figures == 0 and result.n_tables == 3  # only the generated tables: review points, METRICS, checklist
     assert "figures/only_vector.pdf" in result.html.read_text()
 
 
 def test_supplement_data_is_validated():
     data = load_supplement_data()
-    assert data["captions"] and {g["name"] for g in data["checklists"]} == {"CLEAR", "TRIPOD+AI"}
+    assert data["captions"] and "checklists" not in data  # the checklists live in checklists.yaml (tests/test_checklists.py)
     with pytest.raises(ValueError, match="captions"):
         validate_supplement_data({"captions": [{"pattern": "x", "captoin": "typo"}]})
-    with pytest.raises(ValueError, match="keys must be among"):
-        validate_supplement_data({"checklists": [{"name": "CLEAR", "items": [{"id": "1", "text": "t", "output": ["x"]}]}]})
