@@ -81,7 +81,12 @@ def _cohorts(run: RunRecord) -> MethodsParagraph:
     text.append(f"The assignment rule was fixed before modelling: {cfg.cohort_rule.strip().rstrip('.')}.")
     scans = series_scans(run)
     described, unused = [], []
+    derived = cfg.super_resolution.output_series if cfg.super_resolution is not None else None
     for s, v in cfg.series.items():
+        if s == derived:
+            if run.has("super_resolution_*"):
+                described.append(f"{w.words(s)} (the {w.words(cfg.super_resolution.series)} images super-resolved by the network described below)")
+            continue
         if scans.get(s) == 0:
             unused.append(w.words(s))
             continue

@@ -151,7 +151,7 @@ def super_resolution(run: RunRecord) -> MethodsParagraph | None:
     text = [f"A three-dimensional generative adversarial network was trained to super-resolve the {w.words(series)} images by factors "
             f"{w.size(scale, '(x, y, z)')}."]  # fmt: skip
     text.append(f"Training pairs were made from the training patients' own images, degraded by a Gaussian blur (full width at half maximum "
-                f"{w.number(s.get('blur_fwhm'))} low-resolution voxels) and decimation; 20% of the training patients (seeded split) validated "
+                f"{w.plural_number(s.get('blur_fwhm'), 'low-resolution voxel')}) and decimation; 20% of the training patients (seeded split) validated "
                 f"the checkpoint, and no patient of another cohort was used.")  # fmt: skip
     loss = [f"L1 (weight {w.number(s.get('l1_weight'))})", f"image gradient (weight {w.number(s.get('gradient_weight'))})",
             f"perceptual (weight {w.number(s.get('perceptual_weight'))}, a 3D convolutional feature network"
@@ -159,7 +159,7 @@ def super_resolution(run: RunRecord) -> MethodsParagraph | None:
                else " with pretrained weights") + ")",
             f"{str(s.get('gan_loss', 'lsgan')).upper().replace('LSGAN', 'least-squares adversarial')} (weight {w.number(s.get('adversarial_weight'))})"]  # fmt: skip
     text.append(f"The generator ({s.get('generator_depth')} residual blocks of width {s.get('generator_width')}, {s.get('upsampling', 'learned')} "
-                f"up-sampling) minimised the sum of {_join(loss)} losses on {w.size(s.get('patch_size') or [])} patches "
+                f"up-sampling) minimised the sum of {_join(loss)} losses on patches of {w.size(s.get('patch_size') or [])} "
                 f"({s.get('patches_per_volume')} per volume, batches of {s.get('batch_size')}): {s.get('warmup_epochs')} warm-up epoch"
                 f"{'s' if s.get('warmup_epochs') != 1 else ''} without the adversarial loss, then {s.get('epochs')} epochs, Adam with learning "
                 f"rates {w.number(s.get('generator_lr'))} (generator) and {w.number(s.get('discriminator_lr'))} (discriminator).")  # fmt: skip
@@ -252,16 +252,16 @@ def deep_features(run: RunRecord) -> MethodsParagraph | None:
                   if s.get("channel_mode", "neighbours") == "neighbours" else f"the largest tumour slice of {_join([w.words(c) for c in s.get('channel_series') or []])}")  # fmt: skip
         window = s.get("window")
         intensity = (f"windowed to {w.number(window[0])} to {w.number(window[1])}" if window
-                     else f"clipped to the {_join([w.number(p) for p in s.get('clip_percentiles') or [0.5, 99.5]], 'to')} percentiles")  # fmt: skip
+                     else f"clipped to the {_join([w.number(p) + 'th' for p in s.get('clip_percentiles') or [0.5, 99.5]], 'to')} percentiles")  # fmt: skip
         text.append(f"Deep features of {w.words(series)} were the embeddings of a 2.5D {str(arch).replace('resnet', 'ResNet-')} with {init}, "
                     f"{mode}. Its input was {inputs}, cropped to the tumour with a {w.number(s.get('crop_margin_mm'))} mm margin, {intensity} and "
                     f"resized to {s.get('input_size')} x {s.get('input_size')} pixels.")  # fmt: skip
         n_comp = max((int(float(r["component"])) for r in rows if r.get("component")), default=s.get("pca_components"))
-        layout = {"per_channel": f"each of the {len(channels) or 3} channels embedded on its own and reduced by its own principal component "
+        layout = {"per_channel": f"Each of the {len(channels) or 3} channels was embedded on its own and reduced by its own principal component "
                                  f"analysis to {n_comp} components",
-                  "concatenated": f"the channel embeddings concatenated and reduced by one principal component analysis to {n_comp} components",
-                  "stack": f"the three-channel stack embedded once and reduced by principal component analysis to {n_comp} components"}  # fmt: skip
-        text.append(f"The embeddings were {layout.get(str(s.get('feature_layout', 'per_channel')), layout['per_channel'])}, with the PCA fitted "
+                  "concatenated": f"The channel embeddings were concatenated and reduced by one principal component analysis to {n_comp} components",
+                  "stack": f"The three-channel stack was embedded once and reduced by principal component analysis to {n_comp} components"}  # fmt: skip
+        text.append(f"{layout.get(str(s.get('feature_layout', 'per_channel')), layout['per_channel'])}, the analysis fitted "
                     f"on the {w.plural(int(float(n_train)), 'training patient') if n_train else 'training patients'} only and applied unchanged to "
                     f"all patients{run.cite('deep_feature_pca')}; the components joined the radiomics features as one more block of the model grid.")  # fmt: skip
     if run.has("deep_classifier_auc", "deep_classifier_loss_*", "gradcam_*"):
@@ -269,7 +269,9 @@ def deep_features(run: RunRecord) -> MethodsParagraph | None:
         text.append(f"For interpretation, an end-to-end 2.5D classifier with the same backbone was trained on 80% of the training patients "
                     f"(20% stratified, seeded validation split) and applied to the held-out cohorts{run.cite('deep_classifier_auc', 'deep_classifier_loss_*')}.")  # fmt: skip
         if run.has("gradcam_*"):
-            text.append(f"Grad-CAM maps of its {layer} layer were drawn for the held-out patients with the highest predicted probabilities"
+            stage = re.fullmatch(r"layer(\d)", str(layer))
+            where = f"residual stage {stage.group(1)} ({layer})" if stage else str(layer)
+            text.append(f"Grad-CAM maps of its {where} were drawn for the held-out patients with the highest predicted probabilities"
                         f"{run.cite('gradcam_*')}.")  # fmt: skip
     return MethodsParagraph("deep_features", "Deep features", " ".join(text)) if text else None
 
@@ -534,14 +536,17 @@ def explainability(run: RunRecord) -> MethodsParagraph | None:
     if not kind:
         cls = str(sidecar.get("classifier", ""))
         kind = "tree" if cls in _TREE_CLASSIFIERS else ("linear" if cls == "LogisticRegression" else "kernel")
-    n_train = record.get("background_patients") or sidecar.get("n_train")
+    n_train = record.get("training_patients") or sidecar.get("n_train")
     how = {"tree": "interventional Tree SHAP (exact Shapley values of the predicted probability)",
            "linear": "the linear SHAP explainer (exact for a linear model; contributions on the log-odds scale)",
            "kernel": "Kernel SHAP (model-agnostic sampling of feature coalitions, predicted probability)"}[kind]  # fmt: skip
-    limit = {"tree": 100, "kernel": 50}.get(kind)
-    background = (f"the {w.plural(int(n_train), 'training patient')}" if n_train else "the training patients")
-    if limit and n_train and int(n_train) > limit:
-        background = f"a seeded sample of {limit} of the {n_train} training patients"
+    n_background = record.get("background_patients")
+    if n_background is None and n_train:
+        n_background = min(int(n_train), {"tree": 100, "kernel": 50}.get(kind, int(n_train)))
+    if n_train and n_background is not None and int(n_background) < int(n_train):
+        background = f"a seeded sample of {n_background} of the {n_train} training patients"
+    else:
+        background = f"the {w.plural(int(n_train), 'training patient')}" if n_train else "the training patients"
     text = [f"The final model was explained with {how} on the features it selected, with {background} as background (never held-out "
             f"patients); summary, importance and single-patient plots are shown{run.cite('shap_*')}."]  # fmt: skip
     return MethodsParagraph("explainability", "Explainability", " ".join(text))

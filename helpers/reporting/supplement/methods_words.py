@@ -60,6 +60,12 @@ def plural(n: int, singular: str, plural_form: str | None = None) -> str:
     return f"{n} {singular if n == 1 else (plural_form or singular + 's')}"
 
 
+def plural_number(value: object, singular: str) -> str:
+    """``1 voxel``, ``1.5 voxels`` (a measured quantity)."""
+    text = number(value)
+    return f"{text} {singular if text == '1' else singular + 's'}"
+
+
 def count_word(n: int) -> str:
     """Small counts as words at the start of a clause (``two cohorts``)."""
     return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}.get(n, str(n))
