@@ -345,7 +345,7 @@ def _signature(run: RunRecord) -> MethodsParagraph | None:
     sig = run.cfg.signature
     before = [x for x, ran in (("the stability filter", run.has("icc_retained_counts", "icc_per_feature")),
                                ("ComBat harmonisation", run.has("combat_batches_*"))) if ran]  # fmt: skip
-    text = [f"The signature was built on the training cohort from the features of definition {sig.preset}"
+    text = [f"The signature was built on the training cohort from the features of preset {sig.preset}"
             + (f" that passed {_join(before)}" if before else "") + "."]
     text.append(f"Selection steps, in order: {w.selection_steps(sig.steps)}; every step was fitted on the training cohort only.")
     pathway = _pathway_text(run)

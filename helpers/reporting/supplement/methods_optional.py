@@ -99,8 +99,8 @@ def segmentation(run: RunRecord) -> MethodsParagraph | None:
             f"{w.words(series)} images."]  # fmt: skip
     n_train, n_val = len(record.get("train_cases") or []), len(record.get("val_cases") or [])
     if n_train:
-        text.append(f"It was trained on {w.plural(n_train, 'training patient')}" + (f", with {n_val} further training patients held out to select "
-                    f"the checkpoint by their Dice coefficient" if n_val else "") + "; no patient of another cohort was used for training.")  # fmt: skip
+        text.append(f"It was trained on {w.plural(n_train, 'training patient')}" + (f", with {w.plural(n_val, 'further training patient')} held out "
+                    f"to select the checkpoint by the Dice coefficient" if n_val else "") + "; no patient of another cohort was used for training.")  # fmt: skip
     prep = []
     if s.get("target_spacing_mm"):
         prep.append(f"resampled to {w.spacing(s['target_spacing_mm'])} ({w.interpolator(s.get('interpolator'))} interpolation)")
@@ -307,7 +307,7 @@ def _second_reading(run: RunRecord) -> str:
                          f"({w.plural(len(perturbed), 'unit')}; the radius raised to at least one voxel)")  # fmt: skip
         return _join(parts, "or")
     if stab is None:
-        return "a second reading"
+        return ""
     verb = "dilated" if stab.perturbation.mode == "dilate" else "eroded"
     return (f"the second reader's mask of the manifest where given, otherwise the tumour mask {verb} by {w.number(stab.perturbation.radius_mm)} mm "
             f"(at least one voxel)")  # fmt: skip
@@ -320,8 +320,9 @@ def _icc_text(run: RunRecord) -> list[str]:
     n_second = run.n_rows(f"features_{run.cfg.signature.preset}_reader2")
     bound = "the point estimate of the ICC" if icc.ci_bound == "point" else "the lower bound of the 95% confidence interval of the ICC"
     who = f"the {w.plural(n_second, 'training patient')}" if n_second else "the training patients"
-    text = [f"Feature stability was measured on {who}, extracted a second time with "
-            f"{_second_reading(run)}, by {w.icc_type(icc.icc_type)} between the two readings; features with {bound} of at least "
+    second = _second_reading(run)
+    how = f", extracted a second time with {second}," if second else ""
+    text = [f"Feature stability was measured on {who}{how} by {w.icc_type(icc.icc_type)} between the two readings; features with {bound} of at least "
             f"{w.number(icc.threshold)} were kept."]  # fmt: skip
     total = next((r for r in run.rows("icc_retained_counts") if r.get("series") == "Total"), None)
     if total:
@@ -408,12 +409,12 @@ def missing_data(run: RunRecord) -> MethodsParagraph | None:
             policy = {"stop": "the run stopped before the signature",
                       "exclude_patients": "the patients concerned were excluded from the signature, models and statistics",
                       "impute": "the patients concerned were kept and their missing features imputed"}[md.failed_units]  # fmt: skip
-            text.append(f"{w.plural(n_fail, 'extraction unit')} failed{run.cite('extraction_failures')}; by the study's rule, {policy}.")
+            text.append(f"{w.sentence_start(w.plural(n_fail, 'extraction unit'))} failed{run.cite('extraction_failures')}; by the study's rule, {policy}.")
         else:
             text.append(f"No extraction unit failed{run.cite('extraction_failures')}.")
     n_excl = run.n_rows("excluded_patients")
     if n_excl:
-        text.append(f"{w.plural(n_excl, 'patient')} {'were' if n_excl != 1 else 'was'} excluded for failed extraction{run.cite('excluded_patients')}.")
+        text.append(f"{w.sentence_start(w.plural(n_excl, 'patient'))} {'were' if n_excl != 1 else 'was'} excluded for failed extraction{run.cite('excluded_patients')}.")
     n_empty = run.n_rows("extraction_empty_habitats")
     if n_empty:
         text.append(f"In {w.plural(n_empty, 'patient x series x habitat unit')} the habitat was absent from the tumour or smaller than "

@@ -66,6 +66,15 @@ def plural_number(value: object, singular: str) -> str:
     return f"{text} {singular if text == '1' else singular + 's'}"
 
 
+def sentence_start(text: str) -> str:
+    """A count opening a sentence in words: ``2 patients were`` -> ``Two patients were`` (up to nine)."""
+    m = re.match(r"(\d+)(\b.*)", text, re.S)
+    if not m or int(m.group(1)) > 9:
+        return text
+    word = count_word(int(m.group(1)))
+    return word[:1].upper() + word[1:] + m.group(2)
+
+
 def count_word(n: int) -> str:
     """Small counts as words at the start of a clause (``two cohorts``)."""
     return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}.get(n, str(n))
