@@ -423,8 +423,9 @@ def _models(run: RunRecord) -> MethodsParagraph | None:
     if run.has("model_grid"):
         blocks = _grid_blocks(run)
         smote = "SMOTE oversampling of the training folds (never of held-out data), " if m.smote else ""
-        text.append(f"Model grid: each of {w.plural(len(blocks), 'feature block') if blocks else 'the feature blocks'} (one per series and region; "
-                    f"the habitats of a series pooled) was modelled with each of {w.plural(len(m.algorithms), 'algorithm')} "
+        named = f": {_join([w.words(b.replace(' / ', ' ')) for b in blocks])}" if 0 < len(blocks) <= 12 else ""
+        text.append(f"Model grid: each of {w.plural(len(blocks), 'feature block') if blocks else 'the feature blocks'} (one per series and region, "
+                    f"the habitats of a series pooled{named}) was modelled with each of {w.plural(len(m.algorithms), 'algorithm')} "
                     f"({_join([w.algorithm(a) for a in m.algorithms])}). Every model was one pipeline of {w.selection_steps(m.grid_steps)}, "
                     f"{smote}and the classifier, refitted inside every fold of a stratified, shuffled {m.cv}-fold cross-validation on the "
                     f"training cohort (seed {cfg.seed}), with {_search_text(m.search, m.n_trials)}; held-out cohorts were predicted by the "

@@ -327,7 +327,8 @@ def _icc_text(run: RunRecord) -> list[str]:
     total = next((r for r in run.rows("icc_retained_counts") if r.get("series") == "Total"), None)
     if total:
         pct = f" ({total['retained_percent']}%)" if total.get("retained_percent") else ""
-        text.append(f"Of {total.get('extracted')} features with a second reading, {total.get('constant')} were constant and {total.get('retained')}"
+        constant = "none was constant" if str(total.get("constant")) in ("0", "") else f"{total.get('constant')} were constant"
+        text.append(f"Of {total.get('extracted')} features with a second reading, {constant} and {total.get('retained')}"
                     f"{pct} passed{run.cite('icc_retained_counts', 'icc_per_feature')}.")  # fmt: skip
     unscored = unscored_features(run)
     if unscored:
