@@ -458,7 +458,8 @@ def calibration_bins(run: RunRecord) -> dict[str, int]:
 def _hl_groups(run: RunRecord) -> str:
     rows = run.rows("calibration")
     groups = sorted({int(float(r["hl_groups"])) for r in rows if r.get("hl_groups") not in (None, "", "nan")})
-    skipped = sorted({w.words(r["cohort"]) for r in rows if "not computed" in str(r.get("note", ""))})
+    noted = {r["cohort"] for r in rows if "not computed" in str(r.get("note", ""))}
+    skipped = [w.words(c) for c in run.cfg.cohorts if c in noted]
     text = f"{_join([str(g) for g in groups], 'or')} groups of about ten patients" if groups else ""
     if skipped:
         text += f"{'; ' if text else ''}not computed for the {_join(skipped)} cohort{'s' if len(skipped) > 1 else ''}, too small for three groups"

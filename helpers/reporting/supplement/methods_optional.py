@@ -449,7 +449,7 @@ def _clinical_variables(run: RunRecord) -> str:
         parts.append(f"{_join([w.words(v) for v in cc.continuous])} (continuous, z-scored with training statistics)")
     if cc.categorical:
         parts.append(f"{_join([w.words(v) for v in cc.categorical])} (categorical, one-hot coded against a reference level)")
-    return _join(parts)
+    return "; ".join(parts)
 
 
 def clinical(run: RunRecord) -> MethodsParagraph | None:
