@@ -188,9 +188,9 @@ def test_failed_units_exclude_the_patients_when_configured(planted_feature_study
     assert sig.data.dropped_missing.empty and sig.data.imputed.empty  # the excluded patients' gaps left with them
     write_signature_outputs(sig, cfg, ReportWriter(cfg, "signature"))
     assert pd.read_csv(cfg.report_root / "tables" / "excluded_patients.csv")["patient"].tolist() == ["S004", "S081"]
-    signature_paragraph = next(p.text for p in methods_text(cfg) if p.key == "signature")
-    assert "2 patients were excluded from the signature, models and statistics because feature extraction failed" in signature_paragraph
-    assert "features missing in more than 10% of the training patients were left out" in signature_paragraph
+    missing_paragraph = next(p.text for p in methods_text(cfg) if p.key == "missing_data")
+    assert "Two patients were excluded for failed extraction" in missing_paragraph
+    assert "Features missing in more than 10% of the training patients were left out" in missing_paragraph
 
 
 def test_failed_units_are_imputed_when_configured(planted_feature_study):

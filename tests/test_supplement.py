@@ -222,16 +222,17 @@ def test_methods_text_reads_settings_and_counts(study):
     methods = {p.key: p.text for p in methods_text(cfg, items=[it for it in result.items if it.path])}
     text = " ".join(methods.values())
     for expected in (
-        "train (model development, 30 patients; scanner A)", "positive: train 12 (40.0%) and test 4 (33.3%)",
-        "Python 3.11.9", "numpy 9.9.9", "git commit 0123456789ab", "random seed was 7",
-        "MR_T1 (MR): resampled to 1.5 x 1.5 x 3 mm (linear interpolation", "N4 bias-field correction", "CT (CT): kept on its native voxel grid",
-        "pyradiomics-bhklab 3.1.4", "ring3mm (a 3 mm peritumoral ring outside the tumour, without shape features)",
-        "CT fixed bin width 20", "MR_T1 fixed bin count 16", "CT tumour 768 and CT ring3mm 754; 1522 in total",
-        "Shape 14, First order 18 and Wavelet 736", "No extraction unit failed",
-        "ICC(C,1)", "lower bound of the 95% confidence interval", "0.85", "Of 1522 features, 5 were constant and 1200 (78.8%)",
-        "univariate (p threshold 0.1)", "mrmr (k 6)", "started from 1200 features", "30 after univariate (univariate p < 0.1)",
-        "6 after mrmr", "2 algorithms (logistic and random_forest)", "SMOTE", "4-fold cross-validation", "seed 7",
-        "optuna TPE search with 9 trials", "random_forest classifier", "Youden's J",
+        "train (model development, 30 patients; scanner A)", "positive in 12 of 30 train patients (40.0%) and 4 of 12 test patients (33.3%)",
+        "Python 3.11.9", "numpy 9.9.9", "git commit 0123456789ab", "One random seed (7)",
+        "MR T1 images were resampled to 1.5 x 1.5 x 3 mm voxels with linear interpolation", "corrected for bias field with N4",
+        "CT images were kept on their native voxel grid",
+        "PyRadiomics 3.1.4 (pyradiomics-bhklab build)", "a 3 mm peritumoral ring outside the tumour (ring3mm; without shape features)",
+        "a fixed bin width of 20 for CT", "a fixed bin count of 16 for MR T1", "CT: tumour 768, ring3mm 754; 1522 in total",
+        "No extraction unit failed",
+        "ICC(C,1)", "lower bound of the 95% confidence interval", "0.85", "Of 1522 features with a second reading, 5 were constant and 1200 (78.8%)",
+        "features with p < 0.1 kept", "top 6 features", "started from 1200 features", "30 after the univariate filter",
+        "6 after mRMR", "2 algorithms (logistic regression and random forest)", "SMOTE", "4-fold cross-validation", "seed 7",
+        "Optuna TPE search of 9 trials",
     ):  # fmt: skip
         assert expected in text, expected
     assert "(Table S1)" in methods["cohorts"]

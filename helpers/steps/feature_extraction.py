@@ -182,7 +182,8 @@ def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
         definitions, the number of units computed, taken from the cache and
         failed in this run, and per unit its key, status (``computed``,
         ``cached`` or ``failed``), seconds of computation and pyradiomics
-        image/mask hashes.
+        image/mask hashes; second-reader units also record their mask
+        perturbation (``None``: the manifest's second-reader mask).
     """
     settings: dict[str, dict[str, dict]] = {}
     for u in result.units:
@@ -198,7 +199,8 @@ def extraction_provenance(cfg: StudyConfig, result: ExtractionResult) -> dict:
             {"unit": u.unit_id, "key": r["key"], "status": r["status"], "seconds": r.get("seconds"),
              "image_hash": (r.get("diagnostics") or {}).get("diagnostics_Image-original_Hash"),
              "mask_hash": (r.get("diagnostics") or {}).get("diagnostics_Mask-original_Hash"),
-             "preprocessing": r.get("preprocessing")}
+             "preprocessing": r.get("preprocessing"),
+             **({"perturbation": u.perturbation} if u.reader == "reader2" else {})}
             for u, r in zip(result.units, result.records, strict=True)
         ],
     }

@@ -25,7 +25,7 @@ from helpers.figures.nomogram import nomogram_figure
 from helpers.figures.shap import shap_bar_figure, shap_beeswarm_figure, shap_waterfall_figure
 from helpers.figures.survival import km_figure
 from helpers.learning.clinical import ClinicalEncoder, ClinicalImputer, RadScoreAugmenter
-from helpers.learning.explain import shap_explanation
+from helpers.learning.explain import explainer_kind, explanation_scale, shap_explanation
 from helpers.learning.models import (
     ScoreStacker,
     TunedModel,
@@ -211,6 +211,11 @@ def write_final_model_outputs(model: TunedModel, data: ModellingData, cfg: Study
     summary["cv_auc_mean"], summary["cv_auc_sd"] = model.cv_auc_mean_, model.cv_auc_sd_
     report.table(summary, "final_model_summary", per_cohort=False)
     explanation = shap_explanation(model.pipeline_, data.X.loc[data.train], data.X, random_state=cfg.seed)
+    kind = explainer_kind(model.pipeline_)
+    n_train = len(data.train)
+    report.json({"explainer": kind, "scale": explanation_scale(model.pipeline_), "training_patients": n_train,
+                 "background_patients": {"tree": min(n_train, 100), "kernel": min(n_train, 50)}.get(kind, n_train),
+                 "explained_patients": len(data.X)}, "shap")
     report.figure(shap_beeswarm_figure(explanation), "shap_beeswarm", per_cohort=False)
     report.figure(shap_bar_figure(explanation), "shap_bar", per_cohort=False)
     others = [i for i, p in enumerate(data.X.index) if data.cohort[p] not in data.training]

@@ -219,6 +219,10 @@ def write_deep_feature_outputs(run: DeepFeatureRun, manifest: pd.DataFrame, cfg:
         fi["training_patients"] = len(ext.training_patients_)
         info.append(fi)
     info_table = pd.concat(info, ignore_index=True)
+    # The settings each arm ran with, for the generated methods (the table above has the PCA and the weights).
+    report.json({"arms": [{"series": series, "settings": ext.settings_.model_dump(mode="json"), "weights_sha256": ext.weights_sha256_,
+                           "training_patients": len(ext.training_patients_)} for series, ext in run.extractors.items()],
+                 "gradcam_layer": cfg.deep_gradcam_layer if run.classifier_predictions is not None else None}, "deep_features")
     report.table(info_table, "deep_feature_pca", per_cohort=False)
     shown["deep_feature_pca"] = info_table
     if run.classifier_predictions is not None:

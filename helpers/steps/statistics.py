@@ -21,6 +21,7 @@ from helpers.data import artifacts
 from helpers.data.columns import block_name, model_name, parse_model_name
 from helpers.data.headers import acquisition_records
 from helpers.figures.evaluation import (
+    _effective_bins,
     calibration_figure,
     decision_curve_figure,
     feature_weight_figure,
@@ -257,6 +258,9 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
     for cohort, (y, scores, labels) in panels.items():
         report.figure(roc_figure(y, scores, labels, title=f"ROC: {cohort} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
         written.append(f"roc_{cohort}")
+    # The bins each calibration figure drew (the figure's rule: at most calibration_bins, about 10 patients per bin), for the methods.
+    report.json({"calibration_bins": {c: _effective_bins(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
+                 "calibration_strategy": "quantile"}, "statistics")
     written += _resolution_roc_figures(preds, perf, cfg, report)
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:

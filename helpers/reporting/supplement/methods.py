@@ -1,13 +1,25 @@
-"""The generated methods section: one paragraph per stage that ran, from the configuration and the provenance."""
+"""The generated methods section: one paragraph per stage that ran, written from what the run recorded.
+
+Every paragraph is written only when the outputs of its stage are in the
+step ledgers, and its parameters are read from the run's records first
+(``provenance/*.json``, the saved models' JSON sidecars, the checkpoints'
+settings and the tables themselves); the study configuration is the fallback
+for what a run does not record. The core stages are here; the optional
+analyses (segmentation, deep features, super-resolution, habitats,
+reliability, harmonisation, missing data, clinical model, nomogram, survival,
+explainability, Table 1) are in :mod:`.methods_optional`.
+"""
 
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
+from helpers.reporting.supplement import methods_words as w
 from helpers.reporting.supplement.collect import (
     _EXTRACTION_OUTPUTS,
     _MODEL_OUTPUTS,
@@ -16,370 +28,522 @@ from helpers.reporting.supplement.collect import (
     MethodsParagraph,
     SupplementItem,
     _join,
-    _labels,
-    _matching,
-    _name_matches,
-    _num,
-    _read_json,
-    _read_rows,
     _root,
     collect_outputs,
 )  # fmt: skip
+from helpers.reporting.supplement.methods_run import RunRecord
 from helpers.settings.study import StudyConfig
 
+#: Paragraph keys in document order (the checklist data refers to them).
+PARAGRAPH_KEYS = (
+    "cohorts", "software", "segmentation", "super_resolution", "preprocessing", "extraction", "habitats", "deep_features", "reliability",
+    "harmonization", "missing_data", "signature", "models", "clinical", "nomogram", "survival", "explainability", "table_one", "statistics",
+    "outputs",
+)  # fmt: skip
 
-def _params_text(step: Mapping[str, object]) -> str:
-    name = str(step.get("step", "?"))
-    params = [f"{k.replace('_', ' ')} {_num(v)}" for k, v in step.items() if k != "step"]
-    return name + (f" ({', '.join(params)})" if params else "")
+
+# --------------------------------------------------------------------------- cohorts
 
 
-def _prep_text(series: str, modality: str, prep: Mapping[str, object]) -> str:
+def _split_rows(run: RunRecord) -> dict[str, dict[str, str]]:
+    return {r.get("cohort", ""): r for r in run.rows("cohort_split_counts")}
+
+
+def series_scans(run: RunRecord) -> dict[str, int | None]:
+    """Scans of every declared series over all cohorts (from the cohort table; None when the run did not count them)."""
+    split = _split_rows(run)
+    rows = [r for name, r in split.items() if name in run.cfg.cohorts]
+    out: dict[str, int | None] = {}
+    for s in run.cfg.series:
+        values = [r.get(f"scans {s}") for r in rows]
+        out[s] = sum(int(float(v)) for v in values if v not in (None, "")) if any(v not in (None, "") for v in values) else None
+    return out
+
+
+def used_series(run: RunRecord) -> list[str]:
+    """Declared series that had at least one scan (all declared series when the run did not count scans)."""
+    scans = series_scans(run)
+    return [s for s in run.cfg.series if scans.get(s) != 0]
+
+
+def _cohorts(run: RunRecord) -> MethodsParagraph:
+    cfg = run.cfg
+    role_word = {"train": "model development", "validation": "validation", "test": "testing"}
+    split = _split_rows(run)
     parts = []
-    spacing = prep.get("resample_mm")
-    if spacing:
-        mask = str(prep.get("mask_resampling"))
-        mask = {"partial_volume": "partial volume", "nearest": "nearest neighbour"}.get(mask, mask)
-        thr = f" with threshold {_num(prep.get('mask_threshold'))}" if prep.get("mask_resampling") == "partial_volume" else ""
-        interp = {"bspline": "B-spline", "nearest": "nearest-neighbour"}.get(str(prep.get("interpolator")), str(prep.get("interpolator")))
-        parts.append(f"resampled to {' x '.join(_num(s) for s in spacing)} mm ({interp} interpolation of the image; "
-                     f"mask resampled by {mask}{thr})")  # fmt: skip
+    for name, c in cfg.cohorts.items():
+        n = split.get(name, {}).get("patients")
+        desc = f"; {c.description.rstrip('.')}" if c.description else ""
+        count = f", {w.plural(int(float(n)), 'patient')}" if n else ""
+        parts.append(f"{w.words(name)} ({role_word[c.role]}{count}{desc})")
+    n_cohorts = len(cfg.cohorts)
+    text = [f"Patients were assigned to {w.count_word(n_cohorts)} cohort{'s' if n_cohorts > 1 else ''}: {_join(parts)}."]
+    text.append(f"The assignment rule was fixed before modelling: {cfg.cohort_rule.strip().rstrip('.')}.")
+    scans = series_scans(run)
+    described, unused = [], []
+    derived = cfg.super_resolution.output_series if cfg.super_resolution is not None else None
+    for s, v in cfg.series.items():
+        if s == derived:
+            if run.has("super_resolution_*"):
+                described.append(f"{w.words(s)} (the {w.words(cfg.super_resolution.series)} images super-resolved by the network described below)")
+            continue
+        if scans.get(s) == 0:
+            unused.append(w.words(s))
+            continue
+        n = scans.get(s)
+        mod = w.modality(v.modality)
+        bits = [x for x in (mod if mod.lower() not in s.lower() and s.lower() not in mod.lower() else "", v.description,
+                            w.plural(n, "scan") if n else "") if x]  # fmt: skip
+        described.append(f"{w.words(s)} ({'; '.join(bits)})" if bits else w.words(s))
+    text.append(f"Image series: {_join(described)}.")
+    if unused:
+        text.append(f"The series {_join(unused)} {'was' if len(unused) == 1 else 'were'} declared in the study configuration but no patient "
+                    f"had a scan of {'it' if len(unused) == 1 else 'them'}; {'it was' if len(unused) == 1 else 'they were'} not used.")  # fmt: skip
+    ep = cfg.endpoints
+    if ep.binary:
+        col = f"{ep.binary}=1"
+        pos = []
+        for name in cfg.cohorts:
+            r = split.get(name, {})
+            m = re.match(r"\s*(\d+)\s*\(([\d.]+)%\)", str(r.get(col, "")))
+            if m and r.get("patients"):
+                pos.append(f"{m.group(1)} of {int(float(r['patients']))} {w.words(name)} patients ({m.group(2)}%)")
+        text.append(f"The binary outcome was {w.words(ep.binary)}" + (f", positive in {_join(pos)}" if pos else "") + f"{run.cite('cohort_split_counts')}.")
+    if ep.time and run.has("survival_*", "cox_coefficients", "km_*"):
+        text.append(f"Time-to-event analyses used the follow-up time ({w.words(ep.time)}, in {run.cfg.survival.time_unit}) and the event "
+                    f"indicator ({w.words(ep.event)}) of the patient table.")  # fmt: skip
+    held_out = [w.words(n) for n, c in cfg.cohorts.items() if c.role != "train"]
+    training = _join([w.words(c) for c in cfg.training_cohorts])
+    text.append(f"Every fitted step (habitat clustering, harmonisation, imputation, feature selection, models and thresholds) learned from the "
+                f"{training} cohort only" + (f" and was applied unchanged to the {_join(held_out)} cohort{'s' if len(held_out) > 1 else ''}."
+                                             if held_out else "."))  # fmt: skip
+    return MethodsParagraph("cohorts", "Cohorts and outcome", " ".join(text))
+
+
+# --------------------------------------------------------------------------- software
+
+
+def _versions(run: RunRecord) -> tuple[dict[str, str], dict, str]:
+    latest = run.json("provenance/latest.json")
+    if latest.get("packages"):
+        return {k: str(v) for k, v in latest["packages"].items()}, latest, "provenance/latest.json"
+    extraction = run.json("provenance/extraction.json")
+    return {k: str(v) for k, v in (extraction.get("versions") or {}).items()}, latest, "provenance/extraction.json"
+
+
+def pyradiomics_version(versions: Mapping[str, str]) -> str:
+    for name, version in versions.items():
+        if name.lower().startswith("pyradiomics"):
+            build = f" ({name} build)" if name.lower() != "pyradiomics" else ""
+            return f"PyRadiomics {version}{build}"
+    return "PyRadiomics"
+
+
+def _software(run: RunRecord) -> MethodsParagraph:
+    versions, latest, source = _versions(run)
+    text = []
+    if versions:
+        py = versions.get("python")
+        pkgs = [f"{k} {v}" for k, v in versions.items() if k != "python" and v != "not installed"]
+        text.append((f"Analyses were run in Python {py}" if py else "Analyses were run in Python") + (f" with {_join(pkgs)}." if pkgs else "."))
+        text.append(f"The versions are those the run recorded ({source}).")
     else:
-        parts.append("kept on its native voxel grid")
-    if prep.get("n4"):
-        its = ", ".join(_num(i) for i in prep.get("n4_iterations") or [])
-        parts.append(f"N4 bias-field correction (shrink factor {_num(prep.get('n4_shrink_factor'))}, iterations {its})")
-    if prep.get("clip"):
-        lo, hi = prep["clip"]
-        parts.append(f"intensities clipped to [{_num(lo)}, {_num(hi)}]")
-    if prep.get("clip_percentiles"):
-        lo, hi = prep["clip_percentiles"]
-        parts.append(f"intensities clipped to the {_num(lo)}th-{_num(hi)}th percentiles inside the mask")
-    if prep.get("zscore"):
-        parts.append(f"z-score normalised over the {prep.get('zscore_region', 'image')}")
-    return f"{series} ({modality}): {_join(parts)}."
+        text.append("The run left no provenance record, so software versions are not reported.")
+    git = latest.get("git") or {}
+    bits = []
+    if git.get("commit"):
+        bits.append(f"code at git commit {str(git['commit'])[:12]}" + (" with uncommitted changes" if git.get("dirty") else ""))
+    if latest.get("config_hash"):
+        bits.append(f"a configuration with SHA-256 {str(latest['config_hash'])[:12]}")
+    if latest.get("helpers_source_hash"):
+        bits.append(f"analysis code with SHA-256 {str(latest['helpers_source_hash'])[:12]}")
+    if bits:
+        text.append(f"The run used {_join(bits)}.")
+    seed = latest.get("seed", run.cfg.seed)
+    text.append(f"One random seed ({seed}) seeded every random step (cross-validation splits, subsampling, resampling and models).")
+    return MethodsParagraph("software", "Software and reproducibility", " ".join(text))
 
 
-def _extraction_settings(cfg: StudyConfig, root: Path) -> tuple[dict[str, dict[str, dict]], str]:
-    """preset -> series -> {pyradiomics_params, preprocessing}, and where it was read from."""
-    record = _read_json(root / "provenance" / "extraction.json")
+# --------------------------------------------------------------------------- preprocessing
+
+
+def extraction_settings(run: RunRecord) -> dict[str, dict[str, dict]]:
+    """preset -> series -> {pyradiomics_params, preprocessing}: as recorded in provenance/extraction.json (else from the configuration)."""
+    record = run.json("provenance/extraction.json")
     if record.get("settings"):
-        return record["settings"], "provenance/extraction.json"
+        return record["settings"]
     from helpers.features.pyradiomics import load_preset, merge_settings, preset_name
     from helpers.imaging.preprocess import PreprocessSettings
 
+    cfg = run.cfg
     settings: dict[str, dict[str, dict]] = {}
     for ref in cfg.extraction.presets:
         try:
             base = load_preset(ref)
-        except ValueError:
+        except (ValueError, OSError):
             continue
-        for s in cfg.extraction.series or cfg.series:
+        for s in [x for x in (cfg.extraction.series or cfg.series) if x in used_series(run)]:
             settings.setdefault(preset_name(ref), {})[s] = {
                 "pyradiomics_params": merge_settings(base, cfg.extraction.series_settings.get(s)),
                 "preprocessing": cfg.preprocessing.get(s, PreprocessSettings()).model_dump(mode="json"),
             }
-    return settings, "the study configuration"
+    return settings
 
 
-def _image_types(params: Mapping) -> str:
-    out = []
-    for name, opts in (params.get("imageType") or {}).items():
-        opts = opts or {}
-        if "sigma" in opts:
-            out.append(f"{name} (sigma {', '.join(_num(s) for s in opts['sigma'])} mm)")
-        else:
-            out.append(name)
-    return _join(out)
+def _prep_text(series: str, prep: Mapping[str, object]) -> str:
+    parts = []
+    if prep.get("resample_mm"):
+        mask = {"partial_volume": "by partial-volume fraction", "nearest": "by nearest neighbour"}.get(str(prep.get("mask_resampling")), "")
+        thr = f" with a {w.number(prep.get('mask_threshold'))} threshold" if prep.get("mask_resampling") == "partial_volume" else ""
+        parts.append(f"resampled to {w.spacing(prep['resample_mm'])} with {w.interpolator(prep.get('interpolator'))} interpolation "
+                     f"(masks resampled {mask}{thr})")  # fmt: skip
+    else:
+        parts.append("kept on their native voxel grid")
+    if prep.get("n4"):
+        its = [w.number(i) for i in prep.get("n4_iterations") or []]  # type: ignore[union-attr]
+        parts.append(f"corrected for bias field with N4 (shrink factor {w.number(prep.get('n4_shrink_factor'))}; {_join(its)} iterations at "
+                     f"{len(its)} resolution levels)")  # fmt: skip
+    if prep.get("clip"):
+        lo, hi = prep["clip"]  # type: ignore[misc]
+        parts.append(f"clipped to intensities {w.number(lo)} to {w.number(hi)}")
+    if prep.get("clip_percentiles"):
+        lo, hi = prep["clip_percentiles"]  # type: ignore[misc]
+        parts.append(f"clipped to the {w.number(lo)}th to {w.number(hi)}th intensity percentiles inside the mask")
+    if prep.get("zscore"):
+        parts.append(f"z-score normalised over the {'tumour mask' if prep.get('zscore_region') == 'mask' else 'whole image'}")
+    return f"{w.words(series)} images were {_join(parts)}."
 
 
-def _feature_classes(params: Mapping) -> str:
-    out = []
-    for name, sub in (params.get("featureClass") or {}).items():
-        out.append(f"{name} ({len(sub)} features)" if sub else name)
-    return _join(out)
+def _preprocessing(run: RunRecord, settings: Mapping[str, dict]) -> MethodsParagraph | None:
+    cfg = run.cfg
+    text = []
+    if run.has(*_EXTRACTION_OUTPUTS):
+        first = next(iter(settings.values()), {})
+        for s in used_series(run):
+            if s not in first:
+                continue
+            text.append(_prep_text(s, first[s].get("preprocessing") or {}))
+    if run.has("image_mask_qc_*"):
+        g = cfg.geometry_tolerance
+        text.append(f"Every image and mask pair was checked for matching geometry (tolerances: spacing {w.number(g.spacing)} relative, origin "
+                    f"{w.number(g.origin_mm)} mm, direction cosines {w.number(g.direction)}), mask volume, connected components, contact with "
+                    f"the image border and intensities inside the mask; values with a robust z-score above {w.number(cfg.qc.outlier_robust_z)} "
+                    f"were flagged{run.cite('image_mask_qc_*')}.")  # fmt: skip
+    if run.has("montage_*"):
+        text.append(f"Every mask was reviewed on montages of its largest slice{run.cite('montage_*')}.")
+    if run.has("acquisition_parameters_*"):
+        text.append(f"Acquisition parameters were read from an allow-list of non-identifying DICOM header attributes{run.cite('acquisition_parameters_*')}.")
+    return MethodsParagraph("preprocessing", "Image preprocessing and quality control", " ".join(text)) if text else None
 
 
-def _discretisation(setting: Mapping) -> str:
-    if "binCount" in setting:
-        return f"fixed bin count {_num(setting['binCount'])}"
-    if "binWidth" in setting:
-        return f"fixed bin width {_num(setting['binWidth'])}"
-    return "pyradiomics' default discretisation (fixed bin width 25)"
+# --------------------------------------------------------------------------- extraction
 
 
-def _versions(root: Path) -> tuple[dict[str, str], dict]:
-    latest = _read_json(root / "provenance" / "latest.json")
-    if latest.get("packages"):
-        return {k: str(v) for k, v in latest["packages"].items()}, latest
-    extraction = _read_json(root / "provenance" / "extraction.json")
-    return {k: str(v) for k, v in (extraction.get("versions") or {}).items()}, latest
+def _roi_text(cfg: StudyConfig, record: Mapping) -> str:
+    parts = []
+    recorded = record.get("rois") or {}
+    rois = {n: recorded.get(n) or s.model_dump() for n, s in cfg.extraction.rois.items()}  # configuration order
+    for name, spec in rois.items():
+        kind, width = spec.get("kind"), spec.get("width_mm")
+        what = {"tumour": "the tumour mask", "ring": f"a {w.number(width)} mm peritumoral ring outside the tumour",
+                "fused": f"the tumour with a {w.number(width)} mm peritumoral ring"}.get(str(kind), str(kind))  # fmt: skip
+        shape = spec.get("shape_features")
+        with_shape = shape if shape is not None else kind != "ring"
+        parts.append(f"{what} ({name}{'' if with_shape else '; without shape features'})")
+    return _join(parts)
+
+
+def _count_text(rows: list[dict[str, str]], cfg: StudyConfig) -> tuple[str, int]:
+    total = next((r for r in rows if r.get("category") == "Total"), None)
+    blocks = [c for c in (rows[0] if rows else {}) if c not in ("category", "image_type")]
+    if total is None or not blocks:
+        return "", 0
+    per_series: dict[str, list[tuple[str, int]]] = {}
+    for b in blocks:
+        series, _, roi = b.rpartition(" ")
+        per_series.setdefault(series, []).append((roi, int(float(total[b] or 0))))
+    parts = []
+    for series, rois in per_series.items():
+        plain = [f"{roi} {n}" for roi, n in rois if not roi.startswith("habitat")]
+        habitats = [n for roi, n in rois if roi.startswith("habitat")]
+        if habitats:
+            same = len(set(habitats)) == 1
+            plain.append(f"{len(habitats)} habitats {habitats[0]} each" if same else f"habitats {'/'.join(map(str, habitats))}")
+        parts.append(f"{w.words(series)}: {', '.join(plain)}")
+    return "; ".join(parts), sum(n for rois in per_series.values() for _, n in rois)
+
+
+def _ibsi_text(run: RunRecord) -> str:
+    rows = run.rows("ibsi_phantom_compliance")
+    if not rows:
+        return ""
+    within = sum(str(r.get("within_tolerance")).lower() == "true" for r in rows)
+    return (f"The implementation was checked on the IBSI digital phantom: {within} of {len(rows)} mapped features were within the IBSI "
+            f"tolerance of the reference values{run.cite('ibsi_phantom_compliance', 'ibsi_phantom_unmapped')}.")  # fmt: skip
+
+
+def _extraction(run: RunRecord, settings: Mapping[str, dict], versions: Mapping[str, str]) -> MethodsParagraph | None:
+    if not run.has(*_EXTRACTION_OUTPUTS):
+        return None
+    cfg = run.cfg
+    record = run.json("provenance/extraction.json")
+    text = [f"Radiomics features were extracted with {pyradiomics_version(versions)} from {_roi_text(cfg, record)}"
+            + (" and from the habitat subregions (see Habitats)" if run.has("habitat_calinski_harabasz") else "") + "."]
+    for preset, per_series in settings.items():
+        if not per_series:
+            continue
+        first = next(iter(per_series.values()))["pyradiomics_params"]
+        by_disc: dict[str, list[str]] = {}
+        for s, v in sorted(per_series.items(), key=lambda kv: list(cfg.series).index(kv[0]) if kv[0] in cfg.series else len(cfg.series)):
+            by_disc.setdefault(w.discretisation(v["pyradiomics_params"].get("setting") or {}), []).append(w.words(s))
+        disc = _join([f"{d} for {_join(series)}" for d, series in by_disc.items()])
+        other = w.pyradiomics_settings(first.get("setting") or {})
+        text.append(f"Feature definition (preset {preset}): image types {w.image_types(first)}; feature classes {w.feature_classes(first)}; grey levels "
+                    f"discretised with {disc}" + (f"; {'; '.join(other)}" if other else "") + "; all other parameters at the PyRadiomics defaults.")  # fmt: skip
+    for it in run.matching("feature_counts_{preset}"):
+        counts, n_all = _count_text(run.rows(it.name), cfg)
+        if counts:
+            text.append(f"Features per series and region: {counts}; {n_all} in total ({it.label}).")
+    ibsi = _ibsi_text(run)
+    if ibsi:
+        text.append(ibsi)
+    unit_counts = record.get("unit_counts") or {}
+    if unit_counts:
+        done = int(unit_counts.get("computed", 0)) + int(unit_counts.get("cached", 0))
+        text.append(f"The run extracted {w.plural(done, 'patient x series x region unit')}" +
+                    (f" ({unit_counts.get('cached')} reused from the extraction cache, keyed by the image, mask and settings hashes)"
+                     if unit_counts.get("cached") else "") + ".")  # fmt: skip
+    return MethodsParagraph("extraction", "Feature extraction", " ".join(text))
+
+
+# --------------------------------------------------------------------------- signature
+
+
+def _lambda(rule: str) -> str:
+    m = re.search(r"lambda_(min|1se)\s*=\s*([-+\d.eE]+)", rule)
+    return f" (penalty lambda = {w.number(m.group(2))})" if m else ""
+
+
+def _pathway_text(run: RunRecord) -> str:
+    pathway = run.rows("selection_pathway")
+    if not pathway:
+        return ""
+    stages = []
+    for r in pathway[1:]:
+        step = r.get("step", "")
+        if step.startswith("impute"):
+            continue
+        extra = _lambda(r.get("rule", "")) if step.startswith("lasso") else ""
+        stages.append(f"{r.get('n_features')} after {w.step_short(step)}{extra}")
+    return (f"On the training cohort the selection started from {pathway[0].get('n_features')} features and kept {_join(stages)}"
+            f"{run.cite('selection_pathway', 'lasso_*')}.")  # fmt: skip
+
+
+def _signature(run: RunRecord) -> MethodsParagraph | None:
+    if not run.has(*_SIGNATURE_OUTPUTS):
+        return None
+    sig = run.cfg.signature
+    before = [x for x, ran in (("the stability filter", run.has("icc_retained_counts", "icc_per_feature")),
+                               ("ComBat harmonisation", run.has("combat_batches_*"))) if ran]  # fmt: skip
+    text = [f"The signature was built on the training cohort from the features of preset {sig.preset}"
+            + (f" that passed {_join(before)}" if before else "") + "."]
+    text.append(f"Selection steps, in order: {w.selection_steps(sig.steps)}; every step was fitted on the training cohort only.")
+    pathway = _pathway_text(run)
+    if pathway:
+        text.append(pathway)
+    coefs = run.rows("radscore_coefficients")
+    if coefs:
+        n = sum(1 for r in coefs if r.get("feature") != "(intercept)")
+        text.append(f"The Rad-score is the linear predictor (log-odds) of the final LASSO model, a weighted sum of {w.plural(n, 'feature')} "
+                    f"and an intercept{run.cite('radscore_coefficients', 'radscore_formula')}.")  # fmt: skip
+    return MethodsParagraph("signature", "Feature selection and signature", " ".join(text))
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _search_text(search: str, n_trials: int) -> str:
+    return {"none": "default hyperparameters (no search)", "grid": "hyperparameters tuned by grid search within the cross-validation",
+            "optuna": f"hyperparameters tuned by a seeded Optuna TPE search of {n_trials} trials within the cross-validation"}.get(search, search)  # fmt: skip
+
+
+def _grid_blocks(run: RunRecord) -> list[str]:
+    blocks: list[str] = []
+    for r in run.rows("model_grid"):
+        b = r.get("block", "")
+        if b and b not in blocks:
+            blocks.append(b)
+    return blocks
+
+
+def _final_model_text(run: RunRecord) -> list[str]:
+    m = run.cfg.models
+    sidecar = run.json("models/final_model.json")
+    alg = sidecar.get("algorithm") or m.final_algorithm
+    steps = [s for s in sidecar.get("steps", []) if s != "classifier"]
+    text = [f"The final radiomics model combined the signature's steps"
+            + (f" ({_join([w.step_short(s) for s in steps])})" if steps else "")
+            + f" with {w.algorithm(alg)}, trained on the training cohort"
+            + (f" ({w.plural(int(sidecar['n_train']), 'patient')}, {sidecar['n_features']} candidate features)"
+               if sidecar.get("n_train") and sidecar.get("n_features") else "") + f"{run.cite('final_model_summary')}."]  # fmt: skip
+    params = sidecar.get("params") or {}
+    search = sidecar.get("search")
+    folds = sidecar.get("cv_folds") or m.cv
+    if search and search != "none" and params:
+        how = "grid search" if search == "grid" else f"an Optuna search of {m.n_trials} trials"
+        text.append(f"Its hyperparameters were tuned by {how} over {folds}-fold cross-validated AUC on the training cohort "
+                    f"({_join([w.hyperparameter(k, v) for k, v in sorted(params.items())])}).")  # fmt: skip
+    cls = (sidecar.get("classifier_params") or {}).get("class_weight")
+    if cls == "balanced":
+        text.append("Classes were weighted inversely to their training frequencies.")
+    rule = str(sidecar.get("threshold_rule") or "Youden's J on training out-of-fold probabilities; positive when p >= threshold")
+    rule = rule.replace("; positive when p >= threshold", "").rstrip(".")
+    thr = f" ({w.number(sidecar['threshold'], 4)})" if isinstance(sidecar.get("threshold"), int | float) else ""
+    text.append(f"The operating threshold{thr} maximised {rule.replace('on training', 'on the training')}; a patient was classed positive "
+                f"at or above it, and it was applied unchanged to the other cohorts.")  # fmt: skip
+    return text
+
+
+def _fusion_text(run: RunRecord) -> str:
+    rows = run.rows("fusion_models")
+    if not rows:
+        return ""
+    stack = next((r["model"] for r in rows if r.get("model", "").startswith("score-level")), "")
+    n = re.search(r"\((\d+) block models\)", stack)
+    return (f"Feature-level fusion (the final model over all blocks' features) was compared with the best single block and with score-level "
+            f"fusion{f' of {n.group(1)} block models' if n else ''} (one logistic regression per block with the grid's selection steps, "
+            f"stacked by a logistic regression on their out-of-fold probabilities){run.cite('fusion_models')}.")  # fmt: skip
+
+
+def _models(run: RunRecord) -> MethodsParagraph | None:
+    if not run.has(*_MODEL_OUTPUTS):
+        return None
+    cfg, m = run.cfg, run.cfg.models
+    text = []
+    if run.has("model_grid"):
+        blocks = _grid_blocks(run)
+        smote = "SMOTE oversampling of the training folds (never of held-out data), " if m.smote else ""
+        named = f": {_join([w.words(b.replace(' / ', ' ')) for b in blocks])}" if 0 < len(blocks) <= 12 else ""
+        text.append(f"Model grid: each of {w.plural(len(blocks), 'feature block') if blocks else 'the feature blocks'} (one per series and region, "
+                    f"the habitats of a series pooled{named}) was modelled with each of {w.plural(len(m.algorithms), 'algorithm')} "
+                    f"({_join([w.algorithm(a) for a in m.algorithms])}). Every model was one pipeline of {w.selection_steps(m.grid_steps)}, "
+                    f"{smote}and the classifier, refitted inside every fold of a stratified, shuffled {m.cv}-fold cross-validation on the "
+                    f"training cohort (seed {cfg.seed}), with {_search_text(m.search, m.n_trials)}; held-out cohorts were predicted by the "
+                    f"model refitted on all training patients{run.cite('model_grid', 'auc_heatmap_*')}.")  # fmt: skip
+    if run.has("final_model_summary", "predictions_final_model"):
+        text += _final_model_text(run)
+    fusion = _fusion_text(run)
+    if fusion:
+        text.append(fusion)
+    return MethodsParagraph("models", "Models", " ".join(text)) if text else None
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def calibration_bins(run: RunRecord) -> dict[str, int]:
+    """Bins of each cohort's calibration figure: recorded by the statistics step, else by the figure's rule from the cohort size."""
+    record = run.json("provenance/statistics.json")
+    if record.get("calibration_bins"):
+        return {str(k): int(v) for k, v in record["calibration_bins"].items()}
+    limit = run.cfg.statistics.calibration_bins
+    sizes: dict[str, int] = {}
+    for r in run.rows("calibration"):
+        if r.get("cohort") and r.get("n"):
+            sizes.setdefault(r["cohort"], int(float(r["n"])))
+    # helpers.figures.evaluation.calibration_figure: min(n_bins, max(2, n // 10)) bins, so each point rests on about 10 patients.
+    return {c: int(min(limit, max(2, n // 10))) for c, n in sizes.items() if run.has(f"calibration_{c}")}
+
+
+def _hl_groups(run: RunRecord) -> str:
+    rows = run.rows("calibration")
+    groups = sorted({int(float(r["hl_groups"])) for r in rows if r.get("hl_groups") not in (None, "", "nan")})
+    noted = {r["cohort"] for r in rows if "not computed" in str(r.get("note", ""))}
+    skipped = [w.words(c) for c in run.cfg.cohorts if c in noted]
+    text = f"{_join([str(g) for g in groups], 'or')} groups of about ten patients" if groups else ""
+    if skipped:
+        text += f"{'; ' if text else ''}not computed for the {_join(skipped)} cohort{'s' if len(skipped) > 1 else ''}, too small for three groups"
+    return f" ({text})" if text else ""
+
+
+def _statistics(run: RunRecord) -> MethodsParagraph | None:
+    sc = run.cfg.statistics
+    if not run.has(*_STATISTICS_OUTPUTS):
+        return None
+    cfg = run.cfg
+    text = ["Training-cohort predictions were out-of-fold; the other cohorts were predicted by the models refitted on all training patients."]
+    if run.has("performance*"):
+        text.append(f"The AUC, accuracy, sensitivity, specificity, positive and negative predictive values and F1 score are given with 95% "
+                    f"confidence intervals (DeLong for the AUC, {'Wilson' if sc.proportion_ci == 'wilson' else 'Clopper-Pearson'} for proportions and "
+                    f"{sc.n_bootstrap} seeded bootstrap resamples for the F1 score){run.cite('performance*')}.")  # fmt: skip
+    if run.has("pairwise_comparison*"):
+        pairs = f"every model against {sc.reference_model}" if sc.reference_model else "every pair of the main models"
+        text.append(f"Models were compared ({pairs}) by the DeLong test for correlated AUCs, the continuous net reclassification improvement and "
+                    f"the integrated discrimination improvement{run.cite('pairwise_comparison*')}.")  # fmt: skip
+    if run.has("nr_vs_sr_comparison"):
+        text.append(f"Models of the super-resolved and the native images with the same region and algorithm were compared the same way"
+                    f"{run.cite('nr_vs_sr_comparison', 'roc_nr_vs_sr_*')}.")  # fmt: skip
+    if run.has("calibration", "calibration_*"):
+        bins = calibration_bins(run)
+        by_k: dict[int, list[str]] = {}
+        for c in cfg.cohorts:
+            if c in bins:
+                by_k.setdefault(bins[c], []).append(w.words(c))
+        plotted = _join([f"{k} for the {_join(names)} cohort{'s' if len(names) > 1 else ''}" for k, names in by_k.items()])
+        text.append(f"Calibration was assessed by the calibration intercept and slope, the Brier score and the Hosmer-Lemeshow test"
+                    f"{_hl_groups(run)}{run.cite('calibration')}" + (f", and plotted as the observed event rate in quantile bins of the predicted "
+                    f"probability (at most {sc.calibration_bins} bins and about ten patients per bin: {plotted}) with a lowess-smoothed curve"
+                    f"{run.cite('calibration_*')}" if plotted else "") + ".")  # fmt: skip
+    if run.has("decision_curve_*"):
+        first, last, step = sc.dca_thresholds
+        text.append(f"Decision curves give the net benefit at threshold probabilities from {w.number(first)} to {w.number(last)} in steps of "
+                    f"{w.number(step)}{run.cite('decision_curve_*')}.")  # fmt: skip
+    groups = [f"{w.batch_field(g.field)} of {w.words(g.series)}" for g in sc.subgroups
+              if run.has(f"subgroup_performance_{g.series.lower()}_{g.field.lower()}")]  # fmt: skip
+    if groups:
+        text.append(f"Discrimination was also reported within subgroups by {_join(groups)}{run.cite('subgroup_*')}.")
+    if run.has("radscore_distribution"):
+        text.append(f"Rad-scores of the two outcome classes were compared with the Mann-Whitney U test{run.cite('radscore_distribution')}.")
+    return MethodsParagraph("statistics", "Statistical evaluation", " ".join(text))
+
+
+# --------------------------------------------------------------------------- assembling
 
 
 def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items: Sequence[SupplementItem] | None = None) -> list[MethodsParagraph]:
-    """Methods paragraphs generated from the configuration and the files of the run.
+    """Methods paragraphs generated from the files of the run, one per stage that ran (keys: :data:`PARAGRAPH_KEYS`).
 
-    Software versions come from ``provenance/latest.json`` (the run record;
-    ``provenance/extraction.json`` when it is missing), extraction settings
-    from ``provenance/extraction.json`` (the configuration when missing),
-    counts from the run's tables (cohort split, feature counts, ICC retained
-    counts, selection pathway, Rad-score coefficients) and the threshold rule
-    from the saved final model's JSON sidecar. Nothing is specific to one
-    cohort. ``items`` (from :func:`collect_outputs`) are cited by number.
+    Parameters
+    ----------
+    cfg : StudyConfig
+        The study configuration (the fallback for what the run does not record).
+    report_root : path, optional
+        ``reports/<study>/`` (default: ``cfg.report_root``).
+    items : sequence of SupplementItem, optional
+        The numbered outputs (:func:`collect_outputs`); cited by number.
+
+    Returns
+    -------
+    list of MethodsParagraph
+        In :data:`PARAGRAPH_KEYS` order; a stage whose outputs are absent has no paragraph.
     """
+    from helpers.reporting.supplement import methods_optional as opt
+
     root = _root(cfg, report_root)
     if items is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SupplementWarning)
             items = collect_outputs(cfg, root)
-    items = list(items)
-    paths = {Path(it.path).stem: root / it.path for it in items if it.path}
-
-    def cite(*patterns: str, bare: bool = False) -> str:
-        text = _labels(_matching(items, patterns, cfg))
-        return text if bare or not text else f" ({text})"
-
-    def has(*patterns: str) -> bool:
-        return bool(_matching(items, patterns, cfg))
-
-    out: list[MethodsParagraph] = []
-
-    # -- cohorts and outcome
-    role_word = {"train": "model development", "validation": "validation", "test": "testing"}
-    split = {r.get("cohort", ""): r for r in _read_rows(paths.get("cohort_split_counts", Path("-")))}
-    cohort_parts = []
-    for name, c in cfg.cohorts.items():
-        n = split.get(name, {}).get("patients")
-        desc = f"; {c.description.rstrip('.')}" if c.description else ""
-        cohort_parts.append(f"{name} ({role_word[c.role]}{f', {n} patients' if n else ''}{desc})")
-    text = [f"Patients were assigned to {len(cfg.cohorts)} cohort{'s' if len(cfg.cohorts) > 1 else ''}: {_join(cohort_parts)}."]
-    text.append(f"Assignment rule: {cfg.cohort_rule.strip().rstrip('.')}.")
-    series = [f"{s} ({v.modality}{f'; {v.description}' if v.description else ''})" for s, v in cfg.series.items()]
-    text.append(f"Image series: {_join(series)}.")
-    ep = cfg.endpoints
-    if ep.binary:
-        col = f"{ep.binary}=1"
-        pos = [f"{name} {split[name][col]}" for name in cfg.cohorts if name in split and split[name].get(col)]
-        text.append(f"The outcome was the binary variable '{ep.binary}' of the patient table"
-                    + (f" (positive: {_join(pos)})" if pos else "") + f"{cite('cohort_split_counts')}.")  # fmt: skip
-    if ep.time:
-        text.append(f"The time-to-event endpoint was '{ep.time}' with event indicator '{ep.event}'.")
-    if cfg.clinical_variables:
-        text.append(f"Non-radiomic (clinical) variables: {_join(list(cfg.clinical_variables))}.")
-    held_out = [n for n, c in cfg.cohorts.items() if c.role != "train"]
-    text.append(f"Every fitted step (harmonisation, feature selection, models, thresholds) learned from the {_join(cfg.training_cohorts)} "
-                f"cohort only" + (f" and was applied unchanged to the {_join(held_out)} cohort{'s' if len(held_out) > 1 else ''}." if held_out else "."))  # fmt: skip
-    out.append(MethodsParagraph("cohorts", "Cohorts and outcome", " ".join(text)))
-
-    # -- software and reproducibility
-    versions, latest = _versions(root)
-    text = []
-    if versions:
-        py = versions.get("python")
-        pkgs = [f"{k} {v}" for k, v in versions.items() if k != "python" and v != "not installed"]
-        text.append(f"Analyses ran in Python {py}" if py else "Analyses ran in Python")
-        text[-1] += f" with {_join(pkgs)}." if pkgs else "."
-        source = "provenance/latest.json" if latest.get("packages") else "provenance/extraction.json"
-        text.append(f"Versions are those recorded in {source}.")
-    else:
-        text.append("No provenance record was found under provenance/, so software versions are not reported.")
-    if latest:
-        git = latest.get("git") or {}
-        bits = []
-        if git.get("commit"):
-            bits.append(f"git commit {str(git['commit'])[:12]}" + (" with uncommitted changes" if git.get("dirty") else ""))
-        if latest.get("config_hash"):
-            bits.append(f"configuration SHA-256 {str(latest['config_hash'])[:12]}")
-        if latest.get("helpers_source_hash"):
-            bits.append(f"helpers source SHA-256 {str(latest['helpers_source_hash'])[:12]}")
-        if bits:
-            text.append(f"The run used {_join(bits)}.")
-    text.append(f"The random seed was {cfg.seed} for every seeded step (cross-validation splits, resampling, models).")
-    out.append(MethodsParagraph("software", "Software and reproducibility", " ".join(text)))
-
-    # -- preprocessing and QC
-    settings, source = _extraction_settings(cfg, root)
-    first_preset = next(iter(settings.values()), {})
-    extracted = has(*_EXTRACTION_OUTPUTS)
-    text = []
-    if extracted:
-        text.append("Images were preprocessed per series before feature extraction:")
-        for s, v in cfg.series.items():
-            prep = (first_preset.get(s) or {}).get("preprocessing")
-            if prep is None:
-                prep = cfg.preprocessing[s].model_dump(mode="json") if s in cfg.preprocessing else {}
-            text.append(_prep_text(s, v.modality, prep))
-    if has("image_mask_qc_*"):
-        g = cfg.geometry_tolerance
-        text.append(f"Every image and mask pair was checked for matching geometry (tolerances: spacing {_num(g.spacing)} relative, origin "
-                    f"{_num(g.origin_mm)} mm, direction {_num(g.direction)}), mask volume, connected components, contact with the image "
-                    f"border and intensities inside the mask; values with a robust z-score above {_num(cfg.qc.outlier_robust_z)} were "
-                    f"flagged{cite('image_mask_qc_*')}.")  # fmt: skip
-    if has("acquisition_parameters_*"):
-        text.append(f"Acquisition parameters were read from an allow-list of non-identifying header attributes{cite('acquisition_parameters_*')}.")
-    if text:
-        out.append(MethodsParagraph("preprocessing", "Image preprocessing and quality control", " ".join(text)))
-
-    # -- feature extraction
-    if extracted:
-        text = []
-        pyrad = next((f"{k} {v}" for k, v in versions.items() if "pyradiomics" in k.lower()), "pyradiomics")
-        ex = cfg.extraction
-        roi_parts = []
-        for name, spec in ex.rois.items():
-            what = {"tumour": "the tumour mask", "ring": f"a {_num(spec.width_mm)} mm peritumoral ring outside the tumour",
-                    "fused": f"the tumour with a {_num(spec.width_mm)} mm peritumoral ring"}[spec.kind]  # fmt: skip
-            roi_parts.append(f"{name} ({what}{'' if spec.with_shape else ', without shape features'})")
-        text.append(f"Radiomics features were extracted with {pyrad} from the regions of interest {_join(roi_parts)}.")
-        if ex.habitats is not None:
-            h = ex.habitats
-            ch = _read_rows(paths.get("habitat_calinski_harabasz", Path("-")))
-            chosen = [r.get("k") for r in ch if str(r.get("selected", "")).lower() == "true"]
-            text.append(f"Habitats were found by K-means clustering of the pooled voxel intensities of {_join(list(h.series))} of the training "
-                        f"patients (at most {h.max_voxels_per_patient} voxels per patient), K from {h.k_range[0]} to {h.k_range[1]} chosen by the "
-                        f"Calinski-Harabasz index" + (f" (K = {chosen[0]} selected; {cite('habitat_calinski_harabasz', bare=True)})" if chosen else "")
-                        + f"; habitat features were extracted from {_join(list(h.extract_from or h.series))}, and the ITH score was computed for "
-                        f"K = {h.ith_k_range[0]}-{h.ith_k_range[1]}.")  # fmt: skip
-        for preset, per_series in settings.items():
-            if not per_series:
-                continue
-            first = next(iter(per_series.values()))["pyradiomics_params"]
-            disc = [f"{s} {_discretisation((v['pyradiomics_params'].get('setting') or {}))}" for s, v in per_series.items()]
-            other = {k: v for k, v in (first.get("setting") or {}).items() if k not in ("binWidth", "binCount", "label")}
-            other_txt = f"; other settings: {', '.join(f'{k} {_num(v)}' for k, v in other.items())}" if other else ""
-            text.append(f"Preset {preset} (settings from {source}): image types {_image_types(first)}; feature classes {_feature_classes(first)}; "
-                        f"discretisation {_join(disc)}{other_txt}; all remaining parameters at pyradiomics defaults.")  # fmt: skip
-        for it in items:
-            m = _name_matches("feature_counts_{preset}", it.name, cfg)
-            if not m or not it.path:
-                continue
-            rows = _read_rows(root / it.path)
-            if not rows:
-                continue
-            blocks = [c for c in rows[0] if c not in ("category", "image_type")]
-            total = next((r for r in rows if r.get("category") == "Total"), None)
-            if total and blocks:
-                per_block = [f"{b} {total[b]}" for b in blocks]
-                n_all = sum(int(float(total[b] or 0)) for b in blocks)
-                classes = [f"{r['category']} {r[blocks[0]]}" for r in rows if r.get("category") != "Total" and r.get(blocks[0]) not in ("", "0")]
-                text.append(f"Features per series and region of interest (preset {m.group('preset')}): {_join(per_block)}; {n_all} in total "
-                            f"({it.label}). By class and image type ({blocks[0]}): {_join(classes)}.")  # fmt: skip
-        fail = next((it for it in items if it.name == "extraction_failures"), None)
-        if fail is not None:
-            if fail.n_rows:
-                policy = {"stop": "the run stopped before the signature",
-                          "exclude_patients": "the patients concerned were excluded from the analysis",
-                          "impute": "the patients concerned were kept and their missing features imputed"}[cfg.missing_data.failed_units]
-                text.append(f"{fail.n_rows} extraction unit{'s' if fail.n_rows != 1 else ''} failed ({fail.label}); as configured, {policy}.")
-            else:
-                text.append(f"No extraction unit failed ({fail.label}).")
-        empty = next((it for it in items if it.name == "extraction_empty_habitats"), None)
-        if empty is not None and empty.n_rows:
-            text.append(f"In {empty.n_rows} patient x habitat unit{'s' if empty.n_rows != 1 else ''} the habitat was absent from the tumour "
-                        f"or smaller than {cfg.qc.min_mask_voxels} voxels; those habitat features were missing ({empty.label}).")  # fmt: skip
-        if ex.stability is not None:
-            p = ex.stability.perturbation
-            text.append(f"For the stability analysis the training patients were read a second time: with the manifest's second-reader mask where "
-                        f"given, otherwise with the tumour mask {'dilated' if p.mode == 'dilate' else 'eroded'} by {_num(p.radius_mm)} mm "
-                        f"(at least one voxel).")  # fmt: skip
-        out.append(MethodsParagraph("extraction", "Feature extraction", " ".join(text)))
-
-    # -- signature
-    if has(*_SIGNATURE_OUTPUTS):
-        sig = cfg.signature
-        text = [f"The signature was fitted on the training cohort with preset {sig.preset}."]
-        md = cfg.missing_data
-        excluded = next((it for it in items if it.name == "excluded_patients"), None)
-        if excluded is not None and excluded.n_rows:
-            text.append(f"{excluded.n_rows} patient{'s were' if excluded.n_rows != 1 else ' was'} excluded from the signature, models and "
-                        f"statistics because feature extraction failed for them ({excluded.label}).")  # fmt: skip
-        text.append(f"Missing feature values were handled on the training cohort only: features missing in more than "
-                    f"{md.max_missing_fraction:.0%} of the training patients were left out, and the remaining gaps of every cohort were "
-                    f"imputed with the training {md.imputation} as the first step of every model pipeline (refitted within each "
-                    f"cross-validation fold).")  # fmt: skip
-        dropped = next((it for it in items if it.name == "features_dropped_missing_values"), None)
-        if dropped is not None and dropped.n_rows:
-            text.append(f"{dropped.n_rows} feature{'s were' if dropped.n_rows != 1 else ' was'} left out for missing values ({dropped.label}).")
-        imputed = next((it for it in items if it.name == "features_imputed_missing_values"), None)
-        if imputed is not None and imputed.n_rows:
-            text.append(f"{imputed.n_rows} kept feature{'s' if imputed.n_rows != 1 else ''} had missing values that were imputed ({imputed.label}).")
-        if not any(x is not None and x.n_rows for x in (dropped, imputed)):
-            text.append("No feature value was missing.")
-        if sig.icc is not None:
-            bound = "the ICC" if sig.icc.ci_bound == "point" else "the lower bound of the 95% confidence interval of the ICC"
-            text.append(f"Stability filter: {sig.icc.icc_type} between the two readings; features with {bound} of at least "
-                        f"{_num(sig.icc.threshold)} were kept.")  # fmt: skip
-            total = next((r for r in _read_rows(paths.get("icc_retained_counts", Path("-"))) if r.get("series") == "Total"), None)
-            if total:
-                pct = f" ({total['retained_percent']}%)" if total.get("retained_percent") else ""
-                text.append(f"Of {total.get('extracted')} features, {total.get('constant')} were constant and {total.get('retained')}{pct} were "
-                            f"retained{cite('icc_retained_counts', 'icc_per_feature')}.")  # fmt: skip
-        for g in sig.harmonization:
-            policy = "left unadjusted" if g.unseen_batch == "reference" else "rejected"
-            text.append(f"ComBat harmonised the {g.series} features by {g.batch_field} (fitted on the training cohort without covariates; training "
-                        f"batches smaller than {g.min_batch_size} merged; batches not seen in training {policy})"
-                        f"{cite('combat_batches_' + g.series.lower(), 'combat_diagnostics_' + g.series.lower())}.")  # fmt: skip
-        text.append(f"Selection steps, in order: {_join([_params_text(s) for s in sig.steps])}.")
-        pathway = _read_rows(paths.get("selection_pathway", Path("-")))
-        if pathway:
-            stages = [f"{r.get('n_features')} after {r.get('step')} ({r.get('rule')})" for r in pathway[1:]]
-            text.append(f"On the training cohort the pathway started from {pathway[0].get('n_features')} features: {_join(stages, 'and')}"
-                        f"{cite('selection_pathway')}.")  # fmt: skip
-        coefs = _read_rows(paths.get("radscore_coefficients", Path("-")))
-        if coefs:
-            n = sum(1 for r in coefs if r.get("feature") != "(intercept)")
-            text.append(f"The Rad-score is the linear predictor of the final step, with {n} feature{'s' if n != 1 else ''}"
-                        f"{cite('radscore_coefficients', 'radscore_formula')}.")  # fmt: skip
-        out.append(MethodsParagraph("signature", "Feature stability, harmonisation and selection", " ".join(text)))
-
-    # -- models
-    if has(*_MODEL_OUTPUTS):
-        m = cfg.models
-        search = {"none": "default hyperparameters (no search)", "grid": "hyperparameters tuned by grid search within the cross-validation",
-                  "optuna": f"hyperparameters tuned by a seeded optuna TPE search with {m.n_trials} trials within the cross-validation"}[m.search]  # fmt: skip
-        smote = "SMOTE oversampling of the training folds (never of held-out data)" if m.smote else "no resampling for class imbalance"
-        text = [f"Model grid: every feature block (series and region of interest) was modelled with each of {len(m.algorithms)} algorithms "
-                f"({_join(list(m.algorithms))}); each model is one pipeline of the selection steps {_join([_params_text(s) for s in m.grid_steps])}, "
-                f"{smote} and the classifier, refitted inside every fold of a stratified, shuffled {m.cv}-fold cross-validation on the training "
-                f"cohort (seed {cfg.seed}), with {search}{cite('model_grid', 'auc_heatmap_*')}."]  # fmt: skip
-        sidecar = _read_json(root / "models" / "final_model.json")
-        final_alg = sidecar.get("algorithm") or m.final_algorithm
-        text.append(f"Final model: the signature's selection steps and the {final_alg} classifier, trained on the training cohort"
-                    + (f" ({sidecar['n_train']} patients, {sidecar['n_features']} input features)"
-                       if sidecar.get("n_train") and sidecar.get("n_features") else "")
-                    + f"{cite('final_model_summary')}.")  # fmt: skip
-        rule = sidecar.get("threshold_rule") or "Youden's J on the training out-of-fold probabilities; positive when p >= threshold"
-        thr = f" (threshold {_num(round(float(sidecar['threshold']), 4))})" if isinstance(sidecar.get("threshold"), int | float) else ""
-        text.append(f"Operating threshold: {rule.rstrip('.')}{thr}; it was applied unchanged to the other cohorts.")
-        if has("shap_*"):
-            text.append(f"SHAP values explain the final model on the training background{cite('shap_*')}.")
-        out.append(MethodsParagraph("models", "Models", " ".join(text)))
-
-    # -- statistics of the compared models (optional step)
-    sc = getattr(cfg, "statistics", None)
-    if sc is not None and has(*_STATISTICS_OUTPUTS):
-        text = []
-        if has("performance*"):
-            text.append(f"Discrimination and classification performance are given with 95% confidence intervals ({getattr(sc, 'n_bootstrap', '?')} "
-                        f"bootstrap resamples, seed {cfg.seed}; {getattr(sc, 'proportion_ci', '?')} intervals for proportions){cite('performance*')}.")  # fmt: skip
-        if has("pairwise_comparison*"):
-            ref = getattr(sc, "reference_model", None)
-            pairs = f"every model against {ref}" if ref else "every pair of models"
-            text.append(f"Pairwise comparisons ({pairs}) used the DeLong test, the continuous net reclassification improvement and the "
-                        f"integrated discrimination improvement{cite('pairwise_comparison*')}.")  # fmt: skip
-        if has("calibration", "calibration_*"):
-            text.append(f"Calibration was assessed by calibration intercept and slope, Brier score and the Hosmer-Lemeshow test, and plotted in "
-                        f"{getattr(sc, 'calibration_bins', '?')} bins{cite('calibration', 'calibration_*')}.")  # fmt: skip
-        if has("decision_curve_*"):
-            first, last, step = (getattr(sc, "dca_thresholds", None) or ("?", "?", "?"))[:3]
-            text.append(f"Decision curves cover threshold probabilities from {_num(first)} to {_num(last)} in steps of {_num(step)}"
-                        f"{cite('decision_curve_*')}.")  # fmt: skip
-        groups = [f"{g.series} {g.field}" for g in getattr(sc, "subgroups", ()) or ()]
-        if groups and has("subgroup_*"):
-            text.append(f"Subgroup analyses: {_join(groups)}{cite('subgroup_*')}.")
-        if text:
-            out.append(MethodsParagraph("statistics", "Statistical evaluation", " ".join(text)))
-    return out
+    run = RunRecord(cfg, root, list(items))
+    versions, _, _ = _versions(run)
+    settings = extraction_settings(run) if run.has(*_EXTRACTION_OUTPUTS) else {}
+    paragraphs = [
+        _cohorts(run), _software(run), opt.segmentation(run), opt.super_resolution(run), _preprocessing(run, settings),
+        _extraction(run, settings, versions), opt.habitats(run), opt.deep_features(run), opt.reliability(run), opt.harmonization(run),
+        opt.missing_data(run), _signature(run), _models(run), opt.clinical(run), opt.nomogram(run), opt.survival(run), opt.explainability(run),
+        opt.table_one(run), _statistics(run),
+    ]  # fmt: skip
+    return [p for p in paragraphs if p is not None and p.text]
 
 
 def _other_outputs_paragraph(other: Sequence[str]) -> MethodsParagraph | None:
@@ -390,7 +554,7 @@ def _other_outputs_paragraph(other: Sequence[str]) -> MethodsParagraph | None:
         groups.setdefault(str(Path(rel).parent.as_posix()), []).append(rel)
     parts = [f"{folder}/ ({len(files)} files)" if len(files) > 4 else _join(files) for folder, files in groups.items()]
     return MethodsParagraph("outputs", "Other recorded outputs", f"The run also recorded {len(other)} file{'s' if len(other) != 1 else ''} not "
-                            f"shown here (relative to reports/<study>/): {'; '.join(parts)}.")  # fmt: skip
+                            f"shown here (relative to the study's report folder): {'; '.join(parts)}.")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- checklist
