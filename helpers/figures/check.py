@@ -334,7 +334,7 @@ def figure_problems(
     *,
     print_width_mm: float | None = None,
     min_font_pt: float = 7.0,
-    min_axes_fraction: float = 0.25,
+    min_axes_fraction: float = 0.2,
     min_axes_side_mm: float = 12.0,
     max_axes_aspect: float = 8.0,
 ) -> list[str]:
