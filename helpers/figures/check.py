@@ -19,6 +19,7 @@ The check is used by the tests on every figure function of :mod:`helpers.figures
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,17 +27,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless
 
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backend_bases import RendererBase  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.legend import Legend  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
-from matplotlib.transforms import Bbox  # noqa: E402
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
-from helpers.figures.style import DOUBLE_COLUMN_MM, MM_PER_INCH  # noqa: E402
+from helpers.figures.style import DOUBLE_COLUMN_MM, MM_PER_INCH
 
 __all__ = ["figure_problems"]
 
@@ -121,8 +122,8 @@ def _text_names(fig: Figure) -> tuple[dict[int, str], dict[int, object]]:
     for i, ax in enumerate(fig.axes):
         where = f" of {_axes_name(ax, i)}"
         add(ax.title, f"title{where}", ax)
-        add(ax._left_title, f"title{where}", ax)  # noqa: SLF001 - matplotlib keeps the side titles private
-        add(ax._right_title, f"title{where}", ax)  # noqa: SLF001
+        add(ax._left_title, f"title{where}", ax)
+        add(ax._right_title, f"title{where}", ax)
         for axis, letter in ((ax.xaxis, "x"), (ax.yaxis, "y")):
             add(axis.label, f"{letter} axis label{where}", ax)
             add(axis.get_offset_text(), f"{letter} axis offset{where}", ax)
@@ -256,7 +257,7 @@ def _data_points(ax: Axes, spacing_px: float = 2.0) -> np.ndarray:
         if len(xy) == 1 or line.get_linestyle() in ("None", "none", " ", ""):
             pts.append(xy)
             continue
-        for p, q in zip(xy[:-1], xy[1:], strict=True):
+        for p, q in itertools.pairwise(xy):
             steps = max(2, int(np.hypot(*(q - p)) / spacing_px) + 1)
             pts.append(p + np.linspace(0, 1, steps)[:, None] * (q - p))
     for coll in ax.collections:
@@ -292,13 +293,15 @@ def _legend_problems(fig: Figure, renderer: RendererBase, texts: list[_DrawnText
 
 
 def _is_panel(ax: Axes) -> bool:
-    """A data panel: not a colour bar, and not a text-only axes (e.g. a numbers-at-risk table drawn with the axis off)."""
+    """A data panel: an axes with lines, collections, patches or images that is not a colour bar.
+
+    Text-only axes (e.g. a numbers-at-risk table) are tables, not plots: they are not checked for squashing.
+    """
     if ax.get_label() == "<colorbar>" or hasattr(ax, "_colorbar"):
         return False
     if not ax.get_visible():
         return False
-    has_data = bool(ax.get_lines() or ax.collections or ax.patches or ax.images)
-    return has_data or ax.axison
+    return bool(ax.get_lines() or ax.collections or ax.patches or ax.images)
 
 
 def _squashed_axes(fig: Figure, scale: float, min_axes_fraction: float, min_axes_side_mm: float, max_axes_aspect: float) -> list[str]:

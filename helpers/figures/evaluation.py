@@ -22,16 +22,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless, as in helpers.figures
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.transforms import ScaledTranslation, blended_transform_factory  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from helpers.figures.style import (  # noqa: E402
+from helpers.figures.style import (
     FONT_SIZE_SMALL,
     PALETTE,
     apply_style,
@@ -40,14 +40,14 @@ from helpers.figures.style import (  # noqa: E402
 )
 
 __all__ = [
-    "roc_figure",
-    "roc_panels_figure",
     "calibration_figure",
     "decision_curve_figure",
+    "dice_figure",
+    "feature_weight_figure",
     "forest_figure",
     "radscore_distribution_figure",
-    "feature_weight_figure",
-    "dice_figure",
+    "roc_figure",
+    "roc_panels_figure",
 ]
 
 #: Palette for lines and points: Okabe-Ito without the yellow, which is too pale on white.
@@ -117,7 +117,7 @@ def _binary(y: object, name: str = "y", both: bool = True) -> np.ndarray:
     if pd.isna(arr).any():
         raise ValueError(f"{name} has missing values")
     values = set(np.unique(arr).tolist())
-    if not values <= {0, 1, False, True}:
+    if not values <= {0, 1}:
         raise ValueError(f"{name} must be binary 0/1, got values {sorted(values)}")
     out = arr.astype(int)
     if both and len(np.unique(out)) < 2:
@@ -216,7 +216,9 @@ def _roc_labels(y: object, scores: Mapping[str, object], labels: Mapping[str, st
     return {name: _wrap_to_width(name, width_in) + "\n" + _wrap_to_width(f"({auc})", width_in) for name, auc in parts}
 
 
-def _draw_roc(ax: plt.Axes, y: object, scores: Mapping[str, object], legend_labels: Mapping[str, str], colour_index: Mapping[str, int]) -> None:
+def _draw_roc(
+    ax: plt.Axes, y: object, scores: Mapping[str, object], legend_labels: Mapping[str, str], colour_index: Mapping[str, int]
+) -> None:
     """ROC curves, chance diagonal, square 0-1 axes with ticks every 0.2, legend under the axes."""
     yy = _binary(y)
     handles = []
@@ -317,7 +319,9 @@ def roc_panels_figure(
     total = column_width_inches("single" if k == 1 else width)
     panel_width = total / k
     legends = {cohort: _roc_labels(y, scores, labels, _roc_legend_width(panel_width)) for cohort, (y, scores, labels) in panels.items()}
-    titles = {cohort: _wrap_to_width(f"{cohort} (n = {len(np.asarray(y))})", panel_width - 0.3, 9.0) for cohort, (y, _, _) in panels.items()}
+    titles = {
+        cohort: _wrap_to_width(f"{cohort} (n = {len(np.asarray(y))})", panel_width - 0.3, 9.0) for cohort, (y, _, _) in panels.items()
+    }
     lines = max(_n_lines(list(lg.values())) for lg in legends.values())
     title_lines = max(t.count("\n") + 1 for t in titles.values())
     height = _roc_figure_height(_roc_axes_inches(panel_width), lines, title_lines)
@@ -549,7 +553,9 @@ def decision_curve_figure(
     fig, ax = plt.subplots(figsize=(SINGLE_COLUMN, height), layout="constrained")
     handles = []
     for i, (name, df) in enumerate(models.items()):
-        (line,) = ax.plot(df["threshold"], df["net_benefit"], color=_colour(i), ls=_linestyle(i), lw=1.4, label=names[name], gid=f"dca:{name}")
+        (line,) = ax.plot(
+            df["threshold"], df["net_benefit"], color=_colour(i), ls=_linestyle(i), lw=1.4, label=names[name], gid=f"dca:{name}"
+        )
         handles.append(line)
     (all_line,) = ax.plot(
         reference["threshold"], reference["net_benefit"], color="0.35", lw=0.9, ls="-.", label="Treat all", gid="dca:treat_all"
@@ -652,7 +658,13 @@ def forest_figure(
             pts_y.append(y)
             if np.isfinite(lo) and np.isfinite(hi):
                 ax.plot([lo, hi], [y, y], color=PALETTE[0], lw=1.2, solid_capstyle="butt", gid="forest:ci")
-                ax.plot([lo, lo, np.nan, hi, hi], [y - 0.15, y + 0.15, np.nan, y - 0.15, y + 0.15], color=PALETTE[0], lw=1.0, gid="forest:ci-caps")
+                ax.plot(
+                    [lo, lo, np.nan, hi, hi],
+                    [y - 0.15, y + 0.15, np.nan, y - 0.15, y + 0.15],
+                    color=PALETTE[0],
+                    lw=1.0,
+                    gid="forest:ci-caps",
+                )
                 bounds += [lo, hi]
                 text = f"{e:{fmt}} ({lo:{fmt}}–{hi:{fmt}})"
             else:
@@ -710,9 +722,7 @@ def _forest_limits(bounds: Sequence[float]) -> tuple[float, float]:
 # --------------------------------------------------------------------------- Rad-score distribution
 
 
-def _box_and_points(
-    ax: plt.Axes, groups: Sequence[np.ndarray], colours: Sequence[str], seed: Sequence[int], gid: str
-) -> None:
+def _box_and_points(ax: plt.Axes, groups: Sequence[np.ndarray], colours: Sequence[str], seed: Sequence[int], gid: str) -> None:
     """Box plots (no fliers: every point is drawn) with jittered points, at x = 0, 1, ..."""
     positions = np.arange(len(groups), dtype=float)
     data = [g if len(g) else np.array([np.nan]) for g in groups]
@@ -772,7 +782,7 @@ def radscore_distribution_figure(
     order = _order(df["cohort"], cohorts, "cohort(s)")
     apply_style()
     k = len(order)
-    fig, axes = plt.subplots(1, k, figsize=(max(SINGLE_COLUMN, 2.2 * k), 3.3 + (0.3 if threshold is not None else 0)),
+    fig, axes = plt.subplots(1, k, figsize=(SINGLE_COLUMN if k <= 2 else DOUBLE_COLUMN, 3.1 + (0.3 if threshold is not None else 0)),
                              sharey=True, squeeze=False, layout="constrained")  # fmt: skip
     classes = [0, 1]
     colours = [LINE_COLOURS[0], LINE_COLOURS[1]]
@@ -787,15 +797,17 @@ def radscore_distribution_figure(
         ax.set_xlim(-0.6, len(classes) - 0.4)
         if threshold is not None:
             ax.axhline(threshold, color="0.2", ls="--", lw=0.9, zorder=2, gid="radscore:threshold")
-        head = str(cohort)
+        head = _wrap_to_width(str(cohort), fig.get_figwidth() / k - 0.2, 9.0)
         if p_values is not None and cohort in p_values:
-            head += f"\nMann–Whitney {_format_p(float(p_values[cohort]))}"
+            test = f"Mann–Whitney {_format_p(float(p_values[cohort]))}"
+            fits = _text_width_inches(test, 9.0) <= fig.get_figwidth() / k - 0.2
+            head += "\n" + (test if fits else test.replace(" p ", "\np ", 1))
         ax.set_title(head)
         _despine(ax)
     axes[0][0].set_ylabel(ylabel)
     if threshold is not None:
         fig.legend(handles=[Line2D([], [], color="0.2", ls="--", lw=0.9, label=f"Cut-off = {threshold:.3g}")],
-                   loc="outside lower center", frameon=False, fontsize=8)  # fmt: skip
+                   loc="outside lower center", frameon=False)  # fmt: skip
     return fig
 
 
@@ -870,11 +882,11 @@ def feature_weight_figure(
     names = [_wrap_name(str(i), max_chars) for i in w.index]
     lines = max(nm.count("\n") + 1 for nm in names)
     pos, neg = LINE_COLOURS[0], LINE_COLOURS[3]
-    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.75, 1.3 + (0.08 + 0.14 * lines) * n), layout="constrained")
+    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 1.3 + (0.08 + 0.13 * lines) * n), layout="constrained")
     y = np.arange(n)[::-1]
     colours = [neg if v < 0 else pos for v in w]
     ax.barh(y, w.to_numpy(), color=colours, height=0.7, gid="weights:bars")
-    ax.set_yticks(y, names, fontsize=7.5, linespacing=1.0)
+    ax.set_yticks(y, names, linespacing=1.0)
     ax.set_ylim(-0.6, n - 0.4)
     ax.axvline(0, color="0.3", lw=0.7)
     ax.tick_params(axis="y", length=0)
@@ -887,7 +899,7 @@ def feature_weight_figure(
         handles.append(Patch(color=pos, label="Positive (higher value, higher predicted risk)"))
     if (w < 0).any():
         handles.append(Patch(color=neg, label="Negative (higher value, lower predicted risk)"))
-    fig.legend(handles=handles, loc="outside lower center", frameon=False, fontsize=8, ncol=1)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, ncol=1)
     return fig
 
 
@@ -931,7 +943,7 @@ def dice_figure(
     cohort_order = _order(df["cohort"], cohorts, "cohort(s)")
     apply_style()
     k, m = len(label_order), len(cohort_order)
-    width = max(SINGLE_COLUMN, (1.0 + 0.75 * m) * k)
+    width = SINGLE_COLUMN if (1.0 + 0.75 * m) * k <= SINGLE_COLUMN else DOUBLE_COLUMN
     fig, axes = plt.subplots(1, k, figsize=(width, 3.2), sharey=True, squeeze=False, layout="constrained")
     low = float(np.floor((d.min() - 0.05) * 10) / 10)
     low = max(0.0, low)
@@ -944,7 +956,7 @@ def dice_figure(
             if len(g):
                 sd = float(np.std(g, ddof=1)) if len(g) > 1 else float("nan")
                 text = f"{g.mean():.2f} ± {sd:.2f}" if np.isfinite(sd) else f"{g.mean():.2f}"
-                ax.text(j, 1.0 + 0.03 * (1 - low), text, ha="center", va="bottom", fontsize=7.5, gid="dice:summary")
+                ax.text(j, 1.0 + 0.03 * (1 - low), text, ha="center", va="bottom", fontsize=FONT_SIZE_SMALL, gid="dice:summary")
         ax.set_xticks(range(m), [f"{c}\n(n = {len(g)})" for c, g in zip(cohort_order, groups, strict=True)])
         ax.set_xlim(-0.6, m - 0.4)
         ax.set_title(str(lab))
@@ -953,5 +965,5 @@ def dice_figure(
     ticks = matplotlib.ticker.MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]).tick_values(low, 1.0)
     axes[0][0].set_yticks([round(t, 6) for t in ticks if low - 1e-9 <= t <= 1.0 + 1e-9])
     axes[0][0].set_ylabel("Dice similarity coefficient")
-    fig.supxlabel("Numbers above the boxes: mean ± SD of the per-patient Dice", fontsize=7.5)
+    fig.supxlabel("Numbers above the boxes: mean ± SD of the per-patient Dice", fontsize=FONT_SIZE_SMALL)
     return fig

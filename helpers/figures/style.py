@@ -15,21 +15,21 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.transforms import ScaledTranslation  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
 
 __all__ = [
-    "PALETTE",
-    "STYLE",
-    "MM_PER_INCH",
-    "SINGLE_COLUMN_MM",
     "DOUBLE_COLUMN_MM",
-    "FONT_SIZE_SMALL",
     "FONT_SIZE",
     "FONT_SIZE_LARGE",
+    "FONT_SIZE_SMALL",
+    "MM_PER_INCH",
+    "PALETTE",
     "PANEL_LABEL_SIZE",
+    "SINGLE_COLUMN_MM",
+    "STYLE",
     "apply_style",
     "column_width_inches",
     "figure_size",
@@ -186,5 +186,7 @@ def save_figure(fig: Figure, png_path: str | Path, pdf_path: str | Path) -> None
     fig.canvas.draw()
     bbox = None if _content_fits_canvas(fig) else "tight"
     fig.savefig(png_path, dpi=300, metadata={"Software": None}, bbox_inches=bbox, pad_inches=0.05)
-    fig.savefig(pdf_path, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}, bbox_inches=bbox, pad_inches=0.05)
+    fig.savefig(
+        pdf_path, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}, bbox_inches=bbox, pad_inches=0.05
+    )
     plt.close(fig)
