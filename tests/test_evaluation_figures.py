@@ -93,7 +93,10 @@ def test_roc_panels_keep_one_colour_per_model():
     assert colours == {"roc:Radiomics": {PALETTE[0].lower()}, "roc:Clinical": {PALETTE[1].lower()}}
     fpr, tpr, _ = roc_curve(y2, s2["Radiomics"])
     np.testing.assert_array_equal(_line(fig.axes[1], "roc:Radiomics").get_xdata(), fpr)
-    assert fig.axes[2].get_legend().get_texts()[0].get_text() == "Clinical (AUC 0.70, 95% CI 0.55-0.85)"
+    # three panels share a 175 mm page: the legend texts are wrapped to the panel width, nothing dropped
+    assert " ".join(fig.axes[2].get_legend().get_texts()[0].get_text().split()) == "Clinical (AUC 0.70, 95% CI 0.55-0.85)"
+    assert [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "panel-label"] == ["A", "B", "C"]
+    assert fig.get_figwidth() * 25.4 == pytest.approx(175.0)
 
 
 # --------------------------------------------------------------------------- calibration
@@ -249,7 +252,8 @@ def test_radscore_jitter_is_deterministic_and_points_are_the_scores():
     assert len(fig1.axes) == 2
     for c, cohort in enumerate(["Training", "Test"]):
         ax1, ax2 = fig1.axes[c], fig2.axes[c]
-        assert ax1.get_title() == f"{cohort}\nMann–Whitney " + ("p < 0.001" if c == 0 else "p = 0.030")
+        # two panels in one 85 mm column: the p-value goes on its own line
+        assert ax1.get_title() == f"{cohort}\nMann–Whitney\n" + ("p < 0.001" if c == 0 else "p = 0.030")
         for j in (0, 1):
             (pts1,) = [s for s in ax1.collections if s.get_gid() == f"radscore:{c}:{j}"]
             (pts2,) = [s for s in ax2.collections if s.get_gid() == f"radscore:{c}:{j}"]

@@ -5,9 +5,9 @@ matplotlib :class:`~matplotlib.figure.Figure`; nothing is saved here (the
 caller writes PNG at 300 dpi and PDF with a tight bounding box, e.g. through
 ``helpers.reporting``). The figures share the project style
 (:func:`helpers.figures.apply_style`) and the Okabe-Ito palette
-(:data:`helpers.figures.PALETTE`, colour-blind safe), are sized for a journal
-column (single column 3.5 in, double column 7.2 in), keep every legend
-outside the data area, and are deterministic: no randomness (the jitter of
+(:data:`helpers.figures.PALETTE`, colour-blind safe), are built at a journal width
+(single column 85 mm, double column 175 mm; :mod:`helpers.figures.style`)
+with 7-9 pt text, keep every legend outside the data area, and are deterministic: no randomness (the jitter of
 strip points comes from a fixed seed), so identical inputs give identical
 PNG bytes when saved with the same metadata (e.g. ``metadata={"Software": None}``).
 """
@@ -22,35 +22,42 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless, as in helpers.figures
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.transforms import ScaledTranslation, blended_transform_factory  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from helpers.figures.style import PALETTE, apply_style  # noqa: E402
+from helpers.figures.style import (
+    FONT_SIZE_SMALL,
+    PALETTE,
+    apply_style,
+    column_width_inches,
+    panel_label,
+)
 
 __all__ = [
-    "roc_figure",
-    "roc_panels_figure",
     "calibration_figure",
     "decision_curve_figure",
+    "dice_figure",
+    "feature_weight_figure",
     "forest_figure",
     "radscore_distribution_figure",
-    "feature_weight_figure",
-    "dice_figure",
+    "roc_figure",
+    "roc_panels_figure",
 ]
 
 #: Palette for lines and points: Okabe-Ito without the yellow, which is too pale on white.
 LINE_COLOURS = tuple(c for c in PALETTE if c.upper() != "#F0E442")
 _LINESTYLES = ("-", "--", "-.", ":")
 _REFERENCE = "0.55"  # grey of reference lines (chance diagonal, ideal calibration, forest reference)
-SINGLE_COLUMN = 3.5  # inches
-DOUBLE_COLUMN = 7.2  # inches
-_LEGEND_GAP = 0.48  # inches between an axes' bottom edge and a legend placed under it (ticks + x label)
+SINGLE_COLUMN = column_width_inches("single")  # 85 mm
+DOUBLE_COLUMN = column_width_inches("double")  # 175 mm
+_LEGEND_GAP = 0.42  # inches between an axes' bottom edge and a legend placed under it (ticks + x label)
+_LINE_INCHES = 0.135  # height of one 7 pt legend line (with spacing)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -69,6 +76,39 @@ def _despine(ax: plt.Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
 
 
+def _text_width_inches(text: str, fontsize: float) -> float:
+    """Width of one line of text in the current font, in inches (measured, not estimated)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    width, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=False)
+    return width / 72.0
+
+
+def _wrap_to_width(text: str, width_in: float, fontsize: float = FONT_SIZE_SMALL) -> str:
+    """Break ``text`` at spaces so that no line is wider than ``width_in`` at ``fontsize``.
+
+    Existing line breaks are kept; nothing is dropped (a single word wider than the
+    width stays on its own line).
+    """
+    out = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and _text_width_inches(candidate, fontsize) > width_in:
+                out.append(line)
+                line = word
+            else:
+                line = candidate
+        out.append(line)
+    return "\n".join(out)
+
+
+def _n_lines(labels: Sequence[str]) -> int:
+    return sum(label.count("\n") + 1 for label in labels)
+
+
 def _binary(y: object, name: str = "y", both: bool = True) -> np.ndarray:
     """Outcome as an int array of 0/1; ``both`` requires both classes."""
     arr = np.asarray(y)
@@ -77,7 +117,7 @@ def _binary(y: object, name: str = "y", both: bool = True) -> np.ndarray:
     if pd.isna(arr).any():
         raise ValueError(f"{name} has missing values")
     values = set(np.unique(arr).tolist())
-    if not values <= {0, 1, False, True}:
+    if not values <= {0, 1}:
         raise ValueError(f"{name} must be binary 0/1, got values {sorted(values)}")
     out = arr.astype(int)
     if both and len(np.unique(out)) < 2:
@@ -94,8 +134,12 @@ def _scores(values: object, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _legend_below(ax: plt.Axes, handles: Sequence, fontsize: float | None = None, ncol: int = 1) -> None:
-    """Legend under the axes (below tick labels and x label): it can never hide data."""
+def _legend_below(ax: plt.Axes, handles: Sequence, fontsize: float = FONT_SIZE_SMALL, ncol: int = 1) -> None:
+    """Legend under the axes (below tick labels and x label): it can never hide data.
+
+    Give the handles labels that fit the axes width (:func:`_wrap_to_width`): a layout
+    engine makes room for a wider legend by shrinking the axes.
+    """
     fig = ax.figure
     anchor = ax.transAxes + ScaledTranslation(0, -_LEGEND_GAP, fig.dpi_scale_trans)
     ax.legend(
@@ -108,6 +152,7 @@ def _legend_below(ax: plt.Axes, handles: Sequence, fontsize: float | None = None
         ncol=ncol,
         borderaxespad=0.0,
         handlelength=1.8,
+        labelspacing=0.3,
     )
 
 
@@ -139,40 +184,61 @@ def _jitter(n: int, width: float, seed: Sequence[int]) -> np.ndarray:
     return (rng.random(n) - 0.5) * width
 
 
-def _roc_label(name: str, y: np.ndarray, s: np.ndarray, labels: Mapping[str, str] | None) -> str:
-    if labels is not None and name in labels:
-        return f"{name} ({labels[name]})"
-    return f"{name} (AUC {roc_auc_score(y, s):.3f})"
+def _roc_label(name: str, y: np.ndarray, s: np.ndarray, labels: Mapping[str, str] | None) -> tuple[str, str]:
+    """Model name and its AUC text (given, or ``AUC 0.781`` computed here)."""
+    auc = labels[name] if labels is not None and name in labels else f"AUC {roc_auc_score(y, s):.3f}"
+    return name, auc
+
+
+def _roc_axes_inches(panel_width: float) -> float:
+    """Side of the square ROC axes in a panel of the given width (room left for the y label and tick labels)."""
+    return panel_width - 0.62
+
+
+def _roc_legend_width(panel_width: float) -> float:
+    """Width available to a legend text under a ROC axes (axes width minus the legend handle)."""
+    return _roc_axes_inches(panel_width) - 0.32
+
+
+def _roc_figure_height(axes_inches: float, legend_lines: int, title_lines: int) -> float:
+    return axes_inches + 0.2 * title_lines + 0.5 + _LINE_INCHES * legend_lines + 0.12
+
+
+def _roc_labels(y: object, scores: Mapping[str, object], labels: Mapping[str, str] | None, width_in: float) -> dict[str, str]:
+    """Legend texts ``name (AUC ...)``; if one is wider than ``width_in``, every text puts the AUC on its own line."""
+    if not scores:
+        raise ValueError("no model scores to plot")
+    yy = _binary(y)
+    parts = [_roc_label(name, yy, _scores(values, len(yy), name), labels) for name, values in scores.items()]
+    one_line = [f"{name} ({auc})" for name, auc in parts]
+    if all(_text_width_inches(text, FONT_SIZE_SMALL) <= width_in for text in one_line):
+        return dict(zip(scores, one_line, strict=True))
+    return {name: _wrap_to_width(name, width_in) + "\n" + _wrap_to_width(f"({auc})", width_in) for name, auc in parts}
 
 
 def _draw_roc(
-    ax: plt.Axes,
-    y: object,
-    scores: Mapping[str, object],
-    labels: Mapping[str, str] | None,
-    colour_index: Mapping[str, int],
-    legend_fontsize: float | None,
+    ax: plt.Axes, y: object, scores: Mapping[str, object], legend_labels: Mapping[str, str], colour_index: Mapping[str, int]
 ) -> None:
-    if not scores:
-        raise ValueError("no model scores to plot")
+    """ROC curves, chance diagonal, square 0-1 axes with ticks every 0.2, legend under the axes."""
     yy = _binary(y)
     handles = []
     for name, values in scores.items():
         s = _scores(values, len(yy), name)
         fpr, tpr, _ = roc_curve(yy, s)
         i = colour_index[name]
-        (line,) = ax.plot(fpr, tpr, color=_colour(i), ls=_linestyle(i), lw=1.3, label=_roc_label(name, yy, s, labels), gid=f"roc:{name}")
+        (line,) = ax.plot(fpr, tpr, color=_colour(i), ls=_linestyle(i), lw=1.3, label=legend_labels[name], gid=f"roc:{name}")
         handles.append(line)
     ax.plot([0, 1], [0, 1], color=_REFERENCE, ls="--", lw=0.8, zorder=1, gid="roc:chance")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xticks(np.linspace(0, 1, 6))
-    ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_aspect("equal")
+    ticks = np.round(np.linspace(0, 1, 6), 1)
+    ax.set_xticks(ticks, [f"{t:.1f}" for t in ticks])
+    ax.set_yticks(ticks, [f"{t:.1f}" for t in ticks])
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("1 − specificity")
     ax.set_ylabel("Sensitivity")
     _despine(ax)
-    _legend_below(ax, handles, fontsize=legend_fontsize)
+    _legend_below(ax, handles)
 
 
 # --------------------------------------------------------------------------- ROC
@@ -184,7 +250,7 @@ def roc_figure(
     labels: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """ROC curves of several models on one cohort.
+    """ROC curves of several models on one cohort, one journal column wide (85 mm).
 
     Parameters
     ----------
@@ -196,31 +262,35 @@ def roc_figure(
     labels : dict of model name -> str, optional
         Text shown in parentheses after the model name in the legend, e.g.
         ``"AUC 0.78, 95% CI 0.62-0.93"`` (from the statistics module). Models
-        without one get ``"AUC 0.781"`` computed with scikit-learn.
+        without one get ``"AUC 0.781"`` computed with scikit-learn. A legend
+        text wider than the axes is broken after the model name.
     title : str, optional
-        Axes title (e.g. the cohort).
+        Axes title (e.g. the cohort); wrapped to the column width.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One square axes, 0-1 on both axes, the curves (points of
-        :func:`sklearn.metrics.roc_curve`), the chance diagonal and the
-        legend under the axes.
+        One square axes with equal scales, 0-1 on both axes with ticks every
+        0.2, the curves (points of :func:`sklearn.metrics.roc_curve`), the
+        chance diagonal and the legend under the axes (never over the curves).
     """
     apply_style()
-    n = len(scores)
-    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN, SINGLE_COLUMN + 0.75 + 0.17 * n), layout="constrained")
-    _draw_roc(ax, y, scores, labels, {name: i for i, name in enumerate(scores)}, legend_fontsize=8)
+    width = SINGLE_COLUMN
+    legend = _roc_labels(y, scores, labels, _roc_legend_width(width))
+    title_text = _wrap_to_width(title, width - 0.3, 9.0) if title else ""
+    height = _roc_figure_height(_roc_axes_inches(width), _n_lines(list(legend.values())), title_text.count("\n") + 1 if title else 0)
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    _draw_roc(ax, y, scores, legend, {name: i for i, name in enumerate(scores)})
     if title:
-        ax.set_title(title)
+        ax.set_title(title_text)
     return fig
 
 
 def roc_panels_figure(
     panels: Mapping[str, tuple[object, Mapping[str, object], Mapping[str, str] | None]],
-    panel_inches: float = 2.4,
+    width: str = "double",
 ) -> Figure:
-    """ROC curves per cohort, one panel each side by side (e.g. training / validation / test).
+    """ROC curves per cohort, one lettered panel each side by side (e.g. training / validation / test).
 
     Parameters
     ----------
@@ -228,15 +298,15 @@ def roc_panels_figure(
         For each cohort (panel title, in the dict's order) the arguments of
         :func:`roc_figure`: outcome, dict of model -> scores, and optional
         legend texts (``None`` = AUC computed here).
-    panel_inches : float
-        Width of one panel; the default fits three panels in a double
-        journal column.
+    width : {"double", "single"}
+        Journal width shared by the panels (a single panel is always one column).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One axes per cohort with its own legend (AUCs differ by cohort); a
-        model has the same colour in every panel.
+        One square axes per cohort, lettered A, B, ..., with its own legend
+        under it (AUCs differ by cohort); a model has the same colour in
+        every panel.
     """
     if not panels:
         raise ValueError("no panel to plot")
@@ -245,16 +315,22 @@ def roc_panels_figure(
     for _, scores, _ in panels.values():
         for name in scores:
             order.setdefault(name, len(order))
-    n_models = max(len(scores) for _, scores, _ in panels.values())
     k = len(panels)
-    fig, axes = plt.subplots(
-        1, k, figsize=(panel_inches * k, panel_inches + 0.75 + 0.15 * n_models), squeeze=False, layout="constrained"
-    )
-    for ax, (cohort, (y, scores, labels)) in zip(axes[0], panels.items(), strict=True):
-        _draw_roc(ax, y, scores, labels, order, legend_fontsize=6.5)
-        ax.set_title(f"{cohort} (n = {len(np.asarray(y))})")
-    for ax in axes[0][1:]:
-        ax.set_ylabel("")
+    total = column_width_inches("single" if k == 1 else width)
+    panel_width = total / k
+    legends = {cohort: _roc_labels(y, scores, labels, _roc_legend_width(panel_width)) for cohort, (y, scores, labels) in panels.items()}
+    titles = {
+        cohort: _wrap_to_width(f"{cohort} (n = {len(np.asarray(y))})", panel_width - 0.3, 9.0) for cohort, (y, _, _) in panels.items()
+    }
+    lines = max(_n_lines(list(lg.values())) for lg in legends.values())
+    title_lines = max(t.count("\n") + 1 for t in titles.values())
+    height = _roc_figure_height(_roc_axes_inches(panel_width), lines, title_lines)
+    fig, axes = plt.subplots(1, k, figsize=(total, height), squeeze=False, layout="constrained")
+    for i, (ax, (cohort, (y, scores, _))) in enumerate(zip(axes[0], panels.items(), strict=True)):
+        _draw_roc(ax, y, scores, legends[cohort], order)
+        ax.set_title(titles[cohort])
+        if k > 1:
+            panel_label(ax, chr(ord("A") + i))
     return fig
 
 
@@ -339,13 +415,23 @@ def calibration_figure(
     yy = _binary(y, both=False)
     apply_style()
     k = _effective_bins(len(yy), n_bins)
-    n_models = len(probabilities)
+    side, hist_inches = _roc_axes_inches(SINGLE_COLUMN), 0.85
+    legend_width = _roc_legend_width(SINGLE_COLUMN)
+    key_texts = [
+        _wrap_to_width("Observed per bin (95% Wilson CI)", legend_width) + f"\n{k} {strategy} bins",
+        "Lowess-smoothed calibration",
+        "Ideal calibration",
+    ]
+    model_texts = [_wrap_to_width(str(name), legend_width) for name in probabilities]
+    title_text = _wrap_to_width(title, SINGLE_COLUMN - 0.3, 9.0) if title else ""
+    height = side + hist_inches + 0.12 + 0.5 + _LINE_INCHES * _n_lines(model_texts + key_texts) + 0.12
+    height += 0.2 * (title_text.count("\n") + 1) if title else 0.0
     fig, (ax, hist) = plt.subplots(
         2,
         1,
-        figsize=(SINGLE_COLUMN, SINGLE_COLUMN + 0.6 + 0.16 * (n_models + 3) + (0.25 if title else 0)),
+        figsize=(SINGLE_COLUMN, height),
         sharex=True,
-        gridspec_kw={"height_ratios": [4, 1]},
+        gridspec_kw={"height_ratios": [side, hist_inches]},
         layout="constrained",
     )
     ax.plot([0, 1], [0, 1], color=_REFERENCE, ls="--", lw=0.8, zorder=1, gid="calibration:ideal")
@@ -370,27 +456,27 @@ def calibration_figure(
             ok = np.isfinite(smooth).all(axis=1)
             ax.plot(smooth[ok, 0], np.clip(smooth[ok, 1], 0, 1), color=colour, ls=ls, lw=1.3, zorder=2, gid=f"calibration:lowess:{name}")
         hist.hist(p, bins=hist_edges, histtype="step", color=colour, ls=ls, lw=1.0)
-        model_handles.append(Line2D([], [], color=colour, ls=ls, marker="o", ms=4, mfc=colour, mec="white", mew=0.5, label=name))
+        model_handles.append(Line2D([], [], color=colour, ls=ls, marker="o", ms=4, mfc=colour, mec="white", mew=0.5, label=model_texts[i]))
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    ticks = np.linspace(0, 1, 6)
-    ax.set_yticks(ticks)
+    ticks = np.round(np.linspace(0, 1, 6), 1)
+    ax.set_yticks(ticks, [f"{t:.1f}" for t in ticks])
     ax.set_aspect("equal", adjustable="box")
     ax.set_ylabel("Observed proportion of events")
     _despine(ax)
     if title:
-        ax.set_title(title)
-    hist.set_xticks(ticks)
+        ax.set_title(title_text)
+    hist.set_xticks(ticks, [f"{t:.1f}" for t in ticks])
     hist.set_xlabel("Predicted probability")
     hist.set_ylabel("Patients")
     hist.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3, integer=True))
     _despine(hist)
     key = [
-        Line2D([], [], color="0.3", marker="o", ms=4, ls="none", label=f"Observed per bin (95% Wilson CI), {k} {strategy} bins"),
-        Line2D([], [], color="0.3", lw=1.3, label="Lowess-smoothed calibration"),
-        Line2D([], [], color=_REFERENCE, ls="--", lw=0.8, label="Ideal calibration"),
+        Line2D([], [], color="0.3", marker="o", ms=4, ls="none", label=key_texts[0]),
+        Line2D([], [], color="0.3", lw=1.3, label=key_texts[1]),
+        Line2D([], [], color=_REFERENCE, ls="--", lw=0.8, label=key_texts[2]),
     ]
-    _legend_below(hist, model_handles + key, fontsize=7.5)
+    _legend_below(hist, model_handles + key)
     return fig
 
 
@@ -427,11 +513,13 @@ def decision_curve_figure(
     Returns
     -------
     matplotlib.figure.Figure
-        One axes. The treat-none reference is the line at 0. The y-axis runs
-        from ``min(-0.05, lowest model net benefit)`` to the highest net
-        benefit of the models and treat-all plus a 10% margin, over the
-        plotted range: every model's curve is fully visible, and the steep
-        fall of treat-all leaves the axes instead of squashing the models.
+        One axes, one journal column wide. The treat-none reference is the
+        line at 0. The y-axis runs from the lowest model net benefit (at most
+        -0.05), but not below ``-max(0.05, top / 2)``, to the highest net
+        benefit ``top`` of the models and treat-all plus a 10% margin, over the
+        plotted range: the range where the models help or barely harm is
+        readable, and curves falling far below zero (harmful thresholds, such
+        as the steep fall of treat-all) leave the axes instead of squashing it.
     """
     if not curves:
         raise ValueError("no model curve to plot")
@@ -452,14 +540,22 @@ def decision_curve_figure(
     shown = [within(df)["net_benefit"].to_numpy() for df in models.values()]
     top = max([float(s.max()) for s in shown if s.size] + [float(within(reference)["net_benefit"].to_numpy().max(initial=0.0))])
     bottom = min([float(s.min()) for s in shown if s.size] + [0.0])
-    span = max(top - min(bottom, -0.05), 0.05)
-    ylim = (min(-0.05, bottom - 0.05 * span), top + 0.1 * span)
+    floor = -max(0.05, 0.5 * top)  # net benefit far below "treat none" says only "harmful": not worth the axis
+    low = max(min(-0.05, bottom), floor)
+    span = max(top - low, 0.05)
+    ylim = (low - 0.05 * span, top + 0.1 * span)
 
-    n = len(models)
-    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN + 0.5, 3.0 + 0.75 + 0.17 * (n + 2)), layout="constrained")
+    legend_width = _roc_legend_width(SINGLE_COLUMN)
+    names = {name: _wrap_to_width(str(name), legend_width) for name in models}
+    title_text = _wrap_to_width(title, SINGLE_COLUMN - 0.3, 9.0) if title else ""
+    height = 2.5 + 0.5 + _LINE_INCHES * (_n_lines(list(names.values())) + 2) + 0.12
+    height += 0.2 * (title_text.count("\n") + 1) if title else 0.0
+    fig, ax = plt.subplots(figsize=(SINGLE_COLUMN, height), layout="constrained")
     handles = []
     for i, (name, df) in enumerate(models.items()):
-        (line,) = ax.plot(df["threshold"], df["net_benefit"], color=_colour(i), ls=_linestyle(i), lw=1.4, label=name, gid=f"dca:{name}")
+        (line,) = ax.plot(
+            df["threshold"], df["net_benefit"], color=_colour(i), ls=_linestyle(i), lw=1.4, label=names[name], gid=f"dca:{name}"
+        )
         handles.append(line)
     (all_line,) = ax.plot(
         reference["threshold"], reference["net_benefit"], color="0.35", lw=0.9, ls="-.", label="Treat all", gid="dca:treat_all"
@@ -471,8 +567,8 @@ def decision_curve_figure(
     ax.set_ylabel("Net benefit (true positives per patient)")
     _despine(ax)
     if title:
-        ax.set_title(title)
-    _legend_below(ax, handles + [all_line, none_line], fontsize=8)
+        ax.set_title(title_text)
+    _legend_below(ax, handles + [all_line, none_line])
     return fig
 
 
@@ -519,8 +615,11 @@ def forest_figure(
     Returns
     -------
     matplotlib.figure.Figure
-        One axes; the estimates are one marker line (gid ``forest:estimates``),
-        the estimate texts and ``n (events)`` are texts right of the axes.
+        One axes, the full page width (175 mm): subgroup names (wrapped at a
+        third of the page) left, the estimates with their CIs (lines with end
+        caps) on an x-axis from round ticks around every estimate, bound and
+        the reference, and the estimate texts and ``n (events)`` right of
+        the axes. The estimates are one marker line (gid ``forest:estimates``).
     """
     cols = [estimate, lower, upper, label] + ([group] if group else [])
     _require(table, cols, "table")
@@ -528,21 +627,26 @@ def forest_figure(
         raise ValueError("empty table")
     apply_style()
     df = table.reset_index(drop=True)
+    label_width = 0.34 * DOUBLE_COLUMN  # subgroup names wrap beyond a third of the page
     rows: list[dict] = []  # top to bottom: headers and subgroups
     if group:
         for g in pd.unique(df[group]):
-            rows.append({"header": True, "text": str(g)})
-            rows.extend({"header": False, "text": "   " + str(r[label]), "row": r} for _, r in df[df[group] == g].iterrows())
+            rows.append({"header": True, "text": _wrap_to_width(str(g), label_width)})
+            rows.extend({"header": False, "text": _indent(_wrap_to_width(str(r[label]), label_width - 0.15)), "row": r}
+                        for _, r in df[df[group] == g].iterrows())  # fmt: skip
     else:
-        rows.extend({"header": False, "text": str(r[label]), "row": r} for _, r in df.iterrows())
+        rows.extend({"header": False, "text": _wrap_to_width(str(r[label]), label_width), "row": r} for _, r in df.iterrows())
     n_rows = len(rows)
     ys = np.arange(n_rows)[::-1].astype(float)
     has_n, has_events = "n" in df.columns, "events" in df.columns
+    lines = max(item["text"].count("\n") + 1 for item in rows)
+    row_inches = 0.19 + 0.12 * (lines - 1)
+    height = 0.75 + row_inches * (n_rows + 1) + (0.2 if title else 0.0)
 
-    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.8, 1.1 + 0.24 * (n_rows + 1)), layout="constrained")
+    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, height), layout="constrained")
     right = blended_transform_factory(ax.transAxes, ax.transData)
-    est_x = right + ScaledTranslation(8 / 72, 0, fig.dpi_scale_trans)
-    n_x = right + ScaledTranslation(100 / 72, 0, fig.dpi_scale_trans)
+    est_x = right + ScaledTranslation(10 / 72, 0, fig.dpi_scale_trans)
+    n_x = right + ScaledTranslation(88 / 72, 0, fig.dpi_scale_trans)
     pts_x, pts_y, bounds = [], [], []
     for y, item in zip(ys, rows, strict=True):
         if item["header"]:
@@ -554,31 +658,37 @@ def forest_figure(
             pts_y.append(y)
             if np.isfinite(lo) and np.isfinite(hi):
                 ax.plot([lo, hi], [y, y], color=PALETTE[0], lw=1.2, solid_capstyle="butt", gid="forest:ci")
+                ax.plot(
+                    [lo, lo, np.nan, hi, hi],
+                    [y - 0.15, y + 0.15, np.nan, y - 0.15, y + 0.15],
+                    color=PALETTE[0],
+                    lw=1.0,
+                    gid="forest:ci-caps",
+                )
                 bounds += [lo, hi]
                 text = f"{e:{fmt}} ({lo:{fmt}}–{hi:{fmt}})"
             else:
                 text = f"{e:{fmt}} (CI n/a)"
             bounds.append(e)
-            ax.text(1, y, text, transform=est_x, ha="left", va="center", fontsize=8, clip_on=False)
+            ax.text(1, y, text, transform=est_x, ha="left", va="center", clip_on=False)
         else:
-            ax.text(1, y, "not estimable", transform=est_x, ha="left", va="center", fontsize=8, color="0.35", style="italic", clip_on=False)
+            ax.text(1, y, "not estimable", transform=est_x, ha="left", va="center", color="0.35", style="italic", clip_on=False)
         if has_n:
             nn = f"{int(r['n'])}" if pd.notna(r["n"]) else "–"
             if has_events:
                 nn += f" ({int(r['events'])})" if pd.notna(r["events"]) else " (–)"
-            ax.text(1, y, nn, transform=n_x, ha="left", va="center", fontsize=8, clip_on=False)
-    ax.plot(pts_x, pts_y, ls="none", marker="s", ms=5, color=PALETTE[0], zorder=3, gid="forest:estimates")
+            ax.text(1, y, nn, transform=n_x, ha="left", va="center", clip_on=False)
+    ax.plot(pts_x, pts_y, ls="none", marker="s", ms=4.5, color=PALETTE[0], zorder=3, gid="forest:estimates")
     top = float(n_rows)  # header row of the text columns, above the first subgroup
-    ax.text(1, top, f"{estimate.upper()} (95% CI)", transform=est_x, ha="left", va="center", fontsize=8, fontweight="bold", clip_on=False)
+    ax.text(1, top, f"{estimate.upper()} (95% CI)", transform=est_x, ha="left", va="center", fontweight="bold", clip_on=False)
     if has_n:
         head = "n (events)" if has_events else "n"
-        ax.text(1, top, head, transform=n_x, ha="left", va="center", fontsize=8, fontweight="bold", clip_on=False)
+        ax.text(1, top, head, transform=n_x, ha="left", va="center", fontweight="bold", clip_on=False)
     if reference is not None:
         ax.plot([reference, reference], [-0.6, n_rows - 0.5], color=_REFERENCE, ls="--", lw=0.8, zorder=1, gid="forest:reference")
         bounds.append(reference)
-    lo_x, hi_x = (min(bounds), max(bounds)) if bounds else (0.0, 1.0)
-    pad = 0.06 * max(hi_x - lo_x, 0.1)
-    ax.set_xlim(lo_x - pad, hi_x + pad)
+    ax.set_xlim(*_forest_limits(bounds))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
     ax.set_ylim(-0.6, n_rows + 0.4)
     ax.set_yticks([*ys, top], [item["text"] for item in rows] + [label.capitalize()])
     for tick, bold in zip(ax.get_yticklabels(), [item["header"] for item in rows] + [True], strict=True):
@@ -592,12 +702,27 @@ def forest_figure(
     return fig
 
 
+def _indent(text: str) -> str:
+    return "\n".join("   " + line for line in text.split("\n"))
+
+
+def _forest_limits(bounds: Sequence[float]) -> tuple[float, float]:
+    """x-limits of a forest plot: round ticks around every estimate, CI bound and the reference, with a small margin."""
+    if not bounds:
+        return (0.0, 1.0)
+    lo, hi = min(bounds), max(bounds)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    ticks = matplotlib.ticker.MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    first, last = float(ticks[ticks <= lo + 1e-12].max()), float(ticks[ticks >= hi - 1e-12].min())
+    pad = 0.02 * (last - first)
+    return (first - pad, last + pad)
+
+
 # --------------------------------------------------------------------------- Rad-score distribution
 
 
-def _box_and_points(
-    ax: plt.Axes, groups: Sequence[np.ndarray], colours: Sequence[str], seed: Sequence[int], gid: str
-) -> None:
+def _box_and_points(ax: plt.Axes, groups: Sequence[np.ndarray], colours: Sequence[str], seed: Sequence[int], gid: str) -> None:
     """Box plots (no fliers: every point is drawn) with jittered points, at x = 0, 1, ..."""
     positions = np.arange(len(groups), dtype=float)
     data = [g if len(g) else np.array([np.nan]) for g in groups]
@@ -657,7 +782,7 @@ def radscore_distribution_figure(
     order = _order(df["cohort"], cohorts, "cohort(s)")
     apply_style()
     k = len(order)
-    fig, axes = plt.subplots(1, k, figsize=(max(SINGLE_COLUMN, 2.2 * k), 3.3 + (0.3 if threshold is not None else 0)),
+    fig, axes = plt.subplots(1, k, figsize=(SINGLE_COLUMN if k <= 2 else DOUBLE_COLUMN, 3.1 + (0.3 if threshold is not None else 0)),
                              sharey=True, squeeze=False, layout="constrained")  # fmt: skip
     classes = [0, 1]
     colours = [LINE_COLOURS[0], LINE_COLOURS[1]]
@@ -672,15 +797,17 @@ def radscore_distribution_figure(
         ax.set_xlim(-0.6, len(classes) - 0.4)
         if threshold is not None:
             ax.axhline(threshold, color="0.2", ls="--", lw=0.9, zorder=2, gid="radscore:threshold")
-        head = str(cohort)
+        head = _wrap_to_width(str(cohort), fig.get_figwidth() / k - 0.2, 9.0)
         if p_values is not None and cohort in p_values:
-            head += f"\nMann–Whitney {_format_p(float(p_values[cohort]))}"
+            test = f"Mann–Whitney {_format_p(float(p_values[cohort]))}"
+            fits = _text_width_inches(test, 9.0) <= fig.get_figwidth() / k - 0.2
+            head += "\n" + (test if fits else test.replace(" p ", "\np ", 1))
         ax.set_title(head)
         _despine(ax)
     axes[0][0].set_ylabel(ylabel)
     if threshold is not None:
         fig.legend(handles=[Line2D([], [], color="0.2", ls="--", lw=0.9, label=f"Cut-off = {threshold:.3g}")],
-                   loc="outside lower center", frameon=False, fontsize=8)  # fmt: skip
+                   loc="outside lower center", frameon=False)  # fmt: skip
     return fig
 
 
@@ -755,11 +882,11 @@ def feature_weight_figure(
     names = [_wrap_name(str(i), max_chars) for i in w.index]
     lines = max(nm.count("\n") + 1 for nm in names)
     pos, neg = LINE_COLOURS[0], LINE_COLOURS[3]
-    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.75, 1.3 + (0.08 + 0.14 * lines) * n), layout="constrained")
+    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 1.3 + (0.08 + 0.13 * lines) * n), layout="constrained")
     y = np.arange(n)[::-1]
     colours = [neg if v < 0 else pos for v in w]
     ax.barh(y, w.to_numpy(), color=colours, height=0.7, gid="weights:bars")
-    ax.set_yticks(y, names, fontsize=7.5, linespacing=1.0)
+    ax.set_yticks(y, names, linespacing=1.0)
     ax.set_ylim(-0.6, n - 0.4)
     ax.axvline(0, color="0.3", lw=0.7)
     ax.tick_params(axis="y", length=0)
@@ -772,7 +899,7 @@ def feature_weight_figure(
         handles.append(Patch(color=pos, label="Positive (higher value, higher predicted risk)"))
     if (w < 0).any():
         handles.append(Patch(color=neg, label="Negative (higher value, lower predicted risk)"))
-    fig.legend(handles=handles, loc="outside lower center", frameon=False, fontsize=8, ncol=1)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, ncol=1)
     return fig
 
 
@@ -816,7 +943,7 @@ def dice_figure(
     cohort_order = _order(df["cohort"], cohorts, "cohort(s)")
     apply_style()
     k, m = len(label_order), len(cohort_order)
-    width = max(SINGLE_COLUMN, (1.0 + 0.75 * m) * k)
+    width = SINGLE_COLUMN if (1.0 + 0.75 * m) * k <= SINGLE_COLUMN else DOUBLE_COLUMN
     fig, axes = plt.subplots(1, k, figsize=(width, 3.2), sharey=True, squeeze=False, layout="constrained")
     low = float(np.floor((d.min() - 0.05) * 10) / 10)
     low = max(0.0, low)
@@ -829,7 +956,7 @@ def dice_figure(
             if len(g):
                 sd = float(np.std(g, ddof=1)) if len(g) > 1 else float("nan")
                 text = f"{g.mean():.2f} ± {sd:.2f}" if np.isfinite(sd) else f"{g.mean():.2f}"
-                ax.text(j, 1.0 + 0.03 * (1 - low), text, ha="center", va="bottom", fontsize=7.5, gid="dice:summary")
+                ax.text(j, 1.0 + 0.03 * (1 - low), text, ha="center", va="bottom", fontsize=FONT_SIZE_SMALL, gid="dice:summary")
         ax.set_xticks(range(m), [f"{c}\n(n = {len(g)})" for c, g in zip(cohort_order, groups, strict=True)])
         ax.set_xlim(-0.6, m - 0.4)
         ax.set_title(str(lab))
@@ -838,5 +965,5 @@ def dice_figure(
     ticks = matplotlib.ticker.MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]).tick_values(low, 1.0)
     axes[0][0].set_yticks([round(t, 6) for t in ticks if low - 1e-9 <= t <= 1.0 + 1e-9])
     axes[0][0].set_ylabel("Dice similarity coefficient")
-    fig.supxlabel("Numbers above the boxes: mean ± SD of the per-patient Dice", fontsize=7.5)
+    fig.supxlabel("Numbers above the boxes: mean ± SD of the per-patient Dice", fontsize=FONT_SIZE_SMALL)
     return fig
