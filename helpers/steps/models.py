@@ -546,7 +546,7 @@ def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cf
             if fit.groups.loc[idx].nunique() < 2:
                 continue
             km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx], order=[g for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])])
-            report.figure(km_figure(km, title=f"{name}: {cohort}", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
+            report.figure(km_figure(km, title=f"{name}: {cohort.replace('_', ' ')} cohort", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
     for name, fit in fits.items():
         slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
         report.artifact(fit.model, f"models/survival_{slug}.joblib")

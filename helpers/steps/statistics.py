@@ -62,6 +62,11 @@ class StudyPredictions:
         return self.binary[self.binary["family"] == "main"] if "family" in self.binary.columns else self.binary
 
 
+
+def _shown(cohort: str) -> str:
+    """A cohort name as figure text: ``external_test`` -> ``external test``."""
+    return str(cohort).replace("_", " ")
+
 def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     """Read notebook 05's prediction tables (and notebook 04's Rad-scores and coefficients when present)."""
     binary = artifacts.MODEL_PREDICTIONS.read(cfg)
@@ -247,16 +252,16 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
             continue
         scores = {m: part.loc[part["model"] == m, "probability"].to_numpy() for m in models}
         panels[cohort] = (y, scores, _auc_labels(perf, cohort))
-        report.figure(calibration_figure(y, scores, n_bins=cfg.statistics.calibration_bins, title=f"Calibration: {cohort}"), f"calibration_{cohort}", per_cohort=False)
+        report.figure(calibration_figure(y, scores, n_bins=cfg.statistics.calibration_bins, title=f"Calibration: {_shown(cohort)}"), f"calibration_{cohort}", per_cohort=False)
         thresholds = _thresholds(cfg)
         curves = {m: net_benefit(y, s, thresholds) for m, s in scores.items()}
         treat_all = next(iter(curves.values()))[["threshold", "treat_all"]].rename(columns={"treat_all": "net_benefit"})
-        report.figure(decision_curve_figure({m: c[["threshold", "net_benefit"]] for m, c in curves.items()}, treat_all, title=f"Decision curves: {cohort}"),
+        report.figure(decision_curve_figure({m: c[["threshold", "net_benefit"]] for m, c in curves.items()}, treat_all, title=f"Decision curves: {_shown(cohort)}"),
                       f"decision_curve_{cohort}", per_cohort=False)
         written += [f"calibration_{cohort}", f"decision_curve_{cohort}"]
     # One ROC figure per cohort: the AUC-with-CI legend labels are long, and side-by-side panels would squeeze the axes.
     for cohort, (y, scores, labels) in panels.items():
-        report.figure(roc_figure(y, scores, labels, title=f"ROC: {cohort} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
+        report.figure(roc_figure(y, scores, labels, title=f"ROC: {_shown(cohort)} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
         written.append(f"roc_{cohort}")
     # The bins each calibration figure drew (the figure's rule: at most calibration_bins, about 10 patients per bin), for the methods.
     report.json({"calibration_bins": {c: _effective_bins(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
@@ -265,7 +270,7 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:
             fig_name = name.replace("subgroup_performance_", "subgroup_forest_")
-            panel = table.assign(panel=table["model"].astype(str) + " | " + table["cohort"].astype(str))
+            panel = table.assign(panel=table["model"].astype(str) + ", " + table["cohort"].map(_shown) + " cohort")
             report.figure(forest_figure(panel, estimate="auc", lower="auc_lower", upper="auc_upper", label="subgroup", group="panel",
                                         xlabel="AUC (95% CI)"), fig_name, per_cohort=False)
             written.append(fig_name)
@@ -303,7 +308,7 @@ def _resolution_roc_figures(preds: StudyPredictions, perf: pd.DataFrame, cfg: St
             continue
         scores = {m: part.loc[part["model"] == m, "probability"].to_numpy() for m in names}
         name = f"roc_nr_vs_sr_{cohort}"
-        report.figure(roc_figure(y, scores, _auc_labels(perf, cohort), title=f"ROC, normal vs super-resolution: {cohort} (n = {len(y)})"),
+        report.figure(roc_figure(y, scores, _auc_labels(perf, cohort), title=f"ROC, normal vs super-resolution: {_shown(cohort)} (n = {len(y)})"),
                       name, per_cohort=False)
         written.append(name)
     return written
