@@ -21,7 +21,7 @@ nav.toc{background:#f5f5f5;border:1px solid #ddd;padding:.6rem 1.2rem;font-size:
 nav.toc a{color:#124;text-decoration:none}nav.toc a:hover{text-decoration:underline}
 section.item{margin:1.2rem 0 2rem}.tbl{overflow-x:auto;margin:.3rem 0 .8rem}
 table{border-collapse:collapse;table-layout:fixed;font-family:"Liberation Sans",Arial,Helvetica,sans-serif;line-height:1.25}
-th,td{padding:.05cm .1cm;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{padding:.05cm .1cm;text-align:left;vertical-align:top;overflow-wrap:break-word}
 thead th{border-top:1.5px solid #111;border-bottom:.75px solid #111;font-weight:bold}tbody tr:last-child td{border-bottom:1.5px solid #111}
 th.num,td.num{text-align:right}.ci{white-space:nowrap}tbody tr:nth-child(even){background:#fafafa}
 figure{margin:0}figure img{max-width:100%;height:auto;display:block;margin:0 auto}

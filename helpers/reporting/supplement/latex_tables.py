@@ -8,7 +8,7 @@ from pathlib import Path
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
 from helpers.reporting.supplement.collect import Supplement, SupplementItem, SupplementTable
 from helpers.reporting.supplement.table_format import DisplayTable
-from helpers.reporting.supplement.table_layout import TablePart, cell_tokens, part_caption
+from helpers.reporting.supplement.table_layout import _LONG_TOKEN, TablePart, cell_tokens, part_caption
 
 _TEX_CHARS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -47,7 +47,8 @@ def _tex_cell(text: str, ci: bool = False) -> str:
     tokens = cell_tokens(text, ci=True) if ci else []
     if len(tokens) == 2:
         return f"{latex_escape(tokens[0])} \\mbox{{{latex_escape(tokens[1])}}}"
-    return latex_escape(text).replace(r"\_", r"\_\allowbreak{}")
+    escaped = latex_escape(text)
+    return escaped.replace(r"\_", r"\_\allowbreak{}") if any(len(t) > _LONG_TOKEN for t in text.split()) else escaped
 
 
 def _column_spec(part: TablePart, numeric: list[bool]) -> str:
@@ -69,7 +70,7 @@ def _latex_part(item: SupplementItem, display: DisplayTable, part: TablePart, k:
         f"% {label}: {item.path or item.name}",
         *([r"\begin{landscape}"] if part.landscape else []),
         f"\\setcounter{{table}}{{{item.number - 1}}}",
-        "{" + _FONT[part.font_pt],
+        "{" + _FONT[part.font_pt] + r"\setlength{\LTcapwidth}{\linewidth}",
         f"\\begin{{longtable}}{{{_column_spec(part, [c.numeric for c in cols])}}}",
         caption + r"\\",
         r"\toprule", head + r" \\", r"\midrule", r"\endfirsthead",

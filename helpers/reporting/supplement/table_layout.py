@@ -33,6 +33,7 @@ SAFETY_EM = 0.8  # added to every column's minimum width (font metrics differ be
 PAD_CM = 0.2  # left plus right cell padding of one column
 SLACK_CM = 0.05  # kept free at the right margin (rounding of widths in the three formats)
 _MAX_ID_COLUMNS = 2
+_LONG_TOKEN = 20
 _CI = re.compile(r"^(\S+) (\((?:-?[\d.]+(?:-| to )-?[\d.]+|NA)\))$")
 
 
@@ -93,7 +94,8 @@ def cell_tokens(text: str, ci: bool = False) -> list[str]:
     m = _CI.match(text) if ci else None
     if m:
         return [m.group(1), m.group(2)]
-    return [t for t in re.split(r"\s+|(?<=_)", text) if t]  # identifiers may break after an underscore
+    # long identifiers (feature names) may break after an underscore; short ones (cohort names) stay whole
+    return [p for t in text.split() for p in (re.split(r"(?<=_)", t) if len(t) > _LONG_TOKEN else [t]) if p]
 
 
 def text_em(text: str) -> float:
