@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -337,7 +336,8 @@ def test_latex_is_a_standalone_document_that_compiles_without_overfull_boxes(wid
     tex = tmp_path / "tables.tex"
     shutil.copy(result.latex, tex)
     for _ in range(2):  # longtable needs two runs to settle its column widths
-        run = subprocess.run([_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", tex.name], cwd=tmp_path, capture_output=True,
+        run = subprocess.run([_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", tex.name], check=False, cwd=tmp_path,
+                             capture_output=True,
                              text=True, timeout=300)  # fmt: skip
     log = (tmp_path / "tables.log").read_text(errors="replace")
     assert run.returncode == 0, log[-3000:]
@@ -362,3 +362,14 @@ def test_latex_paginates_and_turns_wide_tables(wide_study):
 
 def test_padding_constant_matches_the_writers():
     assert PAD_CM == pytest.approx(0.2)  # DOCX 57 twips x 2, LaTeX \tabcolsep 0.1 cm x 2, HTML .1cm x 2
+
+
+def test_stats_tables_write_signed_intervals_with_to_on_every_row():
+    """The pre-formatted columns of the CSV files follow the same rule (helpers.stats.tables)."""
+    preds = _predictions()
+    pairwise = pairwise_comparison_table(preds)
+    assert pairwise["NRI (95% CI)"].str.contains(" to ").all() and pairwise["IDI (95% CI)"].str.contains(" to ").all()
+    calibration = calibration_table(preds)
+    assert calibration["Slope (95% CI)"].str.contains(" to ").all()
+    performance = performance_table(preds, n_bootstrap=50)
+    assert not performance["AUC (95% CI)"].str.contains(" to ").any()

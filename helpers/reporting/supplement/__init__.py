@@ -46,6 +46,7 @@ from helpers.reporting.supplement.checklists import checklist_table
 from helpers.reporting.supplement.collect import (
     _NOTE_MAX_CHARS,
     DATA_FILE,
+    EXCERPT_ROWS,
     SUPPLEMENT_DIR,
     MethodsParagraph,
     Supplement,
@@ -62,13 +63,12 @@ from helpers.reporting.supplement.collect import (
     read_table,
     validate_supplement_data,
 )  # fmt: skip
-from helpers.reporting.supplement.collect import EXCERPT_ROWS
-from helpers.reporting.supplement.table_format import DisplayColumn, DisplayTable, LabelBook, conventions_text
-from helpers.reporting.supplement.table_layout import plan_layout
 from helpers.reporting.supplement.docx_document import write_docx
 from helpers.reporting.supplement.html_document import write_html
 from helpers.reporting.supplement.latex_tables import latex_escape, write_latex
 from helpers.reporting.supplement.methods import _other_outputs_paragraph, methods_text
+from helpers.reporting.supplement.table_format import DisplayColumn, DisplayTable, LabelBook, conventions_text
+from helpers.reporting.supplement.table_layout import plan_layout
 from helpers.settings.study import StudyConfig, load_config
 
 __all__ = [

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import csv
-import fnmatch
 import datetime as _dt
+import fnmatch
 import json
 import re
 import warnings

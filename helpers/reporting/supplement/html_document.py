@@ -9,9 +9,9 @@ from pathlib import Path
 
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
 from helpers.reporting.supplement.collect import Supplement, SupplementItem, SupplementTable, _figure_note, _table_note
+from helpers.reporting.supplement.docx_document import _png_info
 from helpers.reporting.supplement.table_format import DisplayTable
 from helpers.reporting.supplement.table_layout import PAD_CM, TablePart, cell_tokens, part_caption
-from helpers.reporting.supplement.docx_document import _png_info
 
 _CSS = """
 body{font-family:"DejaVu Sans",Arial,Helvetica,sans-serif;color:#111;background:#fff;max-width:62rem;margin:2rem auto;padding:0 1.2rem;line-height:1.45}

@@ -434,19 +434,19 @@ def display_table(header: Sequence[str], rows: Sequence[Sequence[str]], book: La
 def conventions_text(max_rows: int, excerpt_rows: int, max_data_columns: int) -> list[str]:
     """The paragraphs stating the table rules at the start of the supplement's tables."""
     return [
-        "Confidence intervals are written as estimate (lower-upper), e.g. 0.870 (0.760-0.950). For quantities that can be "
-        "negative (differences, net reclassification and integrated discrimination improvement, calibration intercept and "
-        "slope, regression coefficients) every row of the column is written estimate (lower to upper), e.g. "
-        "-0.180 (-0.300 to -0.050), so a minus sign is never read as the separator. NA: not available (the note "
-        "column or the table note gives the reason).",
-        "AUC, sensitivity, specificity, predictive values, accuracy, F1, C-index, ICC, Brier score and thresholds are given "
-        "with 3 decimals; hazard ratios, calibration intercept and slope and test statistics with 2 decimals; percentages "
-        "with 1 decimal; counts as integers; p-values as < 0.001 or with 3 decimals. Values are rounded from the full-"
-        "precision numbers of the files named under each table.",
-        f"Tables are shown in full when they have at most {max_rows} rows, otherwise their first {excerpt_rows} rows; the "
-        "tables of the model performance, survival, model comparison and calibration, the model summary and the baseline "
-        f"characteristics are always shown in full. Per-patient data tables (folder features/) are shown when they have at "
-        f"most {max_rows} rows and {max_data_columns} columns and are otherwise referenced by file. Tables too wide for a "
-        "landscape page at 7 pt are split into column groups; the identifier columns are repeated in every group. Columns "
-        "that are empty in every row, and pre-formatted interval columns whose numbers are shown, are left out.",
+        ("Confidence intervals are written as estimate (lower-upper), e.g. 0.870 (0.760-0.950). For quantities that can be "
+         "negative (differences, net reclassification and integrated discrimination improvement, calibration intercept and "
+         "slope, regression coefficients) every row of the column is written estimate (lower to upper), e.g. "
+         "-0.180 (-0.300 to -0.050), so a minus sign is never read as the separator. NA: not available (the note "
+         "column or the table note gives the reason)."),
+        ("AUC, sensitivity, specificity, predictive values, accuracy, F1, C-index, ICC, Brier score and thresholds are given "
+         "with 3 decimals; hazard ratios, calibration intercept and slope and test statistics with 2 decimals; percentages "
+         "with 1 decimal; counts as integers; p-values as < 0.001 or with 3 decimals. Values are rounded from the full-"
+         "precision numbers of the files named under each table."),
+        (f"Tables are shown in full when they have at most {max_rows} rows, otherwise their first {excerpt_rows} rows; the "
+         "tables of the model performance, survival, model comparison and calibration, the model summary and the baseline "
+         f"characteristics are always shown in full. Per-patient data tables (folder features/) are shown when they have at "
+         f"most {max_rows} rows and {max_data_columns} columns and are otherwise referenced by file. Tables too wide for a "
+         "landscape page at 7 pt are split into column groups; the identifier columns are repeated in every group. Columns "
+         "that are empty in every row, and pre-formatted interval columns whose numbers are shown, are left out."),
     ]

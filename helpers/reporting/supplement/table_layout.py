@@ -180,7 +180,7 @@ def plan_layout(table: DisplayTable) -> TableLayout:
         used += w
     parts = []
     for group in groups:
-        cols = tuple([*ids, *group])
+        cols = (*ids, *group)
         widths = _fit([min(mins[j], (avail - id_width) / scale) for j in cols], [prefs[j] for j in cols], font, avail)
         if widths is None:  # a single column wider than the page: give it the remaining width
             widths = tuple(math.floor(min(mins[j] * scale, avail - id_width - PAD_CM - SLACK_CM) * 100) / 100 for j in cols)
