@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
@@ -26,6 +27,10 @@ def _png_info(data: bytes) -> tuple[int, int, float]:
             break
         pos += 12 + length
     return width, height, dpi
+
+
+_TABLE_FONT = "Arial"
+_INTERVAL_HYPHEN = re.compile(r"(?<=\d)-(?=[\d-])")  # the separator of "(lower-upper)", not a minus sign
 
 
 def _border(parent, tag: str, edges: dict[str, int]) -> None:
@@ -118,11 +123,19 @@ def write_docx(supp: Supplement, path: str | Path) -> Path:
             r.font.size = Pt(8)
             r.italic = True
 
-    def cell_text(cell, text: str, size, bold: bool = False, right: bool = False) -> None:
+    def cell_text(cell, text: str, size, bold: bool = False, right: bool = False, ci: bool = False) -> None:
+        # Arial (Liberation Sans in LibreOffice): the metrics the column widths were estimated with.
         para = cell.paragraphs[0]
         para.paragraph_format.space_after = Pt(0)
-        run = para.add_run(text)
-        run.font.size, run.bold = size, bold
+        # in an interval the hyphen between the bounds is a non-breaking hyphen: "(0.736-1.000)" stays on one line
+        pieces = _INTERVAL_HYPHEN.split(text) if ci else [text]
+        for k, piece in enumerate(pieces):
+            if k:
+                run = para.add_run()
+                run._r.append(OxmlElement("w:noBreakHyphen"))
+                run.font.size, run.font.name = size, _TABLE_FONT
+            run = para.add_run(piece)
+            run.font.size, run.bold, run.font.name = size, bold, _TABLE_FONT
         if right:
             para.alignment = WD_ALIGN_PARAGRAPH.RIGHT
 
@@ -146,7 +159,7 @@ def write_docx(supp: Supplement, path: str | Path) -> Path:
             r._tr.get_or_add_trPr().append(OxmlElement("w:cantSplit"))
             for cell, j, col, width in zip(r.cells, part.columns, cols, widths, strict=False):
                 cell.width = width
-                cell_text(cell, row[j], size, right=col.numeric)
+                cell_text(cell, row[j], size, right=col.numeric, ci=col.kind == "ci")
 
     def add_table(item: SupplementItem) -> None:
         shown = supp.tables[item.anchor]

@@ -426,7 +426,7 @@ def display_table(header: Sequence[str], rows: Sequence[Sequence[str]], book: La
         columns.append(DisplayColumn(name, spec.label, "number" if numeric else "text", spec.id))
         cells.append(shown)
     table_rows = tuple(tuple(col[i] for col in cells) for i in range(len(rows)))
-    texts = [c.label for c in columns] + (["NA"] if any("NA" in c for r in table_rows for c in r) else [])
+    texts = [c.label for c in columns] + (["NA"] if any(c == "NA" or c.endswith("(NA)") for r in table_rows for c in r) else [])
     return DisplayTable(tuple(columns), table_rows, tuple(abbreviations_used(texts, book.abbreviations)), tuple(unlabelled),
                         tuple(dropped))  # fmt: skip
 

@@ -28,12 +28,13 @@ PORTRAIT_CM, LANDSCAPE_CM = 17.0, 25.7
 FONT_SIZES = (8.0, 7.0)
 MIN_FONT_PT = 7.0
 _PT_CM = 2.54 / 72
-BOLD = 1.2  # bold headers are wider (Latin Modern bold extended)
+WIDE_FONT = 1.12
+BOLD = 1.32  # bold headers are wider (Latin Modern bold extended)
 SAFETY_EM = 0.8  # added to every column's minimum width (font metrics differ between DOCX, HTML and LaTeX)
 PAD_CM = 0.2  # left plus right cell padding of one column
 SLACK_CM = 0.05  # kept free at the right margin (rounding of widths in the three formats)
 _MAX_ID_COLUMNS = 2
-_LONG_TOKEN = 20
+_LONG_TOKEN = 16
 _CI = re.compile(r"^(\S+) (\((?:-?[\d.]+(?:-| to )-?[\d.]+|NA)\))$")
 
 
@@ -99,7 +100,9 @@ def cell_tokens(text: str, ci: bool = False) -> list[str]:
 
 
 def text_em(text: str) -> float:
-    """Estimated width of a text in em (Helvetica / Arial advance widths; Latin Modern and Calibri are narrower)."""
+    """Estimated width of a text in em: Helvetica / Arial advance widths times :data:`WIDE_FONT` (DejaVu Sans, the
+    substitute for Arial where it is missing, e.g. LibreOffice on Linux, is that much wider; Latin Modern and Calibri
+    are narrower), so no column is too narrow in any of the fonts the documents may be shown with."""
     total = 0.0
     for ch in text:
         if ch.isupper():
@@ -114,7 +117,7 @@ def text_em(text: str) -> float:
             total += 0.34
         else:
             total += 0.6
-    return total
+    return total * WIDE_FONT
 
 
 def _chars(table: DisplayTable, j: int) -> tuple[float, float]:
