@@ -321,7 +321,17 @@ def test_binary_metrics_f1_bootstrap_is_seeded():
     other = binary_metrics(Y12, S12, 0.5, n_bootstrap=400, random_state=4)
     assert (first.loc["f1", "lower"], first.loc["f1", "upper"]) != (other.loc["f1", "lower"], other.loc["f1", "upper"])
     assert 0 <= first.loc["f1", "lower"] <= first.loc["f1", "estimate"] <= first.loc["f1", "upper"] <= 1
-    assert first.loc["f1", "ci_method"].startswith("bootstrap percentile (stratified")
+    assert first.loc["f1", "ci_method"].startswith("bootstrap percentile (patients resampled")
+
+
+def test_binary_metrics_f1_interval_is_not_degenerate_when_every_patient_is_called_positive():
+    """A threshold calling all 18 patients (5 events) positive: F1 = 10/23 = 0.435 and its interval must reflect the
+    sampling of the prevalence, not collapse to 0.43 (0.43-0.43) as a class-stratified bootstrap does."""
+    y = np.array([1] * 5 + [0] * 13)
+    res = binary_metrics(y, np.full(18, 0.9), 0.5, n_bootstrap=2000, random_state=0)
+    assert res.loc["f1", "estimate"] == pytest.approx(10 / 23)
+    assert res.loc["f1", "lower"] < 0.3 and res.loc["f1", "upper"] > 0.55
+    assert res.loc["sensitivity", "lower"] < 1.0  # Wilson, unchanged
 
 
 # -- NRI and IDI ---------------------------------------------------------------------------------------------------

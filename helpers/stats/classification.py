@@ -15,9 +15,8 @@ from scipy import stats as _st
 from helpers._alignment import align_series
 from helpers.errors import InputDataError
 from helpers.stats._validation import _check_bootstrap, _check_level, _labels, _percentile, _values
-from helpers.stats.discrimination import _stratified_indices
 
-__all__ = ['binomial_ci', 'binary_metrics']
+__all__ = ['binary_metrics', 'binomial_ci']
 
 # -- classification metrics -------------------------------------------------------------------------------------
 def binomial_ci(count: int, nobs: int, level: float = 0.95, method: Literal["wilson", "clopper-pearson"] = "wilson") -> tuple[float, float]:
@@ -86,7 +85,8 @@ def binary_metrics(
     proportion_ci : {"wilson", "clopper-pearson"}, default "wilson"
         Interval of the five proportions (see :func:`binomial_ci`).
     n_bootstrap : int, default 2000
-        Resamples of the stratified percentile bootstrap used for F1, which is not a binomial proportion.
+        Resamples of the patient-level percentile bootstrap used for F1, which is not a binomial proportion
+        (patients are resampled without stratifying by class: F1 depends on the prevalence).
     random_state : int, default 0
         Seed of the F1 bootstrap.
 
@@ -127,16 +127,20 @@ def binary_metrics(
                      "numerator": num, "denominator": den, "ci_method": proportion_ci})
     f1_den = 2 * tp + fp + fn
     f1 = 2 * tp / f1_den if f1_den else float("nan")
-    # stratified bootstrap of F1: resample cases and controls separately, count calls in each resample
+    # Patient-level bootstrap of F1 (patients resampled with replacement, class sizes free). F1 depends on the
+    # prevalence through the PPV, so the class sizes must vary: a bootstrap stratified by class holds them fixed, and
+    # when every patient of a class gets the same call (e.g. a threshold calling everyone positive) all its resamples
+    # have the same confusion matrix and the interval collapses onto the estimate, e.g. "0.43 (0.43-0.43)".
     rng = np.random.default_rng(random_state)
-    ip, ineg = _stratified_indices(lab, int(n_bootstrap), rng)
-    tp_b = call[ip].sum(axis=1)
-    fn_b = ip.shape[1] - tp_b
-    fp_b = call[ineg].sum(axis=1)
+    idx = rng.integers(0, lab.size, (int(n_bootstrap), lab.size))
+    y_b, call_b = lab[idx], call[idx]
+    tp_b = (y_b * call_b).sum(axis=1)
+    fp_b = ((1 - y_b) * call_b).sum(axis=1)
+    fn_b = (y_b * (1 - call_b)).sum(axis=1)
     den_b = 2 * tp_b + fp_b + fn_b
     with np.errstate(invalid="ignore", divide="ignore"):
         f1_b = np.where(den_b > 0, 2 * tp_b / np.maximum(den_b, 1), np.nan)
     lo, hi, _ = _percentile(f1_b, level) if np.isfinite(f1) else (float("nan"), float("nan"), 0)
     rows.append({"metric": "f1", "estimate": f1, "lower": lo, "upper": hi, "numerator": 2 * tp, "denominator": f1_den,
-                 "ci_method": f"bootstrap percentile (stratified, {int(n_bootstrap)} resamples)"})
+                 "ci_method": f"bootstrap percentile (patients resampled, {int(n_bootstrap)} resamples)"})
     return pd.DataFrame(rows).set_index("metric")

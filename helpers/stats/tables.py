@@ -18,7 +18,7 @@ from helpers.stats.discrimination import auc_ci, delong_test
 from helpers.stats.reclassification import idi, nri
 from helpers.stats.table_one import _sort_key
 
-__all__ = ['performance_table', 'pairwise_comparison_table', 'calibration_table', 'subgroup_performance_table']
+__all__ = ['calibration_table', 'pairwise_comparison_table', 'performance_table', 'subgroup_performance_table']
 
 METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1")
 _METRIC_LABELS = {
@@ -28,13 +28,15 @@ PREDICTION_COLUMNS = ("model", "patient", "cohort", "outcome", "probability", "t
 
 
 # -- study-level tables (notebook 06) ----------------------------------------------------------------------------
-def _fmt_ci(est: float, lo: float, hi: float, digits: int) -> str:
-    """``0.78 (0.62-0.93)``; ``" to "`` instead of ``-`` when a bound is negative; ``NA`` when undefined."""
+def _fmt_ci(est: float, lo: float, hi: float, digits: int, signed: bool = False) -> str:
+    """``0.78 (0.62-0.93)``; for a quantity that can be negative (``signed``: NRI, IDI, calibration intercept and
+    slope) ``-0.12 (-0.30 to 0.05)`` on every row, whatever the signs, so one column never mixes the two forms;
+    ``NA`` when undefined. The separator depends on the quantity, never on the values."""
     if not np.isfinite(est):
         return "NA"
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return f"{est:.{digits}f}"
-    sep = " to " if min(lo, hi) < 0 else "-"
+    sep = " to " if signed or min(lo, hi) < 0 else "-"
     return f"{est:.{digits}f} ({lo:.{digits}f}{sep}{hi:.{digits}f})"
 
 
@@ -218,8 +220,8 @@ def pairwise_comparison_table(
                     notes.append("IDI needs at least two events and two non-events")
             else:
                 notes.append(f"only one outcome class ({int(y.sum())} events of {y.size}): comparison undefined")
-            row[f"NRI ({pct} CI)"] = _fmt_ci(row["nri"], row["nri_lower"], row["nri_upper"], digits)
-            row[f"IDI ({pct} CI)"] = _fmt_ci(row["idi"], row["idi_lower"], row["idi_upper"], digits)
+            row[f"NRI ({pct} CI)"] = _fmt_ci(row["nri"], row["nri_lower"], row["nri_upper"], digits, signed=True)
+            row[f"IDI ({pct} CI)"] = _fmt_ci(row["idi"], row["idi_lower"], row["idi_upper"], digits, signed=True)
             row["note"] = "; ".join(notes)
             rows.append(row)
     return pd.DataFrame(rows)
@@ -293,8 +295,8 @@ def calibration_table(
             notes.append(
                 f"only one outcome class ({int(y.sum())} events of {y.size}): calibration intercept, slope and Hosmer-Lemeshow undefined"
             )
-        row[f"Intercept ({pct} CI)"] = _fmt_ci(row["intercept"], row["intercept_lower"], row["intercept_upper"], digits)
-        row[f"Slope ({pct} CI)"] = _fmt_ci(row["slope"], row["slope_lower"], row["slope_upper"], digits)
+        row[f"Intercept ({pct} CI)"] = _fmt_ci(row["intercept"], row["intercept_lower"], row["intercept_upper"], digits, signed=True)
+        row[f"Slope ({pct} CI)"] = _fmt_ci(row["slope"], row["slope_lower"], row["slope_upper"], digits, signed=True)
         row["note"] = "; ".join(notes)
         rows.append(row)
     out = pd.DataFrame(rows)

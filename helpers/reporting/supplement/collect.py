@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import fnmatch
 import json
 import re
 import warnings
@@ -16,6 +17,8 @@ from pathlib import Path
 import yaml
 
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
+from helpers.reporting.supplement.table_format import DisplayTable, LabelBook, display_table, format_number
+from helpers.reporting.supplement.table_layout import TableLayout, plan_layout
 from helpers.reporting.writer import read_ledger
 from helpers.settings.study import StudyConfig
 
@@ -108,9 +111,10 @@ class Supplement:
     sections: list[tuple[str, str, list[SupplementItem]]]  # (step, title, items)
     methods: list[MethodsParagraph]
     checklist: SupplementItem
-    cells: dict[str, tuple[list[str], list[list[str]]]]  # anchor -> (header, rows shown)
+    tables: dict[str, SupplementTable]  # anchor -> formatted cells, layout and note of an inlined table
     notes_text: dict[str, str]  # anchor -> text of a note
     warnings: list[str] = field(default_factory=list)
+    conventions: list[str] = field(default_factory=list)  # the table rules, printed before the first table
 
     @property
     def items(self) -> list[SupplementItem]:
@@ -287,7 +291,10 @@ class _Collected:
     messages: list[str]
 
 
-def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, exclude_steps: tuple[str, ...] = ()) -> _Collected:
+def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, exclude_steps: tuple[str, ...] = (),
+             max_rows: int = 300) -> _Collected:  # fmt: skip
+    """Number and caption the ledger outputs. Tables under ``tables/`` are always inlined; data tables under
+    ``features/`` only with at most ``max_rows`` rows and ``max_columns`` columns (others are referenced by file)."""
     seen: set[str] = set()
     entries: list[tuple[str, str | None, str, str]] = []  # step, cohort, rel, kind
     other: list[str] = []
@@ -335,7 +342,7 @@ def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, excl
         inline = True
         if shown_kind == "table":
             n_rows, n_cols = _csv_shape(root / rel)
-            inline = kind == "table" and n_cols <= max_columns
+            inline = kind == "table" or (n_rows <= max_rows and n_cols <= max_columns)
         item = SupplementItem(shown_kind, name, rel, step, c, counters[shown_kind], caption, note, captioned, n_rows, n_cols, inline)
         if not captioned:
             messages.append(f"no caption for {rel} (step {step}); shown as {item.label} with the generic caption {caption!r}; "
@@ -349,20 +356,20 @@ def _root(cfg: StudyConfig, report_root: str | Path | None) -> Path:
 
 
 def collect_outputs(
-    cfg: StudyConfig, report_root: str | Path | None = None, max_columns: int = 24, data: Mapping | None = None
+    cfg: StudyConfig, report_root: str | Path | None = None, max_columns: int = 24, data: Mapping | None = None, max_rows: int = 300
 ) -> list[SupplementItem]:
     """Number and caption every table, figure and note the study's step ledgers record.
 
     Steps are taken in configuration order, per-cohort steps in cohort order,
     files in the order each step wrote them; a file recorded by several runs
     (e.g. ``cohort_split_counts``) appears once. Tables are ``tables/*.csv``
-    (inlined up to ``max_columns`` columns) and the data tables
-    ``features/*.csv`` (referenced only); figures are ``figures/*.png``; notes
+    (always inlined) and the data tables ``features/*.csv`` (inlined with at
+    most ``max_rows`` rows and ``max_columns`` columns, else referenced); figures are ``figures/*.png``; notes
     are text files under ``tables/``. Emits a :class:`SupplementWarning` for
     every output without a caption pattern and every recorded file that is
     missing.
     """
-    collected = _collect(cfg, _root(cfg, report_root), max_columns, data if data is not None else load_supplement_data())
+    collected = _collect(cfg, _root(cfg, report_root), max_columns, data if data is not None else load_supplement_data(), (), max_rows)
     for message in collected.messages:
         warnings.warn(message, SupplementWarning, stacklevel=2)
     return collected.items
@@ -370,31 +377,49 @@ def collect_outputs(
 
 # --------------------------------------------------------------------------- table cells
 
+#: Tables always shown in full, however long (the study's headline results).
+HEADLINE_TABLES = ("performance*", "survival_metrics*", "pairwise_comparison*", "nr_vs_sr_comparison", "calibration",
+                   "final_model_summary", "model_grid", "fusion_models", "table_one*", "cox_coefficients",
+                   "clinical_model_coefficients", "nomogram_coefficients", "radscore_coefficients")  # fmt: skip
+#: Rows shown of a table longer than ``max_rows`` that is not a headline table.
+EXCERPT_ROWS = 40
+
+
+@dataclass(frozen=True)
+class SupplementTable:
+    """A table as the three documents show it: formatted cells, page layout and the note printed under it."""
+
+    display: DisplayTable
+    layout: TableLayout
+    note: str
+
+
+def is_headline(name: str) -> bool:
+    """Whether a table is always shown in full (:data:`HEADLINE_TABLES`)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in HEADLINE_TABLES)
+
+
+def rows_shown(item: SupplementItem, max_rows: int) -> int:
+    """How many rows of an inlined table are shown: all of a headline table or of one with at most ``max_rows``."""
+    n = item.n_rows or 0
+    return n if is_headline(item.name) or n <= max_rows else min(n, EXCERPT_ROWS)
+
 
 def _fmt_cell(value: str) -> str:
-    """Long decimals shortened for display (3 decimals; scientific below 0.001 and from 1e6); other text as written."""
-    v = value.strip()
-    if not _FLOAT.match(v):
-        return v
-    mantissa = v.lower().split("e")[0]
-    if "." not in mantissa or ("e" not in v.lower() and len(mantissa.split(".")[1]) <= 4):
-        return v
-    x = float(v)
-    if x != 0 and (abs(x) < 0.001 or abs(x) >= 1e6):
-        return f"{x:.3e}" if abs(x) >= 1e6 else f"{x:.2e}"
-    return f"{x:.3f}"
+    """A cell of a column the dictionary does not know: long decimals shortened (see ``table_format.format_number``)."""
+    return format_number(value, "auto")
 
 
-def _read_cells(path: Path, max_rows: int) -> tuple[list[str], list[list[str]]]:
+def _read_cells(path: Path, max_rows: int | None) -> tuple[list[str], list[list[str]]]:
+    """Header and the first ``max_rows`` rows (all when None) of a CSV file, cells as written."""
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         rows = []
         for i, row in enumerate(reader):
-            if i >= max_rows:
+            if max_rows is not None and i >= max_rows:
                 break
-            rows.append([_fmt_cell(v) for v in row] + [""] * (len(header) - len(row)))
-    header = ["" if h.startswith("Unnamed: ") else h for h in header]
+            rows.append(row + [""] * (len(header) - len(row)))
     return header, rows
 
 
@@ -411,19 +436,35 @@ def _twin(root: Path, rel: str, suffix: str) -> str:
     return f" (also {suffix})" if (root / twin).is_file() else ""
 
 
-def _table_note(item: SupplementItem, max_rows: int, root: Path) -> str:
+def _table_note(item: SupplementItem, shown: int, root: Path, display: DisplayTable | None = None,
+                layout: TableLayout | None = None) -> str:  # fmt: skip
+    """The note under a table: caption note, abbreviations, column groups, rows shown and the file."""
     parts = [item.note] if item.note else []
+    if display is not None and display.footnote:
+        parts.append(display.footnote)
+    if display is not None and layout is not None and layout.split:
+        ids = ", ".join(display.columns[j].label for j in layout.id_columns)
+        parts.append(f"The columns are shown in {len(layout.parts)} groups" + (f" ({ids} repeated in each)." if ids else "."))
     if item.path:
         twin = _twin(root, item.path, ".parquet" if item.path.startswith("features/") else ".xlsx")
         if not item.inline:
-            parts.append(f"Not shown: {item.n_rows} rows x {item.n_columns} columns; full table: {item.path}{twin}.")
-        elif item.n_rows is not None and item.n_rows > max_rows:
-            parts.append(f"First {max_rows} of {item.n_rows} rows shown; full table: {item.path}{twin}.")
+            parts.append(f"Not shown: {item.n_rows} rows x {item.n_columns} columns (a data table); full table: {item.path}{twin}.")
+        elif item.n_rows is not None and item.n_rows > shown:
+            parts.append(f"First {shown} of {item.n_rows} rows shown; full table: {item.path}{twin}.")
         elif item.n_rows == 0:
             parts.append(f"The table has no rows. File: {item.path}.")
         else:
             parts.append(f"File: {item.path}{twin}.")
     return " ".join(parts)
+
+
+def read_table(root: Path, item: SupplementItem, max_rows: int, book: LabelBook) -> SupplementTable:
+    """Read, format and lay out one inlined table of the supplement."""
+    shown = rows_shown(item, max_rows)
+    header, rows = _read_cells(root / item.path, shown)
+    display = display_table(header, rows, book)
+    layout = plan_layout(display)
+    return SupplementTable(display, layout, _table_note(item, shown, root, display, layout))
 
 
 def _figure_note(item: SupplementItem, root: Path) -> str:

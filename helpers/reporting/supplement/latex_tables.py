@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
-from helpers.reporting.supplement.collect import Supplement, SupplementItem, _numeric_columns, _table_note
+from helpers.reporting.supplement.collect import Supplement, SupplementItem, SupplementTable
+from helpers.reporting.supplement.table_format import DisplayTable
+from helpers.reporting.supplement.table_layout import _LONG_TOKEN, TablePart, cell_tokens, part_caption
 
 _TEX_CHARS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -21,52 +23,101 @@ def latex_escape(text: str) -> str:
     return "".join(_TEX_CHARS.get(ch, ch) for ch in str(text))
 
 
-def _latex_table(item: SupplementItem, header: list[str], rows: list[list[str]], note_text: str) -> str:
-    n = max(1, len(header))
-    numeric = _numeric_columns(rows, n)
-    widest = [max([len(header[j]) if j < len(header) else 0, *(len(r[j]) for r in rows if j < len(r))]) for j in range(n)]
-    spec = "".join("r" if numeric[j] else (r"p{0.32\linewidth}" if widest[j] > 45 and n <= 6 else "l") for j in range(n))
-    wide = n > 8 or sum(min(w, 45) for w in widest) > 110
+_PREAMBLE = r"""\documentclass[10pt]{article}
+\usepackage[a4paper,margin=2cm]{geometry}
+\usepackage[T1]{fontenc}
+\usepackage{lmodern}
+\usepackage{textcomp}
+\usepackage{array,booktabs,longtable,pdflscape}
+\usepackage[font=small,labelfont=bf,labelsep=period,justification=raggedright,singlelinecheck=false]{caption}
+\renewcommand{\thetable}{S\arabic{table}}
+\setlength{\tabcolsep}{0.1cm}
+\setlength{\LTcapwidth}{\linewidth}
+\setlength{\LTpre}{6pt}
+\setlength{\LTpost}{2pt}
+\setlength{\parindent}{0pt}
+\setlength{\parskip}{4pt}
+\raggedbottom
+"""
+_FONT = {8.0: r"\footnotesize", 7.0: r"\scriptsize"}  # sizes of the 10 pt article class
+
+
+def _tex_cell(text: str, ci: bool = False) -> str:
+    """A cell: escaped, a confidence interval kept on one line, long identifiers breakable after ``_``."""
+    tokens = cell_tokens(text, ci=True) if ci else []
+    if len(tokens) == 2:
+        return f"{latex_escape(tokens[0])} \\mbox{{{latex_escape(tokens[1])}}}"
+    escaped = latex_escape(text)
+    return escaped.replace(r"\_", r"\_\allowbreak{}") if any(len(t) > _LONG_TOKEN for t in text.split()) else escaped
+
+
+def _column_spec(part: TablePart, numeric: list[bool]) -> str:
+    align = {True: r">{\raggedleft\arraybackslash}", False: r">{\raggedright\arraybackslash}"}
+    return "".join(f"{align[num]}p{{{w:.2f}cm}}" for w, num in zip(part.widths_cm, numeric, strict=True))
+
+
+def _latex_part(item: SupplementItem, display: DisplayTable, part: TablePart, k: int, n_parts: int, note: str) -> str:
+    cols = [display.columns[j] for j in part.columns]
+    n = len(cols)
+    label, text = part_caption(item, k, n_parts)
+    head = " & ".join(f"\\multicolumn{{1}}{{>{{\\raggedleft\\arraybackslash}}p{{{w:.2f}cm}}}}{{\\textbf{{{latex_escape(c.label)}}}}}"
+                      if c.numeric else f"\\textbf{{{latex_escape(c.label)}}}" for c, w in zip(cols, part.widths_cm, strict=True))  # fmt: skip
+    caption = f"\\caption{{{latex_escape(item.caption)}}}\\label{{tab:supp-s{item.number}}}" if k == 0 else \
+        f"\\caption*{{\\textbf{{{latex_escape(label)}.}} {latex_escape(text)}}}"  # fmt: skip
+    if k == 0 and n_parts > 1:
+        caption = f"\\caption{{{latex_escape(text)}}}\\label{{tab:supp-s{item.number}}}"
     lines = [
-        f"% {item.label}: {item.path or item.name}",
-        r"\begin{table}[htbp]",
-        r"\centering",
+        f"% {label}: {item.path or item.name}",
+        *([r"\begin{landscape}"] if part.landscape else []),
         f"\\setcounter{{table}}{{{item.number - 1}}}",
-        f"\\caption{{{latex_escape(item.caption)}}}",
-        f"\\label{{tab:supp-s{item.number}}}",
-        r"\scriptsize",
+        "{" + _FONT[part.font_pt] + r"\setlength{\LTcapwidth}{\linewidth}",
+        f"\\begin{{longtable}}{{{_column_spec(part, [c.numeric for c in cols])}}}",
+        caption + r"\\",
+        r"\toprule", head + r" \\", r"\midrule", r"\endfirsthead",
+        f"\\multicolumn{{{n}}}{{@{{}}l}}{{\\small\\textbf{{{latex_escape(item.label)}}} (continued)}}\\\\",
+        r"\toprule", head + r" \\", r"\midrule", r"\endhead",
+        r"\midrule", f"\\multicolumn{{{n}}}{{r@{{}}}}{{\\emph{{continued on the next page}}}}\\\\", r"\endfoot",
+        r"\bottomrule", r"\endlastfoot",
     ]
-    if wide:
-        lines.append(r"\resizebox{\linewidth}{!}{%")
-    lines += [f"\\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}%" if wide else r"\end{tabular}"]
-    if wide:
-        lines.append("}")
-    if note_text:
-        lines += [r"\par\smallskip", f"\\parbox{{\\linewidth}}{{\\footnotesize {latex_escape(note_text)}}}"]
-    lines += [r"\end{table}", ""]
+    lines += [" & ".join(_tex_cell(row[j], c.kind == "ci") for j, c in zip(part.columns, cols, strict=True)) + r" \\" for row in display.rows]
+    lines += [r"\end{longtable}", "\\par}"]
+    if note:
+        breakable = latex_escape(note).replace(r"\_", r"\_\allowbreak{}").replace("/", r"/\allowbreak{}")
+        lines.append(f"{{\\footnotesize\\itshape\\raggedright {breakable}\\par}}")
+    lines += [*([r"\end{landscape}"] if part.landscape else []), ""]
     return "\n".join(lines)
 
 
-def write_latex(supp: Supplement, path: str | Path, max_rows: int = 40) -> Path:
-    """Write every inlined table (and the checklist) as booktabs LaTeX tables numbered like the documents (S1, S2...)."""
+def _latex_table(item: SupplementItem, shown: SupplementTable) -> str:
+    parts = shown.layout.parts
+    return "\n".join(_latex_part(item, shown.display, part, k, len(parts), shown.note if k == len(parts) - 1 else "")
+                     for k, part in enumerate(parts))  # fmt: skip
+
+
+def write_latex(supp: Supplement, path: str | Path) -> Path:
+    """Write every shown table (and the checklist) as a standalone LaTeX document (pdflatex).
+
+    Tables are booktabs ``longtable`` s (pages break inside them, the header repeats), numbered S1, S2, ... like the
+    DOCX / HTML supplement; landscape parts are set in ``landscape`` (pdflscape) and column widths come from the
+    :class:`~helpers.reporting.supplement.table_layout.TableLayout`. The tables between ``% BEGIN TABLES`` and
+    ``% END TABLES`` can be pasted into another document with the same preamble.
+    """
     path = Path(path)
+    study = latex_escape(supp.study)
     out = [
-        f"% Supplementary tables of study '{latex_escape(supp.study)}', generated by helpers.reporting.supplement from reports/{latex_escape(supp.study)}/.",
-        r"% Preamble needs: \usepackage{booktabs,graphicx}. Tables are numbered S1, S2, ... like the DOCX/HTML supplement;",
-        r"% tables that are only referenced there (too wide, or data tables) are not repeated here.",
-        r"\renewcommand{\thetable}{S\arabic{table}}",
-        "",
+        f"% Supplementary tables of study '{study}', generated by helpers.reporting.supplement from reports/{study}/.",
+        r"% Compile with pdflatex. Tables are numbered S1, S2, ... like the DOCX/HTML supplement; data tables that are only",
+        r"% referenced there (by file) are not repeated here.",
+        _PREAMBLE,
+        r"\begin{document}",
+        f"\\section*{{Supplementary tables: {study}}}",
+        *[latex_escape(t) + "\n" for t in supp.conventions],
+        "% BEGIN TABLES",
     ]
     for it in supp.items:
         if it.kind == "table" and it.inline:
-            header, rows = supp.cells[it.anchor]
-            note_text = it.note if it is supp.checklist else _table_note(it, max_rows, supp.root)
-            out.append(_latex_table(it, header, rows, note_text))
+            out.append(_latex_table(it, supp.tables[it.anchor]))
+    out += ["% END TABLES", r"\end{document}", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out), encoding="utf-8")
     return path
-
-
-# --------------------------------------------------------------------------- entry point
