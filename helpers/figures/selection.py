@@ -6,6 +6,7 @@ matplotlib figure; nothing is saved here.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -22,7 +23,49 @@ from helpers.figures.style import PALETTE, apply_style
 if TYPE_CHECKING:
     from helpers.learning.selection import LassoSelector
 
-__all__ = ["coefficient_figure", "lasso_cv_figure", "lasso_path_figure"]
+__all__ = ["coefficient_figure", "lasso_cv_figure", "lasso_path_figure", "wrap_feature_name"]
+
+#: Characters per line of a wrapped feature name (at 7 pt about 45 mm).
+FEATURE_NAME_WIDTH = 45
+
+
+def wrap_feature_name(name: str, width: int = FEATURE_NAME_WIDTH) -> str:
+    """Wrap a long radiomics feature name over lines, breaking after ``_``, ``-``, ``.`` or a space.
+
+    Nothing is dropped or abbreviated: removing the line breaks gives the name
+    back, so distinct names stay distinct. A part longer than ``width`` without
+    a break point is cut at ``width``.
+
+    Parameters
+    ----------
+    name : str
+        E.g. ``"MR_T1_ring5mm_wavelet-LLH_glrlm_ShortRunHighGrayLevelEmphasis"``.
+    width : int
+        Longest line, in characters.
+
+    Returns
+    -------
+    str
+        The name, with ``"\\n"`` between lines.
+    """
+    if len(name) <= width:
+        return name
+    lines, line = [], ""
+    for part in re.findall(r"[^_\-. ]*[_\-. ]|[^_\-. ]+$", name):
+        while len(part) > width:  # a single part too long for a line
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(part[:width])
+            part = part[width:]
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = part
+        else:
+            line += part
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _mark_lambdas(ax, lasso: LassoSelector) -> None:
