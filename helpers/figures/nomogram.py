@@ -22,7 +22,7 @@ from helpers.learning.nomogram import NomogramModel, NomogramTable, nomogram_tab
 
 __all__ = ["nomogram_figure", "outcome_axis_label", "variable_display_name"]
 
-#: Smallest distance (on the 0-100 points width) between two tick labels on one row.
+#: Smallest distance (on the 0-100 points width) between two probability ticks kept.
 _LABEL_GAP = 4.0
 
 _PROBABILITY_PRIORITY = (0.5, 0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.05, 0.95, 0.4, 0.6, 0.01, 0.99, 0.02, 0.98)
@@ -121,16 +121,27 @@ def nomogram_figure(
     fig, ax = plt.subplots(figsize=(column_width_inches("double"), 0.42 * n + 0.4), layout="constrained")
     y = {label: n - 1 - i for i, label in enumerate(rows)}
 
-    def ruler(yy: float, positions: Sequence[float], tick_labels: Sequence[str], colour: str, span: tuple[float, float]) -> None:
+    # Points-scale units per character of a 7 pt label: the axes span about 106 units over ~80% of the figure width.
+    per_char = 106 / (0.8 * fig.get_figwidth() * 72) * 0.62 * FONT_SIZE_SMALL
+
+    def fits(x: float, lab: str, last: tuple[float, str] | None) -> bool:
+        return last is None or x - last[0] >= (len(lab) + len(last[1])) / 2 * per_char + 0.8
+
+    def ruler(yy: float, positions: Sequence[float], tick_labels: Sequence[str], colour: str, span: tuple[float, float],
+              keep_all: bool = False) -> None:  # fmt: skip
+        """Line, ticks and labels: a label that does not fit above goes below; a value label fitting neither is left out
+        (its tick stays); with ``keep_all`` (categorical levels) every label is drawn."""
         ax.plot(span, [yy, yy], color=colour, linewidth=1.0)
-        last_above = -np.inf
+        last_above: tuple[float, str] | None = None
+        last_below: tuple[float, str] | None = None
         for x, lab in sorted(zip(positions, tick_labels, strict=True), key=lambda item: item[0]):
             ax.plot([x, x], [yy, yy + 0.12], color=colour, linewidth=0.8)
-            # Labels closer than the gap alternate below the line (e.g. categorical levels with similar points).
-            above = x - last_above >= _LABEL_GAP
-            ax.text(x, yy + 0.18 if above else yy - 0.12, lab, ha="center", va="bottom" if above else "top", fontsize=FONT_SIZE_SMALL,
-                    color=colour)  # fmt: skip
-            last_above = x if above else last_above
+            if fits(x, lab, last_above):
+                ax.text(x, yy + 0.18, lab, ha="center", va="bottom", fontsize=FONT_SIZE_SMALL, color=colour)
+                last_above = (x, lab)
+            elif fits(x, lab, last_below) or keep_all:
+                ax.text(x, yy - 0.12, lab, ha="center", va="top", fontsize=FONT_SIZE_SMALL, color=colour)
+                last_below = (x, lab)
 
     pts = np.arange(0, 101, 10)
     ruler(y["Points"], pts, [str(p) for p in pts], "black", (0, 100))
@@ -139,7 +150,8 @@ def nomogram_figure(
         tk = tab.ticks[tab.ticks["variable"] == var]
         row = tab.scales.set_index("variable").loc[var]
         span = (0.0, float(row["max_points"]))
-        ruler(y[names[var]], list(tk["points"]), [_format_value(v) for v in tk["value"]], colour, span)
+        categorical = not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in tk["value"])
+        ruler(y[names[var]], list(tk["points"]), [_format_value(v) for v in tk["value"]], colour, span, keep_all=categorical)
     max_total = tab.max_total_points
     scale = 100 / max_total  # total points are drawn on the 0-100 width
     total_ticks = [t for t in MaxNLocator(nbins=10, integer=True).tick_values(0, max_total) if 0 <= t <= max_total + 1e-9]
