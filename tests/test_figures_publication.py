@@ -97,7 +97,7 @@ def test_contour_montage_is_publishable(image_items):
 
     fig = contour_montage([(pid, img, msk, None) for pid, img, msk, _ in image_items], columns=4, title="CT, training cohort")
     assert _titles_over_other_images(fig) == []
-    assert [ax.get_title() for ax in fig.axes if ax.get_title()][0] == "PAT-000\nz = 6"
+    assert next(ax.get_title() for ax in fig.axes if ax.get_title()) == "PAT-000\nz = 6"
     _assert_publishable(fig, "double")
 
 

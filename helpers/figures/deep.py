@@ -33,7 +33,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from helpers.errors import InputDataError
-from helpers.figures.style import FONT_SIZE, FONT_SIZE_LARGE, FONT_SIZE_SMALL, PALETTE, apply_style, column_width_inches, figure_size, panel_label
+from helpers.figures.style import (
+    FONT_SIZE,
+    FONT_SIZE_LARGE,
+    FONT_SIZE_SMALL,
+    PALETTE,
+    apply_style,
+    column_width_inches,
+    figure_size,
+    panel_label,
+)
 
 __all__ = ["gradcam_figure", "loss_curve_figure", "network_weights_note", "sr_comparison_figure", "sr_training_curve_figure"]
 

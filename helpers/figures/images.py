@@ -17,16 +17,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from helpers.figures.style import FONT_SIZE_LARGE, FONT_SIZE_SMALL, PALETTE, apply_style, column_width_inches  # noqa: E402
-from helpers.imaging.io import read_image, read_mask  # noqa: E402
-from helpers.settings.study import GeometryTolerance, StudyConfig  # noqa: E402
+from helpers.figures.style import FONT_SIZE_LARGE, FONT_SIZE_SMALL, PALETTE, apply_style, column_width_inches
+from helpers.imaging.io import read_image, read_mask
+from helpers.settings.study import GeometryTolerance, StudyConfig
 
 __all__ = ["cohort_montages", "contour_montage", "habitat_overlay", "mid_slice_index"]
 
