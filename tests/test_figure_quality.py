@@ -267,12 +267,11 @@ NOT_FIGURES = {
     "images.mid_slice_index",
     "models.value_label",
     "survival.round_time_ticks",
+    "deep.network_weights_note",
+    "nomogram.outcome_axis_label",
+    "nomogram.variable_display_name",
+    "selection.wrap_feature_name",
 }
-
-#: Modules whose figures are being fixed on another branch: their cases may fail the check until it is merged.
-#: Remove a module from this list once branch i14-figures is merged.
-MODULES_FIXED_ON_BRANCH_I14_FIGURES = ("images", "harmonization", "nomogram", "shap", "selection", "deep")
-
 
 def _public_functions() -> list[str]:
     names = []
@@ -527,6 +526,15 @@ def _sr_training_curve():
 
 
 #: One case per figure function: name -> builder (tmp_path -> figure or list of figures).
+
+def _radscore_by_cohort():
+    from helpers.figures.selection import radscore_distribution_by_cohort
+
+    rng = np.random.default_rng(2)
+    scores = pd.DataFrame({"radscore": rng.normal(size=60), "outcome": np.tile([0, 1], 30),
+                           "cohort": np.repeat(["training", "external_test"], [40, 20])})  # fmt: skip
+    return radscore_distribution_by_cohort(scores, training_cohorts=["training"], p_values={"training": 0.01, "external_test": 0.3})
+
 CASES = {
     "evaluation.roc_figure": lambda tmp: _roc(),
     "evaluation.roc_panels_figure": lambda tmp: _roc_panels(),
@@ -534,6 +542,7 @@ CASES = {
     "evaluation.decision_curve_figure": lambda tmp: _decision_curve(),
     "evaluation.forest_figure": lambda tmp: _forest(),
     "evaluation.radscore_distribution_figure": lambda tmp: _radscore(),
+    "selection.radscore_distribution_by_cohort": lambda tmp: _radscore_by_cohort(),
     "evaluation.feature_weight_figure": lambda tmp: _weights(),
     "evaluation.dice_figure": lambda tmp: _dice(),
     "models.auc_heatmap_figure": lambda tmp: _heatmap(),
@@ -565,10 +574,7 @@ def _case_params():
     for name in _public_functions():
         if name in NOT_FIGURES:
             continue
-        marks = []
-        if name.split(".")[0] in MODULES_FIXED_ON_BRANCH_I14_FIGURES:
-            marks.append(pytest.mark.xfail(strict=False, reason="fixed on branch i14-figures"))
-        params.append(pytest.param(name, marks=marks, id=name))
+        params.append(pytest.param(name, id=name))
     return params
 
 

@@ -43,4 +43,4 @@ def test_cohort_montages_paginate(tiny_study, max_panels, names):
         plt.close(fig)
     assert [n for n, _ in got] == names
     panels = [t for _, titles in got for t in titles]
-    assert sorted(panels) == ["P01 (z=4)", "P01 (z=4)", "P02 (z=4)", "P02 (z=4)"]  # mask spans z 3..6: (3 + 6) // 2
+    assert sorted(panels) == ["P01\nz = 4", "P01\nz = 4", "P02\nz = 4", "P02\nz = 4"]  # mask spans z 3..6: (3 + 6) // 2

@@ -178,7 +178,7 @@ def test_nomogram_figure_axes_and_probability_ticks(model):
     fig = nomogram_figure(model, table, outcome_label="Risk of malignancy", labels={"rad_score": "Rad-score"})
     ax = fig.axes[0]
     rows = [t.get_text() for t in ax.get_yticklabels()]
-    assert rows == ["Points", "texture", "Rad-score", "smoothness", "Total points", "Risk of malignancy"]
+    assert rows == ["Points", "Texture", "Rad-score", "Smoothness", "Total points", "Risk of malignancy"]  # names in words
     y_of = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)}
 
     def row_texts(label):
@@ -189,11 +189,22 @@ def test_nomogram_figure_axes_and_probability_ticks(model):
     assert prob_texts
     for t in prob_texts:  # each probability label sits at the total points giving that probability
         assert table.probability(t.get_position()[0] / scale) == pytest.approx(float(t.get_text()), abs=1e-9)
-    level_x = {t.get_text(): t.get_position()[0] for t in row_texts("smoothness")}
+    level_x = {t.get_text(): t.get_position()[0] for t in row_texts("Smoothness")}
     expected = table.levels.set_index("level")["points"]
     assert level_x == pytest.approx({k: float(v) for k, v in expected.items()})
     for t in row_texts("Rad-score"):  # value ticks sit at their points
-        v = float(t.get_text())
+        v = float(t.get_text().replace("\N{MINUS SIGN}", "-"))  # typographic minus on the axis
         s = table.scales.set_index("variable").loc["rad_score"]
         assert t.get_position()[0] == pytest.approx((v - s["zero_value"]) * s["points_per_unit"])
     plt.close(fig)
+
+
+@pytest.mark.parametrize(("endpoint", "axis"), [("lung_metastasis", "Probability of lung\nmetastasis"), ("malignant", "Probability of\nmalignant"),
+                                                ("label", "Predicted probability\nof the outcome"), (None, "Predicted probability\nof the outcome")])
+def test_nomogram_outcome_axis_names_the_endpoint(model, endpoint, axis):
+    fig = nomogram_figure(model, endpoint=endpoint)
+    try:
+        rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert rows[-1] == axis  # never "Probability of label"
+    finally:
+        plt.close(fig)

@@ -7,11 +7,17 @@
 
 torch and the deep-learning modules are imported only inside :func:`sr_comparison_figure`, the one
 figure that computes with them, so the curves and Grad-CAM panels draw without loading torch.
+
+Sizes: the classifier loss curve is one journal column (85 mm), the others the full page (175 mm);
+multi-panel figures carry panel letters. A Grad-CAM figure states where the network's weights came
+from (:func:`network_weights_note`): maps of an untrained, randomly initialised backbone show no
+learned image evidence, and the figure says so.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Literal
 
@@ -27,9 +33,27 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from helpers.errors import InputDataError
-from helpers.figures.style import PALETTE, apply_style
+from helpers.figures.style import (
+    FONT_SIZE,
+    FONT_SIZE_LARGE,
+    FONT_SIZE_SMALL,
+    PALETTE,
+    apply_style,
+    column_width_inches,
+    figure_size,
+    panel_label,
+)
 
-__all__ = ["gradcam_figure", "loss_curve_figure", "sr_comparison_figure", "sr_training_curve_figure"]
+__all__ = ["gradcam_figure", "loss_curve_figure", "network_weights_note", "sr_comparison_figure", "sr_training_curve_figure"]
+
+
+def _unique_legend(axes: Sequence[plt.Axes]) -> tuple[list, list[str]]:
+    """Handles and labels of several axes, each label once, in drawing order."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
 
 
 def loss_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
@@ -47,7 +71,7 @@ def loss_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
     matplotlib.figure.Figure
     """
     apply_style()
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    fig, ax = plt.subplots(figsize=figure_size("single", 0.8), layout="constrained")
     ax.plot(history["epoch"], history["train_loss"], color=PALETTE[0], marker="o", markersize=3, label="training")
     if "val_loss" in history:
         ax.plot(history["epoch"], history["val_loss"], color=PALETTE[1], marker="s", markersize=3, label="validation")
@@ -57,10 +81,11 @@ def loss_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy loss")
     ax.set_ylim(bottom=0)
-    ax.legend(loc="best", frameon=True, facecolor="white", edgecolor="none", framealpha=0.9)  # readable over the epoch marker
+    ax.spines[["top", "right"]].set_visible(False)
+    # Below the axes: inside, a one-column plot has no free corner for three entries.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 
@@ -73,9 +98,9 @@ def gradcam_figure(
     cmap: str = "magma",
     alpha: float = 0.45,
     title: str = "",
-    panel_inches: float = 2.0,
+    weights_note: str = "",
 ) -> Figure:
-    """Grad-CAM heatmaps over the input slices, one panel per patient.
+    """Grad-CAM heatmaps over the input slices, one panel per patient, at full-page width.
 
     Parameters
     ----------
@@ -95,10 +120,14 @@ def gradcam_figure(
         Opacity of the heatmap.
     title : str
         Figure title.
+    weights_note : str
+        Where the network's weights came from (:func:`network_weights_note`),
+        printed below the panels; an untrained backbone's note is in vermillion.
 
     Returns
     -------
     matplotlib.figure.Figure
+        One axes per panel (patient id as title) and a colour bar.
     """
     if len(inputs) != len(maps) or len(maps) != len(patients):
         raise InputDataError(f"{len(inputs)} inputs, {len(maps)} maps and {len(patients)} patient ids: give one of each per patient")
@@ -106,7 +135,10 @@ def gradcam_figure(
     n = max(len(patients), 1)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_inches + 0.6, rows * panel_inches + 0.4), squeeze=False)
+    width = column_width_inches("double")
+    side = (width - 0.9) / cols  # room for the colour bar and its label on the right
+    extra = (0.3 if title else 0.0) + (0.45 if weights_note else 0.0)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * (side + 0.25) + extra + 0.1), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     heat = None
@@ -115,14 +147,47 @@ def gradcam_figure(
         lo, hi = float(grey.min()), float(grey.max())
         ax.imshow((grey - lo) / (hi - lo if hi > lo else 1.0), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         heat = ax.imshow(cam, cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="bilinear")
-        ax.set_title(str(pid), fontsize=8)
+        ax.set_title(str(pid), fontsize=FONT_SIZE)
     if heat is not None:
         bar = fig.colorbar(heat, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
         bar.solids.set_alpha(1)
         bar.set_label("Grad-CAM (scaled to max)")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=FONT_SIZE_LARGE)
+    if weights_note:
+        untrained = weights_note.lower().startswith("untrained")
+        fig.supxlabel("\n".join(textwrap.wrap(weights_note, 110)), fontsize=FONT_SIZE, color=PALETTE[3] if untrained else "black",
+                      fontweight="bold" if untrained else "normal")  # fmt: skip
     return fig
+
+
+def network_weights_note(pretrained: bool, backbone_trained: bool) -> str:
+    """One sentence on where a Grad-CAM network's weights came from, for the figure.
+
+    Parameters
+    ----------
+    pretrained : bool
+        The backbone started from pretrained weights (``weights_sha256`` is set);
+        otherwise from a seeded random initialisation.
+    backbone_trained : bool
+        The backbone itself was trained on the study's patients (``mode="finetune"``);
+        otherwise it stayed as loaded and only the classification head was trained
+        (``mode="frozen"``).
+
+    Returns
+    -------
+    str
+        E.g. "Untrained backbone (random initialisation, frozen; only the
+        classification head was trained): the maps do not show learned image features."
+    """
+    if not pretrained and not backbone_trained:
+        return ("Untrained backbone (random initialisation, frozen; only the classification head was trained): "
+                "the maps do not show learned image features.")  # fmt: skip
+    if not pretrained:
+        return "Network trained from random initialisation on the training cohort (no pretrained weights)."
+    if not backbone_trained:
+        return "Pretrained backbone (frozen); only the classification head was trained on the training cohort."
+    return "Pretrained backbone fine-tuned on the training cohort."
 
 
 #: Array axis (z, y, x order) fixed by each slice orientation.
@@ -204,18 +269,22 @@ def sr_comparison_figure(
     data_range = float(hr_arr.max() - hr_arr.min()) if hr_arr is not None else 1.0
 
     apply_style()
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.6), squeeze=False)
-    for ax, (name, arr) in zip(axes[0], panels, strict=True):
+    width = column_width_inches("double")
+    shown_rows, shown_cols = _slice(sr_arr, axis, slice_index).shape
+    ratio = min(max(shown_rows * aspect / shown_cols, 0.25), 2.0)  # displayed height / width of one panel
+    panel = (width - 0.1 * len(panels)) / len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, panel * ratio + 0.8), squeeze=False, layout="constrained")
+    for letter, ax, (name, arr) in zip("ABCD", axes[0], panels, strict=False):
         ax.imshow(_slice(arr, axis, slice_index), cmap="gray", vmin=lo, vmax=hi, aspect=aspect, origin=origin, interpolation="nearest")
         label = name
         if hr_arr is not None and name != "HR":
             label += f"\nPSNR {psnr(hr_arr, arr, data_range or 1.0):.1f} dB"
-        ax.set_title(label)
+        ax.set_title(label, fontsize=FONT_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])
-    scale_txt = "x".join(str(v) for v in f[::-1])
-    fig.suptitle((f"{title}: " if title else "") + f"{axis} slice {slice_index}, scale {scale_txt} (x, y, z)", fontsize=9)
-    fig.tight_layout()
+        panel_label(ax, letter)
+    scale_txt = "\N{MULTIPLICATION SIGN}".join(str(v) for v in f[::-1])
+    fig.suptitle((f"{title}: " if title else "") + f"{axis} slice {slice_index}, scale {scale_txt} (x, y, z)", fontsize=FONT_SIZE_LARGE)
     return fig
 
 
@@ -235,7 +304,7 @@ def sr_training_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
         Three axes: ``losses``, ``validation PSNR`` and ``validation SSIM``.
     """
     apply_style()
-    fig, (ax_loss, ax_psnr, ax_ssim) = plt.subplots(1, 3, figsize=(10.5, 3.0))
+    fig, (ax_loss, ax_psnr, ax_ssim) = plt.subplots(1, 3, figsize=figure_size("double", 0.42), layout="constrained")
     epochs = history["epoch"]
     terms = [
         ("g_l1", "G L1"),
@@ -264,10 +333,12 @@ def sr_training_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
         ax.axvline(best, color=PALETTE[7], linestyle=":", linewidth=1, label=f"best (epoch {best})" if ax is not ax_loss else None)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
-        # Two columns keep the five loss entries from covering the curves.
-        ncol = 2 if ax is ax_loss else 1
-        ax.legend(loc="best", ncol=ncol, frameon=True, facecolor="white", edgecolor="none", framealpha=0.9, fontsize=6.5)
+        ax.spines[["top", "right"]].set_visible(False)
+    for letter, ax in zip("ABC", (ax_loss, ax_psnr, ax_ssim), strict=True):
+        panel_label(ax, letter)
+    # One legend below the panels: inside, the loss terms would cover the curves.
+    handles, labels = _unique_legend([ax_loss, ax_psnr])
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), frameon=False, fontsize=FONT_SIZE_SMALL)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=FONT_SIZE_LARGE)
     return fig

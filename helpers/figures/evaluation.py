@@ -797,10 +797,12 @@ def radscore_distribution_figure(
         ax.set_xlim(-0.6, len(classes) - 0.4)
         if threshold is not None:
             ax.axhline(threshold, color="0.2", ls="--", lw=0.9, zorder=2, gid="radscore:threshold")
-        head = _wrap_to_width(str(cohort), fig.get_figwidth() / k - 0.2, 9.0)
+        # Titles wrap to the panel's own width (the figure less the shared y-axis labels), so none runs past the edge.
+        panel_inches = (fig.get_figwidth() - 0.6) / k - 0.1
+        head = _wrap_to_width(str(cohort), panel_inches, 9.0)
         if p_values is not None and cohort in p_values:
             test = f"Mann–Whitney {_format_p(float(p_values[cohort]))}"
-            fits = _text_width_inches(test, 9.0) <= fig.get_figwidth() / k - 0.2
+            fits = _text_width_inches(test, 9.0) <= panel_inches
             head += "\n" + (test if fits else test.replace(" p ", "\np ", 1))
         ax.set_title(head)
         _despine(ax)

@@ -1,4 +1,12 @@
-"""Image figures: contour montages of the cohort and habitat maps on the mid-tumour slice."""
+"""Image figures: contour montages of the cohort and habitat maps on the mid-tumour slice.
+
+Both are grids of equal, square panels at a journal's full-page width
+(:data:`~helpers.figures.style.DOUBLE_COLUMN_MM`): each panel shows a square
+field of view centred on the tumour (its in-plane extent plus a margin, in
+millimetres, so pixels keep their physical aspect), titled with the manifest
+patient id and the slice index. Every title has its own row of space above
+its panel, so no title covers the image above it.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +17,30 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are written to files, never shown in a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from helpers.figures.style import PALETTE, apply_style  # noqa: E402
-from helpers.imaging.io import read_image, read_mask  # noqa: E402
-from helpers.settings.study import GeometryTolerance, StudyConfig  # noqa: E402
+from helpers.figures.style import FONT_SIZE_LARGE, FONT_SIZE_SMALL, PALETTE, apply_style, column_width_inches
+from helpers.imaging.io import read_image, read_mask
+from helpers.settings.study import GeometryTolerance, StudyConfig
+
+__all__ = ["cohort_montages", "contour_montage", "habitat_overlay", "mid_slice_index"]
+
+#: Field of view of a panel: the tumour's larger in-plane extent times this factor, plus :data:`_MARGIN_MM` on each side.
+_FOV_FACTOR = 1.15
+_MARGIN_MM = 8.0
+#: Space of a two-line panel title and of the figure title, in points.
+_PANEL_TITLE_PT = 2.6 * FONT_SIZE_SMALL
+_FIGURE_TITLE_PT = 2.2 * FONT_SIZE_LARGE
+#: Outer margin and gap between panels, in inches.
+_PAD_IN = 0.04
+_GAP_IN = 0.06
+#: Width of one title character at 7 pt, in inches (DejaVu Sans averages about 0.6 em).
+_CHAR_IN = 0.6 * FONT_SIZE_SMALL / 72
 
 
 def mid_slice_index(mask: np.ndarray) -> int:
@@ -43,15 +67,78 @@ def _window(image: np.ndarray, window: Sequence[float] | None) -> tuple[float, f
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
+def _square_view(region: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a square field of view (in mm) centred on ``region`` (2-D boolean, rows = y).
+
+    Indices outside the image are -1 (drawn as background). An empty region gives the whole slice.
+    """
+    sx, sy = spacing_xy
+    ny, nx = region.shape
+    if not region.any():
+        return np.arange(ny), np.arange(nx)
+    ys, xs = np.nonzero(region)
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    extent_mm = max((ys.max() - ys.min() + 1) * sy, (xs.max() - xs.min() + 1) * sx)
+    half_mm = extent_mm * _FOV_FACTOR / 2 + _MARGIN_MM
+    rows = np.arange(math.floor(cy - half_mm / sy), math.ceil(cy + half_mm / sy) + 1)
+    cols = np.arange(math.floor(cx - half_mm / sx), math.ceil(cx + half_mm / sx) + 1)
+    rows[(rows < 0) | (rows >= ny)] = -1
+    cols[(cols < 0) | (cols >= nx)] = -1
+    return rows, cols
+
+
+def _crop(plane: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float) -> np.ndarray:
+    out = plane[np.clip(rows, 0, None)][:, np.clip(cols, 0, None)].astype(float)
+    out[rows < 0, :] = fill
+    out[:, cols < 0] = fill
+    return out
+
+
+def _columns_that_fit(labels: Sequence[str], columns: int, width_in: float) -> int:
+    """At most ``columns`` panels per row, fewer when the longest title would be wider than a panel."""
+    longest = max((len(s) for s in labels), default=1) * _CHAR_IN + _GAP_IN
+    fit = max(1, int((width_in - 2 * _PAD_IN + _GAP_IN) // max(longest, 1e-9)))
+    return max(1, min(columns, fit, len(labels) or 1))
+
+
+def _panel_grid(n: int, columns: int, labels: Sequence[str], title: str, bottom_in: float = 0.0) -> tuple[Figure, np.ndarray]:
+    """A full-page-width figure of ``n`` equal square panels, each with room for a two-line title above it.
+
+    Axes are placed explicitly (no layout engine), so titles never reach the panel above.
+    """
+    width = column_width_inches("double")
+    cols = _columns_that_fit(labels, columns, width)
+    rows = math.ceil(max(n, 1) / cols)
+    side = (width - 2 * _PAD_IN - (cols - 1) * _GAP_IN) / cols
+    title_in = _PANEL_TITLE_PT / 72
+    head = _FIGURE_TITLE_PT / 72 if title else 0.0
+    height = 2 * _PAD_IN + head + rows * (title_in + side) + (rows - 1) * _GAP_IN + bottom_in
+    fig = plt.figure(figsize=(width, height))
+    axes = np.empty((rows, cols), dtype=object)
+    for r in range(rows):
+        top = height - _PAD_IN - head - r * (title_in + side + _GAP_IN) - title_in
+        for c in range(cols):
+            left = _PAD_IN + c * (side + _GAP_IN)
+            ax = fig.add_axes((left / width, (top - side) / height, side / width, side / height))
+            ax.axis("off")
+            axes[r, c] = ax
+    if title:
+        fig.suptitle(title, y=1 - _PAD_IN / height, va="top", fontsize=FONT_SIZE_LARGE)
+    return fig, axes
+
+
+def _panel_title(ax: Axes, label: str, z: int) -> None:
+    ax.set_title(f"{label}\nz = {z}", fontsize=FONT_SIZE_SMALL, pad=2, linespacing=1.1)
+
+
 def contour_montage(
     items: Sequence[tuple[str, str, str, str | None]],
     window: Sequence[float] | None = None,
     columns: int = 8,
     title: str = "",
-    panel_inches: float = 1.6,
     tolerance: GeometryTolerance | None = None,
-) -> plt.Figure:
-    """Mid-slice montage with the mask contour for each patient.
+) -> Figure:
+    """Mid-slice montage with the mask contour for each patient, at full-page width.
 
     Parameters
     ----------
@@ -61,7 +148,7 @@ def contour_montage(
     window : (low, high), optional
         Display window; default per image 1st-99th percentile.
     columns : int
-        Panels per row.
+        Panels per row (fewer when long patient ids would not fit a panel's width).
     title : str
         Figure title.
     tolerance : GeometryTolerance, optional
@@ -70,14 +157,11 @@ def contour_montage(
     Returns
     -------
     matplotlib.figure.Figure
+        One square axes per panel, titled ``"<patient>\\nz = <slice index>"``.
     """
     apply_style()
-    n = max(len(items), 1)
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_inches, rows * panel_inches + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    labels = [str(item[0]) for item in items]
+    fig, axes = _panel_grid(len(items), columns, labels, title)
     for ax, (label, image_path, mask_path, roi) in zip(axes.ravel(), items, strict=False):
         image = read_image(image_path)
         mask = read_mask(mask_path, reference=image, roi_name=roi, tolerance=tolerance)
@@ -85,18 +169,17 @@ def contour_montage(
         msk = sitk.GetArrayViewFromImage(mask) > 0
         k = mid_slice_index(msk)
         lo, hi = _window(img, window)
-        sx, sy = image.GetSpacing()[:2]
-        ax.imshow(img[k], cmap="gray", vmin=lo, vmax=hi, aspect=sy / sx, interpolation="nearest")
-        if msk[k].any() and not msk[k].all():
-            ax.contour(msk[k].astype(float), levels=[0.5], colors=[PALETTE[1]], linewidths=0.8)
-        ax.set_title(f"{label} (z={k})", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        spacing = image.GetSpacing()[:2]
+        rows, cols = _square_view(msk[k], spacing)
+        ax.imshow(_crop(img[k], rows, cols, lo), cmap="gray", vmin=lo, vmax=hi, aspect=spacing[1] / spacing[0], interpolation="nearest")
+        outline = _crop(msk[k], rows, cols, 0.0)
+        if outline.any() and not outline.all():
+            ax.contour(outline, levels=[0.5], colors=[PALETTE[1]], linewidths=0.6)
+        _panel_title(ax, label, k)
     return fig
 
 
-def cohort_montages(rows: pd.DataFrame, cfg: StudyConfig, cohort: str) -> Iterator[tuple[str, plt.Figure]]:
+def cohort_montages(rows: pd.DataFrame, cfg: StudyConfig, cohort: str) -> Iterator[tuple[str, Figure]]:
     """Contour montages of one cohort: one per series, paginated for large cohorts.
 
     Yields ``(name, figure)`` one at a time (write and close each before the
@@ -125,9 +208,8 @@ def habitat_overlay(
     window: Sequence[float] | None = None,
     columns: int = 4,
     title: str = "",
-    panel_inches: float = 2.2,
-) -> plt.Figure:
-    """Habitat maps over the image on the mid-tumour slice, one panel per patient.
+) -> Figure:
+    """Habitat maps over the image on the mid-tumour slice, one panel per patient, at full-page width.
 
     Parameters
     ----------
@@ -136,31 +218,44 @@ def habitat_overlay(
         grid of the first habitat series).
     k : int
         Number of habitats (colours from the colour-blind-safe palette).
+    window : (low, high), optional
+        Display window; default per image 1st-99th percentile.
+    columns : int
+        Panels per row.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One square axes per patient (titled ``"<patient>\\nz = <slice index>"``)
+        and a figure legend of the habitats below the panels.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     apply_style()
-    n = max(len(items), 1)
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_inches, rows * panel_inches + 0.7), squeeze=False)
+    legend_rows = math.ceil(k / min(k, 6))
+    legend_in = (legend_rows * 1.6 * FONT_SIZE_SMALL + 8) / 72  # the legend rows and a gap above them
+    labels = [str(item[0]) for item in items]
+    fig, axes = _panel_grid(len(items), columns, labels, title, bottom_in=legend_in)
     cmap = ListedColormap(list(PALETTE[:k]) if k <= len(PALETTE) else plt.get_cmap("tab20").colors[:k])
-    for ax in axes.ravel():
-        ax.axis("off")
     for ax, (label, image_path, map_path) in zip(axes.ravel(), items, strict=False):
         image = read_image(image_path)
-        labels = sitk.GetArrayFromImage(read_image(map_path))  # a copy: a view of a temporary image would dangle
+        habitat_map = sitk.GetArrayFromImage(read_image(map_path))  # a copy: a view of a temporary image would dangle
         img = sitk.GetArrayViewFromImage(image).astype(float)
-        z = mid_slice_index(labels > 0)
+        z = mid_slice_index(habitat_map > 0)
         lo, hi = _window(img, window)
-        sx, sy = image.GetSpacing()[:2]
-        ax.imshow(img[z], cmap="gray", vmin=lo, vmax=hi, aspect=sy / sx, interpolation="nearest")
-        overlay = np.ma.masked_where(labels[z] == 0, labels[z] - 1)
-        ax.imshow(overlay, cmap=cmap, vmin=0, vmax=k - 1, alpha=0.6, aspect=sy / sx, interpolation="nearest")
-        ax.set_title(f"{label} (z={z})", fontsize=7)
-    fig.legend(handles=[Patch(color=cmap(i), label=f"habitat {i + 1}") for i in range(k)], loc="lower center", ncol=min(k, 6), frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+        spacing = image.GetSpacing()[:2]
+        aspect = spacing[1] / spacing[0]
+        rows, cols = _square_view(habitat_map[z] > 0, spacing)
+        ax.imshow(_crop(img[z], rows, cols, lo), cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
+        plane = _crop(habitat_map[z], rows, cols, 0.0)
+        overlay = np.ma.masked_where(plane == 0, plane - 1)
+        ax.imshow(overlay, cmap=cmap, vmin=0, vmax=max(k - 1, 1), alpha=0.6, aspect=aspect, interpolation="nearest")
+        _panel_title(ax, label, z)
+    height = fig.get_figheight()
+    fig.legend(handles=[Patch(color=cmap(i), label=f"habitat {i + 1}") for i in range(k)], loc="lower center",
+               bbox_to_anchor=(0.5, _PAD_IN / height), ncol=min(k, 6), frameon=False, fontsize=FONT_SIZE_SMALL,
+               handlelength=1.2, columnspacing=1.2)  # fmt: skip
     return fig

@@ -1,11 +1,15 @@
-"""Figures of feature selection: the LASSO coefficient path, its cross-validation curve and the Rad-score coefficients.
+"""Figures of feature selection: the LASSO coefficient path, its cross-validation curve, the Rad-score coefficients
+and the Rad-score distribution per cohort.
 
-Each takes a fitted :class:`helpers.learning.selection.LassoSelector` (or its coefficients) and returns a
-matplotlib figure; nothing is saved here.
+Each takes a fitted :class:`helpers.learning.selection.LassoSelector` (or its coefficients, or the Rad-scores) and
+returns a matplotlib figure at a journal width (the cross-validation curve one column, 85 mm; figures naming
+features the full page, 175 mm, long names wrapped over lines); nothing is saved here.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -15,14 +19,57 @@ matplotlib.use("Agg")  # headless: figures are written to files, never shown in 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
 
-from helpers.figures.style import PALETTE, apply_style
+from helpers.figures.style import FONT_SIZE_SMALL, PALETTE, apply_style, column_width_inches, figure_size
 
 if TYPE_CHECKING:
     from helpers.learning.selection import LassoSelector
 
-__all__ = ["coefficient_figure", "lasso_cv_figure", "lasso_path_figure"]
+__all__ = ["coefficient_figure", "lasso_cv_figure", "lasso_path_figure", "radscore_distribution_by_cohort", "wrap_feature_name"]
+
+#: Characters per line of a wrapped feature name (at 7 pt about 45 mm).
+FEATURE_NAME_WIDTH = 45
+
+
+def wrap_feature_name(name: str, width: int = FEATURE_NAME_WIDTH) -> str:
+    """Wrap a long radiomics feature name over lines, breaking after ``_``, ``-``, ``.`` or a space.
+
+    Nothing is dropped or abbreviated: removing the line breaks gives the name
+    back, so distinct names stay distinct. A part longer than ``width`` without
+    a break point is cut at ``width``.
+
+    Parameters
+    ----------
+    name : str
+        E.g. ``"MR_T1_ring5mm_wavelet-LLH_glrlm_ShortRunHighGrayLevelEmphasis"``.
+    width : int
+        Longest line, in characters.
+
+    Returns
+    -------
+    str
+        The name, with ``"\\n"`` between lines.
+    """
+    if len(name) <= width:
+        return name
+    lines, line = [], ""
+    for part in re.findall(r"[^_\-. ]*[_\-. ]|[^_\-. ]+$", name):
+        while len(part) > width:  # a single part too long for a line
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(part[:width])
+            part = part[width:]
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = part
+        else:
+            line += part
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _mark_lambdas(ax, lasso: LassoSelector) -> None:
@@ -45,19 +92,20 @@ def lasso_path_figure(lasso_selector: LassoSelector, max_labels: int = 10):
     path = lasso_selector.path_
     x = np.log(path.index.to_numpy())
     selected = lasso_selector.coef_[lasso_selector.coef_ != 0].abs().sort_values(ascending=False, kind="stable").index
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=figure_size("double", 0.5), layout="constrained")
     for name in path.columns:
         if name not in selected:
             ax.plot(x, path[name], color="0.75", lw=0.6)
     for i, name in enumerate(selected):
-        ax.plot(x, path[name], color=PALETTE[i % len(PALETTE)], lw=1.2, label=name if i < max_labels else None)
+        ax.plot(x, path[name], color=PALETTE[i % len(PALETTE)], lw=1.2, label=wrap_feature_name(name) if i < max_labels else None)
     _mark_lambdas(ax, lasso_selector)
     ax.axhline(0, color="0.4", lw=0.5)
     ax.set_xlabel("log(λ)")
     ax.set_ylabel("coefficient (z-scored features)")
-    ax.set_title(f"LASSO coefficient path ({len(selected)} of {path.shape[1]} features non-zero at λ_{lasso_selector.lambda_rule})")
-    ax.legend(fontsize=6, frameon=False, loc="best")
-    fig.tight_layout()
+    ax.set_title(f"LASSO coefficient path: {len(selected)} of {path.shape[1]} features non-zero at λ_{lasso_selector.lambda_rule}", loc="left")
+    # Beside the axes: long feature names inside would cover the paths.
+    ax.legend(fontsize=FONT_SIZE_SMALL, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.spines[["top", "right"]].set_visible(False)
     return fig
 
 
@@ -71,13 +119,13 @@ def lasso_cv_figure(lasso_selector: LassoSelector):
     check_is_fitted(lasso_selector, "cv_results_")
     apply_style()
     res = lasso_selector.cv_results_
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=figure_size("single", 0.9), layout="constrained")
     ax.errorbar(
         res["log_lambda"],
         res["mean"],
         yerr=res["se"],
         fmt="o",
-        ms=3,
+        ms=2.5,
         color=PALETTE[0],
         ecolor="0.6",
         elinewidth=0.8,
@@ -93,8 +141,8 @@ def lasso_cv_figure(lasso_selector: LassoSelector):
     ax.set_ylabel({"roc_auc": "cross-validated AUC", "neg_log_loss": "cross-validated -log loss"}[lasso_selector.scoring])
     n_folds = sum(c.startswith("fold_") for c in res.columns)
     ax.set_title(f"{n_folds}-fold cross-validation of λ")
-    ax.legend(fontsize=7, frameon=False, loc="best")
-    fig.tight_layout()
+    # Below the axes (one column is narrow: a legend inside would cover the curve).
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False, fontsize=FONT_SIZE_SMALL)
     return fig
 
 
@@ -115,12 +163,57 @@ def coefficient_figure(coef: pd.Series, title: str = "Rad-score coefficients"):
     nz = coef[coef != 0].sort_values(kind="stable")
     if nz.empty:
         raise ValueError("no non-zero coefficient to plot")
-    fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.28 * len(nz)))
+    labels = [wrap_feature_name(str(name)) for name in nz.index]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, ax = plt.subplots(figsize=(column_width_inches("double"), 0.8 + 0.14 * lines + 0.08 * len(nz)), layout="constrained")
     colours = [PALETTE[3] if v < 0 else PALETTE[0] for v in nz]
     ax.barh(np.arange(len(nz)), nz.to_numpy(), color=colours)
-    ax.set_yticks(np.arange(len(nz)), labels=list(nz.index), fontsize=7)
+    ax.set_yticks(np.arange(len(nz)), labels=labels, fontsize=FONT_SIZE_SMALL)
+    ax.spines[["top", "right"]].set_visible(False)
     ax.axvline(0, color="0.3", lw=0.6)
-    ax.set_xlabel("coefficient (per SD of the feature)")
+    ax.set_xlabel("Coefficient (per SD of the feature)")
     ax.set_title(title)
-    fig.tight_layout()
     return fig
+
+
+def radscore_distribution_by_cohort(
+    scores: pd.DataFrame,
+    training_cohorts: Sequence[str],
+    p_values: Mapping[str, float] | None = None,
+    cohorts: Sequence[str] | None = None,
+) -> Figure:
+    """Rad-score by outcome class per cohort, each panel saying whose scores it shows.
+
+    The Rad-score formula is fitted on the training cohort, so its training
+    scores are in-sample (optimistic: the same patients chose the features
+    and the coefficients); the panels of the training cohort(s) are titled
+    ``"<cohort> (in-sample)"`` and the others ``"<cohort> (held out)"``.
+    Drawn by :func:`helpers.figures.evaluation.radscore_distribution_figure`.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Columns ``radscore``, ``outcome`` (0/1) and ``cohort``, one row per patient.
+    training_cohorts : sequence of str
+        Cohorts the Rad-score was fitted on (``StudyConfig.training_cohorts``).
+    p_values : mapping of cohort -> float, optional
+        E.g. Mann-Whitney U p-values per cohort (keys: the cohort names in ``scores``).
+    cohorts : sequence of str, optional
+        Panel order (cohort names in ``scores``); default order of first appearance.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from helpers.figures.evaluation import radscore_distribution_figure
+
+    training = set(training_cohorts)
+
+    def panel(cohort: object) -> str:
+        shown = str(cohort).replace("_", " ")  # cohort names as words, so long titles wrap between them
+        return f"{shown}\n(in-sample)" if cohort in training else f"{shown}\n(held out)"
+
+    order = list(pd.unique(scores["cohort"])) if cohorts is None else list(cohorts)
+    named = scores.assign(cohort=scores["cohort"].map(panel))
+    p = {panel(c): float(v) for c, v in p_values.items()} if p_values is not None else None
+    return radscore_distribution_figure(named, p_values=p, cohorts=[panel(c) for c in order])

@@ -339,7 +339,7 @@ def write_clinical_outputs(models: dict[str, TunedModel], data: ModellingData, c
         report.table(summary, "nomogram_coefficients", per_cohort=False)
         points = nomogram_table(nomo)
         report.table(points.scales, "nomogram_points", per_cohort=False)
-        report.figure(nomogram_figure(nomo, points, outcome_label=f"Probability of {cfg.endpoints.binary}"), "nomogram", per_cohort=False)
+        report.figure(nomogram_figure(nomo, points, endpoint=cfg.endpoints.binary), "nomogram", per_cohort=False)
         shown["nomogram_coefficients"] = summary
     for name, model in models.items():
         path = cfg.report_root / "models" / f"{name}_model.joblib"

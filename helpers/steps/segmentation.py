@@ -202,7 +202,7 @@ def _classifier_summary(preds: pd.DataFrame) -> pd.DataFrame:
 
 def write_deep_feature_outputs(run: DeepFeatureRun, manifest: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Deep feature table (data), PCA/provenance table, classifier loss curves, AUCs and Grad-CAM figures."""
-    from helpers.figures.deep import gradcam_figure, loss_curve_figure
+    from helpers.figures.deep import gradcam_figure, loss_curve_figure, network_weights_note
     from helpers.imaging.deep.deep_features import gradcam_maps, stack_inputs
 
     shown: dict[str, pd.DataFrame] = {}
@@ -237,7 +237,9 @@ def write_deep_feature_outputs(run: DeepFeatureRun, manifest: pd.DataFrame, cfg:
             chosen = list(held["patient"].head(4)) or list(run.inputs[series])[:4]
             ids, x = stack_inputs({p: run.inputs[series][p] for p in chosen}, clf.settings)
             maps = gradcam_maps(clf.model, x, target_layer=cfg.deep_gradcam_layer)
-            report.figure(gradcam_figure(x, maps, ids, title=f"Grad-CAM ({series}, {cfg.deep_gradcam_layer})"), f"gradcam_{slug}", per_cohort=False)
+            note = network_weights_note(pretrained=clf.weights_sha256 is not None, backbone_trained=clf.settings.mode == "finetune")
+            report.figure(gradcam_figure(x, maps, ids, title=f"Grad-CAM ({series}, {cfg.deep_gradcam_layer})", weights_note=note),
+                          f"gradcam_{slug}", per_cohort=False)  # fmt: skip
     return shown
 
 

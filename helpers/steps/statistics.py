@@ -26,9 +26,9 @@ from helpers.figures.evaluation import (
     decision_curve_figure,
     feature_weight_figure,
     forest_figure,
-    radscore_distribution_figure,
     roc_figure,
 )
+from helpers.figures.selection import radscore_distribution_by_cohort
 from helpers.learning.survival import survival_metrics_table
 from helpers.reporting.writer import ReportWriter
 from helpers.settings.study import StudyConfig
@@ -280,8 +280,9 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
         for cohort, part in rs.groupby("cohort"):
             if part["outcome"].nunique() == 2:
                 p_values[cohort] = float(mannwhitneyu(part.loc[part["outcome"] == 1, "radscore"], part.loc[part["outcome"] == 0, "radscore"]).pvalue)
-        report.figure(radscore_distribution_figure(rs[["radscore", "outcome", "cohort"]], threshold=None, p_values=p_values,
-                                                   cohorts=[c for c in preds.cohorts if c in set(rs["cohort"])]), "radscore_distribution", per_cohort=False)
+        # Training scores are in-sample (the formula was fitted on them): the panels say so.
+        report.figure(radscore_distribution_by_cohort(rs[["radscore", "outcome", "cohort"]], training_cohorts=cfg.training_cohorts, p_values=p_values,
+                                                      cohorts=[c for c in preds.cohorts if c in set(rs["cohort"])]), "radscore_distribution", per_cohort=False)
         written.append("radscore_distribution")
     if preds.radscore_coefficients is not None:
         coef = preds.radscore_coefficients
