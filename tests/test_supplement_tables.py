@@ -76,6 +76,8 @@ def test_format_p(p, expected):
     ("96.54", "percent", "96.5"),
     ("18", "count", "18"),
     ("18.0", "count", "18"),
+    ("external_test", "words", "external test"),
+    ("training", "words", "training"),
     ("3.5", "count", "3.5"),  # not an integer: never rounded to one
     ("0.00017049572187078458", "p", "< 0.001"),
     ("0.6077558355972584", "p", "0.608"),
@@ -170,7 +172,7 @@ def test_cox_table_hazard_ratio_and_coefficient_intervals():
                        "coef upper 95%": [0.0084], "exp(coef) lower 95%": [0.1770], "exp(coef) upper 95%": [1.0084], "cmp to": [0.0],
                        "z": [-1.941], "p": [0.05225], "-log2(p)": [4.2584]})  # fmt: skip
     shown = display_table(*_cells(df), _book())
-    assert shown.header == ["Covariate", "Coefficient (log HR) (95% CI)", "HR (95% CI)", "SE", "Null value", "z", "p",
+    assert shown.header == ["Covariate", "Coefficient (95% CI)", "HR (95% CI)", "SE", "Null value", "z", "p",
                             "S-value, -log2 p (bits)"]  # fmt: skip
     assert shown.rows[0][1:3] == ("-0.862 (-1.731 to 0.008)", "0.42 (0.18-1.01)")
     assert shown.rows[0][6] == "0.052"

@@ -147,6 +147,8 @@ def write_docx(supp: Supplement, path: str | Path) -> Path:
         table.autofit = False
         _three_line(table)
         widths = [Cm(w + PAD_CM) for w in part.widths_cm]
+        for column, width in zip(table.columns, widths, strict=False):
+            column.width = width  # the grid (w:gridCol): LibreOffice lays tables out by it, Word by the cell widths
         for cell, col, width in zip(table.rows[0].cells, cols, widths, strict=False):
             cell.width = width
             cell_text(cell, col.label, size, bold=True, right=col.numeric)

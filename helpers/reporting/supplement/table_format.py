@@ -33,8 +33,8 @@ import yaml
 from helpers.errors import ConfigError
 
 LABELS_FILE = Path(__file__).with_name("table_labels.yaml")
-FORMATS = ("d3", "d2", "d1", "percent", "count", "p", "auto", "text")
-_DIGITS = {"d3": 3, "d2": 2, "d1": 1, "percent": 1, "count": 0, "auto": 3, "p": 3, "text": 3}
+FORMATS = ("d3", "d2", "d1", "percent", "count", "p", "auto", "text", "words")
+_DIGITS = {"d3": 3, "d2": 2, "d1": 1, "percent": 1, "count": 0, "auto": 3, "p": 3, "text": 3, "words": 3}
 _ENTRY_KEYS = {"label", "format", "signed", "interval", "id", "hide"}
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _MISSING = {"", "nan", "NaN", "NA", "None", "none", "null"}
@@ -124,6 +124,8 @@ def format_number(value: str | float, fmt: str = "auto") -> str:
     text = str(value).strip()
     if text in _MISSING:
         return ""
+    if fmt == "words":  # a configured name (cohort) shown as words: external_test -> external test
+        return text.replace("_", " ")
     if fmt == "text" or not _FLOAT.match(text):
         return text
     x = float(text)
@@ -422,7 +424,7 @@ def display_table(header: Sequence[str], rows: Sequence[Sequence[str]], book: La
             cells.append(_ci_cells(rows, j, lo, hi, spec))
             continue
         shown = _reformat_ci_text(values) if _PREFORMATTED_CI.match(name) else [format_number(v, spec.format) for v in values]
-        numeric = spec.format != "text" and any(shown) and all(_FLOAT.match(v) or v.startswith("< ") for v in shown if v)
+        numeric = spec.format not in ("text", "words") and any(shown) and all(_FLOAT.match(v) or v.startswith("< ") for v in shown if v)
         columns.append(DisplayColumn(name, spec.label, "number" if numeric else "text", spec.id))
         cells.append(shown)
     table_rows = tuple(tuple(col[i] for col in cells) for i in range(len(rows)))

@@ -128,8 +128,10 @@ def _chars(table: DisplayTable, j: int) -> tuple[float, float]:
     head_words = [text_em(w) * BOLD for w in label.split()] or [0.0]
     lo = max(max(tokens), max(head_words)) + SAFETY_EM
     longest = max([text_em(c) for c in cells] or [0.0])
-    # long text wraps at about 22 em (40 characters); headers wrap at their words
-    hi = max(lo, min(longest, 22.0), min(text_em(label) * BOLD, max(7.0, longest)))
+    # Prose (review points, checklist status) may take up to about 60 em (110 characters) when the page has room, so
+    # generated text tables fill the text width; the spare room is shared in proportion, so numbers keep their widths.
+    # Headers wrap at their words.
+    hi = max(lo, min(longest, 60.0), min(text_em(label) * BOLD, max(7.0, longest)))
     return lo, hi
 
 
