@@ -336,12 +336,11 @@ def test_latex_is_a_standalone_document_that_compiles_without_overfull_boxes(wid
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended lmodern); "
                     "the LaTeX tables are checked for structure in test_supplement.py")  # fmt: skip
     _, result = wide_study
-    tex = tmp_path / "tables.tex"
-    shutil.copy(result.latex, tex)
+    # Compiled where it was written (its figures are relative paths from there), the outputs kept in tmp_path.
     for _ in range(2):  # longtable needs two runs to settle its column widths
-        run = subprocess.run([_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", tex.name], check=False, cwd=tmp_path,
-                             capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+        run = subprocess.run([_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", f"-output-directory={tmp_path}",
+                              "-jobname=tables", result.latex.name], check=False, cwd=result.latex.parent,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
     log = (tmp_path / "tables.log").read_text(errors="replace")
     assert run.returncode == 0, log[-3000:]
     assert "Float too large" not in log
@@ -361,6 +360,22 @@ def test_latex_paginates_and_turns_wide_tables(wide_study):
     assert re.search(r"\\(footnotesize|scriptsize)", tex) and r"\tiny" not in tex
     assert re.search(r"\\textbf\{Table S\d+\} \(continued\)", tex)  # the header repeated on continuation pages
     assert "(columns, part 2 of" in tex
+
+
+def test_latex_holds_every_figure_and_note_in_document_order(wide_study):
+    _, result = wide_study
+    tex = result.latex.read_text(encoding="utf-8")
+    figures = [it for it in result.items if it.kind == "figure"]
+    assert figures, "the test study must have figures"
+    included = re.findall(r"\\includegraphics\[width=([\d.]+)cm\]\{([^}]+)\}", tex)
+    assert len(included) == len(figures)
+    for (width, rel), item in zip(included, figures, strict=True):
+        assert (result.latex.parent / rel).resolve() == (result.docx.parent.parent / item.path).with_suffix(".pdf").resolve()
+        assert 0 < float(width) <= 17.0  # the journal width it was drawn at, never wider than the text block
+    assert [int(n) for n in re.findall(r"\\setcounter\{figure\}\{(\d+)\}", tex)] == [it.number - 1 for it in figures]
+    order = [m.group(1) for m in re.finditer(r"^% ((?:Table|Figure|Note) S\d+)", tex, flags=re.M)]
+    shown = [it.label for it in result.items if it.kind == "figure" or it.kind == "note" or it.inline]
+    assert list(dict.fromkeys(order)) == shown
 
 
 def test_padding_constant_matches_the_writers():
