@@ -72,7 +72,7 @@ def test_the_whole_study_runs_with_zero_failed_units(dicom_cohort):
     # The first run's supplement is complete: the run record existed when it was written (software versions reported),
     # and its methods state the missing-data handling.
     html = (root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")
-    assert "No provenance record was found" not in html and "Analyses ran in Python" in html
+    assert "The run left no provenance record" not in html and "Analyses were run in Python 3." in html
     assert "Features missing in more than 10% of the training patients were left out" in html and "No extraction unit failed" in html
     record = json.loads((root / "provenance" / "latest.json").read_text())
     assert record["finished_utc"] and all(s["failed_units"] == 0 for s in record["steps"])
