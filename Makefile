@@ -34,7 +34,7 @@ test: $(STAMP) browser
 
 # The fast tier for development: no whole-study runs, network training or phantom/baseline extraction (see README).
 test-fast: $(STAMP) browser
-	$(BIN)/python -m pytest -m "not slow and not reference"
+	$(BIN)/python -m pytest -m "not slow and not reference" -n 2
 
 # Headless Chromium renders the HTML supplement in tests/test_supplement.py; installed from Debian when missing.
 browser:

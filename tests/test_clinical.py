@@ -66,6 +66,7 @@ def test_imputer_rejects_a_variable_without_training_values():
         ClinicalImputer(continuous=["age"], categorical=[]).fit(pd.DataFrame({"age": [np.nan, np.nan]}))
 
 
+@pytest.mark.slow
 def test_radscore_augmenter_relearns_the_signature_on_the_data_it_is_fitted_on():
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(80, 12)), columns=[f"f{i}" for i in range(12)])

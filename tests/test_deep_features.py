@@ -358,6 +358,7 @@ def trained():
     return train_deep_classifier(train, y_train, val, y_val, s), val, y_val
 
 
+@pytest.mark.slow
 def test_deep_classifier_history_checkpoint_and_loss_curve(trained):
     result, val, y_val = trained
     history = result.history

@@ -101,6 +101,7 @@ def test_nan_in_test_patients_changes_no_fitted_state(planted_feature_study):
     assert grid_a["auc_test"].notna().all()
 
 
+@pytest.mark.slow
 def test_training_missingness_alone_decides_what_is_dropped(planted_feature_study):
     study, _ = planted_feature_study
     path = _features_path(study)
@@ -173,6 +174,7 @@ def test_failed_units_stop_the_signature_by_default(planted_feature_study):
         _build(study)
 
 
+@pytest.mark.slow
 def test_failed_units_exclude_the_patients_when_configured(planted_feature_study):
     from helpers.reporting.supplement import methods_text
 

@@ -62,6 +62,7 @@ def test_test_cohort_does_not_change_the_signature(planted_feature_study):
     pd.testing.assert_frame_equal(before.radscores.loc[train], after.radscores.loc[train])
 
 
+@pytest.mark.slow
 def test_outputs_and_batch_merging(planted_feature_study):
     study, _ = planted_feature_study
     cfg, manifest, sig = _build(study)
@@ -99,6 +100,7 @@ def test_signature_needs_features(tiny_study):
         build_signature(cfg, manifest, patients)
 
 
+@pytest.mark.slow
 def test_signature_without_lasso_has_no_radscore(planted_feature_study):
     import yaml
 

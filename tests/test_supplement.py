@@ -258,6 +258,7 @@ def test_checklist_maps_items_to_numbers_sections_and_gaps(study):
     assert "Points a reviewer will raise" in page and "METRICS" in page and "For the authors to complete" in page
 
 
+@pytest.mark.slow
 def test_html_renders_in_headless_chromium(study, tmp_path):
     if not CHROMIUM.is_file():
         pytest.fail(f"Chromium is missing ({CHROMIUM}); run `make browser` to install it (Debian package chromium)")
