@@ -358,3 +358,5 @@ def test_supplement_data_is_validated():
     assert data["captions"] and "checklists" not in data  # the checklists live in checklists.yaml (tests/test_checklists.py)
     with pytest.raises(ValueError, match="captions"):
         validate_supplement_data({"captions": [{"pattern": "x", "captoin": "typo"}]})
+    with pytest.raises(ValueError, match=r"unknown top-level key\(s\) \['checklists'\].*checklists.yaml"):
+        validate_supplement_data({"captions": [], "checklists": [{"name": "CLEAR", "items": []}]})

@@ -143,28 +143,24 @@ class SupplementPaths:
 
 
 _CAPTION_KEYS = {"pattern", "caption", "note"}
-_ITEM_KEYS = {"id", "text", "outputs", "methods", "files", "requires"}
+_TOP_KEYS = {"steps", "captions"}
 
 
 def validate_supplement_data(data: Mapping, source: str = "supplement data") -> Mapping:
-    """Check the caption and checklist entries (a misspelt key would otherwise be ignored silently).
+    """Check the step titles and caption entries (a misspelt key would otherwise be ignored silently).
 
     Raises
     ------
     ValueError
         Naming the entry and the problem.
     """
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        where = " (the checklists live in checklists.yaml)" if "checklists" in unknown else ""
+        raise ValueError(f"{source}: unknown top-level key(s) {unknown}; expected {sorted(_TOP_KEYS)}{where}")
     for i, rule in enumerate(data.get("captions", []) or []):
         if not isinstance(rule, Mapping) or not {"pattern", "caption"} <= set(rule) or set(rule) - _CAPTION_KEYS:
             raise ValueError(f"{source}: captions[{i}] must have 'pattern' and 'caption' (and optionally 'note'), got {rule!r}")
-    for guideline in data.get("checklists", []) or []:
-        for entry in guideline.get("items", []) or []:
-            if not isinstance(entry, Mapping) or "text" not in entry or set(entry) - _ITEM_KEYS:
-                raise ValueError(f"{source}: checklist {guideline.get('name')!r} item {entry!r}: keys must be among {sorted(_ITEM_KEYS)} "
-                                 f"with 'text' required")  # fmt: skip
-            for key in ("outputs", "methods", "files"):
-                if not isinstance(entry.get(key, []), list):
-                    raise ValueError(f"{source}: checklist {guideline.get('name')!r} item {entry.get('id')!r}: '{key}' must be a list")
     return data
 
 
@@ -174,7 +170,7 @@ def _load_data(path: str) -> dict:
 
 
 def load_supplement_data(path: str | Path | None = None) -> dict:
-    """The caption, step-title and checklist data (``supplement.yaml`` of this package by default), validated."""
+    """The caption and step-title data (``supplement.yaml`` of this package by default), validated."""
     return _load_data(str(Path(path) if path else DATA_FILE))
 
 

@@ -381,7 +381,7 @@ def _final_model_text(run: RunRecord) -> list[str]:
     sidecar = run.json("models/final_model.json")
     alg = sidecar.get("algorithm") or m.final_algorithm
     steps = [s for s in sidecar.get("steps", []) if s != "classifier"]
-    text = [f"The final radiomics model combined the signature's steps"
+    text = ["The final radiomics model combined the signature's steps"
             + (f" ({_join([w.step_short(s) for s in steps])})" if steps else "")
             + f" with {w.algorithm(alg)}, trained on the training cohort"
             + (f" ({w.plural(int(sidecar['n_train']), 'patient')}, {sidecar['n_features']} candidate features)"

@@ -516,7 +516,7 @@ def survival(run: RunRecord) -> MethodsParagraph | None:
     if run.has("survival_metrics"):
         hz = _horizons(run)
         n_boot = min(cfg.statistics.n_bootstrap, 500)
-        text.append(f"Discrimination was measured by Harrell's C-index and the cumulative/dynamic time-dependent AUC"
+        text.append("Discrimination was measured by Harrell's C-index and the cumulative/dynamic time-dependent AUC"
                     + (f" at {_join(hz)} {sc.time_unit}" if hz else "") + f", and overall accuracy by the integrated Brier score, with seeded "
                     f"percentile bootstrap 95% confidence intervals ({n_boot} resamples){run.cite('survival_metrics')}.")  # fmt: skip
     return MethodsParagraph("survival", "Survival analysis", " ".join(text))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from helpers.reporting.supplement.collect import _join, _num
+from helpers.reporting.supplement.collect import _join
 
 _MODALITY = {"CT": "CT", "PT": "PET", "MR": "MRI", "US": "ultrasound", "OT": "other"}
 _ALGORITHM = {
