@@ -122,6 +122,8 @@ def test_notebook02_super_resolution_outputs(deep_study):
     sr_mask = sitk.ReadImage(str(root / "super_resolution" / "P09" / "mask.nii.gz"))
     # Through-plane x2: twice the slices at half the spacing, same physical extent; the mask covers the same volume.
     assert sr_image.GetSize() == (24, 24, 28) and np.allclose(sr_image.GetSpacing(), (1.0, 1.0, 1.0))
+    assert sr_image.GetSize()[2] == 2 * original.GetSize()[2] and sr_image.GetSpacing()[2] == pytest.approx(original.GetSpacing()[2] / 2)
+    assert np.allclose(np.multiply(sr_image.GetSize(), sr_image.GetSpacing()), np.multiply(original.GetSize(), original.GetSpacing()))
     manual = sitk.ReadImage(str(Path(cfg.base_dir) / "P09" / "CT_mask.nii.gz"))
     vol = lambda m: sitk.GetArrayFromImage(m).sum() * np.prod(m.GetSpacing())  # noqa: E731
     assert vol(sr_mask) == pytest.approx(vol(manual), rel=1e-9)
