@@ -409,3 +409,17 @@ def test_text_has_no_code_names_arrows_or_none(tmp_path):
     keys = set().union(*(_config_keys(m) for m in (StudyConfig, SegmentationSettings, DeepFeatureSettings, SuperResolutionSettings)))
     keys |= {"p_threshold", "lambda_rule", "min_features", "random_state", "pretrained_weights"}
     assert not [k for k in keys if "_" in k and re.search(rf"\b{re.escape(k)}\b", text)]
+
+
+def test_survival_paragraph_prefers_the_settings_the_run_recorded(base):
+    """The fitted models' parameters (provenance/survival.json) win over the config, which may have changed since the run."""
+    _survival(base)
+    base.record("models", "provenance/survival.json", {"models": {"cox": {"penalizer": 0.05, "l1_ratio": 0.5, "alpha": 0.05},
+                                                                  "rsf": {"n_estimators": 250, "min_samples_leaf": 7}},
+                                                       "cv_folds": 4, "risk_cutoff_rule": "median", "n_features": 5})  # fmt: skip
+    base.record("statistics", "provenance/statistics.json", {"survival_bootstrap": 321})
+    text = base.methods()["survival"]
+    for expected in ("penalty 0.05", "L1 ratio 0.5", "250 trees", "at least 7 patients per leaf", "5 selected features",
+                     "4-fold cross-validation", "321 resamples"):  # fmt: skip
+        assert expected in text, expected
+    assert "77 trees" not in text and "penalty 0.3" not in text

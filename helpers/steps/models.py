@@ -538,6 +538,10 @@ def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cf
                          "groups": "; ".join(pd.unique(f.groups))} for n, f in fits.items()])
     report.table(cut, "survival_risk_cutoffs", per_cohort=False)
     shown["survival_risk_cutoffs"] = cut
+    # The settings the fitted models used (their own parameters, not the config), for the methods.
+    report.json({"models": {("cox" if isinstance(f.model, CoxModel) else "rsf"): f.model.get_params() for f in fits.values()},
+                 "cv_folds": cfg.models.cv, "risk_cutoff_rule": cfg.survival.risk_cutoff, "n_features": len(next(iter(fits.values())).features)},
+                "survival")  # fmt: skip
     unit = cfg.survival.time_unit
     for name, fit in fits.items():
         slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"

@@ -63,6 +63,12 @@ class StudyPredictions:
 
 
 
+
+def survival_bootstrap(cfg: StudyConfig) -> int:
+    """Bootstrap resamples of the survival metrics: ``statistics.n_bootstrap``, at most 500 (each resample refits the
+    censoring distribution and the time-dependent AUC at every horizon, so they cost far more than the AUC bootstrap)."""
+    return min(cfg.statistics.n_bootstrap, 500)
+
 def _shown(cohort: str) -> str:
     """A cohort name as figure text: ``external_test`` -> ``external test``."""
     return str(cohort).replace("_", " ")
@@ -217,7 +223,7 @@ def survival_statistics(preds: StudyPredictions, cfg: StudyConfig) -> dict[str, 
         probs = {m: part.loc[part["model"] == m, np.array(s_cols)[inside]].to_numpy() for m in models} if inside.sum() >= 2 else None
         table = survival_metrics_table(
             ref["time"].to_numpy(), ref["event"].to_numpy(), risks, cfg.survival.horizons, tr["time"].to_numpy(), tr["event"].to_numpy(),
-            survival_probabilities=probs, ibs_times=s_times[inside] if probs else None, n_bootstrap=min(cfg.statistics.n_bootstrap, 500),
+            survival_probabilities=probs, ibs_times=s_times[inside] if probs else None, n_bootstrap=survival_bootstrap(cfg),
             random_state=cfg.seed,
         )
         table.insert(1, "cohort", cohort)
@@ -265,7 +271,7 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
         written.append(f"roc_{cohort}")
     # The bins each calibration figure drew (the figure's rule: at most calibration_bins, about 10 patients per bin), for the methods.
     report.json({"calibration_bins": {c: _effective_bins(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
-                 "calibration_strategy": "quantile"}, "statistics")
+                 "calibration_strategy": "quantile", "survival_bootstrap": survival_bootstrap(cfg)}, "statistics")
     written += _resolution_roc_figures(preds, perf, cfg, report)
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:

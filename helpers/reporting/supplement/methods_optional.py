@@ -499,13 +499,18 @@ def survival(run: RunRecord) -> MethodsParagraph | None:
         return None
     cfg, sc = run.cfg, run.cfg.survival
     cut = run.rows("survival_risk_cutoffs")
-    n_features = run.n_rows("cox_coefficients")
-    text = [f"For the time-to-event endpoint, a penalised Cox proportional-hazards model (penalty {w.number(sc.cox_penalizer)}, L1 ratio "
-            f"{w.number(sc.cox_l1_ratio)}; Efron ties, Breslow baseline) and a random survival forest ({sc.rsf_trees} trees, at least "
-            f"{sc.rsf_min_samples_leaf} patients per leaf) were fitted on the training cohort with the signature's "
+    # The fitted models' own parameters (provenance/survival.json); the config only for runs that predate that record.
+    record = run.json("provenance/survival.json")
+    cox = record.get("models", {}).get("cox", {"penalizer": sc.cox_penalizer, "l1_ratio": sc.cox_l1_ratio})
+    rsf = record.get("models", {}).get("rsf", {"n_estimators": sc.rsf_trees, "min_samples_leaf": sc.rsf_min_samples_leaf})
+    n_features = record.get("n_features") or run.n_rows("cox_coefficients")
+    text = [f"For the time-to-event endpoint, a penalised Cox proportional-hazards model (penalty {w.number(cox['penalizer'])}, L1 ratio "
+            f"{w.number(cox['l1_ratio'])}; Efron ties, Breslow baseline) and a random survival forest ({rsf['n_estimators']} trees, at least "
+            f"{rsf['min_samples_leaf']} patients per leaf) were fitted on the training cohort with the signature's "
             f"{w.plural(n_features, 'selected feature') if n_features else 'selected features'}, z-scored with training statistics"
             f"{run.cite('cox_coefficients')}."]  # fmt: skip
-    text.append(f"Training risks were out-of-fold ({cfg.models.cv}-fold cross-validation stratified by the event, seeded).")
+    folds = record.get("cv_folds", cfg.models.cv)
+    text.append(f"Training risks were out-of-fold ({folds}-fold cross-validation stratified by the event, seeded).")
     if cut:
         rule = {"median": "the median", "tertiles": "the tertiles", "quartiles": "the quartiles", "maxstat": "the maximally selected log-rank cut-off",
                 "youden": "the Youden cut-off"}.get(cut[0].get("rule", ""), w.words(cut[0].get("rule", "")))  # fmt: skip
@@ -515,7 +520,7 @@ def survival(run: RunRecord) -> MethodsParagraph | None:
                     f"cohorts and compared by Kaplan-Meier curves{run.cite('survival_risk_cutoffs', 'km_*')}.")  # fmt: skip
     if run.has("survival_metrics"):
         hz = _horizons(run)
-        n_boot = min(cfg.statistics.n_bootstrap, 500)
+        n_boot = run.json("provenance/statistics.json").get("survival_bootstrap") or min(cfg.statistics.n_bootstrap, 500)
         text.append("Discrimination was measured by Harrell's C-index and the cumulative/dynamic time-dependent AUC"
                     + (f" at {_join(hz)} {sc.time_unit}" if hz else "") + f", and overall accuracy by the integrated Brier score, with seeded "
                     f"percentile bootstrap 95% confidence intervals ({n_boot} resamples){run.cite('survival_metrics')}.")  # fmt: skip
