@@ -219,3 +219,10 @@ def test_interobserver_agreement_bad_tables(fitted_study, tmp_path, edit, messag
     cfg = cfg.model_copy(update={"reader_scores": cfg.reader_scores.model_copy(update={"table": str(path)})})
     with pytest.raises(InputDataError, match=message):
         interobserver_agreement(cfg, patients)
+
+
+@pytest.mark.parametrize(("group", "shown"), [("low", "Low risk"), ("intermediate", "Intermediate risk"), ("high", "High risk"), ("Q3", "Q3")])
+def test_risk_groups_are_named_in_words_in_the_kaplan_meier_figures(group, shown):
+    from helpers.steps.models import _risk_group_label
+
+    assert _risk_group_label(group) == shown

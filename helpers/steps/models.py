@@ -522,6 +522,11 @@ def survival_predictions(fits: dict[str, SurvivalFit], data: ModellingData) -> p
     return pd.concat(frames, ignore_index=True)
 
 
+
+def _risk_group_label(group: str) -> str:
+    """A risk group as figure text: ``low`` -> ``Low risk`` (quartiles ``Q1``... stay as they are)."""
+    return f"{group.capitalize()} risk" if group in ("low", "intermediate", "high") else group
+
 def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Survival predictions (data), Cox coefficients, risk cut-offs and Kaplan-Meier figures per model and cohort."""
     if not fits:
@@ -549,7 +554,8 @@ def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cf
             idx = data.cohort.index[data.cohort == cohort]
             if fit.groups.loc[idx].nunique() < 2:
                 continue
-            km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx], order=[g for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])])
+            order = [_risk_group_label(g) for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])]
+            km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx].map(_risk_group_label), order=order)
             report.figure(km_figure(km, title=f"{name}: {cohort.replace('_', ' ')} cohort", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
     for name, fit in fits.items():
         slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
