@@ -306,12 +306,18 @@ def test_time_dependent_auc_matches_sksurv_with_bootstrap_ci(gbsg2):
         time_dependent_auc(s_train, s_test, risk, [10_000.0])
 
 
-def test_ipcw_metrics_explain_administrative_censoring(rossi, rossi_cox):
-    # Everyone event-free is censored at week 52: the censoring survival is 0 there.
+def test_ipcw_metrics_handle_administrative_censoring(rossi, rossi_cox):
+    # Everyone event-free is censored at week 52: the censoring survival is 0 there, and scikit-survival refuses an
+    # evaluated event at week 52. The evaluated follow-up is cut at the last training time (exact before it), so the
+    # AUC at week 26 is scikit-survival's on the cut data.
     surv = to_structured(rossi["week"], rossi["arrest"])
-    risk = rossi_cox.predict_risk(rossi[COVARIATES])
-    with pytest.raises(ValueError, match="truncate"):
-        time_dependent_auc(surv, surv[:200], risk[:200], [26.0], n_bootstrap=1)
+    risk = np.asarray(rossi_cox.predict_risk(rossi[COVARIATES]))
+    with pytest.raises(ValueError, match="censoring survival function is zero"):
+        cumulative_dynamic_auc(surv, surv[:200], risk[:200], [26.0])
+    week, arrest = rossi["week"].to_numpy()[:200], rossi["arrest"].to_numpy()[:200].astype(bool)
+    cut = to_structured(np.minimum(week, 52.0), arrest & (week < 52.0))
+    reference, _ = cumulative_dynamic_auc(surv, cut, risk[:200], [26.0])
+    assert time_dependent_auc(surv, surv[:200], risk[:200], [26.0], n_bootstrap=1).table["auc"].iloc[0] == pytest.approx(reference[0], abs=1e-12)
 
 
 def test_integrated_brier_score_cox_and_rsf(gbsg2):

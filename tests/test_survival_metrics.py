@@ -91,3 +91,58 @@ def test_errors(split):
         )
     with pytest.raises(ValueError, match="risk_scores is empty"):
         survival_metrics_table(split["t"], split["e"], {}, HORIZONS, split["t_tr"], split["e_tr"])
+
+
+# -- an evaluated cohort followed longer than the training cohort ------------------------------------------------------
+
+
+def _longer_external_follow_up(seed: int = 0):
+    """Training follow-up ends at 60 (administratively censored); the external cohort has events up to 88."""
+    rng = np.random.default_rng(seed)
+    t_tr = np.round(rng.exponential(30, 80), 2).clip(0.5, 60)
+    e_tr = rng.random(80) < 0.7
+    t_tr[-1], e_tr[-1] = 60.0, False
+    t_te = np.round(rng.exponential(35, 40), 2).clip(0.5, 90)
+    e_te = rng.random(40) < 0.7
+    t_te[:3], e_te[:3] = [70.0, 75.0, 88.0], True
+    risk = -t_te + rng.normal(0, 10, 40)
+    return t_tr, e_tr, t_te, e_te, risk
+
+
+def _cut(t, e, tau):
+    return np.minimum(t, tau), e & (t < tau)
+
+
+def test_cutting_follow_up_after_the_horizons_changes_no_auc_or_brier_score():
+    """The property the cut relies on, shown with scikit-survival itself on a cohort inside the training follow-up."""
+    t_tr, e_tr, t_te, e_te, risk = _longer_external_follow_up()
+    inside = t_te < 55
+    t_in, e_in, r_in = t_te[inside], e_te[inside], risk[inside]
+    s_tr = to_structured(t_tr, e_tr)
+    hz = [12.0, 24.0, 36.0]
+    full, _ = cumulative_dynamic_auc(s_tr, to_structured(t_in, e_in), r_in, hz)
+    cut, _ = cumulative_dynamic_auc(s_tr, to_structured(*_cut(t_in, e_in, 40.0)), r_in, hz)
+    np.testing.assert_allclose(cut, full, rtol=0, atol=1e-12)
+    surv = np.exp(-np.outer(np.exp(r_in / 20), np.array(hz) / 40))
+    np.testing.assert_allclose(sksurv_ibs(s_tr, to_structured(*_cut(t_in, e_in, 40.0)), surv, hz),
+                               sksurv_ibs(s_tr, to_structured(t_in, e_in), surv, hz), rtol=0, atol=1e-12)  # fmt: skip
+
+
+def test_time_dependent_auc_and_ibs_with_events_after_the_last_training_time():
+    from helpers.learning.survival import integrated_brier_score, time_dependent_auc
+
+    t_tr, e_tr, t_te, e_te, risk = _longer_external_follow_up()
+    s_tr = to_structured(t_tr, e_tr)
+    hz = [12.0, 24.0, 36.0]
+    with pytest.raises(ValueError):  # scikit-survival refuses the events after the training follow-up ...
+        cumulative_dynamic_auc(s_tr, to_structured(t_te, e_te), risk, hz)
+    ours = time_dependent_auc((t_tr, e_tr), (t_te, e_te), risk, hz, n_bootstrap=20)
+    reference, _ = cumulative_dynamic_auc(s_tr, to_structured(*_cut(t_te, e_te, 60.0)), risk, hz)
+    np.testing.assert_allclose(ours.table["auc"], reference, rtol=0, atol=1e-12)  # ... the cut gives its own values
+    assert ours.table["ci_low"].notna().all()
+    surv = np.exp(-np.outer(np.exp(risk / 20), np.array(hz) / 40))
+    b = integrated_brier_score((t_tr, e_tr), (t_te, e_te), surv, hz, n_bootstrap=20)
+    assert b.estimate == pytest.approx(sksurv_ibs(s_tr, to_structured(*_cut(t_te, e_te, 60.0)), surv, hz), abs=1e-12)
+    table = survival_metrics_table(t_te, e_te, {"model": risk}, [12, 24, 36, 72], t_tr, e_tr, n_bootstrap=20)
+    assert table[["auc_12", "auc_24", "auc_36"]].notna().all(axis=None) and np.isnan(table.loc[0, "auc_72"])
+    assert "72 outside the follow-up" in table.loc[0, "note"] and "not computed" not in table.loc[0, "note"]

@@ -725,6 +725,22 @@ def _check_times_inside(times: np.ndarray, t_test: np.ndarray, t_train: np.ndarr
         raise ValueError(f"evaluation times must be before the last training follow-up time ({t_train.max()}): the censoring weights are undefined beyond it")
 
 
+
+def _truncate_at_training_follow_up(t_te: np.ndarray, e_te: np.ndarray, t_tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluated cohort's follow-up cut at the last training follow-up time ``tau`` (time = min(time, tau); an event
+    at or after tau becomes censored at tau).
+
+    The training censoring distribution (the IPCW weights) is undefined after its last time, so scikit-survival refuses
+    any evaluated event there, even when every evaluation time lies well before it (an external cohort followed longer
+    than the training cohort). For evaluation times before tau the cut changes no metric: cases (events at or before t)
+    and their weights are untouched, and a patient followed past tau is event-free after t either way.
+    """
+    tau = float(t_tr.max())
+    beyond = t_te >= tau
+    if not beyond.any():
+        return t_te, e_te
+    return np.where(beyond, tau, t_te), np.where(beyond, False, e_te)
+
 def _ipcw_metric(metric, *args):
     """Call a scikit-survival IPCW metric, explaining its zero-censoring-survival error."""
     try:
@@ -786,6 +802,7 @@ def time_dependent_auc(
         raise ValueError(f"risk must hold {t_te.size} finite values (one per evaluated patient), got {r.size}")
     grid = np.unique(np.asarray(times, dtype=float))
     _check_times_inside(grid, t_te, t_tr)
+    t_te, e_te = _truncate_at_training_follow_up(t_te, e_te, t_tr)
     s_tr = to_structured(t_tr, e_tr)
     auc, mean = _ipcw_metric(cumulative_dynamic_auc, s_tr, to_structured(t_te, e_te), r, grid)
     rng = np.random.default_rng(random_state)
@@ -857,6 +874,7 @@ def integrated_brier_score(
         raise ValueError(f"surv_prob must have shape (n_test, n_times) = ({t_te.size}, {grid.size}), got {S.shape}")
     if not np.all((S >= 0) & (S <= 1)):
         raise ValueError("surv_prob must be survival probabilities in [0, 1] (not risk scores)")
+    t_te, e_te = _truncate_at_training_follow_up(t_te, e_te, t_tr)
     s_tr = to_structured(t_tr, e_tr)
     point = float(_ipcw_metric(_sksurv_ibs, s_tr, to_structured(t_te, e_te), S, grid))
     rng = np.random.default_rng(random_state)
