@@ -231,7 +231,7 @@ def write_grid_outputs(grid: pd.DataFrame, report: ReportWriter) -> pd.DataFrame
     report.table(table, "model_grid", per_cohort=False)
     report.figure(auc_heatmap_figure(grid, value="cv_auc_mean", title="Cross-validated AUC (training)"), "auc_heatmap_cv", per_cohort=False)
     for col in [c for c in grid.columns if c.startswith("auc_")]:
-        report.figure(auc_heatmap_figure(grid, value=col, title=f"Held-out AUC ({col.removeprefix('auc_')})"), f"auc_heatmap_{col.removeprefix('auc_')}", per_cohort=False)
+        report.figure(auc_heatmap_figure(grid, value=col, title=f"Held-out AUC ({col.removeprefix('auc_').replace('_', ' ')} cohort)"), f"auc_heatmap_{col.removeprefix('auc_')}", per_cohort=False)
     return table
 
 
