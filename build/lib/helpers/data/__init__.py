@@ -1,1 +1,0 @@
-"""The cohort's tables: manifest, patient table, acquisition headers, datasets and CSV dialects."""

@@ -1,1 +1,0 @@
-"""Radiomics features: the pyradiomics wrapper, presets, the extraction engine and its cache, IBSI compliance."""

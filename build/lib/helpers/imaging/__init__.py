@@ -1,1 +1,0 @@
-"""Images and masks: reading, geometry, preprocessing, regions of interest, habitats and image QC."""

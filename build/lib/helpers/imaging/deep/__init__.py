@@ -1,1 +1,0 @@
-"""Deep learning on images: segmentation, 2.5D deep features, super-resolution, nnU-Net bridge, weights."""

@@ -1,1 +1,0 @@
-"""Estimators fitted on training data only: stability filter, harmonisation, selection, models, survival, nomogram, explanations."""

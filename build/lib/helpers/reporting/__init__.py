@@ -1,1 +1,0 @@
-"""Writing outputs under reports/<study>/ and assembling the supplementary document."""

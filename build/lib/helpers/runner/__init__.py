@@ -1,1 +1,0 @@
-"""The papermill runner, provenance records and the command line."""

@@ -1,1 +1,0 @@
-"""Seeded simulated studies with planted ground truth."""
