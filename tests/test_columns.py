@@ -46,3 +46,10 @@ def test_names_round_trip_and_blocks():
     assert parse_model_name("Radiomics (logistic)") == ("Radiomics", "logistic")
     assert parse_model_name("Nomogram (clinical + Rad-score)") == ("Nomogram", "clinical + Rad-score")
     assert parse_model_name("Clinical") is None
+
+
+@pytest.mark.parametrize(("name", "shown"), [("external_test", "external test"), ("training", "training"), ("MR_T1", "MR T1")])
+def test_shown_name_writes_underscores_as_spaces(name, shown):
+    from helpers.data.columns import shown_name
+
+    assert shown_name(name) == shown

@@ -24,6 +24,7 @@ __all__ = [
     "model_name",
     "parse_model_name",
     "series_of_column",
+    "shown_name",
     "study_block_columns",
 ]
 
@@ -33,6 +34,11 @@ _MODEL = re.compile(r"^(?P<block>.+) \((?P<algorithm>[^()]+)\)$")
 def feature_column(series: str, roi: str, feature: str) -> str:
     """``{series}_{roi}_{feature}``, e.g. ``feature_column("CT", "tumour", "original_firstorder_Mean")``."""
     return f"{series}_{roi}_{feature}"
+
+
+def shown_name(name: object) -> str:
+    """A configured name as text in figures and documents: underscores as spaces (``external_test`` -> ``external test``)."""
+    return str(name).replace("_", " ")
 
 
 def habitat_roi(k: int) -> str:

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from helpers.data.columns import shown_name
 from helpers.figures.style import FONT_SIZE_SMALL, apply_style, column_width_inches
 
 __all__ = ["ALGORITHM_NAMES", "auc_heatmap_figure", "value_label"]
@@ -37,7 +38,7 @@ def value_label(value: str) -> str:
     if value in _VALUE_LABELS:
         return _VALUE_LABELS[value]
     if value.startswith("auc_"):
-        return f"AUC, {value.removeprefix('auc_').replace('_', ' ')} cohort"
+        return f"AUC, {shown_name(value.removeprefix('auc_'))} cohort"
     return value.replace("_", " ").capitalize()
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
 
+from helpers.data.columns import shown_name
 from helpers.figures.style import FONT_SIZE_SMALL, PALETTE, apply_style, column_width_inches, figure_size
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ def radscore_distribution_by_cohort(
     training = set(training_cohorts)
 
     def panel(cohort: object) -> str:
-        shown = str(cohort).replace("_", " ")  # cohort names as words, so long titles wrap between them
+        shown = shown_name(cohort)  # cohort names as words, so long titles wrap between them
         return f"{shown}\n(in-sample)" if cohort in training else f"{shown}\n(held out)"
 
     order = list(pd.unique(scores["cohort"])) if cohorts is None else list(cohorts)

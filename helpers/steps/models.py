@@ -18,7 +18,7 @@ from imblearn.pipeline import Pipeline
 from sklearn.metrics import roc_auc_score
 
 from helpers.data import artifacts
-from helpers.data.columns import block_name, columns_of_series, model_name, study_block_columns
+from helpers.data.columns import block_name, columns_of_series, model_name, shown_name, study_block_columns
 from helpers.errors import InputDataError, SeparationError
 from helpers.figures.models import auc_heatmap_figure
 from helpers.figures.nomogram import nomogram_figure
@@ -231,7 +231,7 @@ def write_grid_outputs(grid: pd.DataFrame, report: ReportWriter) -> pd.DataFrame
     report.table(table, "model_grid", per_cohort=False)
     report.figure(auc_heatmap_figure(grid, value="cv_auc_mean", title="Cross-validated AUC (training)"), "auc_heatmap_cv", per_cohort=False)
     for col in [c for c in grid.columns if c.startswith("auc_")]:
-        report.figure(auc_heatmap_figure(grid, value=col, title=f"Held-out AUC ({col.removeprefix('auc_').replace('_', ' ')} cohort)"), f"auc_heatmap_{col.removeprefix('auc_')}", per_cohort=False)
+        report.figure(auc_heatmap_figure(grid, value=col, title=f"Held-out AUC ({shown_name(col.removeprefix('auc_'))} cohort)"), f"auc_heatmap_{col.removeprefix('auc_')}", per_cohort=False)
     return table
 
 
@@ -556,7 +556,7 @@ def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cf
                 continue
             order = [_risk_group_label(g) for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])]
             km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx].map(_risk_group_label), order=order)
-            report.figure(km_figure(km, title=f"{name}: {cohort.replace('_', ' ')} cohort", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
+            report.figure(km_figure(km, title=f"{name}: {shown_name(cohort)} cohort", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
     for name, fit in fits.items():
         slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
         report.artifact(fit.model, f"models/survival_{slug}.joblib")

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from helpers.data import artifacts
-from helpers.data.columns import block_name, model_name, parse_model_name
+from helpers.data.columns import block_name, model_name, parse_model_name, shown_name
 from helpers.data.headers import acquisition_records
 from helpers.figures.evaluation import (
     _effective_bins,
@@ -62,16 +62,11 @@ class StudyPredictions:
         return self.binary[self.binary["family"] == "main"] if "family" in self.binary.columns else self.binary
 
 
-
-
 def survival_bootstrap(cfg: StudyConfig) -> int:
     """Bootstrap resamples of the survival metrics: ``statistics.n_bootstrap``, at most 500 (each resample refits the
     censoring distribution and the time-dependent AUC at every horizon, so they cost far more than the AUC bootstrap)."""
     return min(cfg.statistics.n_bootstrap, 500)
 
-def _shown(cohort: str) -> str:
-    """A cohort name as figure text: ``external_test`` -> ``external test``."""
-    return str(cohort).replace("_", " ")
 
 def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     """Read notebook 05's prediction tables (and notebook 04's Rad-scores and coefficients when present)."""
@@ -258,16 +253,16 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
             continue
         scores = {m: part.loc[part["model"] == m, "probability"].to_numpy() for m in models}
         panels[cohort] = (y, scores, _auc_labels(perf, cohort))
-        report.figure(calibration_figure(y, scores, n_bins=cfg.statistics.calibration_bins, title=f"Calibration: {_shown(cohort)}"), f"calibration_{cohort}", per_cohort=False)
+        report.figure(calibration_figure(y, scores, n_bins=cfg.statistics.calibration_bins, title=f"Calibration: {shown_name(cohort)}"), f"calibration_{cohort}", per_cohort=False)
         thresholds = _thresholds(cfg)
         curves = {m: net_benefit(y, s, thresholds) for m, s in scores.items()}
         treat_all = next(iter(curves.values()))[["threshold", "treat_all"]].rename(columns={"treat_all": "net_benefit"})
-        report.figure(decision_curve_figure({m: c[["threshold", "net_benefit"]] for m, c in curves.items()}, treat_all, title=f"Decision curves: {_shown(cohort)}"),
+        report.figure(decision_curve_figure({m: c[["threshold", "net_benefit"]] for m, c in curves.items()}, treat_all, title=f"Decision curves: {shown_name(cohort)}"),
                       f"decision_curve_{cohort}", per_cohort=False)
         written += [f"calibration_{cohort}", f"decision_curve_{cohort}"]
     # One ROC figure per cohort: the AUC-with-CI legend labels are long, and side-by-side panels would squeeze the axes.
     for cohort, (y, scores, labels) in panels.items():
-        report.figure(roc_figure(y, scores, labels, title=f"ROC: {_shown(cohort)} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
+        report.figure(roc_figure(y, scores, labels, title=f"ROC: {shown_name(cohort)} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
         written.append(f"roc_{cohort}")
     # The bins each calibration figure drew (the figure's rule: at most calibration_bins, about 10 patients per bin), for the methods.
     report.json({"calibration_bins": {c: _effective_bins(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
@@ -276,7 +271,7 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:
             fig_name = name.replace("subgroup_performance_", "subgroup_forest_")
-            panel = table.assign(panel=table["model"].astype(str) + ", " + table["cohort"].map(_shown) + " cohort")
+            panel = table.assign(panel=table["model"].astype(str) + ", " + table["cohort"].map(shown_name) + " cohort")
             report.figure(forest_figure(panel, estimate="auc", lower="auc_lower", upper="auc_upper", label="subgroup", group="panel",
                                         xlabel="AUC (95% CI)"), fig_name, per_cohort=False)
             written.append(fig_name)
@@ -315,7 +310,7 @@ def _resolution_roc_figures(preds: StudyPredictions, perf: pd.DataFrame, cfg: St
             continue
         scores = {m: part.loc[part["model"] == m, "probability"].to_numpy() for m in names}
         name = f"roc_nr_vs_sr_{cohort}"
-        report.figure(roc_figure(y, scores, _auc_labels(perf, cohort), title=f"ROC, normal vs super-resolution: {_shown(cohort)} (n = {len(y)})"),
+        report.figure(roc_figure(y, scores, _auc_labels(perf, cohort), title=f"ROC, normal vs super-resolution: {shown_name(cohort)} (n = {len(y)})"),
                       name, per_cohort=False)
         written.append(name)
     return written

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from helpers.data.columns import shown_name
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
 from helpers.reporting.supplement.table_format import DisplayTable, LabelBook, display_table, format_number
 from helpers.reporting.supplement.table_layout import TableLayout, plan_layout
@@ -178,7 +179,7 @@ def load_supplement_data(path: str | Path | None = None) -> dict:
 
 
 def _display(value: str) -> str:
-    return value.replace("_", " ")
+    return shown_name(value)
 
 
 def _pattern_regex(pattern: str, cfg: StudyConfig) -> re.Pattern:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.data.columns import shown_name
 from helpers.settings.study import StudyConfig
 
 __all__ = ["ReviewPoint", "RULES", "review_points"]
@@ -124,7 +125,7 @@ def _count(value: object) -> int | None:
 
 
 def _cohort(name: str) -> str:
-    return name.replace("_", " ")
+    return shown_name(name)
 
 
 def _f2(x: float) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from helpers.data.columns import shown_name
 from helpers.errors import ConfigError
 
 LABELS_FILE = Path(__file__).with_name("table_labels.yaml")
@@ -125,7 +126,7 @@ def format_number(value: str | float, fmt: str = "auto") -> str:
     if text in _MISSING:
         return ""
     if fmt == "words":  # a configured name (cohort) shown as words: external_test -> external test
-        return text.replace("_", " ")
+        return shown_name(text)
     if fmt == "text" or not _FLOAT.match(text):
         return text
     x = float(text)
