@@ -267,6 +267,7 @@ NOT_FIGURES = {
     "images.mid_slice_index",
     "models.value_label",
     "survival.round_time_ticks",
+    "evaluation.calibration_bin_count",
     "deep.network_weights_note",
     "nomogram.outcome_axis_label",
     "nomogram.variable_display_name",

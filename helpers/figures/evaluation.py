@@ -40,6 +40,7 @@ from helpers.figures.style import (
 )
 
 __all__ = [
+    "calibration_bin_count",
     "calibration_figure",
     "decision_curve_figure",
     "dice_figure",
@@ -337,7 +338,7 @@ def roc_panels_figure(
 # --------------------------------------------------------------------------- calibration
 
 
-def _effective_bins(n: int, n_bins: int) -> int:
+def calibration_bin_count(n: int, n_bins: int) -> int:
     """At most ``n_bins`` bins and about 10 or more patients per bin (at least 2 bins)."""
     return int(min(n_bins, max(2, n // 10)))
 
@@ -414,7 +415,7 @@ def calibration_figure(
         raise ValueError("no model probabilities to plot")
     yy = _binary(y, both=False)
     apply_style()
-    k = _effective_bins(len(yy), n_bins)
+    k = calibration_bin_count(len(yy), n_bins)
     side, hist_inches = _roc_axes_inches(SINGLE_COLUMN), 0.85
     legend_width = _roc_legend_width(SINGLE_COLUMN)
     key_texts = [

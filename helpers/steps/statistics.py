@@ -21,7 +21,7 @@ from helpers.data import artifacts
 from helpers.data.columns import block_name, model_name, parse_model_name, shown_name
 from helpers.data.headers import acquisition_records
 from helpers.figures.evaluation import (
-    _effective_bins,
+    calibration_bin_count,
     calibration_figure,
     decision_curve_figure,
     feature_weight_figure,
@@ -265,7 +265,7 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
         report.figure(roc_figure(y, scores, labels, title=f"ROC: {shown_name(cohort)} (n = {len(y)})"), f"roc_{cohort}", per_cohort=False)
         written.append(f"roc_{cohort}")
     # The bins each calibration figure drew (the figure's rule: at most calibration_bins, about 10 patients per bin), for the methods.
-    report.json({"calibration_bins": {c: _effective_bins(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
+    report.json({"calibration_bins": {c: calibration_bin_count(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
                  "calibration_strategy": "quantile", "survival_bootstrap": survival_bootstrap(cfg)}, "statistics")
     written += _resolution_roc_figures(preds, perf, cfg, report)
     for name, table in tables.items():

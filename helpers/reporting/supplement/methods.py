@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
+from helpers.figures.evaluation import calibration_bin_count
 from helpers.reporting.supplement import methods_words as w
 from helpers.reporting.supplement.collect import (
     _EXTRACTION_OUTPUTS,
@@ -451,8 +452,8 @@ def calibration_bins(run: RunRecord) -> dict[str, int]:
     for r in run.rows("calibration"):
         if r.get("cohort") and r.get("n"):
             sizes.setdefault(r["cohort"], int(float(r["n"])))
-    # helpers.figures.evaluation.calibration_figure: min(n_bins, max(2, n // 10)) bins, so each point rests on about 10 patients.
-    return {c: int(min(limit, max(2, n // 10))) for c, n in sizes.items() if run.has(f"calibration_{c}")}
+    # The figure's own rule (about 10 patients per bin), for runs that predate the statistics record.
+    return {c: calibration_bin_count(n, limit) for c, n in sizes.items() if run.has(f"calibration_{c}")}
 
 
 def _hl_groups(run: RunRecord) -> str:
