@@ -308,6 +308,12 @@ class StatisticsConfig(StrictModel):
     dca_thresholds: tuple[float, float, float] = Field((0.01, 0.80, 0.01), description="first, last, step of the decision-curve thresholds")
     calibration_bins: int = Field(10, ge=2)
 
+    @property
+    def survival_bootstrap(self) -> int:
+        """Bootstrap resamples of the survival metrics: ``n_bootstrap``, at most 500 (each resample refits the censoring
+        distribution and the time-dependent AUC at every horizon, so they cost far more than the AUC bootstrap)."""
+        return min(self.n_bootstrap, 500)
+
 
 class SuperResolutionConfig(StrictModel):
     """Notebook 02's super-resolution arm: the series to super-resolve and the GAN settings.

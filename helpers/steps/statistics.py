@@ -62,12 +62,6 @@ class StudyPredictions:
         return self.binary[self.binary["family"] == "main"] if "family" in self.binary.columns else self.binary
 
 
-def survival_bootstrap(cfg: StudyConfig) -> int:
-    """Bootstrap resamples of the survival metrics: ``statistics.n_bootstrap``, at most 500 (each resample refits the
-    censoring distribution and the time-dependent AUC at every horizon, so they cost far more than the AUC bootstrap)."""
-    return min(cfg.statistics.n_bootstrap, 500)
-
-
 def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     """Read notebook 05's prediction tables (and notebook 04's Rad-scores and coefficients when present)."""
     binary = artifacts.MODEL_PREDICTIONS.read(cfg)
@@ -218,7 +212,7 @@ def survival_statistics(preds: StudyPredictions, cfg: StudyConfig) -> dict[str, 
         probs = {m: part.loc[part["model"] == m, np.array(s_cols)[inside]].to_numpy() for m in models} if inside.sum() >= 2 else None
         table = survival_metrics_table(
             ref["time"].to_numpy(), ref["event"].to_numpy(), risks, cfg.survival.horizons, tr["time"].to_numpy(), tr["event"].to_numpy(),
-            survival_probabilities=probs, ibs_times=s_times[inside] if probs else None, n_bootstrap=survival_bootstrap(cfg),
+            survival_probabilities=probs, ibs_times=s_times[inside] if probs else None, n_bootstrap=cfg.statistics.survival_bootstrap,
             random_state=cfg.seed,
         )
         table.insert(1, "cohort", cohort)
@@ -266,7 +260,7 @@ def write_statistics_figures(preds: StudyPredictions, tables: dict[str, pd.DataF
         written.append(f"roc_{cohort}")
     # The bins each calibration figure drew (the figure's rule: at most calibration_bins, about 10 patients per bin), for the methods.
     report.json({"calibration_bins": {c: calibration_bin_count(len(y), cfg.statistics.calibration_bins) for c, (y, _, _) in panels.items()},
-                 "calibration_strategy": "quantile", "survival_bootstrap": survival_bootstrap(cfg)}, "statistics")
+                 "calibration_strategy": "quantile", "survival_bootstrap": cfg.statistics.survival_bootstrap}, "statistics")
     written += _resolution_roc_figures(preds, perf, cfg, report)
     for name, table in tables.items():
         if name.startswith("subgroup_performance_") and not table.empty:

@@ -520,7 +520,7 @@ def survival(run: RunRecord) -> MethodsParagraph | None:
                     f"cohorts and compared by Kaplan-Meier curves{run.cite('survival_risk_cutoffs', 'km_*')}.")  # fmt: skip
     if run.has("survival_metrics"):
         hz = _horizons(run)
-        n_boot = run.json("provenance/statistics.json").get("survival_bootstrap") or min(cfg.statistics.n_bootstrap, 500)
+        n_boot = run.json("provenance/statistics.json").get("survival_bootstrap") or cfg.statistics.survival_bootstrap
         text.append("Discrimination was measured by Harrell's C-index and the cumulative/dynamic time-dependent AUC"
                     + (f" at {_join(hz)} {sc.time_unit}" if hz else "") + f", and overall accuracy by the integrated Brier score, with seeded "
                     f"percentile bootstrap 95% confidence intervals ({n_boot} resamples){run.cite('survival_metrics')}.")  # fmt: skip
