@@ -54,6 +54,11 @@ def _tex_cell(text: str, ci: bool = False) -> str:
     return escaped.replace(r"\_", r"\_\allowbreak{}") if any(len(t) > _LONG_TOKEN for t in text.split()) else escaped
 
 
+def _breakable_note(text: str) -> str:
+    """A note under a table or figure, escaped, with file paths breakable after ``_`` and ``/``."""
+    return latex_escape(text).replace(r"\_", r"\_\allowbreak{}").replace("/", r"/\allowbreak{}")
+
+
 def _column_spec(part: TablePart, numeric: list[bool]) -> str:
     align = {True: r">{\raggedleft\arraybackslash}", False: r">{\raggedright\arraybackslash}"}
     return "".join(f"{align[num]}p{{{w:.2f}cm}}" for w, num in zip(part.widths_cm, numeric, strict=True))
@@ -85,7 +90,7 @@ def _latex_part(item: SupplementItem, display: DisplayTable, part: TablePart, k:
     lines += [" & ".join(_tex_cell(row[j], c.kind == "ci") for j, c in zip(part.columns, cols, strict=True)) + r" \\" for row in display.rows]
     lines += [r"\end{longtable}", "\\par}"]
     if note:
-        breakable = latex_escape(note).replace(r"\_", r"\_\allowbreak{}").replace("/", r"/\allowbreak{}")
+        breakable = _breakable_note(note)
         lines.append(f"{{\\footnotesize\\itshape\\raggedright {breakable}\\par}}")
     lines += [*([r"\end{landscape}"] if part.landscape else []), ""]
     return "\n".join(lines)
@@ -117,7 +122,7 @@ def _latex_figure(item: SupplementItem, root: Path, tex_dir: Path) -> str:
     source = pdf if pdf.is_file() else png
     width, _ = _figure_size_cm(png)
     rel = Path(os.path.relpath(source, tex_dir)).as_posix()
-    note = latex_escape(_figure_note(item, root)).replace(r"\_", r"\_\allowbreak{}").replace("/", r"/\allowbreak{}")
+    note = _breakable_note(_figure_note(item, root))
     return "\n".join([
         f"% {item.label}: {item.path}",
         # Not a float: figures stay in document order between the tables, each kept on one page with its caption.
