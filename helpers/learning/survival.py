@@ -725,7 +725,6 @@ def _check_times_inside(times: np.ndarray, t_test: np.ndarray, t_train: np.ndarr
         raise ValueError(f"evaluation times must be before the last training follow-up time ({t_train.max()}): the censoring weights are undefined beyond it")
 
 
-
 def _truncate_at_training_follow_up(t_te: np.ndarray, e_te: np.ndarray, t_tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The evaluated cohort's follow-up cut at the last training follow-up time ``tau`` (time = min(time, tau); an event
     at or after tau becomes censored at tau).
@@ -740,20 +739,6 @@ def _truncate_at_training_follow_up(t_te: np.ndarray, e_te: np.ndarray, t_tr: np
     if not beyond.any():
         return t_te, e_te
     return np.where(beyond, tau, t_te), np.where(beyond, False, e_te)
-
-def _ipcw_metric(metric, *args):
-    """Call a scikit-survival IPCW metric, explaining its zero-censoring-survival error."""
-    try:
-        return metric(*args)
-    except ValueError as exc:
-        if "censoring survival function is zero" not in str(exc):
-            raise
-        raise ValueError(
-            "the training cohort's censoring distribution reaches zero before the end of the evaluated cohort's follow-up "
-            "(typically administrative censoring: everyone still event-free is censored at the same final time), so "
-            "inverse-probability-of-censoring weights are infinite there; truncate the evaluated cohort's follow-up below "
-            "the last training censoring time (time = min(time, tau), event = 0 where time > tau)"
-        ) from exc
 
 
 def time_dependent_auc(
@@ -804,7 +789,7 @@ def time_dependent_auc(
     _check_times_inside(grid, t_te, t_tr)
     t_te, e_te = _truncate_at_training_follow_up(t_te, e_te, t_tr)
     s_tr = to_structured(t_tr, e_tr)
-    auc, mean = _ipcw_metric(cumulative_dynamic_auc, s_tr, to_structured(t_te, e_te), r, grid)
+    auc, mean = cumulative_dynamic_auc(s_tr, to_structured(t_te, e_te), r, grid)
     rng = np.random.default_rng(random_state)
     boot = np.full((n_bootstrap, grid.size + 1), np.nan)
     for b in range(n_bootstrap):
@@ -876,7 +861,7 @@ def integrated_brier_score(
         raise ValueError("surv_prob must be survival probabilities in [0, 1] (not risk scores)")
     t_te, e_te = _truncate_at_training_follow_up(t_te, e_te, t_tr)
     s_tr = to_structured(t_tr, e_tr)
-    point = float(_ipcw_metric(_sksurv_ibs, s_tr, to_structured(t_te, e_te), S, grid))
+    point = float(_sksurv_ibs(s_tr, to_structured(t_te, e_te), S, grid))
     rng = np.random.default_rng(random_state)
     boot = np.full(n_bootstrap, np.nan)
     for b in range(n_bootstrap):
