@@ -26,6 +26,7 @@ __all__ = [
     "FEATURES_READER2",
     "FINAL_MODEL",
     "FINAL_MODEL_SIDECAR",
+    "ITH_SCORES",
     "MODELLING_FEATURES",
     "MODEL_PREDICTIONS",
     "RADSCORES",
@@ -84,6 +85,7 @@ FEATURES_READER2 = Artifact("features/features_{preset}_reader2.parquet", "featu
 EXTRACTION_DIAGNOSTICS = Artifact("features/extraction_diagnostics.parquet", "feature_extraction", "parquet", "03")
 EXTRACTION_FAILURES = Artifact("tables/extraction_failures.csv", "feature_extraction", "csv", "03")
 EXTRACTION_PROVENANCE = Artifact("provenance/extraction.json", "feature_extraction", "json", "03")
+ITH_SCORES = Artifact("tables/ith_scores_by_k.csv", "feature_extraction", "csv", "03")  # patient, cohort, ith_k2...
 DEEP_FEATURES = Artifact("features/deep_features.parquet", "segmentation", "parquet", "02")
 MODELLING_FEATURES = Artifact("features/modelling_features.parquet", "signature", "parquet", "04")
 RADSCORES = Artifact("features/radscores.parquet", "signature", "parquet", "04")
