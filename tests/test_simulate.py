@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -328,6 +329,17 @@ def test_cli_writes_a_study(tmp_path: Path, capsys) -> None:
     assert main(["validate", "--config", str(out / "study.yaml")]) in (0, 2)  # 6 patients may leave a cohort one-class
 
 
+def test_cli_writes_a_three_cohort_two_sequence_study(tmp_path: Path) -> None:
+    out = tmp_path / "cli3"
+    assert main(["simulate", "--out", str(out), "--patients", "9", "--seed", "3", "--centres", "a=verio", "b=signa_hdxt",
+                 "c=ingenia_cx", "--split", "centre", "--train-centres", "a", "--validation-centres", "b",
+                 "--extra-sequences", "T2"]) == 0
+    manifest = pd.read_csv(out / "data_manifest.csv")
+    expected = manifest["centre"].map({"a": "training", "b": "validation", "c": "external_test"})
+    assert (manifest["cohort"] == expected).all()
+    assert set(manifest["series"]) == {"MR", "T2"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -361,3 +373,84 @@ def test_settings_are_strict() -> None:
     with pytest.raises(SimulationError, match="belongs to one centre"):
         simulate_study("/nonexistent/never-written", centres={"a": ["verio"], "b": ["verio"]})
     assert math.isclose(SimulationSettings().grid("verio")[0][0], 240 / 320 * 2.0)
+
+
+# -- 7. designs of the seed studies: a validation cohort, a second sequence, a continuous marker ----------------------
+@pytest.fixture(scope="module")
+def three_cohort_study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim3") / "study"
+    simulate_study(out, patients=24, seed=11, test_fraction=0.3, validation_fraction=0.25, extra_sequences={"T2": {}})
+    return out
+
+
+def test_validation_fraction_adds_a_validation_cohort_and_keeps_the_test_cohort(three_cohort_study: Path, tmp_path: Path) -> None:
+    manifest = pd.read_csv(three_cohort_study / "data_manifest.csv")
+    per_patient = manifest.drop_duplicates("patient").set_index("patient")["cohort"]
+    assert set(per_patient) == {"training", "validation", "external_test"}
+    # The validation share comes from the same seeded permutation after the test share: the test cohort is the one a
+    # two-cohort simulation with the same seed gives.
+    simulate_study(tmp_path / "two", patients=24, seed=11, test_fraction=0.3)
+    two = pd.read_csv(tmp_path / "two" / "data_manifest.csv").drop_duplicates("patient").set_index("patient")["cohort"]
+    assert (per_patient == "external_test").equals(two == "external_test")
+    cfg = load_config(three_cohort_study / "study.yaml")
+    assert {n: c.role for n, c in cfg.cohorts.items()} == {"training": "train", "validation": "validation", "external_test": "test"}
+    assert "internal validation" in cfg.cohort_rule
+    truth = json.loads((three_cohort_study / "ground_truth" / "truth.json").read_text())
+    assert truth["cohorts"] == per_patient.value_counts().to_dict()
+    assert "validation" in truth["bayes_ceiling_auc"]
+
+
+def test_extra_sequence_is_co_registered_with_its_own_contrast_and_leaves_the_first_series_unchanged(three_cohort_study: Path, tmp_path: Path) -> None:
+    manifest = pd.read_csv(three_cohort_study / "data_manifest.csv")
+    assert all(sorted(group) == ["MR", "T2"] for _, group in manifest.groupby("patient")["series"])
+    patient = manifest["patient"].iloc[0]
+    rows = manifest[manifest["patient"] == patient].set_index("series")
+    assert rows.loc["MR", "mask"] == rows.loc["T2", "mask"]  # one outline for both sequences
+    t1 = sitk.ReadImage(str(three_cohort_study / rows.loc["MR", "image"]))
+    t2 = sitk.ReadImage(str(three_cohort_study / rows.loc["T2", "image"]))
+    assert t1.GetSize() == t2.GetSize() and t1.GetSpacing() == t2.GetSpacing() and t1.GetOrigin() == t2.GetOrigin()
+    # T2-like contrast: the necrotic core is brighter than the viable tissue (darker on the T1WI).
+    habitats = sitk.GetArrayFromImage(sitk.ReadImage(str(three_cohort_study / "ground_truth" / "habitats" / f"{patient}.nii.gz")))
+    a1, a2 = sitk.GetArrayFromImage(t1).astype(float), sitk.GetArrayFromImage(t2).astype(float)
+    if (habitats == 1).sum() >= 5 and (habitats == 2).sum() >= 5:
+        assert a1[habitats == 1].mean() < a1[habitats == 2].mean()
+        assert a2[habitats == 1].mean() > a2[habitats == 2].mean()
+    # The T1WI images are byte-identical to those of a simulation without the extra sequence.
+    simulate_study(tmp_path / "t1", patients=24, seed=11, test_fraction=0.3, validation_fraction=0.25)
+    for rel in manifest.loc[manifest["series"] == "MR", "image"]:
+        assert (tmp_path / "t1" / rel).read_bytes() == (three_cohort_study / rel).read_bytes()
+    cfg = load_config(three_cohort_study / "study.yaml")
+    assert set(cfg.series) == {"MR", "T2"}
+    assert set(cfg.extraction.series_settings) == {"MR", "T2"}
+    headers = pd.read_csv(three_cohort_study / "acquisition_headers.csv")
+    assert set(headers.loc[headers["series"] == "T2", "EchoTime"]) == {100.0}
+
+
+def test_continuous_marker_follows_the_planted_linear_predictor(study: Path, gt: pd.DataFrame, truth: dict) -> None:
+    patients = pd.read_csv(study / "patients.csv").set_index("patient")
+    marker = patients["ki67_index"]
+    assert marker.between(0, 100).all() and marker.notna().all()
+    lin = gt.loc[marker.index, "linear_predictor"]
+    # Same information as the label plus its own noise: strongly, not perfectly, rank-correlated with the linear predictor.
+    rho = stats.spearmanr(marker, lin).statistic
+    assert 0.6 < rho < 0.99
+    assert truth["marker"]["column"] == "ki67_index"
+
+
+def test_marker_can_be_switched_off_without_changing_other_columns(tmp_path: Path) -> None:
+    simulate_study(tmp_path / "a", patients=6, seed=2, test_fraction=0.5)
+    simulate_study(tmp_path / "b", patients=6, seed=2, test_fraction=0.5, marker=None)
+    a, b = pd.read_csv(tmp_path / "a" / "patients.csv"), pd.read_csv(tmp_path / "b" / "patients.csv")
+    assert "ki67_index" in a.columns and "ki67_index" not in b.columns
+    pd.testing.assert_frame_equal(a.drop(columns="ki67_index"), b)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"validation_fraction": 0.5, "test_fraction": 0.45}, "leaves too few training patients"),
+    ({"validation_centres": ["centre2"]}, "validation_centres needs split 'centre'"),
+    ({"split": "centre", "train_centres": ["centre1"], "validation_centres": ["centre2"]}, "leave at least one for external_test"),
+    ({"extra_sequences": {"MR": {}}}, "extra_sequences names ['MR']"),
+])
+def test_invalid_designs_are_refused_with_the_fix(overrides: dict, message: str) -> None:
+    with pytest.raises(SimulationError, match=re.escape(message)):
+        simulate_study("/nonexistent/never-written", patients=10, **overrides)

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--split", choices=["random", "centre"], help="cohort split: random per scanner (default) or by centre")
     sim.add_argument("--train-centres", nargs="+", metavar="NAME", help="training centres for --split centre")
     sim.add_argument("--test-fraction", type=float, help="external-test share of each scanner's patients (--split random; default 0.3)")
+    sim.add_argument("--validation-fraction", type=float,
+                     help="internal-validation share of each scanner's patients (--split random; default 0: no validation cohort)")
+    sim.add_argument("--validation-centres", nargs="+", metavar="NAME", help="validation centres for --split centre")
+    sim.add_argument("--extra-sequences", nargs="+", metavar="NAME",
+                     help="additional co-registered MR sequences with the default T2-like contrast (e.g. T2)")
     sim.add_argument("--target-auc", type=float, help="planted Bayes-ceiling AUC of the label (default 0.85)")
     sim.add_argument("--prevalence", type=float, help="share of label 1 (default 0.4)")
     sim.add_argument("--fov-mm", type=float, nargs=3, metavar=("X", "Y", "Z"), help="field of view in mm (default 96 96 72)")
@@ -55,7 +60,9 @@ def _simulate(args: argparse.Namespace) -> int:
         "patients": args.patients, "seed": args.seed, "split": args.split, "test_fraction": args.test_fraction,
         "target_auc": args.target_auc, "prevalence": args.prevalence, "fov_mm": args.fov_mm, "study": args.study,
         "train_centres": args.train_centres, "centres": parse_centres(args.centres) if args.centres else None,
-        "dicom": True if args.dicom else None,
+        "dicom": True if args.dicom else None, "validation_fraction": args.validation_fraction,
+        "validation_centres": args.validation_centres,
+        "extra_sequences": {name: {} for name in args.extra_sequences} if args.extra_sequences else None,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     result = simulate_study(args.out, settings, overwrite=args.overwrite)

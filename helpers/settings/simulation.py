@@ -12,7 +12,8 @@ HABITAT_NAMES: dict[int, str] = {1: "necrotic", 2: "viable", 3: "enhancing"}
 SERIES = "MR"
 _LATENTS = ("heterogeneity", "necrosis_fraction", "oedema")
 
-__all__ = ['HABITAT_NAMES', 'SERIES', 'ScannerProtocol', 'ScannerEffect', 'HabitatTissue', 'SimulationSettings', 'SCANNER_PROTOCOLS', '_DEFAULT_EFFECTS']
+__all__ = ['HABITAT_NAMES', 'SERIES', 'ScannerProtocol', 'ScannerEffect', 'HabitatTissue', 'SequenceContrast', 'ContinuousMarker',
+           'SimulationSettings', 'SCANNER_PROTOCOLS', '_DEFAULT_EFFECTS']
 
 
 class ScannerProtocol(StrictModel):
@@ -74,6 +75,46 @@ class HabitatTissue(StrictModel):
     texture_sd: float = Field(ge=0)
 
 
+class SequenceContrast(StrictModel):
+    """Tissue contrast of an additional co-registered MR sequence (e.g. a T2-weighted series).
+
+    The sequence shares the patient's anatomy, habitats, masks and texture
+    pattern (the same tissue seen with another contrast) but has its own
+    tissue means and texture amplitudes, bias field and noise. The default
+    is T2-like: the necrotic core is bright, the enhancing tissue darker.
+    """
+
+    background: HabitatTissue = HabitatTissue(mean=300.0, texture_sd=12.0)
+    oedema_gain: float = Field(400.0, description="peritumoral intensity added at the tumour border for oedema = 1 (oedema is bright on T2)")
+    habitats: dict[str, HabitatTissue] = Field(default_factory=lambda: {
+        "necrotic": HabitatTissue(mean=1100.0, texture_sd=25.0),
+        "viable": HabitatTissue(mean=700.0, texture_sd=50.0),
+        "enhancing": HabitatTissue(mean=520.0, texture_sd=45.0),
+    })
+    description: str = "simulated T2WI-like sequence (co-registered with the T1WI)"
+
+    @model_validator(mode="after")
+    def _names(self) -> SequenceContrast:
+        if set(self.habitats) != set(HABITAT_NAMES.values()):
+            raise ValueError(f"habitats must name exactly {list(HABITAT_NAMES.values())} (got {sorted(self.habitats)})")
+        return self
+
+
+class ContinuousMarker(StrictModel):
+    """A continuous tissue marker in percent (e.g. a Ki-67 index), written to ``patients.csv``.
+
+    ``index = 100 / (1 + exp(-(intercept + gain * scale * eta + noise_sd * N(0, 1))))``, where ``eta`` is the
+    label model's linear predictor without intercept and ``scale`` its solved scale: the marker carries the
+    same image information as the binary label plus its own noise, so dichotomising it at a threshold gives a
+    second, correlated binary task (seed study 000's Ki-67 design).
+    """
+
+    column: str = Field("ki67_index", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    intercept: float = -0.5
+    gain: float = Field(1.0, ge=0)
+    noise_sd: float = Field(0.8, ge=0)
+
+
 class SimulationSettings(StrictModel):
     """Every parameter of a simulated study (unknown keys are rejected).
 
@@ -93,7 +134,16 @@ class SimulationSettings(StrictModel):
     scanner_effects: dict[str, ScannerEffect] = Field(default_factory=lambda: dict(_DEFAULT_EFFECTS))
     split: Literal["random", "centre"] = "random"
     test_fraction: float = Field(0.3, gt=0, lt=1, description="share of each scanner's patients in external_test (split 'random')")
+    validation_fraction: float = Field(
+        0.0, ge=0, lt=1,
+        description="share of each scanner's patients in an internal 'validation' cohort (split 'random'; 0: no validation cohort)")
     train_centres: tuple[str, ...] = Field((), description="training centres (split 'centre'); the others are external_test")
+    validation_centres: tuple[str, ...] = Field(
+        (), description="split 'centre': centres whose patients form the 'validation' cohort (neither training nor external_test)")
+    extra_sequences: dict[str, SequenceContrast] = Field(
+        default_factory=dict,
+        description="additional co-registered MR sequences, series name -> contrast (e.g. {'T2': {}}); the first series is 'MR' (T1WI)")
+    marker: ContinuousMarker | None = Field(ContinuousMarker(), description="continuous marker column in patients.csv (None: none)")
     fov_mm: tuple[float, float, float] = (96.0, 96.0, 72.0)
     in_plane_scale: float = Field(2.0, gt=0)
     slice_scale: float = Field(0.5, gt=0)
@@ -149,6 +199,20 @@ class SimulationSettings(StrictModel):
                 problems.append(f"split 'centre' needs train_centres naming some of {sorted(self.centres)} (got {list(self.train_centres)})")
             elif set(self.train_centres) == set(self.centres):
                 problems.append("split 'centre': every centre is a training centre; leave at least one for external_test")
+            bad = [c for c in self.validation_centres if c not in self.centres or c in self.train_centres]
+            if bad:
+                problems.append(f"validation_centres {bad} must be centres of 'centres' that are not training centres")
+            elif self.validation_centres and set(self.train_centres) | set(self.validation_centres) == set(self.centres):
+                problems.append("split 'centre': training and validation centres cover every centre; leave at least one for external_test")
+        elif self.validation_centres:
+            problems.append("validation_centres needs split 'centre' (with split 'random' use validation_fraction)")
+        if self.split == "random" and self.test_fraction + self.validation_fraction >= 0.9:
+            problems.append(f"test_fraction + validation_fraction = {self.test_fraction + self.validation_fraction:g} leaves too few "
+                            "training patients; keep the sum below 0.9")
+        clash = [k for k in self.extra_sequences if k == SERIES or not k.replace("_", "").isalnum() or not k[0].isalpha()]
+        if clash:
+            problems.append(f"extra_sequences names {clash}: use letters, digits and '_' (starting with a letter), not '{SERIES}' "
+                            "(the T1WI series)")
         if set(self.habitats) != set(HABITAT_NAMES.values()):
             problems.append(f"habitats must name exactly {list(HABITAT_NAMES.values())} (got {sorted(self.habitats)})")
         elif not (self.habitats["necrotic"].mean < self.habitats["viable"].mean < self.habitats["enhancing"].mean):

@@ -103,8 +103,9 @@ __all__ = [
     "load_settings_file",
 ]
 
-#: Planted habitats, label value -> name (label 1 has the lowest intensity, as HabitatClusterer orders them).
 _REPO = Path(__file__).resolve().parents[2]
+#: Repetition and echo time (ms) written for the additional (T2-like) sequences.
+_T2_TIMING = (4000.0, 100.0)
 
 
 def _format_validation(err: ValidationError) -> str:
@@ -268,9 +269,40 @@ class _Patient:
     habitats: np.ndarray
     fractions: dict[str, float]
     volume_ml: float
+    extra_images: dict[str, np.ndarray]  # additional sequences (series name -> z, y, x intensities)
 
 
-def _simulate_volume(rng: np.random.Generator, lat: Mapping[str, float], geom: dict, s: SimulationSettings, effect: ScannerEffect) -> _Patient:
+def _clean_intensities(habitats: np.ndarray, dist: np.ndarray, peri: np.ndarray, background_field: np.ndarray, texture: np.ndarray,
+                       amp: float, oedema: float, background, oedema_gain: float, tissues, width_mm: float) -> np.ndarray:
+    """Noise-free intensities of one contrast: background, peritumoral oedema, habitats with texture."""
+    clean = background.mean + background.texture_sd * background_field
+    clean[peri] += oedema_gain * oedema * (1 - dist[peri] / width_mm)
+    for label, name in HABITAT_NAMES.items():
+        t = tissues[name]
+        sel = habitats == label
+        sd = t.texture_sd * (amp if name != "necrotic" else 1.0)
+        clean[sel] = t.mean + sd * texture[sel]
+    return clean
+
+
+def _scanner_signal(rng: np.random.Generator, clean: np.ndarray, grids: tuple[np.ndarray, np.ndarray, np.ndarray], s: SimulationSettings,
+                    effect: ScannerEffect) -> np.ndarray:
+    """Point-spread blur, smooth multiplicative bias field (random linear + quadratic profile), scale, offset, Rician noise."""
+    Z, Y, X = grids
+    if s.psf_sigma_voxels > 0:
+        clean = ndimage.gaussian_filter(clean, s.psf_sigma_voxels, mode="nearest")
+    ext = np.array(s.fov_mm[::-1]) / 2
+    cz, cy, cx = Z / ext[0], Y / ext[1], X / ext[2]
+    g = rng.standard_normal(6)
+    bias = g[0] * cx + g[1] * cy + 0.5 * g[2] * cz + 0.5 * g[3] * cx * cy + 0.5 * g[4] * (cx**2 - 1 / 3) + 0.5 * g[5] * (cy**2 - 1 / 3)
+    bias = 1 + effect.bias_amplitude * bias / max(float(np.abs(bias).max()), 1e-9)
+    signal = effect.scale * bias * clean + effect.offset
+    n1, n2 = rng.standard_normal((2, *clean.shape)) * effect.noise_sd
+    return np.sqrt((signal + n1) ** 2 + n2**2)
+
+
+def _simulate_volume(rng: np.random.Generator, lat: Mapping[str, float], geom: dict, s: SimulationSettings, effect: ScannerEffect,
+                     extra_rngs: Mapping[str, np.random.Generator] | None = None) -> _Patient:
     spacing, size, origin = geom["spacing"], geom["size"], geom["origin"]
     sp_zyx = np.array(spacing[::-1])
     shape = tuple(size[::-1])
@@ -312,31 +344,25 @@ def _simulate_volume(rng: np.random.Generator, lat: Mapping[str, float], geom: d
     habitats[mask] = hab_t
     # Intensities: background, peritumoral oedema fading over peritumoral_width_mm, habitats with texture.
     tex_sigma = s.texture_correlation_mm / sp_zyx
-    clean = s.background.mean + s.background.texture_sd * _smooth_field(rng, shape, 4.0 / sp_zyx)
+    background_field = _smooth_field(rng, shape, 4.0 / sp_zyx)
     dist = ndimage.distance_transform_edt(~mask, sampling=sp_zyx)
     peri = (~mask) & (dist <= s.peritumoral_width_mm)
-    clean[peri] += s.oedema_gain * lat["oedema"] * (1 - dist[peri] / s.peritumoral_width_mm)
     texture = _smooth_field(rng, shape, tex_sigma)
     amp = math.exp(s.heterogeneity_gain * lat["heterogeneity"])
-    for label, name in HABITAT_NAMES.items():
-        t = s.habitats[name]
-        sel = habitats == label
-        sd = t.texture_sd * (amp if name != "necrotic" else 1.0)
-        clean[sel] = t.mean + sd * texture[sel]
-    if s.psf_sigma_voxels > 0:
-        clean = ndimage.gaussian_filter(clean, s.psf_sigma_voxels, mode="nearest")
-    # Scanner: smooth multiplicative bias field (random linear + quadratic profile), scale, offset, Rician noise.
-    ext = np.array(s.fov_mm[::-1]) / 2
-    cz, cy, cx = Z / ext[0], Y / ext[1], X / ext[2]
-    g = rng.standard_normal(6)
-    bias = g[0] * cx + g[1] * cy + 0.5 * g[2] * cz + 0.5 * g[3] * cx * cy + 0.5 * g[4] * (cx**2 - 1 / 3) + 0.5 * g[5] * (cy**2 - 1 / 3)
-    bias = 1 + effect.bias_amplitude * bias / max(float(np.abs(bias).max()), 1e-9)
-    signal = effect.scale * bias * clean + effect.offset
-    n1, n2 = rng.standard_normal((2, *shape)) * effect.noise_sd
-    image = np.sqrt((signal + n1) ** 2 + n2**2)
+    clean = _clean_intensities(habitats, dist, peri, background_field, texture, amp, lat["oedema"], s.background, s.oedema_gain,
+                               s.habitats, s.peritumoral_width_mm)
+    image = _scanner_signal(rng, clean, (Z, Y, X), s, effect)
+    # Additional sequences: the same anatomy and texture pattern with their own contrast, bias field and noise (own streams,
+    # so the first series is the same with or without them).
+    extra_images = {}
+    for name, contrast in s.extra_sequences.items():
+        clean_k = _clean_intensities(habitats, dist, peri, background_field, texture, amp, lat["oedema"], contrast.background,
+                                     contrast.oedema_gain, contrast.habitats, s.peritumoral_width_mm)
+        extra_images[name] = _scanner_signal((extra_rngs or {})[name], clean_k, (Z, Y, X), s, effect)
     counts = np.bincount(habitats[mask], minlength=4)[1:]
     fractions = {f"fraction_{HABITAT_NAMES[k + 1]}": float(counts[k] / counts.sum()) for k in range(3)}
-    return _Patient(image, mask.astype(np.uint8), mask2.astype(np.uint8), habitats, fractions, float(mask.sum() * np.prod(spacing) / 1000))
+    return _Patient(image, mask.astype(np.uint8), mask2.astype(np.uint8), habitats, fractions, float(mask.sum() * np.prod(spacing) / 1000),
+                    extra_images)
 
 
 # -- writing -------------------------------------------------------------------
@@ -371,15 +397,19 @@ def _fake_phi(seed: int, index: int, patient: str, centre: str) -> dict[str, str
 
 
 def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, protocol: ScannerProtocol, phi: dict[str, str],
-                        seed: int, patient: str) -> None:
+                        seed: int, patient: str, series: str = SERIES, series_number: int = 1) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
     folder.mkdir(parents=True, exist_ok=True)
-    study_uid, series_uid, frame_uid = (_uid(seed, patient, k) for k in ("study", "series", "frame"))
+    # The first series keeps the UIDs it always had; other sequences get their own series and instance UIDs in the same study
+    # and frame of reference (co-registered).
+    own = () if series == SERIES else (series,)
+    study_uid, frame_uid = (_uid(seed, patient, k) for k in ("study", "frame"))
+    series_uid = _uid(seed, patient, "series", *own)
     impl_uid = _uid("implementation")
     for k in range(pixels.shape[0]):
-        sop_uid = _uid(seed, patient, "sop", k)
+        sop_uid = _uid(seed, patient, "sop", *own, k)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
         meta.MediaStorageSOPInstanceUID = sop_uid
@@ -400,7 +430,7 @@ def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, proto
         ds.InstitutionName = phi["InstitutionName"]
         ds.ReferringPhysicianName = phi["ReferringPhysicianName"]
         ds.StudyDescription = "SIMULATED STUDY (helpers.simulate)"
-        ds.SeriesDescription = "T1WI simulated"
+        ds.SeriesDescription = "T1WI simulated" if series == SERIES else f"{series} simulated"
         ds.ManufacturerModelName = protocol.model
         ds.PatientName = phi["PatientName"]
         ds.PatientID = phi["PatientID"]
@@ -410,8 +440,8 @@ def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, proto
         ds.SequenceVariant = "NONE"
         ds.MRAcquisitionType = "2D"
         ds.SliceThickness = f"{protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm):.4g}"
-        ds.RepetitionTime = f"{protocol.tr_ms:g}"
-        ds.EchoTime = f"{protocol.te_ms:g}"
+        ds.RepetitionTime = f"{protocol.tr_ms if series == SERIES else _T2_TIMING[0]:g}"
+        ds.EchoTime = f"{protocol.te_ms if series == SERIES else _T2_TIMING[1]:g}"
         ds.MagneticFieldStrength = f"{protocol.field_strength_T:g}"
         ds.SpacingBetweenSlices = f"{spacing[2]:.4g}"
         ds.FlipAngle = "90"
@@ -419,7 +449,7 @@ def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, proto
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.StudyID = "1"
-        ds.SeriesNumber = 1
+        ds.SeriesNumber = series_number
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [f"{origin[0]:.6g}", f"{origin[1]:.6g}", f"{origin[2] + k * spacing[2]:.6g}"]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -470,20 +500,38 @@ def _cohorts(s: SimulationSettings, scanner_of: list[str], centre_of: list[str])
     n = len(scanner_of)
     cohort = ["training"] * n
     if s.split == "centre":
-        return ["training" if c in s.train_centres else "external_test" for c in centre_of]
+        return ["training" if c in s.train_centres else "validation" if c in s.validation_centres else "external_test" for c in centre_of]
     rng = np.random.default_rng([s.seed, 2**31 - 2])
     for _, sc in s.scanners:
         idx = [i for i in range(n) if scanner_of[i] == sc]
         n_test = int(round(s.test_fraction * len(idx)))
-        for i in rng.permutation(idx)[:n_test]:
+        order = rng.permutation(idx)
+        for i in order[:n_test]:
             cohort[int(i)] = "external_test"
+        # The validation share is taken after the test share from the same permutation, so adding a validation cohort
+        # leaves the external test cohort (and the seeded draws) unchanged.
+        n_val = int(round(s.validation_fraction * len(idx)))
+        for i in order[n_test:n_test + n_val]:
+            cohort[int(i)] = "validation"
     return cohort
 
 
 def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
     nb = Path(s.notebooks_dir).resolve() if s.notebooks_dir else _REPO / "notebooks"
     step = lambda name, file, **kw: {"name": name, "notebook": str(nb / file), **kw}  # noqa: E731
-    harmonization = [{"series": SERIES, "batch_field": "model", "unseen_batch": "reference"}] if train_scanners > 1 else []
+    all_series = [SERIES, *s.extra_sequences]
+    harmonization = [{"series": x, "batch_field": "model", "unseen_batch": "reference"} for x in all_series] if train_scanners > 1 else []
+    cohorts = {"training": {"role": "train", "description": "simulated training cohort"}}
+    if s.validation_fraction or s.validation_centres:
+        cohorts["validation"] = {"role": "validation", "description": "simulated internal validation cohort"}
+    cohorts["external_test"] = {"role": "test", "description": "simulated external test cohort"}
+    series = {SERIES: {"modality": "MR", "description": "simulated T1WI (scanner protocols of seed study 000)"}}
+    series.update({name: {"modality": "MR", "description": c.description} for name, c in s.extra_sequences.items()})
+    validation_rule = ""
+    if s.validation_fraction:
+        validation_rule = f"; a random {s.validation_fraction:g} of each scanner's patients form the internal validation cohort"
+    elif s.validation_centres:
+        validation_rule = f"; patients of centres {list(s.validation_centres)} form the internal validation cohort"
     return {
         "study": s.study,
         "seed": s.seed,
@@ -493,10 +541,10 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
         "acquisition_headers": "acquisition_headers.csv",
         "cohort_rule": (f"Simulated (helpers.simulation.simulate, seed {s.seed}): " + (
             f"a random {s.test_fraction:g} of each scanner's patients form the external test cohort"
-            if s.split == "random" else f"patients of centres {list(s.train_centres)} form the training cohort, the others the external test")),
-        "cohorts": {"training": {"role": "train", "description": "simulated training cohort"},
-                    "external_test": {"role": "test", "description": "simulated external test cohort"}},
-        "series": {SERIES: {"modality": "MR", "description": "simulated T1WI (scanner protocols of seed study 000)"}},
+            if s.split == "random" else f"patients of centres {list(s.train_centres)} form the training cohort, the others the external test")
+            + validation_rule),
+        "cohorts": cohorts,
+        "series": series,
         "labels": {"tumour": 1},
         "endpoints": {"binary": "label", "time": "time_months", "event": "event"},
         "clinical": {"continuous": ["age"], "categorical": ["grade", "sex"]},
@@ -504,7 +552,7 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
         "extraction": {
             "presets": ["ibsi"],
             "rois": {"tumour": {"kind": "tumour"}, "ring5mm": {"kind": "ring", "width_mm": 5}},
-            "series_settings": {SERIES: {"binCount": 32}},
+            "series_settings": {x: {"binCount": 32} for x in all_series},
             "habitats": {"series": [SERIES], "k_range": [3, 3], "max_voxels_per_patient": 2000, "ith_k_range": [2, 4]},
             "stability": {"perturbation": {"mode": "dilate", "radius_mm": 1.0}},
             "workers": 2,
@@ -598,7 +646,8 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         scanner_of.append(sc)
         centre_of.append(c)
     cohort = _cohorts(s, scanner_of, centre_of)
-    if "training" not in cohort or "external_test" not in cohort:
+    wanted = ("training", "external_test", *(("validation",) if s.validation_fraction or s.validation_centres else ()))
+    if any(c not in cohort for c in wanted):
         raise SimulationError(f"{n} patients leave a cohort empty with split '{s.split}'; simulate more patients or change the split")
     z = _standardised({k: np.array([lat[k] for lat in latents]) for k in _LATENTS}, s)
     eta = sum(s.coefficients.get(k, 0.0) * z[k] for k in _LATENTS)
@@ -622,6 +671,13 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
     age_f = age.astype(float)
     age_f[out_rng.random(n) < s.missing_rate] = np.nan
     grade[out_rng.random(n) < s.missing_rate] = ""
+    marker = None
+    if s.marker is not None:
+        # Own stream: adding the marker changes no other draw.
+        m = s.marker
+        marker_rng = np.random.default_rng([s.seed, 2**31 - 4])
+        marker_lin = m.intercept + m.gain * label_model["scale"] * eta + m.noise_sd * marker_rng.standard_normal(n)
+        marker = np.round(100 / (1 + np.exp(-marker_lin)), 1)
 
     manifest_rows, header_rows, truth_rows, phi_rows = [], [], [], []
     for i, pid in enumerate(ids):
@@ -630,7 +686,8 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         spacing, size = s.grid(sc)
         origin = tuple(-0.5 * (n_ - 1) * sp for n_, sp in zip(size, spacing, strict=True))
         rng = np.random.default_rng([s.seed, i, 1])
-        pat = _simulate_volume(rng, latents[i], {"spacing": spacing, "size": size, "origin": origin}, s, effect)
+        extra_rngs = {name: np.random.default_rng([s.seed, i, 2 + j]) for j, name in enumerate(s.extra_sequences)}
+        pat = _simulate_volume(rng, latents[i], {"spacing": spacing, "size": size, "origin": origin}, s, effect, extra_rngs)
         pixels = np.clip(np.round(pat.image), 0, 32767).astype(np.int16)
         img_rel, mask_rel, mask2_rel = (f"images/{pid}/{SERIES}_{n_}.nii.gz" for n_ in ("image", "mask", "mask_reader2"))
         _write_nifti(pixels, spacing, origin, out / img_rel)
@@ -643,15 +700,28 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
             image_ref = f"dicom/{pid}/{SERIES}"
             _write_dicom_series(pixels, spacing, origin, out / image_ref, protocol, phi, s.seed, pid)
             phi_rows.append({"patient": pid, **phi})
-        manifest_rows.append({"patient": pid, "cohort": cohort[i], "centre": centre, "scanner": f"{protocol.manufacturer} {protocol.model}",
-                              "series": SERIES, "image": image_ref, "mask": mask_rel, "image_sha256": _sha(out / image_ref),
-                              "mask_sha256": _sha(out / mask_rel), "mask_reader2": mask2_rel})
-        header_rows.append({"patient": pid, "series": SERIES, "Modality": "MR", "Manufacturer": protocol.manufacturer,
-                            "ManufacturerModelName": protocol.model, "MagneticFieldStrength": protocol.field_strength_T,
-                            "RepetitionTime": protocol.tr_ms, "EchoTime": protocol.te_ms, "ScanningSequence": "SE", "MRAcquisitionType": "2D",
-                            "SliceThickness": round(protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm), 4),
-                            "SpacingBetweenSlices": spacing[2], "PixelSpacing": f"['{spacing[1]:g}', '{spacing[0]:g}']",
-                            "Rows": size[1], "Columns": size[0], "n_slices": size[2]})
+        images = {SERIES: image_ref}
+        for name, extra in pat.extra_images.items():
+            extra_pixels = np.clip(np.round(extra), 0, 32767).astype(np.int16)
+            images[name] = f"images/{pid}/{name}_image.nii.gz"
+            _write_nifti(extra_pixels, spacing, origin, out / images[name])
+            if s.dicom:
+                images[name] = f"dicom/{pid}/{name}"
+                _write_dicom_series(extra_pixels, spacing, origin, out / images[name], protocol, phi, s.seed, pid, series=name,
+                                    series_number=2 + list(s.extra_sequences).index(name))
+            del extra_pixels
+        for name, ref in images.items():
+            # Every sequence is co-registered with the T1WI: one tumour outline (and second reading) for all of them.
+            manifest_rows.append({"patient": pid, "cohort": cohort[i], "centre": centre, "scanner": f"{protocol.manufacturer} {protocol.model}",
+                                  "series": name, "image": ref, "mask": mask_rel, "image_sha256": _sha(out / ref),
+                                  "mask_sha256": _sha(out / mask_rel), "mask_reader2": mask2_rel})
+            header_rows.append({"patient": pid, "series": name, "Modality": "MR", "Manufacturer": protocol.manufacturer,
+                                "ManufacturerModelName": protocol.model, "MagneticFieldStrength": protocol.field_strength_T,
+                                "RepetitionTime": protocol.tr_ms if name == SERIES else _T2_TIMING[0],
+                                "EchoTime": protocol.te_ms if name == SERIES else _T2_TIMING[1], "ScanningSequence": "SE", "MRAcquisitionType": "2D",
+                                "SliceThickness": round(protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm), 4),
+                                "SpacingBetweenSlices": spacing[2], "PixelSpacing": f"['{spacing[1]:g}', '{spacing[0]:g}']",
+                                "Rows": size[1], "Columns": size[0], "n_slices": size[2]})
         truth_rows.append({"patient": pid, "cohort": cohort[i], "centre": centre, "scanner": sc, **latents[i], **pat.fractions,
                            "tumour_volume_ml": pat.volume_ml, "linear_predictor": float(lin[i]), "probability": float(prob[i]),
                            "label": int(y[i])})
@@ -660,6 +730,8 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
     _write_csv(pd.DataFrame(manifest_rows), out / "data_manifest.csv")
     _write_csv(pd.DataFrame(header_rows), out / "acquisition_headers.csv")
     patients = pd.DataFrame({"patient": ids, "age": age_f, "sex": sex, "grade": grade, "label": y, "time_months": time, "event": event})
+    if marker is not None:
+        patients[s.marker.column] = marker
     _write_csv(patients, out / "patients.csv")
     gt = out / "ground_truth"
     truth_df = pd.DataFrame(truth_rows)
@@ -671,6 +743,7 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
     if phi_rows:
         _write_csv(pd.DataFrame(phi_rows), gt / "phi_values.csv")
     test = np.array([c == "external_test" for c in cohort])
+    train = np.array([c == "training" for c in cohort])
     bayes_test = _auc(prob[test], y[test])
     train_scanners = len({sc for sc, c in zip(scanner_of, cohort, strict=True) if c == "training"})
     truth = {
@@ -689,7 +762,14 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
             **label_model,
         },
         "bayes_ceiling_auc": {"population": label_model["population_auc"], "external_test": bayes_test,
-                              "training": _auc(prob[~test], y[~test]), "all": _auc(prob, y)},
+                              "training": _auc(prob[train], y[train]), "all": _auc(prob, y),
+                              **({"validation": _auc(prob[~train & ~test], y[~train & ~test])} if "validation" in cohort else {})},
+        "marker": None if s.marker is None else {
+            "column": s.marker.column,
+            "formula": f"{s.marker.column} = 100 / (1 + exp(-({s.marker.intercept:g} + {s.marker.gain:g} * scale * eta + "
+                       f"{s.marker.noise_sd:g} * N(0, 1))))",
+            "eta": "the label model's linear predictor without intercept"},
+        "all_series": [SERIES, *s.extra_sequences],
         "survival_model": {"distribution": "Weibull", "shape": k_w, "scale_months": lam,
                            "log_hazard_ratio": f"{s.hazard_gain:g} * scale * (linear predictor without intercept)",
                            "administrative_censoring_months": s.followup_months + s.accrual_months},
@@ -708,7 +788,7 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
             },
             "rule": "helpers.simulation.simulate.expected_informative(feature_names)",
         },
-        "cohorts": {c: int(sum(x == c for x in cohort)) for c in ("training", "external_test")},
+        "cohorts": {c: int(sum(x == c for x in cohort)) for c in ("training", "validation", "external_test") if c in cohort},
         "settings": s.model_dump(mode="json"),
     }
     (gt / "truth.json").write_text(json.dumps(_json_safe(truth), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
