@@ -661,10 +661,16 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
     table, dialect = read_csv_table(path, text_columns=(pid,))
     _dialect_note(path, dialect, notes)
     issues: list[ManifestIssue] = []
-    needed = [pid, *[c for c in (cfg.endpoints.binary, cfg.endpoints.time, cfg.endpoints.event) if c], *cfg.clinical_variables]
+    rule = cfg.endpoints.binary_from
+    binary = cfg.endpoints.binary if rule is None else rule.column
+    needed = [pid, *[c for c in (binary, cfg.endpoints.time, cfg.endpoints.event) if c], *cfg.clinical_variables]
     missing_cols = [c for c in needed if c not in table.columns]
     if missing_cols:
         raise ManifestError(str(path), [ManifestIssue(None, c, None, "column named in the study config is missing", f"add column '{c}' or fix the config") for c in missing_cols])
+    if rule is not None:
+        marker_issues = _derive_binary_endpoint(table, cfg)
+        if marker_issues:
+            raise ManifestError(str(path), marker_issues)
     for i, r in table.iterrows():
         row, patient = int(i) + 1, str(r[pid])
         if not patient.strip():
@@ -674,7 +680,10 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
             if col is None:
                 continue
             v = r[col]
-            if pd.isna(v):
+            if pd.isna(v) and rule is not None and col == cfg.endpoints.binary:
+                issues.append(ManifestIssue(row, rule.column, patient, f"{rule.column} is missing, so the derived endpoint '{col}' is too",
+                                            f"fill in {rule.column} or remove the patient from the manifest"))
+            elif pd.isna(v):
                 issues.append(ManifestIssue(row, col, patient, "endpoint value is missing", "fill it in (0 or 1) or remove the patient from the manifest"))
             elif v not in (0, 1):
                 issues.append(ManifestIssue(row, col, patient, f"value {_shown(v)} is not 0 or 1", "code the endpoint as 0/1"))
@@ -700,6 +709,26 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
     if issues:
         raise ManifestError(str(path), issues)
     return table.set_index(pid)
+
+
+def _derive_binary_endpoint(table: pd.DataFrame, cfg: StudyConfig) -> list[ManifestIssue]:
+    """Add the 0/1 column ``endpoints.binary`` derived from the marker of ``endpoints.binary_from`` (in place).
+
+    A value that is not a number is an issue (row, column, patient, fix); a
+    missing marker value gives a missing endpoint, which the endpoint checks
+    then report for the patients in the manifest.
+    """
+    rule, name, pid = cfg.endpoints.binary_from, cfg.endpoints.binary, cfg.patient_id_column
+    if name in table.columns:
+        return [ManifestIssue(None, name, None, f"column '{name}' exists but endpoints.binary_from derives it from '{rule.column}'",
+                              f"rename endpoints.binary (e.g. '{rule.column}_high') or drop the column from the patient table")]
+    values = pd.to_numeric(table[rule.column], errors="coerce")
+    issues = [ManifestIssue(int(i) + 1, rule.column, str(table.at[i, pid]), f"value {_shown(table.at[i, rule.column])} is not a number",
+                            f"give the {rule.column} value as a number (e.g. 35 for {rule.column} = 35{rule.unit}), or leave it empty")
+              for i in table.index[values.isna() & table[rule.column].notna() & table[rule.column].astype(str).str.strip().ne("")]]
+    positive = values >= rule.threshold if rule.operator == ">=" else values > rule.threshold
+    table[name] = positive.astype(float).where(values.notna())
+    return issues
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

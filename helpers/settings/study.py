@@ -39,12 +39,51 @@ class SeriesConfig(StrictModel):
     description: str = ""
 
 
+class DichotomisedMarker(StrictModel):
+    """A binary endpoint derived from a continuous column of the patient table by a fixed threshold.
+
+    ``endpoints.binary`` names the derived 0/1 column (e.g. ``ki67_high``);
+    it is 1 where ``column`` is ``>=`` (or ``>``) ``threshold``. The threshold
+    is fixed in the config before any modelling (from the literature or the
+    study protocol), so deriving the label fits nothing. ``bands`` are the
+    edges of the distribution table of the marker (seed study 000, Appendix
+    S3): counts per band and cohort.
+    """
+
+    column: str
+    threshold: float
+    operator: Literal[">=", ">"] = ">="
+    bands: tuple[float, ...] = Field((), description="band edges of the marker's distribution table, increasing (default: 10 equal bands over the observed range)")
+    unit: str = "%"
+
+    @field_validator("bands")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if value and (len(value) < 2 or any(b <= a for a, b in zip(value, value[1:], strict=False))):
+            raise ValueError(f"bands must be at least two increasing edges, e.g. [0, 10, 20, 50, 100] (got {list(value)})")
+        return value
+
+
 class EndpointsConfig(StrictModel):
-    """Outcome columns of the patient table."""
+    """Outcome columns of the patient table.
+
+    ``binary`` is a 0/1 column, or, with ``binary_from``, the name given to the
+    0/1 column derived from a continuous marker by a fixed threshold.
+    """
 
     binary: str | None = None
+    binary_from: DichotomisedMarker | None = None
     time: str | None = None
     event: str | None = None
+
+    @model_validator(mode="after")
+    def _derived_binary_named(self) -> "EndpointsConfig":
+        if self.binary_from is not None:
+            if self.binary is None:
+                raise ValueError("endpoints.binary_from needs endpoints.binary: the name of the derived 0/1 column (e.g. ki67_high)")
+            if self.binary == self.binary_from.column:
+                raise ValueError(f"endpoints.binary '{self.binary}' must differ from binary_from.column (the derived 0/1 column gets its own name)")
+        return self
 
     @model_validator(mode="after")
     def _time_and_event_together(self) -> "EndpointsConfig":

@@ -33,7 +33,7 @@ from helpers.stats.classification import binary_metrics, binomial_ci
 from helpers.stats.decision import net_benefit
 from helpers.stats.discrimination import auc_ci, delong_test
 from helpers.stats.reclassification import idi, nri
-from helpers.stats.table_one import table_one
+from helpers.stats.table_one import band_distribution, table_one
 from helpers.stats.tables import (
     METRICS,
     PREDICTION_COLUMNS,
@@ -61,5 +61,6 @@ __all__ = [
     "performance_table",
     "scaled_brier_score",
     "subgroup_performance_table",
+    "band_distribution",
     "table_one",
 ]

@@ -14,7 +14,7 @@ from scipy import stats as _st
 
 from helpers.errors import InputDataError
 
-__all__ = ['table_one']
+__all__ = ['band_distribution', 'table_one']
 
 # -- clinical characteristics -----------------------------------------------------------------------------------
 def _fmt_num(x: float, decimals: int) -> str:
@@ -190,3 +190,56 @@ def _categorical_test(table: np.ndarray, random_state: int) -> tuple[float, str]
         return float(_st.fisher_exact(table).pvalue), "Fisher's exact test"
     method = _st.MonteCarloMethod(n_resamples=10_000, rng=np.random.default_rng(random_state))
     return float(_st.fisher_exact(table, method=method).pvalue), "Fisher-Freeman-Halton exact test (Monte Carlo)"
+
+
+def band_distribution(values: pd.Series, groups: pd.Series, edges: Sequence[float] = (), unit: str = "%",
+                      highest_first: bool = True) -> pd.DataFrame:
+    """Counts of a continuous marker by band and group (e.g. the Ki-67 index by 10% band per cohort).
+
+    Bands are ``[lo, hi)``; the last band also holds ``hi``. Without ``edges``,
+    ten equal bands span the observed range. Missing values are counted in a
+    last ``missing`` row (only when there are any).
+
+    Parameters
+    ----------
+    values : Series
+        The marker per patient (numeric; NaN for missing).
+    groups : Series
+        Group of every patient (same index), e.g. the cohort.
+    edges : sequence of float
+        Increasing band edges; values outside them are counted in ``below <first>`` / ``above <last>`` rows.
+    unit : str
+        Appended to the band bounds in the labels.
+    highest_first : bool
+        List the highest band first (as seed study 000 does).
+
+    Returns
+    -------
+    DataFrame
+        ``band`` then ``n (%)`` per group (percent of that group's patients) and ``all``.
+    """
+    values = pd.to_numeric(values, errors="coerce")
+    groups = groups.reindex(values.index)
+    observed = values.dropna()
+    if not len(edges):
+        lo, hi = (float(observed.min()), float(observed.max())) if len(observed) else (0.0, 1.0)
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, 11)
+    edges = [float(e) for e in edges]
+    labels, masks = [], []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        last = i == len(edges) - 2
+        labels.append(f"{lo:g}{unit}-{hi:g}{unit}")
+        masks.append((values >= lo) & ((values <= hi) if last else (values < hi)))
+    if highest_first:
+        labels, masks = labels[::-1], masks[::-1]
+    extra = [(f"above {edges[-1]:g}{unit}", values > edges[-1]), (f"below {edges[0]:g}{unit}", values < edges[0]), ("missing", values.isna())]
+    for label, mask in extra:
+        if mask.any():
+            labels.append(label)
+            masks.append(mask)
+    order = list(pd.unique(groups.dropna()))
+    out = pd.DataFrame({"band": labels})
+    for name, members in [*((g, groups == g) for g in order), ("all", pd.Series(True, index=values.index))]:
+        total = int(members.sum())
+        out[str(name)] = [_count_pct(int((m & members).sum()), total, 1) for m in masks]
+    return out

@@ -38,11 +38,12 @@ from helpers.stats import (
     pairwise_comparison_table,
     performance_table,
     subgroup_performance_table,
+    band_distribution,
     table_one,
 )
 
 __all__ = [
-    "StudyPredictions", "load_predictions", "subgroup_values", "clinical_characteristics", "model_statistics", "survival_statistics",
+    "StudyPredictions", "load_predictions", "subgroup_values", "clinical_characteristics", "marker_distribution", "model_statistics", "survival_statistics",
     "resolution_pairs", "resolution_comparison_table", "write_statistics_figures",
 ]
 
@@ -98,9 +99,10 @@ def clinical_characteristics(patients: pd.DataFrame, manifest: pd.DataFrame, cfg
     manifest are described.
     """
     cc = cfg.clinical
-    if not cc.variables:
-        return {}
     cohort = manifest.drop_duplicates("patient").set_index("patient")["cohort"]
+    marker = marker_distribution(patients, cohort, cfg)
+    if not cc.variables:
+        return marker
     table = patients.loc[patients.index.isin(cohort.index), list(cc.variables)].copy()
     table["cohort"] = cohort.reindex(table.index)
     out = {"table_one_by_cohort": table_one(table, "cohort", list(cc.continuous), list(cc.categorical), random_state=cfg.seed)}
@@ -110,7 +112,24 @@ def clinical_characteristics(patients: pd.DataFrame, manifest: pd.DataFrame, cfg
             part = table[table["cohort"] == name]
             if part["outcome"].nunique() == 2:
                 out[f"table_one_by_outcome_{name}"] = table_one(part, "outcome", list(cc.continuous), list(cc.categorical), random_state=cfg.seed)
-    return out
+    return {**out, **marker}
+
+
+def marker_distribution(patients: pd.DataFrame, cohort: pd.Series, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
+    """``marker_distribution``: the continuous marker behind a dichotomised endpoint (``endpoints.binary_from``) by band
+    and cohort, with the threshold row (seed study 000, Appendix S3). Empty without ``binary_from``."""
+    rule = cfg.endpoints.binary_from
+    if rule is None:
+        return {}
+    values = patients.loc[patients.index.isin(cohort.index), rule.column]
+    table = band_distribution(values, cohort.reindex(values.index), rule.bands, unit=rule.unit)
+    positive = patients.loc[values.index, cfg.endpoints.binary]
+    row = {"band": f"{cfg.endpoints.binary} = 1 ({rule.column} {rule.operator} {rule.threshold:g}{rule.unit})"}
+    for name in table.columns[1:]:
+        members = positive if name == "all" else positive[cohort.reindex(positive.index) == name]
+        n, k = int(members.notna().sum()), int((members == 1).sum())
+        row[name] = f"{k} ({100 * k / n:.1f})" if n else "0"
+    return {"marker_distribution": pd.concat([table, pd.DataFrame([row])], ignore_index=True)}
 
 
 def resolution_pairs(models: list[str], cfg: StudyConfig) -> pd.DataFrame:

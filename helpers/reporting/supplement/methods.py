@@ -110,6 +110,13 @@ def _cohorts(run: RunRecord) -> MethodsParagraph:
             if m and r.get("patients"):
                 pos.append(f"{m.group(1)} of {int(float(r['patients']))} {w.words(name)} patients ({m.group(2)}%)")
         text.append(f"The binary outcome was {w.words(ep.binary)}" + (f", positive in {_join(pos)}" if pos else "") + f"{run.cite('cohort_split_counts')}.")
+        rule = ep.binary_from
+        if rule is not None:
+            # The threshold comes from the configuration, never from the data: say so, since a data-driven cut-off would leak.
+            text.append(f"It was derived from the continuous {w.words(rule.column)}: positive when {w.words(rule.column)} {rule.operator} "
+                        f"{rule.threshold:g}{rule.unit}, a threshold fixed in the study configuration before any modelling"
+                        + (f"; the distribution of {w.words(rule.column)} by band and cohort is given{run.cite('marker_distribution')}"
+                           if run.has("marker_distribution") else "") + ".")
     if ep.time and run.has("survival_*", "cox_coefficients", "km_*"):
         text.append(f"Time-to-event analyses used the follow-up time ({w.words(ep.time)}, in {run.cfg.survival.time_unit}) and the event "
                     f"indicator ({w.words(ep.event)}) of the patient table.")  # fmt: skip
