@@ -8,7 +8,7 @@ CONFIG ?= study.yaml
 # UTF-8 text I/O whatever the machine locale (captions, formulas and the HTML supplement hold non-ASCII characters).
 export PYTHONUTF8 := 1
 
-.PHONY: all setup report validate test test-fast bench clean-reports browser
+.PHONY: all setup report validate test test-fast bench clean-reports browser example
 
 all: report
 
@@ -28,6 +28,12 @@ report: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/python -m helpers validate --config $(CONFIG)
+
+# One example study (examples/README.md): simulate its cohort when missing, then run it, e.g. make example EXAMPLE=000_ki67_mri
+example: $(STAMP)
+	@test -n "$(EXAMPLE)" || { echo "name the example: make example EXAMPLE=<folder under examples/>"; exit 2; }
+	test -f examples/$(EXAMPLE)/cohort/data_manifest.csv || $(BIN)/python -m helpers simulate --settings examples/$(EXAMPLE)/simulation.yaml --out examples/$(EXAMPLE)/cohort
+	$(BIN)/python -m helpers run --config examples/$(EXAMPLE)/study.yaml
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest

@@ -454,3 +454,13 @@ def test_marker_can_be_switched_off_without_changing_other_columns(tmp_path: Pat
 def test_invalid_designs_are_refused_with_the_fix(overrides: dict, message: str) -> None:
     with pytest.raises(SimulationError, match=re.escape(message)):
         simulate_study("/nonexistent/never-written", patients=10, **overrides)
+
+
+def test_centre_split_with_a_validation_share_of_the_training_centres(tmp_path: Path) -> None:
+    simulate_study(tmp_path / "s", patients=30, seed=8, centres={"a": ["verio", "signa_hdxt"], "b": ["ingenia_cx"]}, split="centre",
+                   train_centres=["a"], validation_fraction=0.3)
+    manifest = pd.read_csv(tmp_path / "s" / "data_manifest.csv")
+    assert set(manifest.loc[manifest["centre"] == "b", "cohort"]) == {"external_test"}
+    assert set(manifest.loc[manifest["centre"] == "a", "cohort"]) == {"training", "validation"}
+    for scanner, rows in manifest[manifest["centre"] == "a"].groupby("scanner"):
+        assert (rows["cohort"] == "validation").sum() == round(0.3 * len(rows)), scanner

@@ -136,7 +136,8 @@ class SimulationSettings(StrictModel):
     test_fraction: float = Field(0.3, gt=0, lt=1, description="share of each scanner's patients in external_test (split 'random')")
     validation_fraction: float = Field(
         0.0, ge=0, lt=1,
-        description="share of each scanner's patients in an internal 'validation' cohort (split 'random'; 0: no validation cohort)")
+        description="share of each scanner's patients in an internal 'validation' cohort (split 'centre': of the training "
+        "centres' scanners; 0: no validation cohort)")
     train_centres: tuple[str, ...] = Field((), description="training centres (split 'centre'); the others are external_test")
     validation_centres: tuple[str, ...] = Field(
         (), description="split 'centre': centres whose patients form the 'validation' cohort (neither training nor external_test)")
@@ -204,6 +205,8 @@ class SimulationSettings(StrictModel):
                 problems.append(f"validation_centres {bad} must be centres of 'centres' that are not training centres")
             elif self.validation_centres and set(self.train_centres) | set(self.validation_centres) == set(self.centres):
                 problems.append("split 'centre': training and validation centres cover every centre; leave at least one for external_test")
+            if self.validation_centres and self.validation_fraction:
+                problems.append("give validation_centres or validation_fraction, not both")
         elif self.validation_centres:
             problems.append("validation_centres needs split 'centre' (with split 'random' use validation_fraction)")
         if self.split == "random" and self.test_fraction + self.validation_fraction >= 0.9:

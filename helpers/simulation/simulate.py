@@ -500,11 +500,16 @@ def _cohorts(s: SimulationSettings, scanner_of: list[str], centre_of: list[str])
     n = len(scanner_of)
     cohort = ["training"] * n
     if s.split == "centre":
-        return ["training" if c in s.train_centres else "validation" if c in s.validation_centres else "external_test" for c in centre_of]
+        cohort = ["training" if c in s.train_centres else "validation" if c in s.validation_centres else "external_test" for c in centre_of]
+        if not s.validation_fraction:
+            return cohort
     rng = np.random.default_rng([s.seed, 2**31 - 2])
-    for _, sc in s.scanners:
+    for centre, sc in s.scanners:
+        if s.split == "centre" and centre not in s.train_centres:
+            continue
         idx = [i for i in range(n) if scanner_of[i] == sc]
-        n_test = int(round(s.test_fraction * len(idx)))
+        # Split 'centre': the test cohort is the other centres; a validation share may still come from the training centres.
+        n_test = int(round(s.test_fraction * len(idx))) if s.split == "random" else 0
         order = rng.permutation(idx)
         for i in order[:n_test]:
             cohort[int(i)] = "external_test"
@@ -529,7 +534,8 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
     series.update({name: {"modality": "MR", "description": c.description} for name, c in s.extra_sequences.items()})
     validation_rule = ""
     if s.validation_fraction:
-        validation_rule = f"; a random {s.validation_fraction:g} of each scanner's patients form the internal validation cohort"
+        where = "training-centre scanner's" if s.split == "centre" else "scanner's"
+        validation_rule = f"; a random {s.validation_fraction:g} of each {where} patients form the internal validation cohort"
     elif s.validation_centres:
         validation_rule = f"; patients of centres {list(s.validation_centres)} form the internal validation cohort"
     return {
