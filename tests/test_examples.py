@@ -24,7 +24,7 @@ from helpers.simulation.simulate import simulate_study
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"003_habitats_deep_fusion": 90}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 90, "003_habitats_deep_fusion": 90}
 
 
 def _example(name: str) -> Path:
@@ -32,7 +32,7 @@ def _example(name: str) -> Path:
 
 
 def test_there_is_an_example_per_seed_design() -> None:
-    assert {n[:3] for n in EXAMPLES} >= {"000", "003"}
+    assert {n[:3] for n in EXAMPLES} >= {"000", "001", "003"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -69,6 +69,8 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     models["algorithms"] = sorted({models.get("final_algorithm", "logistic"), "random_forest"})
     for arm in cfg.get("deep_features", []):
         arm.update(input_size=64, epochs=1)
+    if cfg.get("super_resolution"):
+        cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1)
     (folder / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return folder
 
