@@ -464,3 +464,20 @@ def test_centre_split_with_a_validation_share_of_the_training_centres(tmp_path: 
     assert set(manifest.loc[manifest["centre"] == "a", "cohort"]) == {"training", "validation"}
     for scanner, rows in manifest[manifest["centre"] == "a"].groupby("scanner"):
         assert (rows["cohort"] == "validation").sum() == round(0.3 * len(rows)), scanner
+
+
+def test_reader_scores_agree_as_planted_and_feed_the_interobserver_table(tmp_path: Path) -> None:
+    from helpers.steps.signature import interobserver_agreement
+
+    simulate_study(tmp_path / "r", patients=40, seed=9, reader_scores=True)
+    scores = pd.read_csv(tmp_path / "r" / "reader_scores.csv")
+    assert len(scores) == 80 and set(scores["reader"]) == {"reader_1", "reader_2"}
+    gt = pd.read_csv(tmp_path / "r" / "ground_truth" / "patients.csv").set_index("patient")
+    r1 = scores[scores["reader"] == "reader_1"].set_index("patient")
+    # Scores follow the planted anatomy: the necrosis grade rises with the necrotic share.
+    assert stats.spearmanr(r1["necrosis_grade"], gt.loc[r1.index, "fraction_necrotic"]).statistic > 0.7
+    cfg = load_config(tmp_path / "r" / "study.yaml")
+    table = interobserver_agreement(cfg).set_index("variable")
+    # A 4% diameter error agrees almost perfectly; the subjective margin call much less (Cohen's kappa).
+    assert table.loc["longest_diameter_mm", "estimate"] > 0.9
+    assert table.loc["margin", "estimate"] < table.loc["longest_diameter_mm", "estimate"]

@@ -145,6 +145,10 @@ class SimulationSettings(StrictModel):
         default_factory=dict,
         description="additional co-registered MR sequences, series name -> contrast (e.g. {'T2': {}}); the first series is 'MR' (T1WI)")
     marker: ContinuousMarker | None = Field(ContinuousMarker(), description="continuous marker column in patients.csv (None: none)")
+    reader_scores: bool = Field(
+        False,
+        description="write reader_scores.csv: two readers' semantic scores of every tumour (necrosis grade 0-3, enhancement "
+        "pattern, margin, longest diameter in mm) read from the planted anatomy with reader-specific errors")
     fov_mm: tuple[float, float, float] = (96.0, 96.0, 72.0)
     in_plane_scale: float = Field(2.0, gt=0)
     slice_scale: float = Field(0.5, gt=0)

@@ -99,6 +99,7 @@ __all__ = [
     "solve_label_model",
     "simulate_study",
     "expected_informative",
+    "READER_VARIABLES",
     "parse_centres",
     "load_settings_file",
 ]
@@ -554,6 +555,7 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
         "labels": {"tumour": 1},
         "endpoints": {"binary": "label", "time": "time_months", "event": "event"},
         "clinical": {"continuous": ["age"], "categorical": ["grade", "sex"]},
+        **({"reader_scores": {"table": "reader_scores.csv", "variables": dict(READER_VARIABLES)}} if s.reader_scores else {}),
         "survival": {"horizons": [12, 24, 36, 48], "rsf_trees": 100},
         "extraction": {
             "presets": ["ibsi"],
@@ -590,6 +592,32 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
                  depends_on=["acquisition_qc", "feature_extraction", "signature", "models", "statistics"]),
         ],
     }
+
+
+#: The semantic variables of ``reader_scores.csv`` and their kinds (as ``reader_scores.variables`` of a study config takes them).
+READER_VARIABLES = {"necrosis_grade": "ordinal", "enhancement_pattern": "nominal", "margin": "nominal", "longest_diameter_mm": "continuous"}
+
+
+def _reader_scores(s: SimulationSettings, ids: list[str], truth_rows: list[dict]) -> pd.DataFrame:
+    """Two readers' semantic scores per patient, read from the planted anatomy with reader-specific errors.
+
+    necrosis_grade: the necrotic share in quartile-like grades 0-3 (boundaries 0.1 / 0.25 / 0.4 of the tumour),
+    read with a reader error of SD 0.05; enhancement_pattern: heterogeneous when the enhancing share of the viable
+    tumour exceeds 0.5 (error SD 0.08); margin: lobulated when the patient's heterogeneity latent exceeds 0.5 (error
+    SD 0.4, a subjective call); longest diameter: from the tumour volume as a sphere, with a 4% relative error.
+    """
+    rng = np.random.default_rng([s.seed, 2**31 - 5])
+    rows = []
+    for reader in ("reader_1", "reader_2"):
+        for pid, t in zip(ids, truth_rows, strict=True):
+            necrosis = t["fraction_necrotic"] + rng.normal(0, 0.05)
+            enhancing = t["fraction_enhancing"] / max(t["fraction_enhancing"] + t["fraction_viable"], 1e-9) + rng.normal(0, 0.08)
+            diameter = 2 * (3 * t["tumour_volume_ml"] * 1000 / (4 * math.pi)) ** (1 / 3) * (1 + rng.normal(0, 0.04))
+            rows.append({"patient": pid, "reader": reader, "necrosis_grade": int(np.searchsorted([0.1, 0.25, 0.4], necrosis)),
+                         "enhancement_pattern": "heterogeneous" if enhancing > 0.5 else "homogeneous",
+                         "margin": "lobulated" if t["heterogeneity"] + rng.normal(0, 0.4) > 0.5 else "smooth",
+                         "longest_diameter_mm": round(float(diameter), 1)})
+    return pd.DataFrame(rows)
 
 
 def _json_safe(value: object) -> object:
@@ -733,6 +761,8 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
                            "label": int(y[i])})
         del pat, pixels
 
+    if s.reader_scores:
+        _write_csv(_reader_scores(s, ids, truth_rows), out / "reader_scores.csv")
     _write_csv(pd.DataFrame(manifest_rows), out / "data_manifest.csv")
     _write_csv(pd.DataFrame(header_rows), out / "acquisition_headers.csv")
     patients = pd.DataFrame({"patient": ids, "age": age_f, "sex": sex, "grade": grade, "label": y, "time_months": time, "event": event})
