@@ -24,7 +24,7 @@ from helpers.simulation.simulate import simulate_study
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"001_nr_sr_three_cohorts": 90, "003_habitats_deep_fusion": 90}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 90, "003_habitats_deep_fusion": 90, "004_survival_ith": 90}
 
 
 def _example(name: str) -> Path:
@@ -32,7 +32,7 @@ def _example(name: str) -> Path:
 
 
 def test_there_is_an_example_per_seed_design() -> None:
-    assert {n[:3] for n in EXAMPLES} >= {"000", "001", "003"}
+    assert {n[:3] for n in EXAMPLES} >= {"000", "001", "003", "004"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
