@@ -60,8 +60,8 @@ from helpers._alignment import align_to_index
 from helpers.errors import ConfigError, InputDataError
 
 __all__ = [
-    "STEP_TYPES",
     "BINARY_STEPS",
+    "STEP_TYPES",
     "SURVIVAL_STEPS",
     "CorrelationFilter",
     "CoxLassoSelector",
@@ -1560,7 +1560,7 @@ def univariate_cox(values: np.ndarray, time: np.ndarray, event: np.ndarray, *, m
     information) and the two-sided Wald p-value. A column without a finite maximum (constant, or separating the
     events so the estimate diverges) gets coef NaN and p = 1.
     """
-    n, p = values.shape
+    p = values.shape[1]
     order, e, start, group, d = _efron_terms(time, event)
     x = values[order] - values.mean(axis=0)  # centring leaves the estimate unchanged and keeps exp() finite
     sx = x.std(axis=0)
@@ -1576,8 +1576,8 @@ def univariate_cox(values: np.ndarray, time: np.ndarray, event: np.ndarray, *, m
         s0 = np.cumsum(w[::-1], axis=0)[::-1][start]
         s1 = np.cumsum((w * x)[::-1], axis=0)[::-1][start]
         s2 = np.cumsum((w * x * x)[::-1], axis=0)[::-1][start]
-        d0 = np.zeros((d.size, p)); d1 = np.zeros((d.size, p)); d2 = np.zeros((d.size, p))  # noqa: E702
-        np.add.at(d0, group[e], w[e]); np.add.at(d1, group[e], (w * x)[e]); np.add.at(d2, group[e], (w * x * x)[e])  # noqa: E702
+        d0 = np.zeros((d.size, p)); d1 = np.zeros((d.size, p)); d2 = np.zeros((d.size, p))
+        np.add.at(d0, group[e], w[e]); np.add.at(d1, group[e], (w * x)[e]); np.add.at(d2, group[e], (w * x * x)[e])
         ll = (xd * b).sum(axis=0)
         score = xd.sum(axis=0).copy()
         info = np.zeros(p)
