@@ -1889,7 +1889,8 @@ class CoxLassoSelector(_FeatureStep):
         while n_nonzero[used] < self.min_features and used + 1 < alphas.size:
             used += 1
         cols = df.columns
-        table = {"alpha": alphas, "log_alpha": np.log(alphas), "mean": mean, "se": se}
+        # ``lambda``/``log_lambda`` repeat alpha under the binary LASSO's names (read by the LASSO figures).
+        table = {"alpha": alphas, "log_alpha": np.log(alphas), "lambda": alphas, "log_lambda": np.log(alphas), "mean": mean, "se": se}
         table.update({f"fold_{f + 1}": scores[:, f] for f in range(k)})
         table["n_nonzero"] = n_nonzero
         self.cv_results_ = pd.DataFrame(table)
@@ -1914,8 +1915,12 @@ class CoxLassoSelector(_FeatureStep):
         return self.alpha_
 
     @property
-    def lambda_rule_(self) -> str:
-        return self.lambda_rule
+    def lambda_min_(self) -> float:
+        return self.alpha_min_
+
+    @property
+    def lambda_1se_(self) -> float:
+        return self.alpha_1se_
 
     def decision_function(self, X) -> np.ndarray:
         """Cox linear predictor ``X @ coef_`` (the Rad-score; higher = higher hazard)."""
