@@ -58,6 +58,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_to_index
 from helpers.errors import ConfigError, InputDataError
+from helpers.settings.study import BINARY_STEPS as _BINARY_STEPS
+from helpers.settings.study import SURVIVAL_STEPS as _SURVIVAL_STEPS
+from helpers.settings.study import binary_only_steps as _binary_only_steps
 
 __all__ = [
     "BINARY_STEPS",
@@ -1947,18 +1950,5 @@ def _survival_tags(tags):
 
 STEP_TYPES["univariate_cox"] = UnivariateCoxFilter
 STEP_TYPES["cox_lasso"] = CoxLassoSelector
-#: Steps whose target is a survival outcome (``to_structured(time, event)``).
-SURVIVAL_STEPS = ("univariate_cox", "cox_lasso")
-#: Steps whose target is a binary label (``correlation`` only with a supervised ``relevance``).
-BINARY_STEPS = ("univariate", "mrmr", "lasso")
-
-
-def binary_only_steps(steps_config: Sequence[Mapping]) -> list[str]:
-    """Configured steps that need a binary label (unusable against a survival target), as ``"<position>: <step>"``."""
-    out = []
-    for pos, entry in enumerate(steps_config, start=1):
-        name = entry.get("step") if isinstance(entry, Mapping) else None
-        if name in BINARY_STEPS or (name == "correlation" and entry.get("relevance", "univariate_p") != "order"):
-            extra = f" (relevance={entry.get('relevance', 'univariate_p')!r}; use relevance: order)" if name == "correlation" else ""
-            out.append(f"step {pos}: {name}{extra}")
-    return out
+# Which configured steps need a binary label is a property of the config (helpers.settings.study), shared with validation.
+SURVIVAL_STEPS, BINARY_STEPS, binary_only_steps = _SURVIVAL_STEPS, _BINARY_STEPS, _binary_only_steps

@@ -274,6 +274,23 @@ class ReaderScoresConfig(StrictModel):
     icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
 
 
+#: Steps whose target is a survival outcome (``to_structured(time, event)``).
+SURVIVAL_STEPS = ("univariate_cox", "cox_lasso")
+#: Steps whose target is a binary label (``correlation`` only with a supervised ``relevance``).
+BINARY_STEPS = ("univariate", "mrmr", "lasso")
+
+
+def binary_only_steps(steps_config) -> list[str]:
+    """Configured steps that need a binary label (unusable against a survival target), as ``"<position>: <step>"``."""
+    out = []
+    for pos, entry in enumerate(steps_config, start=1):
+        name = entry.get("step") if isinstance(entry, dict) else None
+        if name in BINARY_STEPS or (name == "correlation" and entry.get("relevance", "univariate_p") != "order"):
+            extra = f" (relevance={entry.get('relevance', 'univariate_p')!r}; use relevance: order)" if name == "correlation" else ""
+            out.append(f"step {pos}: {name}{extra}")
+    return out
+
+
 #: Default survival selection (``survival.signature_steps``): z-score, univariate Cox filter, redundancy filter keeping the
 #: more significant feature of each correlated pair (the Cox filter returns features most significant first), Cox LASSO.
 SURVIVAL_SIGNATURE_STEPS: tuple[dict[str, object], ...] = (
