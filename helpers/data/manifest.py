@@ -971,7 +971,7 @@ def _survival_step_issues(cfg: StudyConfig) -> list[ManifestIssue]:
     if not bad:
         return []
     why = "the study's endpoint is time-to-event only (endpoints.binary is not set)" if cfg.survival_only else "they are fitted against (time, event)"
-    return [ManifestIssue(None, key, None, f"{_short_list(bad, 90)} need a binary label, but {why}",
+    return [ManifestIssue(None, key, None, f"{'; '.join(bad) if len(bad) <= 4 else _short_list(bad, 90)} need a binary label, but {why}",
                           "use survival steps: zscore, univariate_cox, correlation with relevance: order, cox_lasso")]
 
 

@@ -286,7 +286,7 @@ def binary_only_steps(steps_config) -> list[str]:
     for pos, entry in enumerate(steps_config, start=1):
         name = entry.get("step") if isinstance(entry, dict) else None
         if name in BINARY_STEPS or (name == "correlation" and entry.get("relevance", "univariate_p") != "order"):
-            extra = f" (relevance={entry.get('relevance', 'univariate_p')!r}; use relevance: order)" if name == "correlation" else ""
+            extra = f" (relevance {entry.get('relevance', 'univariate_p')})" if name == "correlation" else ""
             out.append(f"step {pos}: {name}{extra}")
     return out
 
