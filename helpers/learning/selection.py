@@ -193,6 +193,9 @@ def _binary_target(y, X: pd.DataFrame, *, labelled: bool = True) -> tuple[np.nda
     if labelled:
         y = align_to_index(X.index, y, "y", "X")
     arr = np.asarray(y).ravel()
+    if arr.dtype.names is not None:
+        raise ValueError("y must be binary (a class label), got a survival target (time, event): use the survival steps "
+                         "univariate_cox and cox_lasso, or correlation with relevance='order'")
     if arr.shape[0] != X.shape[0]:
         raise ValueError(f"y has {arr.shape[0]} values but X has {X.shape[0]} rows")
     if pd.isna(arr).any():
