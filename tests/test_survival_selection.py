@@ -218,8 +218,8 @@ def test_survival_only_signature_refuses_binary_steps(tmp_path):
     from helpers.steps.signature import build_signature
 
     cfg = _survival_only_planted(tmp_path, [{"step": "zscore"}, {"step": "univariate"}, {"step": "lasso"}])
-    manifest, patients = load_study(cfg.model_copy(update={"steps": cfg.steps[:0] + tuple(s for s in cfg.steps if s.name == "x")}),
-                                    check_images=False)
+    # Validation already refuses this config (test_bad_input.py); the step itself refuses it too, for notebooks run by hand.
+    manifest, patients = load_study(cfg.model_copy(update={"steps": ()}), check_images=False)
     with pytest.raises(ConfigError, match=r"signature.steps has steps that need a binary label.*step 2: univariate; step 3: lasso"):
         build_signature(cfg, manifest, patients)
 
@@ -338,3 +338,31 @@ def test_ablation_table_columns_and_auc_definition(tmp_path):
     assert single["auc_definition"].iloc[0] == "td-AUC at 24 months"
     # Deterministic: the same call gives the same table.
     pd.testing.assert_frame_equal(ablation_table(sp, _cfg(tmp_path)), table)
+
+
+def test_with_both_endpoints_the_survival_models_get_their_own_selection(tmp_path):
+    from helpers.data.manifest import load_study
+    from helpers.settings.study import load_config
+    from helpers.steps.signature import build_signature
+
+    from .conftest import make_planted_feature_study
+
+    study, _ = make_planted_feature_study(tmp_path)
+    data = yaml.safe_load((study / "study.yaml").read_text())
+    data["survival"] = {**data.get("survival", {}), "signature_steps": STEPS}
+    (study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_config(study / "study.yaml")
+    manifest, patients = load_study(cfg, check_images=False)
+    sig = build_signature(cfg, manifest, patients)
+    assert sig.survival_selector is not sig.selector and isinstance(sig.survival_selector.steps[-1][1], CoxLassoSelector)
+    assert sig.selector.steps[-1][0] == "lasso" and sig.survival_pathway["step"].iloc[-1] == "cox_lasso"
+    assert sig.survival_formula.startswith("Rad-score = ") and "radscore" in sig.survival_radscores.columns
+    # The earlier behaviour (survival models on the binary signature's features) only when set explicitly.
+    data["survival"]["features"] = "binary_signature"
+    (study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert build_signature(load_config(study / "study.yaml"), manifest, patients).survival_selector is None
+    # survival.signature_steps must be survival steps.
+    data["survival"] = {"signature_steps": [{"step": "zscore"}, {"step": "mrmr", "k": 3}, {"step": "cox_lasso"}]}
+    (study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"survival.signature_steps has steps that need a binary label.*step 2: mrmr"):
+        build_signature(load_config(study / "study.yaml"), manifest, patients)
