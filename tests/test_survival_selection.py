@@ -274,8 +274,9 @@ def _predictions(seed=0):
 
 
 def _cfg(tmp_path, **survival):
-    from .conftest import tiny_config
     from helpers.settings.study import StudyConfig
+
+    from .conftest import tiny_config
 
     raw = tiny_config(tmp_path, cohorts={"train": {"role": "train"}, "val": {"role": "validation"}, "test": {"role": "test"}},
                       endpoints={"time": "t", "event": "e"}, survival={"horizons": [12, 24, 36, 48, 60], **survival},

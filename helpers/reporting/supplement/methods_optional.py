@@ -540,9 +540,10 @@ def _survival_model_set(run: RunRecord, record: Mapping) -> MethodsParagraph:
     model_set = record.get("model_set", {})
     listed = [f"{r.get('model')} ({_join([_BLOCK_WORDS.get(b, b) for b in model_set.get(r.get('model'), [])]) or r.get('inputs', '')})"
               for r in models if r.get("estimator") != "random survival forest"]
-    text = [f"Time-to-event models were fitted on the training cohort: penalised Cox proportional-hazards models (lifelines; penalty "
-            f"{w.number(cox['penalizer'])}, L1 ratio {w.number(cox['l1_ratio'])}; Efron ties, Breslow baseline) on {_join(listed)}"
-            f"{run.cite('survival_models', 'cox_coefficients')}."]  # fmt: skip
+    first = (f"Time-to-event models were fitted on the training cohort: penalised Cox proportional-hazards models (lifelines; penalty "
+             f"{w.number(cox['penalizer'])}, L1 ratio {w.number(cox['l1_ratio'])}; Efron ties, Breslow baseline) on {_join(listed)}"
+             f"{run.cite('survival_models', 'cox_coefficients')}.")  # fmt: skip
+    text = [first]
     if rsf:
         text.append(f"A random survival forest ({rsf['n_estimators']} trees, at least {rsf['min_samples_leaf']} patients per leaf, seeded) was fitted "
                     "on the radiomics signature's features for comparison.")  # fmt: skip
