@@ -365,7 +365,13 @@ def _fit_survival_selection(cfg: StudyConfig, X_train: pd.DataFrame, data: Study
     """Fit the survival selection on the training rows; (selector, pathway, Cox Rad-score formula, Rad-scores of every patient)."""
     selector = build_selector(survival_selection_steps(cfg))
     target = pd.DataFrame({"time": data.time, "event": data.event}).loc[X_train.index]
-    selector.fit(X_train, target)
+    try:
+        selector.fit(X_train, target)
+    except ValueError as exc:
+        where = "signature.steps" if cfg.survival_only else "survival.signature_steps"
+        hint = "" if cfg.survival_only else ", or set survival.features: binary_signature to use the binary signature's features"
+        raise InputDataError(f"the selection against (time, event) ({where}) failed on the training cohort "
+                             f"({int(target['event'].sum())} events in {len(target)} patients): {exc}; adjust {where}{hint}") from exc
     linear = hasattr(selector.steps[-1][1], "coef_")
     radscores = table[["cohort"]].assign(time=data.time, event=data.event)
     if linear:

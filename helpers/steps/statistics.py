@@ -43,15 +43,8 @@ from helpers.stats import (
 from helpers.steps.survival import ablation_table, td_auc_table
 
 __all__ = [
-    "StudyPredictions",
-    "clinical_characteristics",
-    "load_predictions",
-    "model_statistics",
-    "resolution_comparison_table",
-    "resolution_pairs",
-    "subgroup_values",
-    "survival_statistics",
-    "write_statistics_figures",
+    "StudyPredictions", "load_predictions", "subgroup_values", "clinical_characteristics", "model_statistics", "survival_statistics",
+    "resolution_pairs", "resolution_comparison_table", "write_statistics_figures",
 ]
 
 
