@@ -367,3 +367,40 @@ def test_with_both_endpoints_the_survival_models_get_their_own_selection(tmp_pat
     (study / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match=r"survival.signature_steps has steps that need a binary label.*step 2: mrmr"):
         build_signature(load_config(study / "study.yaml"), manifest, patients)
+
+
+# -- notebook 05's survival model set ----------------------------------------------------------------------------------
+def test_survival_model_specs_follow_the_available_blocks():
+    from helpers.steps.survival import MODEL_ORDER, survival_model_specs
+
+    blocks = dict.fromkeys(("clinical", "radiomics", "ith", "deep"), pd.DataFrame())
+    specs, skipped = survival_model_specs(blocks)
+    assert [name for name, _, _ in specs] == list(MODEL_ORDER) and skipped.empty
+    assert dict((n, parts) for n, parts, _ in specs)["Combined"] == ["clinical", "radiomics", "deep", "ith"]
+    specs, skipped = survival_model_specs({"radiomics": pd.DataFrame(), "ith": pd.DataFrame()})
+    assert [n for n, _, _ in specs] == ["C-radiomics", "ITH", "C-radiomics + ITH", "Combined", "C-radiomics (RSF)"]
+    assert skipped.set_index("model").loc["DL_F", "reason"] == "no deep features in this study"
+
+
+def test_survival_pipeline_fits_its_preprocessing_on_the_training_rows_only():
+    from helpers.learning.survival import CoxModel
+    from helpers.learning.survival_pipeline import SurvivalPipeline
+
+    X, t, e = _data(n=80)
+    rng = np.random.default_rng(3)
+    X["age"] = np.where(rng.random(80) < 0.1, np.nan, 60 + 10 * X["f0"])
+    X["grade"] = np.where(X["f1"] > 0.5, "G3", np.where(rng.random(80) < 0.5, "G1", "G2"))
+    X["f2"] = X["f2"].where(rng.random(80) > 0.1)  # missing feature values
+    cols = ["age", "grade", "f0", "f2"]
+    train, test = X.index[:60], X.index[60:]
+    model = SurvivalPipeline(estimator=CoxModel(penalizer=0.1), continuous=("age",), categorical=("grade",)).fit(X.loc[train, cols], t, e)
+    risk = model.predict_risk(X.loc[test, cols])
+    assert np.isfinite(risk).all() and model.clinical_encoder_ is not None and model.feature_scaler_ is not None
+    # Changing the test patients' inputs changes nothing learned (imputation, encoding, z-scores, coefficients).
+    shifted = X.copy()
+    shifted.loc[test, "f0"] += 10
+    shifted.loc[test, "age"] = np.nan
+    again = SurvivalPipeline(estimator=CoxModel(penalizer=0.1), continuous=("age",), categorical=("grade",)).fit(shifted.loc[train, cols], t, e)
+    pd.testing.assert_series_equal(again.estimator_.coef_, model.estimator_.coef_)
+    assert again.clinical_imputer_.fill_values_ == model.clinical_imputer_.fill_values_
+    np.testing.assert_allclose(again.predict_risk(X.loc[train, cols]), model.predict_risk(X.loc[train, cols]))
