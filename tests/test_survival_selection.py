@@ -376,7 +376,7 @@ def test_survival_model_specs_follow_the_available_blocks():
     blocks = dict.fromkeys(("clinical", "radiomics", "ith", "deep"), pd.DataFrame())
     specs, skipped = survival_model_specs(blocks)
     assert [name for name, _, _ in specs] == list(MODEL_ORDER) and skipped.empty
-    assert dict((n, parts) for n, parts, _ in specs)["Combined"] == ["clinical", "radiomics", "deep", "ith"]
+    assert {n: parts for n, parts, _ in specs}["Combined"] == ["clinical", "radiomics", "deep", "ith"]
     specs, skipped = survival_model_specs({"radiomics": pd.DataFrame(), "ith": pd.DataFrame()})
     assert [n for n, _, _ in specs] == ["C-radiomics", "ITH", "C-radiomics + ITH", "Combined", "C-radiomics (RSF)"]
     assert skipped.set_index("model").loc["DL_F", "reason"] == "no deep features in this study"
