@@ -13,7 +13,9 @@ declared cohorts/series without rows, one image or mask for two patients
 (leakage), masks of another patient (NIfTI grid, RTSTRUCT references), 4D and
 single-slice images, too small masks, CSV dialects (semicolon, tab, decimal
 commas, BOM + CRLF, Latin-1), swapped image/mask columns, cohort names and a
-time-to-event-only study with steps that need a binary endpoint; every
+time-to-event-only study (issue 15: accepted with survival selection steps;
+binary-only steps, zero/missing times, no training event, horizons beyond the
+training follow-up are specific errors); every
 message line stays under 300 characters.
 
 Related cases covered elsewhere (not repeated here): every manifest problem
@@ -784,20 +786,95 @@ def test_manifest_cohort_differing_only_by_case(tiny_study):
 
 
 # -- endpoints the steps need -------------------------------------------------------------------------------------------------------
-def test_time_to_event_only_study_with_steps_needing_a_binary_endpoint(tiny_study):
-    _edit_config(tiny_study, endpoints={"time": "months", "event": "died"})
-    _write_table(tiny_study, patient=PATIENTS, months=[12, 3, 5, 7], died=[0, 1, 1, 0])
-    load_study(load_config(tiny_study / "study.yaml"))  # QC only: nothing needs a binary endpoint
-    steps = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
+def _survival_only(tiny_study, months=(12, 3, 5, 7), died=(0, 1, 1, 0), steps=None, **config):
+    """The tiny study made time-to-event only (no endpoints.binary) with the signature, models and statistics steps."""
+    _edit_config(tiny_study, endpoints={"time": "months", "event": "died"}, **config)
+    _write_table(tiny_study, patient=PATIENTS, months=list(months), died=list(died))
+    base = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
     added = [{"name": n, "notebook": str(REPO / "notebooks" / f"{nb}.ipynb"), "per_cohort": False}
              for n, nb in (("signature", "04_signature"), ("models", "05_models"), ("statistics", "06_statistics"))]
-    _edit_config(tiny_study, steps=[*steps, *added])
+    signature = {"steps": steps if steps is not None else SURVIVAL_STEPS}
+    _edit_config(tiny_study, steps=[*base, *added], signature=signature)
+
+
+SURVIVAL_STEPS = [{"step": "zscore"}, {"step": "univariate_cox", "p_threshold": 0.1}, {"step": "cox_lasso", "cv": 2}]
+
+
+def test_time_to_event_only_study_with_survival_steps_validates(tiny_study):
+    # Issue 15: a survival-only study runs steps 04-07 against (time, event); no blanket "needs a binary endpoint".
+    _survival_only(tiny_study, survival={"horizons": [4, 6]})
+    notes: list = []
+    load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    assert notes == []
+
+
+def test_time_to_event_only_study_with_binary_selection_steps(tiny_study):
+    _survival_only(tiny_study, steps=[{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.05}, {"step": "correlation", "threshold": 0.9},
+                                      {"step": "lasso"}], survival={"horizons": [4, 6]})
     err = _validate(tiny_study)
     (issue,) = err.issues
-    _assert_issue(err, patient=None, column=None,
-                  text="steps ['signature', 'models', 'statistics'] need a binary endpoint but endpoints.binary is not set (only a time-to-event endpoint is configured)",
-                  fix="set endpoints.binary to a 0/1 column of the patient table, or remove signature, models, statistics from 'steps:'")
+    _assert_issue(err, patient=None, column="signature.steps",
+                  text="step 2: univariate; step 3: correlation (relevance univariate_p); step 4: lasso need a binary label, "
+                       "but the study's endpoint is time-to-event only",
+                  fix="use survival steps: zscore, univariate_cox, correlation with relevance: order, cox_lasso")
     assert err.source.endswith("study.yaml")
+
+
+def test_time_to_event_only_study_without_any_endpoint_still_needs_one(tiny_study):
+    _edit_config(tiny_study, endpoints={})
+    steps = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
+    _edit_config(tiny_study, steps=[*steps, {"name": "models", "notebook": str(REPO / "notebooks" / "05_models.ipynb"), "per_cohort": False}])
+    err = _validate(tiny_study)
+    _assert_issue(err, patient=None, column=None, text="steps ['models'] need a binary endpoint but endpoints.binary is not set",
+                  fix="set endpoints.binary to a 0/1 column of the patient table")
+
+
+@pytest.mark.parametrize(
+    ("months", "died", "column", "patient", "text", "fix"),
+    [
+        ([12, 0, 5, 7], [0, 1, 1, 0], "months", "P02", "follow-up time is 0", "time to event must be > 0 for the survival models"),
+        ([12, None, 5, 7], [0, 1, 1, 0], "months", "P02", "time nan is not a number", "give the follow-up time as a number"),
+        ([12, -1, 5, 7], [0, 1, 1, 0], "months", "P02", "negative time -1", "time to event must be >= 0"),
+        ([12, 3, 5, 7], [0, 3, 1, 0], "died", "P02", "value 3 is not 0 or 1", "code the endpoint as 0/1"),
+        ([12, 3, 5, 7], [0, None, 1, 0], "died", "P02", "endpoint value is missing", "fill it in (0 or 1)"),
+    ],
+    ids=["zero time", "missing time", "negative time", "event not 0/1", "missing event"],
+)
+def test_survival_only_patient_rows(tiny_study, months, died, column, patient, text, fix):
+    _survival_only(tiny_study, months, died, survival={"horizons": [4, 6]})
+    err = _validate(tiny_study)
+    _assert_issue(err, patient=patient, column=column, row=2, text=text, fix=fix)
+
+
+def test_survival_only_event_column_missing(tiny_study):
+    _survival_only(tiny_study, survival={"horizons": [4, 6]})
+    _write_table(tiny_study, patient=PATIENTS, months=[12, 3, 5, 7])
+    err = _validate(tiny_study)
+    _assert_issue(err, patient=None, column="died", text="column named in the study config is missing", fix="add column 'died' or fix the config")
+
+
+def test_survival_only_training_cohort_without_events(tiny_study):
+    _survival_only(tiny_study, died=(0, 0, 1, 0), survival={"horizons": [4, 6]})
+    err = _validate(tiny_study)
+    issue = _assert_issue(err, patient=None, column="died", text="training cohort 'train' has no event: all 2 patients (P01, P02) are censored",
+                          fix="check the coding of 'died' (1 = event observed)")
+    assert "no survival model can be fitted without events" in issue.problem
+
+
+def test_survival_horizons_beyond_the_training_follow_up(tiny_study):
+    # Every horizon at or beyond the last training time (12 months): no time-dependent AUC can be estimated, an error.
+    _survival_only(tiny_study, survival={"horizons": [12, 24]})
+    err = _validate(tiny_study)
+    _assert_issue(err, patient=None, column="survival.horizons",
+                  text="every horizon (12, 24 months) is at or beyond the last training follow-up time (12)",
+                  fix="set survival.horizons to times below 12 months")
+    assert err.source.endswith("study.yaml")
+    # Some beyond it: a note (their AUC is reported as '-' with the reason), not an error.
+    _edit_config(tiny_study, survival={"horizons": [6, 24]})
+    notes: list = []
+    load_study(load_config(tiny_study / "study.yaml"), notes=notes)
+    (note,) = notes
+    assert note.column == "survival.horizons" and "horizon(s) 24 months are at or beyond the last training follow-up time (12)" in note.problem
 
 
 # -- the command line, message length, no false positives ---------------------------------------------------------------------------

@@ -532,7 +532,7 @@ def test_build_selector_from_config_and_errors():
     with pytest.raises(ConfigError) as err:
         build_selector([{"step": "zscore"}, {"step": "pca"}, {"step": "mrmr", "kk": 3}, {"step": "univariate", "test": "anova"}, {"k": 3}])
     msg = str(err.value)
-    assert "step 2: unknown step 'pca'; choose one of ['impute', 'zscore', 'univariate', 'correlation', 'mrmr', 'lasso']" in msg
+    assert "step 2: unknown step 'pca'; choose one of ['impute', 'zscore', 'univariate', 'correlation', 'mrmr', 'lasso', 'univariate_cox', 'cox_lasso']" in msg
     assert "step 3 (mrmr): unknown parameter(s) ['kk']; allowed: ['k', 'relevance'" in msg
     assert "step 4 (univariate): test='anova' is not one of ['auto', 'ttest', 'mannwhitney']" in msg
     assert "step 5: {'k': 3} must be a mapping with a 'step' key" in msg

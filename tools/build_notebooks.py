@@ -232,6 +232,7 @@ from helpers.steps.models import (
     write_grid_outputs,
     write_survival_outputs,
 )
+from helpers.steps.survival import fit_survival_model_set, write_survival_model_outputs
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 
@@ -241,43 +242,57 @@ report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)
 data = load_modelling_data(cfg, patients)"""),
         ("md", "## Model grid (AUC heatmaps like the seed's 48-model figure)"),
-        ("code", """grid, grid_models = run_model_grid(data, cfg, return_models=True)
-display(write_grid_outputs(grid, report))"""),
+        ("code", """binary = not cfg.survival_only  # a survival-only study (no endpoints.binary) fits the time-to-event models only
+if binary:
+    grid, grid_models = run_model_grid(data, cfg, return_models=True)
+    display(write_grid_outputs(grid, report))
+else:
+    print("survival-only study (no endpoints.binary): binary model grid, final model, fusion and nomogram skipped")"""),
         ("md", "## Final model: signature selection + configured algorithm; threshold; predictions; SHAP"),
-        ("code", """final = fit_final_model(data, cfg)
-for name, table in write_final_model_outputs(final, data, cfg, report).items():
-    print(name)
-    display(table)"""),
+        ("code", """if binary:
+    final = fit_final_model(data, cfg)
+    for name, table in write_final_model_outputs(final, data, cfg, report).items():
+        print(name)
+        display(table)"""),
         ("md", "## Fusion: best single block vs feature-level fusion vs score-level stacking"),
-        ("code", """stacker = fit_stacker(data, cfg)
-fusion = fusion_comparison(data, cfg, grid, final, stacker)
-report.table(fusion, "fusion_models", per_cohort=False)
-display(fusion)"""),
+        ("code", """if binary:
+    stacker = fit_stacker(data, cfg)
+    fusion = fusion_comparison(data, cfg, grid, final, stacker)
+    report.table(fusion, "fusion_models", per_cohort=False)
+    display(fusion)"""),
         ("md", """## Clinical model and clinical-radiomics nomogram
 
 Runs when the study config lists clinical variables (`clinical:`); the nomogram's Rad-score is relearned inside every
 training fold, so its out-of-fold AUC is honest."""),
-        ("code", """clinical_models = fit_clinical_models(data, cfg)
-if not clinical_models:
+        ("code", """clinical_models = fit_clinical_models(data, cfg) if binary else {}
+if binary and not clinical_models:
     print("no clinical variables configured: clinical model and nomogram skipped")
 for name, table in write_clinical_outputs(clinical_models, data, cfg, report).items():
     print(name)
     display(table)"""),
         ("md", "## Predictions of the compared models (input of notebook 06)"),
-        ("code", """models = comparison_models(cfg, final, grid, grid_models, stacker, clinical_models)
-predictions = model_predictions(models, data)
-report.data(predictions, "model_predictions", index=False)
-display(predictions.groupby(["model", "cohort"]).size().unstack())"""),
-        ("md", """## Time-to-event models: penalised Cox and random survival forest on the signature features
+        ("code", """if binary:
+    models = comparison_models(cfg, final, grid, grid_models, stacker, clinical_models)
+    predictions = model_predictions(models, data)
+    report.data(predictions, "model_predictions", index=False)
+    display(predictions.groupby(["model", "cohort"]).size().unstack())"""),
+        ("md", """## Time-to-event models
 
-Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`); risk-group cut-offs
-come from the training cohort's out-of-fold risks."""),
+Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`). Survival-only study:
+Cox models on the clinical variables, the radiomics signature (also a random survival forest), the ITH score(s) and
+the deep features, each with and without ITH, and a combined model (seed Table S4). With a binary endpoint too:
+penalised Cox and a random survival forest on the features selected for survival (`survival.signature_steps`).
+Training risks are out-of-fold; risk-group cut-offs come from the training cohort's out-of-fold risks."""),
         ("code", """if data.time is None:
     print("no time-to-event endpoint configured: survival models skipped")
-    survival_fits = {}
+    shown = {}
+elif cfg.survival_only:
+    survival_models = fit_survival_model_set(data, cfg)
+    shown = write_survival_model_outputs(survival_models, data, cfg, report)
 else:
     survival_fits = fit_survival_models(data, cfg, survival_features(cfg, data.X))
-for name, table in write_survival_outputs(survival_fits, data, cfg, report).items():
+    shown = write_survival_outputs(survival_fits, data, cfg, report)
+for name, table in shown.items():
     print(name)
     display(table)"""),
     ],
@@ -322,12 +337,19 @@ for name, table in table_one.items():
     print(name)
     display(table)"""),
         ("md", "## Performance per model and cohort; pairwise DeLong / NRI / IDI; calibration; subgroups"),
-        ("code", """tables = model_statistics(predictions, cfg, manifest)
+        ("code", """tables = model_statistics(predictions, cfg, manifest) if not cfg.survival_only else {}
+if cfg.survival_only:
+    print("survival-only study (no endpoints.binary): no binary model statistics")
 for name, table in tables.items():
     report.table(table, name, per_cohort=False)
     print(name)
     display(table.head(30))"""),
-        ("md", "## Survival metrics (C-index, time-dependent AUC per horizon, integrated Brier score)"),
+        ("md", """## Survival metrics (C-index, time-dependent AUC per horizon, integrated Brier score)
+
+Per model and cohort (training: out-of-fold); the ablation table (seed Table S4: C-index, AUC, IBS per validation/test
+cohort) and the time-dependent AUC per horizon (seed Table S5). Each cohort is evaluated in the time range it
+supports: a horizon beyond its follow-up, beyond the training follow-up, or without an event before it is '-' with the
+reason in the note column."""),
         ("code", """survival_tables = survival_statistics(predictions, cfg)
 if not survival_tables:
     print("no time-to-event endpoint configured: survival metrics skipped")
@@ -335,7 +357,8 @@ for name, table in survival_tables.items():
     report.table(table, name, per_cohort=False)
     display(table)"""),
         ("md", "## Figures: ROC, calibration and decision curves per cohort; subgroup forest plots; Rad-score; feature weights"),
-        ("code", """print("\\n".join(write_statistics_figures(predictions, tables, cfg, report)))"""),
+        ("code", """if not cfg.survival_only:
+    print("\\n".join(write_statistics_figures(predictions, tables, cfg, report)))"""),
     ],
     "07_supplement.ipynb": [
         ("md", """# 07 The supplementary document

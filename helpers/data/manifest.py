@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from helpers.data.tables import CsvDialect, read_csv_table
 from helpers.errors import ImageReadError, ManifestError, ManifestIssue
 from helpers.imaging.io import geometry_difference, is_dicom_file, nonfinite_voxels, read_image, read_mask, sha256_file
-from helpers.settings.study import StudyConfig
+from helpers.settings.study import StudyConfig, binary_only_steps
 
 REQUIRED_COLUMNS = ("patient", "cohort", "series", "image", "mask")
 OPTIONAL_COLUMNS = ("centre", "scanner", "mask_reader2", "mask_roi", "image_sha256", "mask_sha256")
@@ -39,6 +39,7 @@ __all__ = [
     "fits_outcome_models",
     "reads_images",
     "binary_endpoint_steps",
+    "fits_survival_models",
 ]
 
 
@@ -693,6 +694,10 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
                 issues.append(ManifestIssue(row, cfg.endpoints.time, patient, f"time {_shown(r[cfg.endpoints.time])} is not a number", "give the follow-up time as a number"))
             elif t < 0:
                 issues.append(ManifestIssue(row, cfg.endpoints.time, patient, f"negative time {t}", "time to event must be >= 0; check the dates"))
+            elif t == 0 and fits_survival_models(cfg):
+                # Cox partial likelihood and the IPCW metrics need a positive follow-up (an event at time 0 has no risk set before it).
+                issues.append(ManifestIssue(row, cfg.endpoints.time, patient, "follow-up time is 0",
+                                            "time to event must be > 0 for the survival models: check the dates, or remove the patient"))
     issues += _continuous_text_issues(table, cfg, dialect)
     filled = table[table[pid].str.strip().ne("")]
     dups = filled[filled[pid].duplicated(keep=False)]
@@ -874,13 +879,17 @@ def load_study(
         patients = load_patient_table(cfg, listed, notes=notes)
     except ManifestError as exc:
         collect(exc)
-    endpoint_issues = _endpoint_step_issues(cfg)
+    endpoint_issues = _endpoint_step_issues(cfg) + _survival_step_issues(cfg)
     if endpoint_issues:
         collect(ManifestError(str(cfg.path(cfg.config_file)), endpoint_issues))
     if not found and fits_outcome_models(cfg):
         issues = _training_class_issues(cfg, manifest, patients)
         if issues:
             collect(ManifestError(str(cfg.path(cfg.patient_table)), issues))
+        elif fits_survival_models(cfg):
+            horizon_issues = _horizon_issues(cfg, manifest, patients, notes)
+            if horizon_issues:
+                collect(ManifestError(str(cfg.path(cfg.config_file)), horizon_issues))
     if found:
         raise ManifestError(" and ".join(found), [i for issues in found.values() for i in issues])
     return manifest, patients
@@ -948,10 +957,12 @@ _BINARY_NOTEBOOKS = ("04_signature", "05_models", "06_statistics")
 def binary_endpoint_steps(cfg: StudyConfig) -> list[str]:
     """Names of the configured steps that cannot run without ``endpoints.binary``.
 
-    Notebooks 04-06 (signature, models, statistics), and notebook 02 when a
-    deep-feature extractor is fine-tuned on the label (``mode: finetune``).
+    Notebooks 04-06 (signature, models, statistics) when the study has no
+    time-to-event endpoint either (a survival-only study runs them against
+    (time, event)), and notebook 02 when a deep-feature extractor is
+    fine-tuned on the label (``mode: finetune``).
     """
-    out = [s.name for s in cfg.steps if _is_step(s, _BINARY_STEPS, _BINARY_NOTEBOOKS)]
+    out = [] if cfg.endpoints.time else [s.name for s in cfg.steps if _is_step(s, _BINARY_STEPS, _BINARY_NOTEBOOKS)]
     if any(getattr(d, "mode", None) == "finetune" for d in cfg.deep_features):
         out += [s.name for s in cfg.steps if _is_step(s, ("segmentation",), ("02_segmentation",)) and s.name not in out]
     return out
@@ -967,6 +978,56 @@ def _endpoint_step_issues(cfg: StudyConfig) -> list[ManifestIssue]:
     only = " (only a time-to-event endpoint is configured)" if cfg.endpoints.time else ""
     return [ManifestIssue(None, None, None, f"steps {steps} need a binary endpoint but endpoints.binary is not set{only}",
                           f"set endpoints.binary to a 0/1 column of the patient table, or remove {_short_list(steps, 60)} from 'steps:'")]
+
+
+def fits_survival_models(cfg: StudyConfig) -> bool:
+    """True when the study has a time-to-event endpoint and a step fitting on the outcome (signature or models)."""
+    return cfg.endpoints.time is not None and fits_outcome_models(cfg)
+
+
+def _survival_step_issues(cfg: StudyConfig) -> list[ManifestIssue]:
+    """Selection steps fitted against (time, event) that need a binary label (survival-only ``signature.steps``, or
+    ``survival.signature_steps`` when the survival models use their own selection)."""
+    if not fits_survival_models(cfg):
+        return []
+    if cfg.survival_only:
+        key, steps = "signature.steps", cfg.signature.steps
+    elif cfg.survival.features == "survival_signature":
+        key, steps = "survival.signature_steps", cfg.survival.signature_steps
+    else:
+        return []
+    bad = binary_only_steps(steps)
+    if not bad:
+        return []
+    why = "the study's endpoint is time-to-event only (endpoints.binary is not set)" if cfg.survival_only else "they are fitted against (time, event)"
+    return [ManifestIssue(None, key, None, f"{'; '.join(bad) if len(bad) <= 4 else _short_list(bad, 90)} need a binary label, but {why}",
+                          "use survival steps: zscore, univariate_cox, correlation with relevance: order, cox_lasso")]
+
+
+def _horizon_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataFrame, notes: list[ManifestIssue] | None) -> list[ManifestIssue]:
+    """``survival.horizons`` against the training follow-up: none estimable is an error, some beyond it a note.
+
+    The time-dependent AUC at a horizon needs censoring weights from the training cohort, undefined at or after its
+    last follow-up time; such horizons are reported as not estimable ('-') in every cohort.
+    """
+    train_ids = sorted(set(manifest.loc[manifest["cohort"].isin(cfg.training_cohorts), "patient"]))
+    times = pd.to_numeric(patients[cfg.endpoints.time].reindex(train_ids), errors="coerce").dropna()
+    if times.empty:
+        return []
+    last = float(times.max())
+    beyond = [h for h in cfg.survival.horizons if h >= last]
+    if not beyond:
+        return []
+    shown = ", ".join(f"{h:g}" for h in beyond)
+    if len(beyond) == len(cfg.survival.horizons):
+        return [ManifestIssue(None, "survival.horizons", None,
+                              f"every horizon ({shown} {cfg.survival.time_unit}) is at or beyond the last training follow-up time ({last:g}): "
+                              "no time-dependent AUC can be estimated", f"set survival.horizons to times below {last:g} {cfg.survival.time_unit}")]
+    if notes is not None:
+        notes.append(ManifestIssue(None, "survival.horizons", None,
+                                   f"horizon(s) {shown} {cfg.survival.time_unit} are at or beyond the last training follow-up time ({last:g}): "
+                                   "their time-dependent AUC is reported as not estimable ('-')", f"nothing to do if intended; otherwise lower them below {last:g}"))
+    return []
 
 
 def _training_class_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataFrame) -> list[ManifestIssue]:
@@ -990,6 +1051,12 @@ def _training_class_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: p
             classes = sorted(set(values.astype(int)))
             if len(classes) == 1:
                 shown = _short_list(ids, 80)
+                if col == cfg.endpoints.event and classes == [0]:
+                    issues.append(ManifestIssue(
+                        None, col, None, f"training cohort '{cohort}' has no event: all {len(values)} patients ({shown}) are censored ('{col}' = 0); "
+                        "no survival model can be fitted without events",
+                        f"check the coding of '{col}' (1 = event observed) and the cohort assignment, or add training patients with events"))
+                    continue
                 issues.append(ManifestIssue(
                     None, col, None,
                     f"training cohort '{cohort}' has a single class of '{col}': all {len(values)} patients ({shown}) are {classes[0]}; "

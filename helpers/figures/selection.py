@@ -139,7 +139,8 @@ def lasso_cv_figure(lasso_selector: LassoSelector):
     top.set_xticks(ticks["log_lambda"].to_numpy(), labels=[str(int(n)) for n in ticks["n_nonzero"]])
     top.set_xlabel("non-zero coefficients")
     ax.set_xlabel("log(λ)")
-    ax.set_ylabel({"roc_auc": "cross-validated AUC", "neg_log_loss": "cross-validated -log loss"}[lasso_selector.scoring])
+    ax.set_ylabel({"roc_auc": "cross-validated AUC", "neg_log_loss": "cross-validated -log loss", "c_index": "cross-validated C-index",
+                   "partial_likelihood": "cross-validated partial log-likelihood"}[lasso_selector.scoring])
     n_folds = sum(c.startswith("fold_") for c in res.columns)
     ax.set_title(f"{n_folds}-fold cross-validation of λ")
     # Below the axes (one column is narrow: a legend inside would cover the curve).

@@ -58,20 +58,30 @@ from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_to_index
 from helpers.errors import ConfigError, InputDataError
+from helpers.settings.study import BINARY_STEPS as _BINARY_STEPS
+from helpers.settings.study import SURVIVAL_STEPS as _SURVIVAL_STEPS
+from helpers.settings.study import binary_only_steps as _binary_only_steps
 
 __all__ = [
+    "BINARY_STEPS",
     "STEP_TYPES",
+    "SURVIVAL_STEPS",
     "CorrelationFilter",
+    "CoxLassoSelector",
     "LassoSelector",
     "MRMRSelector",
     "MissingValueImputer",
+    "UnivariateCoxFilter",
     "UnivariateFilter",
     "ZScoreScaler",
+    "binary_only_steps",
     "build_selector",
+    "cox_log_partial_likelihood",
     "radscore",
     "radscore_formula",
     "radscore_table",
     "selection_pathway",
+    "univariate_cox",
 ]
 
 #: Relative range below which a training feature counts as constant (floating-point round-off).
@@ -183,6 +193,9 @@ def _binary_target(y, X: pd.DataFrame, *, labelled: bool = True) -> tuple[np.nda
     if labelled:
         y = align_to_index(X.index, y, "y", "X")
     arr = np.asarray(y).ravel()
+    if arr.dtype.names is not None:
+        raise ValueError("y must be binary (a class label), got a survival target (time, event): use the survival steps "
+                         "univariate_cox and cox_lasso, or correlation with relevance='order'")
     if arr.shape[0] != X.shape[0]:
         raise ValueError(f"y has {arr.shape[0]} values but X has {X.shape[0]} rows")
     if pd.isna(arr).any():
@@ -1351,9 +1364,9 @@ def selection_pathway(pipeline) -> pd.DataFrame:
 
 
 def _lasso_index(pipeline) -> int:
-    idx = [i for i, (_, est) in enumerate(pipeline.steps) if isinstance(est, LassoSelector)]
+    idx = [i for i, (_, est) in enumerate(pipeline.steps) if isinstance(est, LassoSelector | CoxLassoSelector)]
     if not idx:
-        raise ValueError("the pipeline has no LassoSelector step: the Rad-score is its linear predictor")
+        raise ValueError("the pipeline has no LassoSelector (or CoxLassoSelector) step: the Rad-score is its linear predictor")
     check_is_fitted(pipeline.steps[idx[-1]][1], "estimator_")
     return idx[-1]
 
@@ -1396,7 +1409,8 @@ def radscore_formula(selector_or_coef, intercept: float | None = None, scaler: Z
         if scaler is None:
             scaler = next((est for _, est in selector_or_coef.steps if isinstance(est, ZScoreScaler)), None)
         selector_or_coef = lasso
-    if isinstance(selector_or_coef, LassoSelector):
+    cox = isinstance(selector_or_coef, CoxLassoSelector)
+    if isinstance(selector_or_coef, LassoSelector | CoxLassoSelector):
         check_is_fitted(selector_or_coef, "coef_")
         coef = selector_or_coef.coef_
         intercept = selector_or_coef.intercept_ if intercept is None else intercept
@@ -1413,6 +1427,10 @@ def radscore_formula(selector_or_coef, intercept: float | None = None, scaler: Z
     text = f"Rad-score = {fmt.format(intercept)}"
     for name, c in coef.items():
         text += f" {'-' if c < 0 else '+'} {fmt.format(abs(c))} × {wrap(name)}"
+    if cox:
+        # A Cox model has no intercept: the Rad-score is the linear predictor (log relative hazard).
+        text = text.replace(f"Rad-score = {fmt.format(intercept)} + ", "Rad-score = ", 1).replace(f"Rad-score = {fmt.format(intercept)} - ", "Rad-score = -", 1)
+        text += "\n(Cox linear predictor: log hazard ratio relative to a patient at the training mean of every feature)"
     if scaler is not None:
         check_is_fitted(scaler, "mean_")
         missing = [n for n in coef.index if n not in scaler.mean_.index]
@@ -1483,5 +1501,457 @@ def radscore_table(table: pd.DataFrame, pipeline, outcome: pd.Series | str | Non
         out["outcome"] = align_to_index(table.index, values, "outcome", "table")  # by patient; extra patients are an error
     score = radscore(table, pipeline)
     out["radscore"] = score
-    out["probability"] = 1.0 / (1.0 + np.exp(-score))
+    if isinstance(pipeline.steps[_lasso_index(pipeline)][1], LassoSelector):  # a Cox Rad-score is a log relative hazard, no probability
+        out["probability"] = 1.0 / (1.0 + np.exp(-score))
     return out
+
+
+# --------------------------------------------------------------------------- survival (time-to-event) steps
+#
+# The survival target travels through a Pipeline like a class label: ``y`` is the structured array of
+# :func:`helpers.learning.survival.to_structured` (fields ``event`` bool, ``time`` float; positional, in X's row
+# order) or a DataFrame with ``time`` and ``event`` columns indexed by patient (matched to X's rows by label).
+
+
+def _survival_target(y, X: pd.DataFrame, *, labelled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(time float, event bool) of the rows of X from a structured array or a (time, event) DataFrame."""
+    if y is None:
+        raise ValueError("this step requires y to be passed, but the target y is None: pass to_structured(time, event) to fit")
+    if isinstance(y, pd.DataFrame):
+        if not {"time", "event"} <= set(y.columns):
+            raise ValueError(f"a DataFrame survival target needs 'time' and 'event' columns, got {list(y.columns)[:5]}")
+        if labelled:
+            t = align_to_index(X.index, y["time"], "y['time']", "X")
+            e = align_to_index(X.index, y["event"], "y['event']", "X")
+        else:
+            t, e = y["time"], y["event"]
+        time, event = np.asarray(t, dtype=float), np.asarray(e)
+    else:
+        arr = np.asarray(y)
+        names = arr.dtype.names
+        if names is None or len(names) != 2:
+            raise ValueError(
+                "this step needs a survival target: pass y = to_structured(time, event) (helpers.learning.survival), "
+                f"not {arr.dtype} values; a binary label belongs to the binary steps (univariate, mrmr, lasso)")
+        # scikit-survival's layout: first field the event indicator, second the time.
+        event, time = arr[names[0]], np.asarray(arr[names[1]], dtype=float)
+    time, event = time.ravel(), np.asarray(event).ravel()
+    if time.shape[0] != X.shape[0]:
+        raise ValueError(f"y has {time.shape[0]} values but X has {X.shape[0]} rows")
+    if pd.isna(event).any() or not np.all(np.isfinite(time)) or np.any(time <= 0):
+        raise ValueError("survival target: times must be finite and > 0 and events 0/1 without missing values")
+    if not set(np.unique(event).tolist()) <= {0, 1}:
+        raise ValueError(f"survival target: event must be 0/1 (or bool), got {np.unique(event)[:5].tolist()}")
+    event = event.astype(bool)
+    if not event.any():
+        raise ValueError("survival target: no event in these rows; a Cox model needs at least one observed event")
+    return time, event
+
+
+def _efron_terms(time: np.ndarray, event: np.ndarray):
+    """Sorting and tie structure shared by the Cox likelihood computations (Efron's tie correction)."""
+    order = np.argsort(time, kind="stable")
+    t, e = time[order], event[order]
+    ev_times = np.unique(t[e])
+    first_at_risk = np.searchsorted(t, ev_times, side="left")  # risk set of an event time: rows first_at_risk..end
+    group = np.searchsorted(ev_times, t)  # event-time index of each event row
+    d = np.bincount(group[e], minlength=ev_times.size)
+    return order, e, first_at_risk, group, d
+
+
+def univariate_cox(values: np.ndarray, time: np.ndarray, event: np.ndarray, *, max_iter: int = 50, tol: float = 1e-9):
+    """One-covariate Cox models of every column at once (Newton-Raphson, Efron ties, as lifelines' CoxPHFitter).
+
+    Returns ``(coef, se, p)``: log hazard ratio per unit of the column, its standard error (inverse observed
+    information) and the two-sided Wald p-value. A column without a finite maximum (constant, or separating the
+    events so the estimate diverges) gets coef NaN and p = 1.
+    """
+    p = values.shape[1]
+    order, e, start, group, d = _efron_terms(time, event)
+    x = values[order] - values.mean(axis=0)  # centring leaves the estimate unchanged and keeps exp() finite
+    sx = x.std(axis=0)
+    ok = sx > 0
+    x = np.divide(x, sx, out=np.zeros_like(x), where=ok)  # fitted on the unit scale, reported per original unit
+    xd = np.zeros((d.size, p))
+    np.add.at(xd, group[e], x[e])
+    beta = np.zeros(p)
+    dmax = int(d.max())
+
+    def terms(b):
+        w = np.exp(np.clip(x * b, -700, 700))
+        s0 = np.cumsum(w[::-1], axis=0)[::-1][start]
+        s1 = np.cumsum((w * x)[::-1], axis=0)[::-1][start]
+        s2 = np.cumsum((w * x * x)[::-1], axis=0)[::-1][start]
+        d0 = np.zeros((d.size, p)); d1 = np.zeros((d.size, p)); d2 = np.zeros((d.size, p))
+        np.add.at(d0, group[e], w[e]); np.add.at(d1, group[e], (w * x)[e]); np.add.at(d2, group[e], (w * x * x)[e])
+        ll = (xd * b).sum(axis=0)
+        score = xd.sum(axis=0).copy()
+        info = np.zeros(p)
+        for ell in range(dmax):
+            m = (ell < d)[:, None]
+            f = (ell / np.maximum(d, 1))[:, None]
+            a0, a1, a2 = s0 - f * d0, s1 - f * d1, s2 - f * d2
+            a0 = np.where(m, a0, 1.0)
+            ll -= np.where(m, np.log(a0), 0.0).sum(axis=0)
+            score -= np.where(m, a1 / a0, 0.0).sum(axis=0)
+            info += np.where(m, a2 / a0 - (a1 / a0) ** 2, 0.0).sum(axis=0)
+        return ll, score, info
+
+    ll, score, info = terms(beta)
+    converged = np.zeros(p, dtype=bool)
+    for _ in range(max_iter):
+        step = np.divide(score, info, out=np.zeros(p), where=info > 0)
+        new = beta + np.where(converged | ~ok, 0.0, step)
+        ll_new, score_new, info_new = terms(new)
+        worse = ll_new < ll - 1e-12  # step halving where the likelihood went down
+        for _half in range(20):
+            if not worse.any():
+                break
+            new = np.where(worse, (beta + new) / 2, new)
+            ll_new, score_new, info_new = terms(new)
+            worse = ll_new < ll - 1e-12
+        converged |= np.abs(new - beta) < tol * (1 + np.abs(beta))
+        beta, ll, score, info = new, ll_new, score_new, info_new
+        if converged[ok].all():
+            break
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = 1.0 / np.sqrt(info)
+        z = beta / se
+    pvals = 2 * stats.norm.sf(np.abs(z))
+    bad = ~ok | ~np.isfinite(pvals) | (np.abs(beta) > 30)  # > 30 SDs per log hazard: a diverging (separated) fit
+    coef = np.where(bad, np.nan, beta / np.where(ok, sx, 1.0))
+    se = np.where(bad, np.nan, se / np.where(ok, sx, 1.0))
+    pvals = np.where(bad, 1.0, pvals)
+    return coef, se, pvals
+
+
+def cox_log_partial_likelihood(eta: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+    """Breslow log partial likelihood of linear predictors ``eta`` (the likelihood CoxnetSurvivalAnalysis maximises)."""
+    order = np.argsort(time, kind="stable")
+    t, e, h = time[order], event[order].astype(bool), eta[order]
+    ev_times = np.unique(t[e])
+    start = np.searchsorted(t, ev_times, side="left")
+    m = h.max()
+    s0 = np.cumsum(np.exp(h - m)[::-1])[::-1][start]
+    d = np.bincount(np.searchsorted(ev_times, t[e]), minlength=ev_times.size)
+    return float(h[e].sum() - (d * (np.log(s0) + m)).sum())
+
+
+class UnivariateCoxFilter(_FeatureStep):
+    """Keep features whose one-covariate Cox model is associated with survival (training rows only).
+
+    Each feature is fitted alone by a Cox proportional-hazards model (Efron
+    ties; the same estimates and Wald p-values as lifelines' ``CoxPHFitter``)
+    and its Harrell's C (risk = the feature times the sign of its
+    coefficient, i.e. concordance in the fitted direction) is recorded. A
+    feature is kept when its p-value is <= ``p_threshold`` (``criterion="p"``)
+    or its C-index is >= ``c_threshold`` (``criterion="c_index"``). When fewer
+    than ``min_features`` pass, the ``min_features`` best ones (lowest p /
+    highest C) are kept instead and the step says so. Kept features are
+    returned most relevant first (ascending p, or descending C; ties by input
+    position), so a following ``correlation`` step with ``relevance="order"``
+    keeps the more relevant feature of each correlated pair.
+
+    Parameters
+    ----------
+    criterion : {"p", "c_index"}
+    p_threshold : float in (0, 1]
+    c_threshold : float in [0.5, 1]
+    min_features : int >= 0
+    max_features : int or None
+        Keep at most this many (the best ones).
+
+    Attributes
+    ----------
+    coef_, se_, pvalues_, cindex_ : Series
+        Per input feature: log hazard ratio per unit, its SE, Wald p-value, Harrell's C in the fitted direction.
+    n_events_ : int
+    note_ : str
+        Empty, or why ``min_features`` overrode the threshold.
+    selected_features_ : list of str
+        Most relevant first.
+    """
+
+    def __init__(self, *, criterion: str = "p", p_threshold: float = 0.05, c_threshold: float = 0.6, min_features: int = 1,
+                 max_features: int | None = None):
+        self.criterion = criterion
+        self.p_threshold = p_threshold
+        self.c_threshold = c_threshold
+        self.min_features = min_features
+        self.max_features = max_features
+
+    def _check_params(self) -> None:
+        _check_choice("criterion", self.criterion, ("p", "c_index"))
+        _check_number("p_threshold", self.p_threshold, 0, 1, low_open=True)
+        _check_number("c_threshold", self.c_threshold, 0.5, 1)
+        if isinstance(self.min_features, bool) or not isinstance(self.min_features, int | np.integer) or self.min_features < 0:
+            raise ValueError(f"min_features={self.min_features!r} must be an integer >= 0")
+        if self.max_features is not None and (isinstance(self.max_features, bool) or not isinstance(self.max_features, int | np.integer)
+                                              or self.max_features < 1):
+            raise ValueError(f"max_features={self.max_features!r} must be None or an integer >= 1")
+
+    def fit(self, X, y) -> UnivariateCoxFilter:
+        """Fit one Cox model per feature on the training rows.
+
+        Parameters
+        ----------
+        X : DataFrame (n_patients, n_features)
+        y : structured array from ``to_structured(time, event)`` or DataFrame with ``time``/``event``
+        """
+        self._check_params()
+        df = _as_frame(self, X, reset=True)
+        _require_finite(df, "UnivariateCoxFilter.fit")
+        time, event = _survival_target(y, df, labelled=isinstance(X, pd.DataFrame))
+        values = df.to_numpy(dtype=float)
+        coef, se, pvals = univariate_cox(values, time, event)
+        cidx = np.full(values.shape[1], 0.5)
+        for j in range(values.shape[1]):
+            if np.isfinite(coef[j]) and coef[j] != 0:
+                cidx[j] = _harrell_c(time, event, values[:, j] * np.sign(coef[j]))
+        cols = df.columns
+        self.coef_ = pd.Series(coef, index=cols, name="coef")
+        self.se_ = pd.Series(se, index=cols, name="se")
+        self.pvalues_ = pd.Series(pvals, index=cols, name="p_value")
+        self.cindex_ = pd.Series(cidx, index=cols, name="c_index")
+        self.n_events_ = int(event.sum())
+        pos = np.arange(len(cols))
+        if self.criterion == "p":
+            order = np.lexsort((pos, pvals))
+            passed = pvals <= self.p_threshold
+        else:
+            order = np.lexsort((pos, -cidx))
+            passed = cidx >= self.c_threshold
+        keep = [i for i in order if passed[i]]
+        self.note_ = ""
+        if len(keep) < self.min_features:
+            keep = list(order[: min(self.min_features, len(cols))])
+            self.note_ = f"{int(passed.sum())} feature(s) passed; the {len(keep)} best were kept (min_features={self.min_features})"
+        if self.max_features is not None:
+            keep = keep[: self.max_features]
+        self.selected_features_ = [cols[i] for i in keep]
+        return self
+
+    def describe(self) -> str:
+        rule = (f"univariate Cox p <= {self.p_threshold:g}" if self.criterion == "p" else f"univariate Cox C-index >= {self.c_threshold:g}")
+        if self.max_features is not None:
+            rule += f" (at most {self.max_features})"
+        note = f" ({self.note_})" if getattr(self, "note_", "") else ""
+        return rule + note
+
+    def __sklearn_tags__(self):
+        return _survival_tags(super().__sklearn_tags__())
+
+
+def _harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's C (scikit-survival's pair rules: ties in risk count 1/2)."""
+    from helpers.learning.survival import _harrell_c_fast  # learning-internal; imported lazily (survival imports lifelines)
+
+    return _harrell_c_fast(time, event, risk)
+
+
+class CoxLassoSelector(_FeatureStep):
+    """Cox LASSO / elastic net (scikit-survival's ``CoxnetSurvivalAnalysis``) with cross-validated penalty.
+
+    The penalised Cox model maximises the Breslow log partial likelihood
+    ``/ n`` minus ``alpha * (l1_ratio * ||b||_1 + (1 - l1_ratio)/2 * ||b||_2^2)``
+    (glmnet's Cox parametrisation). The alpha path (``n_alphas`` values from
+    the smallest alpha with all coefficients zero down to ``alpha_min_ratio``
+    times it) is computed on the training rows and reused in every fold of a
+    ``StratifiedKFold(cv, shuffle=True, random_state)`` split stratified by
+    the event indicator.
+
+    CV score per alpha and fold (higher is better):
+
+    - ``"partial_likelihood"``: the cross-validated partial likelihood of
+      Verweij and van Houwelingen (1993), glmnet's ``grouped`` Cox deviance:
+      ``l(b_-k; all training rows) - l(b_-k; rows outside fold k)`` with
+      ``b_-k`` fitted without fold k (Breslow log partial likelihood);
+    - ``"c_index"``: Harrell's C of ``X_fold @ b_-k`` in fold k.
+
+    ``alpha_min_`` maximises the mean score (ties: the larger alpha);
+    ``alpha_1se_`` is the largest alpha whose mean is >= best mean - SE of
+    the best (SE = SD of fold scores (ddof=1) / sqrt(folds)). When the
+    rule's alpha keeps fewer than ``min_features`` non-zero coefficients, the
+    largest alpha of the path keeping that many is used (:attr:`alpha_note_`).
+    Coefficients are those of the full-training path at the chosen alpha;
+    they are the Cox Rad-score (no intercept: a Cox model has none). Put
+    :class:`ZScoreScaler` first (the penalty treats coefficients alike).
+
+    Parameters
+    ----------
+    l1_ratio : float in (0, 1]
+        1 = LASSO, < 1 elastic net.
+    cv : int >= 2
+    lambda_rule : {"min", "1se"}
+    scoring : {"partial_likelihood", "c_index"}
+    n_alphas : int >= 2
+    alpha_min_ratio : float in (0, 1)
+    random_state : int
+    min_features : int >= 0
+    max_iter, tol : Coxnet's coordinate-descent limits.
+
+    Attributes
+    ----------
+    coef_ : Series
+        Per input feature (zeros included), log hazard ratio per input unit.
+    intercept_ : float
+        0.0 (kept for the Rad-score helpers).
+    alpha_, alpha_min_, alpha_1se_ : float
+    alpha_note_ : str
+    cv_results_ : DataFrame
+        Per alpha (descending): ``alpha``, ``log_alpha``, ``mean``, ``se``, ``fold_1..k``, ``n_nonzero``.
+    path_ : DataFrame
+        Coefficients along the training path (index ``alpha``).
+    selected_features_ : list of str
+    estimator_ : CoxnetSurvivalAnalysis
+        The full-training path model.
+    """
+
+    def __init__(self, *, l1_ratio: float = 1.0, cv=5, lambda_rule: str = "1se", scoring: str = "partial_likelihood", n_alphas: int = 50,
+                 alpha_min_ratio: float = 0.01, random_state: int = 0, min_features: int = 1, max_iter: int = 100000, tol: float = 1e-7):
+        self.l1_ratio = l1_ratio
+        self.cv = cv
+        self.lambda_rule = lambda_rule
+        self.scoring = scoring
+        self.n_alphas = n_alphas
+        self.alpha_min_ratio = alpha_min_ratio
+        self.random_state = random_state
+        self.min_features = min_features
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _check_params(self) -> None:
+        _check_number("l1_ratio", self.l1_ratio, 0, 1, low_open=True)
+        if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
+            raise ValueError(f"cv={self.cv!r} must be an integer >= 2")
+        _check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
+        _check_choice("scoring", self.scoring, ("partial_likelihood", "c_index"))
+        if isinstance(self.n_alphas, bool) or not isinstance(self.n_alphas, int | np.integer) or self.n_alphas < 2:
+            raise ValueError(f"n_alphas={self.n_alphas!r} must be an integer >= 2")
+        _check_number("alpha_min_ratio", self.alpha_min_ratio, 0, 1, low_open=True, high_open=True)
+        if isinstance(self.min_features, bool) or not isinstance(self.min_features, int | np.integer) or self.min_features < 0:
+            raise ValueError(f"min_features={self.min_features!r} must be an integer >= 0")
+
+    def _coxnet(self, alphas=None):
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+        kw = {"alphas": alphas} if alphas is not None else {"n_alphas": int(self.n_alphas), "alpha_min_ratio": self.alpha_min_ratio}
+        return CoxnetSurvivalAnalysis(l1_ratio=float(self.l1_ratio), max_iter=self.max_iter, tol=self.tol, fit_baseline_model=False, **kw)
+
+    @staticmethod
+    def _target(time, event):
+        out = np.empty(time.size, dtype=[("event", bool), ("time", float)])
+        out["event"], out["time"] = event, time
+        return out
+
+    def fit(self, X, y) -> CoxLassoSelector:
+        """Cross-validate the penalty on the training rows and keep the path's coefficients at the chosen alpha.
+
+        Parameters
+        ----------
+        X : DataFrame (n_patients, n_features), standardised
+        y : structured array from ``to_structured(time, event)`` or DataFrame with ``time``/``event``
+        """
+        self._check_params()
+        df = _as_frame(self, X, reset=True)
+        _require_finite(df, "CoxLassoSelector.fit")
+        time, event = _survival_target(y, df, labelled=isinstance(X, pd.DataFrame))
+        k = int(self.cv)
+        if event.sum() < k or (~event).sum() < 1:
+            raise ValueError(f"CoxLassoSelector with cv={k} folds stratified by event needs at least {k} events, got {int(event.sum())}")
+        values = df.to_numpy(dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            full = self._coxnet().fit(values, self._target(time, event))
+        alphas = np.asarray(full.alphas_, dtype=float)
+        coefs = np.asarray(full.coef_, dtype=float).T  # (n_alphas, p)
+        folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=self.random_state).split(values, event))
+        fold_coefs = []
+        for f, (tr, _va) in enumerate(folds):
+            if not event[tr].any():
+                raise ValueError(f"CV fold {f + 1}: no event among the fitting rows; use fewer folds")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = self._coxnet(alphas).fit(values[tr], self._target(time[tr], event[tr]))
+            fold_coefs.append(np.asarray(model.coef_, dtype=float))  # (p, n_alphas fitted)
+        # Coxnet stops a path early when the fit saturates: the path is the alphas fitted everywhere.
+        n_path = min([alphas.size, *(b.shape[1] for b in fold_coefs)])
+        alphas, coefs = alphas[:n_path], coefs[:n_path]
+        scores = np.full((n_path, k), np.nan)
+        for f, ((tr, va), b) in enumerate(zip(folds, fold_coefs, strict=True)):
+            for i in range(n_path):
+                if self.scoring == "partial_likelihood":
+                    scores[i, f] = (cox_log_partial_likelihood(values @ b[:, i], time, event)
+                                    - cox_log_partial_likelihood(values[tr] @ b[:, i], time[tr], event[tr]))
+                else:
+                    scores[i, f] = _harrell_c(time[va], event[va], values[va] @ b[:, i]) if event[va].any() else np.nan
+        mean = np.nanmean(scores, axis=1)
+        se = np.nanstd(scores, axis=1, ddof=1) / np.sqrt(np.sum(np.isfinite(scores), axis=1))
+        best = int(np.nanargmax(mean))  # alphas descend: the first maximum is the larger alpha
+        i_1se = int(np.flatnonzero(mean >= mean[best] - se[best])[0])
+        chosen = best if self.lambda_rule == "min" else i_1se
+        n_nonzero = (coefs != 0).sum(axis=1)
+        used = chosen
+        while n_nonzero[used] < self.min_features and used + 1 < alphas.size:
+            used += 1
+        cols = df.columns
+        # ``lambda``/``log_lambda`` repeat alpha under the binary LASSO's names (read by the LASSO figures).
+        table = {"alpha": alphas, "log_alpha": np.log(alphas), "lambda": alphas, "log_lambda": np.log(alphas), "mean": mean, "se": se}
+        table.update({f"fold_{f + 1}": scores[:, f] for f in range(k)})
+        table["n_nonzero"] = n_nonzero
+        self.cv_results_ = pd.DataFrame(table)
+        self.path_ = pd.DataFrame(coefs, index=pd.Index(alphas, name="alpha"), columns=cols)
+        self.alpha_min_, self.alpha_1se_, self.alpha_ = float(alphas[best]), float(alphas[i_1se]), float(alphas[used])
+        self.alpha_note_ = ""
+        if used != chosen:
+            self.alpha_note_ = (f"alpha_{self.lambda_rule} = {alphas[chosen]:.4g} kept {int(n_nonzero[chosen])} feature(s); the largest "
+                                f"alpha keeping at least {self.min_features} was used")
+        self.estimator_ = full
+        self.coef_ = pd.Series(coefs[used], index=cols, name="coefficient")
+        self.intercept_ = 0.0
+        self.selected_features_ = cols[(self.coef_ != 0).to_numpy()].tolist()
+        if not self.selected_features_:
+            warnings.warn(f"CoxLassoSelector: no feature has a non-zero coefficient at alpha_{self.lambda_rule} = {self.alpha_:.4g}; "
+                          "the Rad-score is constant", UserWarning, stacklevel=2)
+        return self
+
+    # The binary LASSO's names, so the lasso figures and Rad-score helpers read both.
+    @property
+    def lambda_(self) -> float:
+        return self.alpha_
+
+    @property
+    def lambda_min_(self) -> float:
+        return self.alpha_min_
+
+    @property
+    def lambda_1se_(self) -> float:
+        return self.alpha_1se_
+
+    def decision_function(self, X) -> np.ndarray:
+        """Cox linear predictor ``X @ coef_`` (the Rad-score; higher = higher hazard)."""
+        check_is_fitted(self, "coef_")
+        df = _as_frame(self, X, reset=False)
+        _require_finite(df[self.selected_features_], "CoxLassoSelector.decision_function")
+        return df.to_numpy(dtype=float) @ self.coef_.to_numpy()
+
+    def describe(self) -> str:
+        name = "Cox LASSO" if self.l1_ratio == 1 else f"Cox elastic net (l1_ratio={self.l1_ratio})"
+        lam = f" = {self.alpha_:.4g}" if hasattr(self, "alpha_") else ""
+        note = f" ({self.alpha_note_})" if getattr(self, "alpha_note_", "") else ""
+        return f"{name}, {self.cv}-fold CV ({self.scoring.replace('_', ' ')}), alpha_{self.lambda_rule}{lam}{note}, non-zero coefficients"
+
+    def __sklearn_tags__(self):
+        return _survival_tags(super().__sklearn_tags__())
+
+
+def _survival_tags(tags):
+    # y is a survival outcome (structured array), not a class label: no classifier tags.
+    tags.classifier_tags = None
+    return tags
+
+
+STEP_TYPES["univariate_cox"] = UnivariateCoxFilter
+STEP_TYPES["cox_lasso"] = CoxLassoSelector
+# Which configured steps need a binary label is a property of the config (helpers.settings.study), shared with validation.
+SURVIVAL_STEPS, BINARY_STEPS, binary_only_steps = _SURVIVAL_STEPS, _BINARY_STEPS, _binary_only_steps

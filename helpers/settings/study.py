@@ -313,12 +313,57 @@ class ReaderScoresConfig(StrictModel):
     icc_type: Literal["ICC(A,1)", "ICC(C,1)", "ICC(1)"] = "ICC(A,1)"
 
 
+#: Steps whose target is a survival outcome (``to_structured(time, event)``).
+SURVIVAL_STEPS = ("univariate_cox", "cox_lasso")
+#: Steps whose target is a binary label (``correlation`` only with a supervised ``relevance``).
+BINARY_STEPS = ("univariate", "mrmr", "lasso")
+
+
+def binary_only_steps(steps_config) -> list[str]:
+    """Configured steps that need a binary label (unusable against a survival target), as ``"<position>: <step>"``."""
+    out = []
+    for pos, entry in enumerate(steps_config, start=1):
+        name = entry.get("step") if isinstance(entry, dict) else None
+        if name in BINARY_STEPS or (name == "correlation" and entry.get("relevance", "univariate_p") != "order"):
+            extra = f" (relevance {entry.get('relevance', 'univariate_p')})" if name == "correlation" else ""
+            out.append(f"step {pos}: {name}{extra}")
+    return out
+
+
+#: Default survival selection (``survival.signature_steps``): z-score, univariate Cox filter, redundancy filter keeping the
+#: more significant feature of each correlated pair (the Cox filter returns features most significant first), Cox LASSO.
+SURVIVAL_SIGNATURE_STEPS: tuple[dict[str, object], ...] = (
+    {"step": "zscore"},
+    {"step": "univariate_cox", "p_threshold": 0.05, "min_features": 5},
+    {"step": "correlation", "threshold": 0.9, "relevance": "order"},
+    {"step": "cox_lasso", "lambda_rule": "1se", "scoring": "partial_likelihood"},
+)
+
+
 class SurvivalConfig(StrictModel):
     """Time-to-event models of notebook 05 (used when ``endpoints.time``/``event`` are set).
 
-    Penalised Cox and a random survival forest on the signature's selected
-    features, fitted on training; training risks are out-of-fold; risk-group
-    cut-offs come from the training risks only.
+    Features: with a survival-only study (no ``endpoints.binary``) notebook 04
+    fits ``signature.steps`` against (time, event), so they must be survival
+    steps (``univariate_cox``, ``cox_lasso``; ``zscore``, ``impute`` and
+    ``correlation`` with ``relevance: order`` are label-free). With both
+    endpoints, notebook 04 also fits ``signature_steps`` against (time,
+    event) and the survival models use those features
+    (``features: survival_signature``, the default); ``features:
+    binary_signature`` restores the earlier behaviour (the features the
+    signature selected for the binary endpoint) and must be set explicitly.
+
+    Models (notebook 05): Cox models on the clinical variables, the radiomics
+    signature (``C-radiomics``, also a random survival forest), the ITH
+    score(s) (``ith_k``; default the habitats' ``ith_k_range``, else 2-5),
+    the deep features (when present), each with and without ITH, and a
+    combined model; every preprocessing step (imputation, encoding,
+    z-scores) is refitted inside the training folds; training risks are
+    out-of-fold; risk-group cut-offs come from the training risks only.
+
+    ``ablation_auc``: the AUC column of notebook 06's ablation table, either
+    ``mean`` (scikit-survival's mean cumulative/dynamic AUC over the
+    ``horizons`` the evaluated cohort supports) or one horizon.
     """
 
     horizons: tuple[float, ...] = (12, 24, 36, 48, 60)
@@ -328,6 +373,19 @@ class SurvivalConfig(StrictModel):
     rsf_trees: int = Field(200, ge=10)
     rsf_min_samples_leaf: int = Field(5, ge=1)
     risk_cutoff: Literal["median", "tertiles", "quartiles", "maxstat"] = "median"
+    signature_steps: tuple[dict[str, object], ...] = SURVIVAL_SIGNATURE_STEPS
+    features: Literal["survival_signature", "binary_signature"] = Field(
+        "survival_signature", description="features of the survival models when a binary endpoint exists too: selected for survival "
+        "(signature_steps) or, explicitly, the binary signature's features (the earlier behaviour)")
+    ith_k: tuple[int, ...] | None = Field(None, description="cluster numbers K whose ITH scores form the ITH model (default: the habitats' ith_k_range, else 2-5)")
+    ablation_auc: Literal["mean"] | float = "mean"
+
+    @field_validator("ith_k")
+    @classmethod
+    def _ith_k(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or any(k < 2 for k in value)):
+            raise ValueError("ith_k lists cluster numbers >= 2, e.g. [2, 3, 4, 5]")
+        return value
 
 
 class SubgroupSpec(StrictModel):
@@ -572,6 +630,22 @@ class StudyConfig(StrictModel):
         """The acquired series an image series comes from: the parent of a derived ``<series>_SR``, else itself."""
         sr = self.super_resolution
         return sr.series if sr is not None and series == sr.output_series else series
+
+    @property
+    def survival_only(self) -> bool:
+        """True when the study's endpoint is time-to-event only (no ``endpoints.binary``)."""
+        return self.endpoints.binary is None and self.endpoints.time is not None
+
+    @property
+    def ith_k(self) -> list[int]:
+        """Cluster numbers of the ITH model: ``survival.ith_k``, else the habitats' ``ith_k_range``, else 2-5."""
+        if self.survival.ith_k is not None:
+            return list(self.survival.ith_k)
+        habitats = self.extraction.habitats
+        if habitats is not None:
+            lo, hi = habitats.ith_k_range
+            return list(range(lo, hi + 1))
+        return [2, 3, 4, 5]
 
     @property
     def training_cohorts(self) -> list[str]:

@@ -111,7 +111,8 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
         if len(missing):
             raise InputDataError(f"deep features are missing for patients {list(missing[:10])}; re-run the segmentation step (notebook 02)")
         table = table.join(deep)
-    y = patients.loc[table.index, cfg.endpoints.binary].astype(int)
+    # A survival-only study has no binary label: y is the event indicator (only the time-to-event models use it there).
+    y = patients.loc[table.index, cfg.endpoints.binary or cfg.endpoints.event].astype(int)
     clinical = patients.loc[table.index, cfg.clinical_variables] if cfg.clinical_variables else None
     clash = [c for c in cfg.clinical_variables if c in table.columns]
     if clash:
@@ -445,12 +446,21 @@ class SurvivalFit:
 
 
 def survival_features(cfg: StudyConfig, X: pd.DataFrame) -> pd.DataFrame:
-    """The signature's selected features, transformed by its fitted steps (z-scores learned on training).
+    """The features selected for survival, transformed by the selection's fitted steps (z-scores learned on training).
 
-    Read from notebook 04's ``models/signature.joblib``; the features were
-    selected once on the training cohort for the binary endpoint.
+    Read from notebook 04's ``models/signature.joblib``: the selection fitted
+    against (time, event) on the training cohort (a survival-only study's
+    signature, or ``survival.signature_steps``). Only with ``survival.features:
+    binary_signature`` (set explicitly) are they the features the signature
+    selected for the binary endpoint.
     """
-    selector = artifacts.SIGNATURE_MODEL.read(cfg)["selector"]
+    saved = artifacts.SIGNATURE_MODEL.read(cfg)
+    selector = saved["selector"]
+    if cfg.survival_only or cfg.survival.features == "survival_signature":
+        selector = saved.get("survival_selector")
+        if selector is None:
+            raise InputDataError("notebook 04 fitted no survival selection (models/signature.joblib has no 'survival_selector'); "
+                                 "re-run the signature step, or set survival.features: binary_signature")
     lasso = selector.steps[-1][1]
     features = list(getattr(lasso, "selected_features_", []))
     if not features:

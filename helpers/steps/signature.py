@@ -23,17 +23,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from helpers.data import artifacts
 from helpers.data.columns import columns_of_series, series_of_column
 from helpers.data.headers import acquisition_records
-from helpers.errors import InputDataError
+from helpers.errors import ConfigError, InputDataError
 from helpers.features.pyradiomics import preset_name
 from helpers.figures.harmonization import combat_diagnostics_figure
 from helpers.figures.selection import coefficient_figure, lasso_cv_figure, lasso_path_figure
 from helpers.learning.harmonize import ComBatHarmonizer
 from helpers.learning.selection import (
+    CoxLassoSelector,
+    binary_only_steps,
     build_selector,
     radscore_formula,
     radscore_table,
@@ -79,6 +82,9 @@ class StudyFeatures:
     training: list[str] = field(default_factory=list)
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient", "cohort", "failed_units", "reason"]))
     imputed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: patient -> follow-up time and event (0/1) when the study has a time-to-event endpoint.
+    time: pd.Series | None = None
+    event: pd.Series | None = None
 
     @property
     def train_index(self) -> pd.Index:
@@ -109,8 +115,8 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
     table = artifacts.FEATURES.read(cfg, preset=preset)
     cohort = table.pop("cohort")
     endpoint = cfg.endpoints.binary
-    if endpoint is None:
-        raise InputDataError("the signature needs a binary endpoint: set endpoints.binary in the study config")
+    if endpoint is None and cfg.endpoints.time is None:
+        raise InputDataError("the signature needs an endpoint: set endpoints.binary or endpoints.time/event in the study config")
     reader2 = artifacts.FEATURES_READER2.read(cfg, preset=preset).drop(columns="cohort") if artifacts.FEATURES_READER2.exists(cfg, preset=preset) else None
     excluded = _apply_failed_unit_policy(cfg, preset, cohort)
     if len(excluded):
@@ -118,7 +124,8 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
         table, cohort = table.loc[keep_rows], cohort.loc[keep_rows]
         if reader2 is not None:
             reader2 = reader2.loc[reader2.index.difference(excluded["patient"], sort=False)]
-    y = patients.loc[table.index, endpoint].astype(int).rename(endpoint)
+    # A survival-only study has no binary label: y is then the event indicator (the selection is fitted on (time, event)).
+    y = patients.loc[table.index, endpoint or cfg.endpoints.event].astype(int).rename(endpoint or cfg.endpoints.event)
     training = list(cfg.training_cohorts)
     missing = missing_value_table(table, cohort, cfg)
     is_dropped = missing["dropped"].to_numpy(dtype=bool)
@@ -129,7 +136,11 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
     if reader2 is not None:
         # Missing second readings (a failed unit) are handled per feature by the ICC; columns are not dropped.
         reader2 = reader2[[c for c in keep if c in reader2.columns]]
-    return StudyFeatures(table[keep], cohort, y, reader2, dropped, training=training, excluded=excluded, imputed=imputed)
+    out = StudyFeatures(table[keep], cohort, y, reader2, dropped, training=training, excluded=excluded, imputed=imputed)
+    if cfg.endpoints.time is not None:
+        out.time = patients.loc[table.index, cfg.endpoints.time].astype(float).rename("time")
+        out.event = patients.loc[table.index, cfg.endpoints.event].astype(int).rename("event")
+    return out
 
 
 def missing_value_table(table: pd.DataFrame, cohort: pd.Series, cfg: StudyConfig) -> pd.DataFrame:
@@ -254,6 +265,12 @@ class Signature:
     pathway: pd.DataFrame
     formula: str
     radscores: pd.DataFrame
+    #: The selection fitted against (time, event) (survival-only: the signature itself; with both endpoints:
+    #: ``survival.signature_steps``), its pathway, Cox Rad-score formula and Rad-scores; None without survival selection.
+    survival_selector: object = None
+    survival_pathway: pd.DataFrame | None = None
+    survival_formula: str = ""
+    survival_radscores: pd.DataFrame | None = None
 
     def modelling_table(self) -> pd.DataFrame:
         """Stable, harmonised features of all cohorts (input of the model grid)."""
@@ -301,17 +318,65 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
     # Comparison-only series (super-resolved images) are filtered and harmonised like the others but stay out of the
     # signature: they are compared in the model grid and notebook 06's NR-vs-SR table.
     eligible = [c for c in harmonized.columns if series_of_column(c, cfg.series) not in cfg.comparison_series]
-    selector = build_selector(study_steps(cfg, cfg.signature.steps))
-    selector.fit(harmonized.loc[train, eligible], data.y.loc[train])
-    # A Rad-score needs a linear final step (LASSO/ElasticNet); without one the signature is the selected feature set.
-    linear = hasattr(selector.steps[-1][1], "coef_")
     table = harmonized[eligible].assign(cohort=data.cohort)
-    radscores = radscore_table(table, selector, outcome=data.y) if linear else table[["cohort"]].assign(outcome=data.y)
-    return Signature(
+    survival = None
+    if cfg.survival_only or (cfg.endpoints.time is not None and cfg.survival.features == "survival_signature"):
+        survival = _fit_survival_selection(cfg, harmonized.loc[train, eligible], data, table)
+    if cfg.survival_only:
+        selector, pathway, formula, radscores = survival
+    else:
+        selector = build_selector(study_steps(cfg, cfg.signature.steps))
+        selector.fit(harmonized.loc[train, eligible], data.y.loc[train])
+        # A Rad-score needs a linear final step (LASSO/ElasticNet); without one the signature is the selected feature set.
+        linear = hasattr(selector.steps[-1][1], "coef_")
+        radscores = radscore_table(table, selector, outcome=data.y) if linear else table[["cohort"]].assign(outcome=data.y)
+        pathway, formula = selection_pathway(selector), radscore_formula(selector) if linear else ""
+    sig = Signature(
         data=data, icc=icc, icc_filter=icc_filter, retained=retained, harmonizers=harmonizers, batches=batches,
-        before_harmonization=X, harmonized=harmonized, selector=selector, pathway=selection_pathway(selector),
-        formula=radscore_formula(selector) if linear else "", radscores=radscores,
+        before_harmonization=X, harmonized=harmonized, selector=selector, pathway=pathway, formula=formula, radscores=radscores,
     )
+    if survival is not None:
+        sig.survival_selector, sig.survival_pathway, sig.survival_formula, sig.survival_radscores = survival
+    return sig
+
+
+def survival_selection_steps(cfg: StudyConfig) -> list[dict]:
+    """The steps fitted against (time, event): ``signature.steps`` of a survival-only study, else ``survival.signature_steps``.
+
+    Raises
+    ------
+    ConfigError
+        When a step needs a binary label (univariate t-test/Mann-Whitney, mRMR, logistic LASSO, or a correlation filter
+        ranking by a binary test), naming the steps and the fix.
+    """
+    where = "signature.steps" if cfg.survival_only else "survival.signature_steps"
+    steps = cfg.signature.steps if cfg.survival_only else cfg.survival.signature_steps
+    bad = binary_only_steps(steps)
+    if bad:
+        why = "the study's endpoint is time-to-event only (no endpoints.binary)" if cfg.survival_only else "they are fitted against (time, event)"
+        raise ConfigError(
+            f"{where} has steps that need a binary label, but {why}: {'; '.join(bad)}. Use survival steps, e.g. "
+            "[{step: zscore}, {step: univariate_cox, p_threshold: 0.05}, {step: correlation, threshold: 0.9, relevance: order}, "
+            "{step: cox_lasso, lambda_rule: 1se}]")
+    return study_steps(cfg, steps)
+
+
+def _fit_survival_selection(cfg: StudyConfig, X_train: pd.DataFrame, data: StudyFeatures, table: pd.DataFrame):
+    """Fit the survival selection on the training rows; (selector, pathway, Cox Rad-score formula, Rad-scores of every patient)."""
+    selector = build_selector(survival_selection_steps(cfg))
+    target = pd.DataFrame({"time": data.time, "event": data.event}).loc[X_train.index]
+    try:
+        selector.fit(X_train, target)
+    except ValueError as exc:
+        where = "signature.steps" if cfg.survival_only else "survival.signature_steps"
+        hint = "" if cfg.survival_only else ", or set survival.features: binary_signature to use the binary signature's features"
+        raise InputDataError(f"the selection against (time, event) ({where}) failed on the training cohort "
+                             f"({int(target['event'].sum())} events in {len(target)} patients): {exc}; adjust {where}{hint}") from exc
+    linear = hasattr(selector.steps[-1][1], "coef_")
+    radscores = table[["cohort"]].assign(time=data.time, event=data.event)
+    if linear:
+        radscores["radscore"] = radscore_table(table, selector)["radscore"]
+    return selector, selection_pathway(selector), radscore_formula(selector) if linear else "", radscores
 
 
 def _diagnostic_features(combat: ComBatHarmonizer, X: pd.DataFrame, n: int = 4) -> list[str]:
@@ -354,7 +419,7 @@ def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWrit
         report.figure(lasso_cv_figure(lasso), "lasso_cv", per_cohort=False)
         coef = lasso.coef_[lasso.coef_ != 0]
         report.figure(coefficient_figure(coef), "radscore_coefficients", per_cohort=False)
-        coefs = pd.DataFrame({"feature": ["(intercept)", *coef.index], "coefficient": [lasso.intercept_, *coef.values]})
+        coefs = _coefficient_table(lasso)
         report.table(coefs, "radscore_coefficients", per_cohort=False)
         shown["radscore_coefficients"] = coefs
     if sig.formula:
@@ -362,9 +427,31 @@ def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWrit
     report.data(sig.radscores, "radscores")
     if "radscore" in sig.radscores.columns:
         shown["radscore_by_cohort"] = sig.radscores.groupby("cohort")["radscore"].describe().reset_index()
-    report.artifact({"selector": sig.selector, "icc_filter": sig.icc_filter, "harmonizers": sig.harmonizers}, "models/signature.joblib")
+    if sig.survival_selector is not None and sig.survival_selector is not sig.selector:
+        # Both endpoints: the selection fitted against (time, event) for the survival models (survival.signature_steps).
+        report.table(sig.survival_pathway, "survival_selection_pathway", per_cohort=False)
+        shown["survival_selection_pathway"] = sig.survival_pathway
+        final = sig.survival_selector.steps[-1][1]
+        if hasattr(final, "coef_"):
+            coefs = _coefficient_table(final)
+            report.table(coefs, "survival_radscore_coefficients", per_cohort=False)
+            shown["survival_radscore_coefficients"] = coefs
+        if sig.survival_formula:
+            report.text(sig.survival_formula + "\n", "survival_radscore_formula.txt")
+        report.data(sig.survival_radscores, "survival_radscores")
+    report.artifact({"selector": sig.selector, "icc_filter": sig.icc_filter, "harmonizers": sig.harmonizers,
+                     "survival_selector": sig.survival_selector}, "models/signature.joblib")
     report.data(sig.harmonized.assign(cohort=sig.data.cohort), "modelling_features")
     return shown
+
+
+def _coefficient_table(final) -> pd.DataFrame:
+    """Non-zero coefficients of a LASSO step: with the intercept (logistic) or with hazard ratios (Cox, no intercept)."""
+    coef = final.coef_[final.coef_ != 0]
+    if isinstance(final, CoxLassoSelector):
+        return pd.DataFrame({"feature": list(coef.index), "coefficient": coef.to_numpy(), "hazard_ratio": np.exp(coef.to_numpy()),
+                             "scale": "per training SD of the feature"})
+    return pd.DataFrame({"feature": ["(intercept)", *coef.index], "coefficient": [final.intercept_, *coef.values]})
 
 
 def interobserver_agreement(cfg: StudyConfig, patients: pd.DataFrame | None = None) -> pd.DataFrame | None:

@@ -41,6 +41,7 @@ from helpers.stats import (
     band_distribution,
     table_one,
 )
+from helpers.steps.survival import ablation_table, td_auc_table
 
 __all__ = [
     "StudyPredictions", "load_predictions", "subgroup_values", "clinical_characteristics", "marker_distribution", "model_statistics", "survival_statistics",
@@ -65,7 +66,9 @@ class StudyPredictions:
 
 def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     """Read notebook 05's prediction tables (and notebook 04's Rad-scores and coefficients when present)."""
-    binary = artifacts.MODEL_PREDICTIONS.read(cfg)
+    # A survival-only study has no binary model predictions (notebook 05 fits the survival models only).
+    binary = (artifacts.MODEL_PREDICTIONS.read(cfg) if not cfg.survival_only or artifacts.MODEL_PREDICTIONS.exists(cfg)
+              else pd.DataFrame(columns=["model", "family", "patient", "cohort", "outcome", "probability", "threshold", "out_of_fold"]))
 
     def optional(artifact: artifacts.Artifact) -> pd.DataFrame | None:
         return artifact.read(cfg) if artifact.exists(cfg) else None
@@ -73,7 +76,8 @@ def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     survival = optional(artifacts.SURVIVAL_PREDICTIONS)
     radscores = optional(artifacts.RADSCORES)
     coefs = optional(artifacts.RADSCORE_COEFFICIENTS)
-    cohorts = [c for c in cfg.cohorts if c in set(binary["cohort"])]
+    present = set(binary["cohort"]) | (set(survival["cohort"]) if survival is not None else set())
+    cohorts = [c for c in cfg.cohorts if c in present]
     return StudyPredictions(binary, survival, radscores, coefs, cohorts)
 
 
@@ -236,7 +240,12 @@ def survival_statistics(preds: StudyPredictions, cfg: StudyConfig) -> dict[str, 
         )
         table.insert(1, "cohort", cohort)
         frames.append(table)
-    return {"survival_metrics": pd.concat(frames, ignore_index=True)}
+    out = {"survival_metrics": pd.concat(frames, ignore_index=True)}
+    if any(c not in train_cohorts for c in set(sp["cohort"])):
+        # Seed Tables S4 (ablation) and S5 (time-dependent AUC per horizon), validation/test cohorts only.
+        out["survival_ablation"] = ablation_table(sp, cfg)
+        out["survival_td_auc"] = td_auc_table(sp, cfg)
+    return out
 
 
 def _thresholds(cfg: StudyConfig) -> np.ndarray:

@@ -360,7 +360,12 @@ def _signature(run: RunRecord) -> MethodsParagraph | None:
     if pathway:
         text.append(pathway)
     coefs = run.rows("radscore_coefficients")
-    if coefs:
+    if coefs and "hazard_ratio" in coefs[0]:
+        # A survival-only study: the signature was fitted against (time, event) and its Rad-score is a Cox linear predictor.
+        text.insert(0, "The study's endpoint was time-to-event only, so every selection step was fitted against the follow-up time and event.")
+        text.append(f"The Rad-score is the linear predictor (log relative hazard) of the final Cox LASSO model, a weighted sum of {w.plural(len(coefs), 'feature')} "
+                    f"without intercept{run.cite('radscore_coefficients', 'radscore_formula')}.")  # fmt: skip
+    elif coefs:
         n = sum(1 for r in coefs if r.get("feature") != "(intercept)")
         text.append(f"The Rad-score is the linear predictor (log-odds) of the final LASSO model, a weighted sum of {w.plural(n, 'feature')} "
                     f"and an intercept{run.cite('radscore_coefficients', 'radscore_formula')}.")  # fmt: skip

@@ -504,6 +504,8 @@ def survival(run: RunRecord) -> MethodsParagraph | None:
     cox = record.get("models", {}).get("cox", {"penalizer": sc.cox_penalizer, "l1_ratio": sc.cox_l1_ratio})
     rsf = record.get("models", {}).get("rsf", {"n_estimators": sc.rsf_trees, "min_samples_leaf": sc.rsf_min_samples_leaf})
     n_features = record.get("n_features") or run.n_rows("cox_coefficients")
+    if run.has("survival_models"):
+        return _survival_model_set(run, record)
     text = [f"For the time-to-event endpoint, a penalised Cox proportional-hazards model (penalty {w.number(cox['penalizer'])}, L1 ratio "
             f"{w.number(cox['l1_ratio'])}; Efron ties, Breslow baseline) and a random survival forest ({rsf['n_estimators']} trees, at least "
             f"{rsf['min_samples_leaf']} patients per leaf) were fitted on the training cohort with the signature's "
@@ -518,13 +520,75 @@ def survival(run: RunRecord) -> MethodsParagraph | None:
                         f"{'Cox model' if r.get('model', '').startswith('Cox') else 'forest'}" for r in cut])  # fmt: skip
         text.append(f"Patients were split into risk groups at {rule} of the training out-of-fold risks ({values}), applied unchanged to the other "
                     f"cohorts and compared by Kaplan-Meier curves{run.cite('survival_risk_cutoffs', 'km_*')}.")  # fmt: skip
+    if run.has("survival_selection_pathway"):
+        text.append("Their features were selected against the follow-up time and event on the training cohort (survival.signature_steps: "
+                    f"{w.selection_steps(sc.signature_steps)}){run.cite('survival_selection_pathway', 'survival_radscore_coefficients')}.")  # fmt: skip
+    text += _survival_evaluation_text(run)
+    return MethodsParagraph("survival", "Survival analysis", " ".join(text))
+
+
+_BLOCK_WORDS = {"clinical": "the clinical variables", "radiomics": "the radiomics signature's features", "ith": "the ITH score(s)",
+                "deep": "the deep features"}
+
+
+def _survival_model_set(run: RunRecord, record: Mapping) -> MethodsParagraph:
+    """Methods of a survival-only study's model set (helpers.steps.survival): the models, their inputs, the ablation."""
+    cfg, sc = run.cfg, run.cfg.survival
+    models = run.rows("survival_models")
+    cox = record.get("models", {}).get("cox", {"penalizer": sc.cox_penalizer, "l1_ratio": sc.cox_l1_ratio})
+    rsf = record.get("models", {}).get("rsf")
+    model_set = record.get("model_set", {})
+    listed = [f"{r.get('model')} ({_join([_BLOCK_WORDS.get(b, b) for b in model_set.get(r.get('model'), [])]) or r.get('inputs', '')})"
+              for r in models if r.get("estimator") != "random survival forest"]
+    first = (f"Time-to-event models were fitted on the training cohort: penalised Cox proportional-hazards models (lifelines; penalty "
+             f"{w.number(cox['penalizer'])}, L1 ratio {w.number(cox['l1_ratio'])}; Efron ties, Breslow baseline) on {_join(listed)}"
+             f"{run.cite('survival_models', 'cox_coefficients')}.")  # fmt: skip
+    text = [first]
+    if rsf:
+        text.append(f"A random survival forest ({rsf['n_estimators']} trees, at least {rsf['min_samples_leaf']} patients per leaf, seeded) was fitted "
+                    "on the radiomics signature's features for comparison.")  # fmt: skip
+    ith = record.get("ith_k") or cfg.ith_k
+    if any("ith" in v for v in model_set.values()):
+        ablated = _join([label for key, label in (("Clinical", "clinical"), ("C-radiomics", "radiomics"), ("DL_F", "deep-feature"))
+                         if f"{key} + ITH" in model_set])
+        text.append(f"The ITH model used the intratumoral-heterogeneity scores of K = {_join([str(k) for k in ith])} habitats (notebook 03)"
+                    + (f"; the ablation compares the {ablated} models alone and with the ITH score(s) added." if ablated else "."))  # fmt: skip
+    if run.has("survival_models_not_fitted"):
+        text.append(f"Models whose inputs this study lacks were not fitted{run.cite('survival_models_not_fitted')}.")
+    text.append(f"In every model, missing values were imputed (training median, or most frequent category), categorical variables one-hot coded and "
+                f"continuous inputs z-scored with statistics of the rows each fit saw; training risks were out-of-fold "
+                f"({record.get('cv_folds', cfg.models.cv)}-fold cross-validation stratified by the event, seeded) and the other cohorts were "
+                "predicted by the models refitted on the whole training cohort.")  # fmt: skip
+    cut = run.rows("survival_risk_cutoffs")
+    if cut:
+        rule = {"median": "the median", "tertiles": "the tertiles", "quartiles": "the quartiles",
+                "maxstat": "the maximally selected log-rank cut-off"}.get(cut[0].get("rule", ""), w.words(cut[0].get("rule", "")))  # fmt: skip
+        text.append(f"Patients were split into risk groups at {rule} of each model's training out-of-fold risks, applied unchanged to the other "
+                    f"cohorts and compared by Kaplan-Meier curves{run.cite('survival_risk_cutoffs', 'km_*')}.")  # fmt: skip
+    text += _survival_evaluation_text(run)
+    return MethodsParagraph("survival", "Survival analysis", " ".join(text))
+
+
+def _survival_evaluation_text(run: RunRecord) -> list[str]:
+    """Sentences on the survival metrics, the ablation and the time-dependent AUC tables (notebook 06)."""
+    cfg, sc = run.cfg, run.cfg.survival
+    text = []
     if run.has("survival_metrics"):
         hz = _horizons(run)
         n_boot = run.json("provenance/statistics.json").get("survival_bootstrap") or cfg.statistics.survival_bootstrap
-        text.append("Discrimination was measured by Harrell's C-index and the cumulative/dynamic time-dependent AUC"
-                    + (f" at {_join(hz)} {sc.time_unit}" if hz else "") + f", and overall accuracy by the integrated Brier score, with seeded "
-                    f"percentile bootstrap 95% confidence intervals ({n_boot} resamples){run.cite('survival_metrics')}.")  # fmt: skip
-    return MethodsParagraph("survival", "Survival analysis", " ".join(text))
+        text.append("Discrimination was measured by Harrell's C-index and the cumulative/dynamic time-dependent AUC (inverse-probability-of-"
+                    "censoring weights from the training cohort)" + (f" at {_join(hz)} {sc.time_unit}" if hz else "") + ", and overall accuracy "
+                    f"by the integrated Brier score, with seeded percentile bootstrap 95% confidence intervals ({n_boot} resamples)"
+                    f"{run.cite('survival_metrics')}.")  # fmt: skip
+    if run.has("survival_ablation", "survival_td_auc"):
+        auc = ("the mean time-dependent AUC over the horizons the cohort supports (scikit-survival's summary, weighted by the change of "
+               "the survival function)" if sc.ablation_auc == "mean" else f"the time-dependent AUC at {w.number(sc.ablation_auc)} {sc.time_unit}")
+        text.append(f"For each validation and test cohort, the ablation table reports the C-index, {auc} and the integrated Brier score"
+                    f"{run.cite('survival_ablation')}, and the time-dependent AUC is given per horizon{run.cite('survival_td_auc')}.")  # fmt: skip
+        text.append("Each cohort was evaluated in the time range it supports: a horizon at or beyond the cohort's last observed time, at or beyond "
+                    "the last training follow-up time (where the censoring weights are undefined), or before which the cohort had no event, is "
+                    "shown as '-' with the reason in the table's note, and the integrated Brier score spans only the cohort's own follow-up.")  # fmt: skip
+    return text
 
 
 # --------------------------------------------------------------------------- explainability

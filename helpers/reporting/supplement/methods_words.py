@@ -214,6 +214,21 @@ def selection_step(step: Mapping[str, object]) -> str:
     if name == "mrmr":
         return (f"minimum-redundancy maximum-relevance selection of the top {number(p.get('k', 20))} features ({str(p.get('scheme', 'MIQ'))} scheme, "
                 f"F-test relevance, {str(p.get('redundancy', 'pearson')).capitalize()} correlation redundancy)")  # fmt: skip
+    if name == "univariate_cox":
+        if p.get("criterion") == "c_index":
+            text = f"a univariate Cox filter (one Cox model per feature, Efron ties; features with Harrell's C-index >= {number(p.get('c_threshold', 0.6))} kept"
+        else:
+            text = f"a univariate Cox filter (one Cox model per feature, Efron ties; features with Wald p <= {number(p.get('p_threshold', 0.05))} kept"
+        if p.get("min_features", 1):
+            text += f", at least the {number(p.get('min_features', 1))} most significant"
+        return text + ", ordered by significance)"
+    if name == "cox_lasso":
+        l1 = float(p.get("l1_ratio", 1.0))
+        penalty = "LASSO" if l1 == 1 else f"elastic-net (L1 ratio {number(l1)})"
+        rule = "the largest penalty within one standard error of the best" if p.get("lambda_rule", "1se") == "1se" else "the penalty with the best score"
+        score = "Harrell's C-index" if p.get("scoring") == "c_index" else "cross-validated partial likelihood (Verweij and van Houwelingen)"
+        return (f"a {penalty}-penalised Cox model (scikit-survival's Coxnet; {number(p.get('cv', 5))}-fold cross-validation stratified by the event, "
+                f"seeded, scored by {score} over the penalty path; {rule}; features with non-zero coefficients kept)")  # fmt: skip
     if name == "lasso":
         penalty = "elastic-net" if p.get("penalty") == "elasticnet" else "LASSO"
         rule = "the largest penalty within one standard error of the best" if p.get("lambda_rule") == "1se" else "the penalty with the best score"
@@ -223,11 +238,19 @@ def selection_step(step: Mapping[str, object]) -> str:
 
 
 def selection_steps(steps: Sequence[Mapping[str, object]]) -> str:
-    return _join([selection_step(s) for s in steps])
+    out = []
+    for i, s in enumerate(steps):
+        text = selection_step(s)
+        after_cox = any(str(prev.get("step")) == "univariate_cox" for prev in steps[:i])
+        if s.get("step") == "correlation" and s.get("relevance") == "order" and after_cox:
+            # The univariate Cox filter passes features most significant first: "listed first" is the more significant one.
+            text = text.replace("the feature listed first", "the one more significant in the univariate Cox filter")
+        out.append(text)
+    return _join(out)
 
 
 _STEP_SHORT = {"impute": "imputation", "zscore": "z-scoring", "univariate": "the univariate filter", "correlation": "the correlation filter",
-               "mrmr": "mRMR", "lasso": "LASSO"}  # fmt: skip
+               "mrmr": "mRMR", "lasso": "LASSO", "univariate_cox": "the univariate Cox filter", "cox_lasso": "the Cox LASSO"}  # fmt: skip
 
 
 def step_short(name: str) -> str:
