@@ -43,8 +43,16 @@ from helpers.data.tables import read_csv_table
 from helpers.errors import ManifestError, ManifestIssue
 from helpers.settings.study import FeatureTableConfig, StudyConfig
 
-__all__ = ["SuppliedFeatures", "SuppliedTable", "read_feature_tables", "load_supplied_features", "supplied_patients",
-           "PATIENT_TABLE_COHORT_COLUMN"]
+__all__ = [
+    "PATIENT_TABLE_COHORT_COLUMN",
+    "SuppliedFeatures",
+    "SuppliedTable",
+    "load_supplied_features",
+    "provenance_record",
+    "read_feature_tables",
+    "supplied_patients",
+    "without_features_note",
+]
 
 #: Column of the patient table that may assign the cohort of patients without images.
 PATIENT_TABLE_COHORT_COLUMN = "cohort"
