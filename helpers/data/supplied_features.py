@@ -214,11 +214,13 @@ def _read_one(cfg: StudyConfig, index: int, spec: FeatureTableConfig, path: Path
         issues.append(ManifestIssue(None, None, None, "the table has no feature column left", f"check '{key}.columns' and '{key}.exclude'"))
     mapped: dict[str, str] = {}
     blocks: dict[tuple[str, str], list[str]] = {}
+    unmatched = [c for c in used if spec.block_of(c) is None]
+    if unmatched:
+        issues.append(ManifestIssue(None, unmatched[0], None, f"{len(unmatched)} column(s) match no prefix of '{key}.blocks': {_short(unmatched, 2)}",
+                                    f"add their prefixes to '{key}.blocks' or list them under '{key}.exclude'"))
     for c in used:
         block = spec.block_of(c)
         if block is None:
-            issues.append(ManifestIssue(None, c, None, f"column matches no prefix of '{key}.blocks' ({_short(spec.blocks, 4)})",
-                                        f"add its prefix to '{key}.blocks' or add '{c}' to '{key}.exclude'"))
             continue
         name = feature_column(*block)
         if name in mapped.values():
@@ -303,11 +305,15 @@ def _resolve_cohorts(cfg: StudyConfig, tables: list[SuppliedTable], patients: pd
         table_cohort = patients[col].map(lambda v: "" if pd.isna(v) else str(v).strip())
     out: dict[str, str] = {}
     origin: dict[str, str] = {}
+    homeless: dict[Path, list[str]] = {}
     for t in tables:
         issues = found.setdefault(str(t.path), [])
         cohort_col = t.spec.cohort_column or t.spec.patient_id_column or cfg.patient_id_column
+        mismatched: list[ManifestIssue] = []
         for p in t.features.index:
             row = t.rows[p]
+            if patients is not None and p not in patients.index:
+                continue  # reported: not in the patient table
             candidates: list[tuple[str, str]] = []
             if t.cohort is not None and t.cohort.get(p, ""):
                 where = f"column '{t.spec.cohort_column}'" if t.spec.cohort_column else f"'{t.key}.cohort'"
@@ -325,16 +331,29 @@ def _resolve_cohorts(cfg: StudyConfig, tables: list[SuppliedTable], patients: pd
                                             "use a configured cohort name, or add the cohort to 'cohorts:' in the study config"))
                 continue
             if not candidates:
-                issues.append(ManifestIssue(row, cohort_col, p, "patient has no cohort",
-                                            f"set '{t.key}.cohort' or '{t.key}.cohort_column', or add a '{col}' column to the patient table"))
+                homeless.setdefault(t.path, []).append(p)
                 continue
             names = {c for c, _ in candidates}
             if len(names) > 1:
                 (c1, w1), (c2, w2) = candidates[0], next(x for x in candidates if x[0] != candidates[0][0])
-                issues.append(ManifestIssue(row, cohort_col, p, f"cohort {c1!r} in {w1} but {c2!r} in {w2}",
-                                            "assign the patient to one cohort in every file"))
+                mismatched.append(ManifestIssue(row, cohort_col, p, f"cohort {c1!r} in {w1} but {c2!r} in {w2}",
+                                                "assign the patient to one cohort in every file"))
                 continue
             out[p], origin[p] = candidates[0]
+        if len(mismatched) > 5:
+            first = mismatched[0]
+            issues.append(ManifestIssue(None, cohort_col, None, f"{len(mismatched)} patients have different cohorts in different files, e.g. "
+                                        f"{first.patient}: {first.problem}", first.fix))
+        else:
+            issues.extend(mismatched)
+    for t in tables:
+        lost = homeless.get(t.path, [])
+        fix = f"set '{t.key}.cohort' or '{t.key}.cohort_column', or give the patient table a '{col}' column"
+        column = t.spec.cohort_column or t.spec.patient_id_column or cfg.patient_id_column
+        if len(lost) > 3:
+            found[str(t.path)].append(ManifestIssue(None, column, None, f"{len(lost)} patients have no cohort: {_short(lost, 4)}", fix))
+        else:
+            found[str(t.path)].extend(ManifestIssue(t.rows[p], column, p, "patient has no cohort", fix) for p in lost)
     return pd.Series(out, name="cohort", dtype=object)
 
 
@@ -355,13 +374,19 @@ def _patient_issues(cfg: StudyConfig, tables: list[SuppliedTable], patients: pd.
                                         "write the ids identically in both files (format the id column as text)"))
         for (series, roi), cols in t.blocks.items():
             has = t.features[cols].notna().any(axis=1)
+            twice: list[tuple[str, str]] = []
             for p in t.features.index[has.to_numpy()]:
                 other = owner.get((p, series, roi))
                 if other is not None:
-                    issues.append(ManifestIssue(t.rows[p], pid, p, f"patient already has {series}/{roi} features in {other}",
-                                                "keep each patient's block in one table (remove the row from one of them)"))
+                    twice.append((p, other))
                 else:
                     owner[(p, series, roi)] = t.path.name
+            fix = "keep each patient's block in one table (remove the row from one of them)"
+            if len(twice) > 3:
+                issues.append(ManifestIssue(None, pid, None, f"{len(twice)} patients already have {series}/{roi} features in {twice[0][1]}: "
+                                            f"{_short([p for p, _ in twice], 4)}", fix))
+            else:
+                issues.extend(ManifestIssue(t.rows[p], pid, p, f"patient already has {series}/{roi} features in {other}", fix) for p, other in twice)
 
 
 def load_supplied_features(cfg: StudyConfig, patients: pd.DataFrame | None, known_cohort: pd.Series | None = None,
