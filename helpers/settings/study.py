@@ -420,7 +420,8 @@ class StudyConfig(StrictModel):
     seed: int
     manifest: str | None = Field(None, description="image manifest; may be left out when every step reads tables only (04-07) and the "
                                  "features come from feature_tables")
-    feature_tables: tuple[FeatureTableConfig, ...] = Field((), description="feature tables supplied instead of (or next to) extraction")
+    feature_tables: tuple[FeatureTableConfig, ...] = Field((), validate_default=True,
+                                                           description="feature tables supplied instead of (or next to) extraction")
     patient_table: str
     patient_id_column: str = "patient"
     acquisition_headers: str | None = None
@@ -482,6 +483,14 @@ class StudyConfig(StrictModel):
                 extraction["series"] = [*listed, derived]
             raw["extraction"] = extraction
         return raw
+
+    @field_validator("feature_tables")
+    @classmethod
+    def _some_input(cls, value: tuple, info) -> tuple:
+        # A field validator (not the model validator) so that it is reported together with every other problem.
+        if not value and "manifest" in info.data and info.data["manifest"] is None:
+            raise ValueError("give 'manifest' (images) or 'feature_tables' (supplied features): the study has no input")
+        return value
 
     @field_validator("segmentation", mode="before")
     @classmethod
@@ -563,8 +572,6 @@ class StudyConfig(StrictModel):
         if unknown_cohorts:
             raise ValueError(f"feature_tables name cohorts {unknown_cohorts} that are not under 'cohorts' ({sorted(self.cohorts)})")
         if self.manifest is None:
-            if not self.feature_tables:
-                raise ValueError("give 'manifest' (images) or 'feature_tables' (supplied features): the study has no input")
             for where, used in (("signature.harmonization", bool(self.signature.harmonization)),
                                 ("statistics.subgroups", bool(self.statistics.subgroups))):
                 if used:
