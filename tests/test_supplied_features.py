@@ -212,3 +212,72 @@ def test_features_only_study_runs_end_to_end(ft_study):
     assert (root / "provenance" / "supplied_features.json").is_file() and (root / "tables" / "icc_retained_counts.csv").is_file()
     perf = pd.read_csv(root / "tables" / "performance.csv")
     assert set(perf["cohort"]) >= {"training", "external"}
+
+
+# -- mixed study: extracted features for the image cohorts, a collaborator's cohort supplied as a table ----------------
+def _mixed_study(tmp_path: Path) -> tuple[Path, list[str]]:
+    """The planted study (features as notebook 03 writes them, a manifest) plus a supplied 'collab' test cohort."""
+    from .conftest import make_planted_feature_study
+
+    study, _ = make_planted_feature_study(tmp_path)
+    extracted = pd.read_parquet(study / "reports" / "planted" / "features" / "features_planted.parquet")
+    rng = np.random.default_rng(5)
+    ids = [f"C{i:02d}" for i in range(25)]
+    collab = pd.DataFrame(rng.normal(size=(25, extracted.shape[1] - 1)), columns=extracted.columns[1:], index=ids)
+    collab.index.name = "case"
+    collab.reset_index().to_csv(study / "collab.csv", index=False)
+    patients = pd.read_csv(study / "patients.csv", dtype={"patient": str})
+    extra = pd.DataFrame({"patient": ids, "outcome": [0, 1] * 12 + [1], "age": 60.0, "grade": "G1", "sex": "F", "time_months": 12.0, "metastasis": 0})
+    pd.concat([patients, extra]).to_csv(study / "patients.csv", index=False)
+    cfg = yaml.safe_load((study / "study.yaml").read_text())
+    cfg["cohorts"]["collab"] = {"role": "test", "description": "collaborator's centre, features supplied"}
+    cfg["signature"]["harmonization"] = []
+    cfg["statistics"]["subgroups"] = []
+    cfg["steps"].insert(0, {"name": "feature_extraction", "notebook": str(NOTEBOOKS / "03_feature_extraction.ipynb"), "per_cohort": False})
+    cfg["feature_tables"] = [{"path": "collab.csv", "patient_id_column": "case", "cohort": "collab", "software": "pyradiomics 3.0.1",
+                              "blocks": {"CT_tumour_": {"series": "CT", "roi": "tumour"}, "MR_T1_tumour_": {"series": "MR_T1", "roi": "tumour"}}}]
+    (study / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return study, ids
+
+
+def test_mixed_study_joins_an_external_cohort_supplied_as_a_table(tmp_path):
+    from helpers.steps.signature import build_signature
+
+    study, ids = _mixed_study(tmp_path)
+    cfg = load_config(study / "study.yaml")
+    manifest, patients = load_study(cfg, check_images=False)
+    assert not set(ids) & set(manifest["patient"])  # the manifest stays the images' manifest
+    sig = build_signature(cfg, manifest, patients)
+    cohort = sig.data.cohort
+    assert cohort.value_counts().to_dict() == {"train": 70, "test": 30, "collab": 25}
+    assert set(sig.radscores.index[sig.radscores["cohort"] == "collab"]) == set(ids)
+    assert sig.data.supplied["tables"][0]["patients_per_cohort"] == {"collab": 25}
+    # Fitted on training only: the collaborator's cohort does not change the selected features.
+    assert sig.icc is not None and set(sig.icc.index) <= set(sig.data.features.columns)
+
+
+def test_mixed_study_a_block_both_extracted_and_supplied_is_an_error(tmp_path):
+    from helpers.errors import InputDataError
+    from helpers.steps.signature import load_study_features
+
+    study, _ = _mixed_study(tmp_path)
+    table = pd.read_csv(study / "collab.csv").iloc[:1]
+    table.loc[0, "case"] = "S001"  # a training patient whose CT/MR features were extracted (cohort from the manifest)
+    table.to_csv(study / "collab.csv", index=False)
+    cfg = yaml.safe_load((study / "study.yaml").read_text())
+    del cfg["feature_tables"][0]["cohort"]
+    (study / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    patients = pd.read_csv(study / "patients.csv", dtype={"patient": str}).set_index("patient")
+    with pytest.raises(InputDataError, match="patient S001 has feature .* both extracted"):
+        load_study_features(load_config(study / "study.yaml"), patients)
+
+
+def test_table_one_describes_the_supplied_cohort_of_a_mixed_study(tmp_path):
+    from helpers.steps.statistics import clinical_characteristics
+
+    study, _ = _mixed_study(tmp_path)
+    cfg = load_config(study / "study.yaml")
+    manifest, patients = load_study(cfg, check_images=False)
+    tables = clinical_characteristics(patients, manifest, cfg)
+    assert "table_one_by_outcome_collab" in tables
+    assert any("collab" in str(c) for c in tables["table_one_by_cohort"].columns)

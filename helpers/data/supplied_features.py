@@ -48,6 +48,7 @@ __all__ = [
     "SuppliedFeatures",
     "SuppliedTable",
     "load_supplied_features",
+    "patient_cohorts",
     "provenance_record",
     "read_feature_tables",
     "supplied_patients",
@@ -451,6 +452,15 @@ def provenance_record(cfg: StudyConfig, tables: list[SuppliedTable], cohort: pd.
                                                        "sha256": _sha256(t.reader2_path), "patients": len(t.reader2)},
         })
     return {"tables": out}
+
+
+def patient_cohorts(cfg: StudyConfig, patients: pd.DataFrame, manifest: pd.DataFrame) -> pd.Series:
+    """patient -> cohort of every analysed patient: the manifest's, and those of the supplied feature tables."""
+    known = manifest.drop_duplicates("patient").set_index("patient")["cohort"]
+    if not cfg.feature_tables:
+        return known
+    supplied = load_supplied_features(cfg, patients, known_cohort=known if cfg.manifest is not None else None).features["cohort"]
+    return pd.concat([known, supplied[~supplied.index.isin(known.index)]])
 
 
 def without_features_note(cfg: StudyConfig, patients: pd.DataFrame, analysed: Collection[str]) -> ManifestIssue | None:
