@@ -281,3 +281,54 @@ def test_table_one_describes_the_supplied_cohort_of_a_mixed_study(tmp_path):
     tables = clinical_characteristics(patients, manifest, cfg)
     assert "table_one_by_outcome_collab" in tables
     assert any("collab" in str(c) for c in tables["table_one_by_cohort"].columns)
+
+
+@pytest.mark.slow
+def test_mixed_simulated_study_with_the_external_cohort_supplied_as_a_table(tmp_path):
+    """Images for training (simulator), the external cohort as a collaborator's table: ``python -m helpers run`` end to end.
+
+    First the simulated study's features are extracted for every patient; the external cohort's rows become a
+    supplied CSV (as a collaborator would send), its images leave the manifest, and the study is run again: the
+    extraction covers training only (cached units) and the signature joins the supplied external cohort.
+    """
+    from helpers.simulation.simulate import simulate_study
+
+    out = tmp_path / "sim"
+    simulate_study(out, patients=30, seed=5, test_fraction=0.34)
+    cfg = yaml.safe_load((out / "study.yaml").read_text())
+    cfg["steps"] = [s for s in cfg["steps"] if s["name"] != "acquisition_qc"]
+    cfg["steps"][-1]["depends_on"] = [d for d in cfg["steps"][-1]["depends_on"] if d != "acquisition_qc"]
+    cfg["models"].update(algorithms=["logistic"], cv=3)
+    cfg["statistics"].update(n_bootstrap=100, subgroups=[])
+    cfg.pop("survival", None)
+    cfg["endpoints"] = {"binary": "label"}
+    (out / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUTF8": "1"}
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", str(out / "study.yaml"), *args],
+                              capture_output=True, text=True, env=env, cwd=out, timeout=1800, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    run("--step", "feature_extraction")
+    preset = cfg["signature"]["preset"]
+    features = pd.read_parquet(out / "reports" / cfg["study"] / "features" / f"features_{preset}.parquet")
+    external = features[features["cohort"] == "external_test"].drop(columns="cohort")
+    series = next(iter(cfg["series"]))
+    rois = sorted({c[len(series) + 1:].split("_")[0] for c in external.columns if c.startswith(f"{series}_")})
+    external.rename_axis("case_id").reset_index().to_csv(out / "collaborator_external.csv", index=False)
+    manifest = pd.read_csv(out / "data_manifest.csv", dtype=str)
+    manifest[manifest["cohort"] != "external_test"].to_csv(out / "data_manifest.csv", index=False)
+    cfg["feature_tables"] = [{"path": "collaborator_external.csv", "patient_id_column": "case_id", "cohort": "external_test",
+                              "blocks": {f"{series}_{roi}_": {"series": series, "roi": roi} for roi in rois},
+                              "software": "pyradiomics (collaborator's installation)", "settings": "as in the training centre"}]
+    (out / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    stdout = run()
+    assert "finished:" in stdout
+    root = out / "reports" / cfg["study"]
+    predictions = pd.read_parquet(root / "features" / "model_predictions.parquet")
+    assert set(predictions.loc[predictions["cohort"] == "external_test", "patient"] if "patient" in predictions.columns
+               else predictions[predictions["cohort"] == "external_test"].index) == set(external.index)
+    html = (root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")
+    assert "collaborator_external.csv" in html and "extracted with PyRadiomics" in html  # both: extracted training, supplied external

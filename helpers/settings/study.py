@@ -596,7 +596,8 @@ class StudyConfig(StrictModel):
     def feature_rois(self) -> list[str]:
         """ROI names of the feature columns: the extracted ROIs, then those of the supplied feature tables."""
         supplied = [t.roi for t in self.feature_tables if t.roi] + [b.roi for t in self.feature_tables for b in t.blocks.values()]
-        return list(dict.fromkeys([*self.extraction.rois, *supplied]))
+        # Supplied habitat ROIs (habitat<k>) join the pooled habitat block of their series, as extracted ones do.
+        return list(dict.fromkeys([*self.extraction.rois, *(r for r in supplied if not re.fullmatch(r"habitat\d+", r))]))
 
     @property
     def clinical_variables(self) -> list[str]:
