@@ -49,6 +49,8 @@ __all__ = ["StudyFeatures", "Signature", "load_study_features", "batch_labels", 
            "interobserver_agreement"]
 
 _BATCH = "__batch__"
+#: Harmonisation batch of patients without images (their features come from a supplied table).
+SUPPLIED_BATCH = "supplied table"
 
 
 @dataclass
@@ -303,7 +305,9 @@ def _harmonize(X: pd.DataFrame, train: pd.Index, groups: tuple[HarmonizationGrou
         cols = columns_of_series(X.columns, group.series, cfg.series)
         if not cols:
             continue
-        batch = batch_labels(manifest, cfg, group, train).reindex(X.index)
+        # Patients of supplied feature tables have no image (no acquisition record): their table is a batch of its own
+        # (unseen in training for a supplied external cohort: the group's unseen_batch policy applies).
+        batch = batch_labels(manifest, cfg, group, train).reindex(X.index).fillna(SUPPLIED_BATCH)
         frame = X[cols].assign(**{_BATCH: batch})
         combat = ComBatHarmonizer(batch_col=_BATCH, unseen_batch=group.unseen_batch).fit(frame.loc[train])
         out[cols] = combat.transform(frame)[cols]
