@@ -294,7 +294,7 @@ def test_mixed_simulated_study_with_the_external_cohort_supplied_as_a_table(tmp_
     from helpers.simulation.simulate import simulate_study
 
     out = tmp_path / "sim"
-    simulate_study(out, patients=30, seed=5, test_fraction=0.34)
+    simulate_study(out, patients=44, seed=5, test_fraction=0.3, prevalence=0.5)
     cfg = yaml.safe_load((out / "study.yaml").read_text())
     cfg["steps"] = [s for s in cfg["steps"] if s["name"] != "acquisition_qc"]
     cfg["steps"][-1]["depends_on"] = [d for d in cfg["steps"][-1]["depends_on"] if d != "acquisition_qc"]
