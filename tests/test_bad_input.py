@@ -897,12 +897,28 @@ def _ft_reader2_extra(study: Path) -> None:
     _ft_edit_table(study, "features_reader2.csv", patient={3: "ZZ9"})
 
 
+def _ft_latin1(study: Path) -> None:
+    text = (study / "features.csv").read_text(encoding="utf-8").replace("FT004", "FT\u00e904", 1)
+    (study / "features.csv").write_bytes(text.encode("latin-1"))
+
+
+def _ft_parquet_text(study: Path) -> None:
+    table = pd.read_csv(study / "features.csv", dtype={"patient": str})
+    table["original_glcm_Noise04"] = table["original_glcm_Noise04"].astype(str)
+    table.loc[9, "original_glcm_Noise04"] = "n/a"
+    table.to_parquet(study / "features.parquet", index=False)
+    _ft_table(study, path="features.parquet")
+
+
 # (edit, file, patient, row, column, text, fix)
 FEATURE_TABLE_CASES = {
     "missing file": (lambda s: (s / "features.csv").unlink(), "features.csv", None, None, None,
                      "feature table not found", "fix 'feature_tables[0].path'"),
     "unreadable parquet": (_ft_parquet_garbage, "features.parquet", None, None, None,
                            "feature table cannot be read as parquet", "re-export it as CSV (UTF-8) or parquet"),
+    "not UTF-8": (_ft_latin1, "features.csv", None, None, None, "feature table cannot be read: file is not UTF-8 text", "re-save it as UTF-8"),
+    "parquet text value": (_ft_parquet_text, "features.parquet", "FT009", 10, "original_glcm_Noise04", "non-numeric value 'n/a'",
+                           "write a number"),
     "missing id column": (lambda s: _ft_table(s, patient_id_column="PatientID"), "features.csv", None, None, "PatientID",
                           "patient id column 'PatientID' is missing (columns: patient,", "set 'feature_tables[0].patient_id_column'"),
     "duplicate patient": (lambda s: _ft_edit_table(s, patient={5: "FT003"}), "features.csv", "FT003", 5, "patient",
