@@ -16,6 +16,12 @@ commas, BOM + CRLF, Latin-1), swapped image/mask columns, cohort names and a
 time-to-event-only study with steps that need a binary endpoint; every
 message line stays under 300 characters.
 
+The third part (issue 15, "Feature tables in") covers supplied feature tables
+(``feature_tables:``): missing/unreadable files, id and cohort columns,
+duplicate or unknown patients, non-numeric, infinite and empty values,
+cohort conflicts, a block in two tables, block prefixes and second readings;
+each gives one line naming the file, row, patient, column and fix.
+
 Related cases covered elsewhere (not repeated here): every manifest problem
 reported at once and sha256 mismatches (test_manifest.py), RTSTRUCT structure
 errors (test_io.py), NaN/infinite prediction and label inputs of the

@@ -332,3 +332,12 @@ def test_mixed_simulated_study_with_the_external_cohort_supplied_as_a_table(tmp_
                else predictions[predictions["cohort"] == "external_test"].index) == set(external.index)
     html = (root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")
     assert "collaborator_external.csv" in html and "extracted with PyRadiomics" in html  # both: extracted training, supplied external
+
+
+def test_supplied_tables_are_data_of_every_step_key(ft_study):
+    """A changed feature table (or second reading) re-runs the steps: both files are hashed into the step keys."""
+    from helpers.runner.pipeline import _data_files
+
+    cfg = load_config(ft_study / "study.yaml")
+    files = {p.name for p in _data_files(cfg, None)}
+    assert {"features.csv", "features_reader2.csv", "patients.csv"} <= files
