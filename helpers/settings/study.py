@@ -375,7 +375,7 @@ class FeatureTableConfig(StrictModel):
     reader2: str | None = Field(None, description="the same table computed from a second reader's masks (training patients at least): enables the ICC filter")
 
     @model_validator(mode="after")
-    def _one_block_rule(self) -> "FeatureTableConfig":
+    def _one_block_rule(self) -> FeatureTableConfig:
         if self.blocks and (self.series or self.roi):
             raise ValueError(f"feature table {self.path}: give either 'series' and 'roi' (the whole table is one block) or 'blocks', not both")
         if not self.blocks and not (self.series and self.roi):
