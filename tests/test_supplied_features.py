@@ -192,6 +192,10 @@ def test_signature_and_methods_name_the_supplied_software_not_pyradiomics(ft_stu
     assert "extracted with PyRadiomics" not in everything and "PyRadiomics defaults" not in everything
     assert "image and mask pair" not in everything and "preset seed1762" not in everything
     assert "from the supplied features" in paragraphs["signature"]
+    split = pd.read_csv(cfg.report_root / "tables" / "cohort_split_counts.csv")
+    assert split.set_index("cohort")["patients"].to_dict() == {"training": 40, "external": 20, "total": 60}
+    assert not any(c.startswith("scans") for c in split.columns)
+    assert "positive in" in paragraphs["cohorts"] and "of 40 training patients" in paragraphs["cohorts"]
 
 
 # -- end to end -------------------------------------------------------------------------------------------------------

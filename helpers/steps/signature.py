@@ -27,7 +27,7 @@ import pandas as pd
 
 from helpers.data import artifacts
 from helpers.data.columns import columns_of_series, series_of_column
-from helpers.data.headers import acquisition_records
+from helpers.data.headers import acquisition_records, cohort_counts
 from helpers.data.manifest import extracts_features
 from helpers.data.supplied_features import load_supplied_features
 from helpers.errors import InputDataError
@@ -371,6 +371,13 @@ def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWrit
                                for t in sig.data.supplied["tables"] for b in t["blocks"]])
         report.table(counts, "supplied_feature_tables", per_cohort=False)
         shown["supplied_feature_tables"] = counts
+        if cfg.manifest is None:
+            # No acquisition step in a features-only study: the patients per cohort and outcome class (CLEAR item 15) come from here.
+            pseudo = pd.DataFrame({"patient": sig.data.cohort.index, "cohort": sig.data.cohort.to_numpy(), "series": ""})
+            split = cohort_counts(pseudo, sig.data.y.to_frame(), cfg)
+            split = split.drop(columns=[c for c in split.columns if c.startswith("scans ")])
+            report.table(split, "cohort_split_counts", per_cohort=False)
+            shown["cohort_split_counts"] = split
     if len(sig.data.excluded):
         report.table(sig.data.excluded, "excluded_patients", per_cohort=False)
         shown["excluded_patients"] = sig.data.excluded
