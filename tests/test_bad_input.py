@@ -18,6 +18,12 @@ binary-only steps, zero/missing times, no training event, horizons beyond the
 training follow-up are specific errors); every
 message line stays under 300 characters.
 
+The third part (issue 15, "Feature tables in") covers supplied feature tables
+(``feature_tables:``): missing/unreadable files, id and cohort columns,
+duplicate or unknown patients, non-numeric, infinite and empty values,
+cohort conflicts, a block in two tables, block prefixes and second readings;
+each gives one line naming the file, row, patient, column and fix.
+
 Related cases covered elsewhere (not repeated here): every manifest problem
 reported at once and sha256 mismatches (test_manifest.py), RTSTRUCT structure
 errors (test_io.py), NaN/infinite prediction and label inputs of the
@@ -926,3 +932,124 @@ def test_valid_study_has_no_false_positives(tiny_study):
     assert len(manifest) == 8 and list(patients.index) == PATIENTS and notes == []
     proc = _cli_validate(tiny_study)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK: 8 images of 4 patients in 2 cohorts; patient table has 4 rows"
+
+
+# -- supplied feature tables (issue 15, "Feature tables in"): one actionable line per problem ------------------------------
+def _ft_edit_table(study: Path, name: str = "features.csv", **cells) -> None:
+    """Set cells of the feature table: ``cells`` maps column -> {data row (1-based): value}; a value ``None`` drops the column."""
+    table = pd.read_csv(study / name, dtype=str, keep_default_na=False)
+    for column, values in cells.items():
+        if values is None:
+            table = table.drop(columns=column)
+            continue
+        for row, value in values.items():
+            table.loc[row - 1, column] = value
+    table.to_csv(study / name, index=False)
+
+
+def _ft_edit_patients(study: Path, **cells) -> None:
+    table = pd.read_csv(study / "patients.csv", dtype=str, keep_default_na=False)
+    for column, values in cells.items():
+        if values is None:
+            table = table.drop(columns=column)
+            continue
+        for row, value in values.items():
+            table.loc[row - 1, column] = value
+    table.to_csv(study / "patients.csv", index=False)
+
+
+def _ft_table(study: Path, **changes) -> None:
+    cfg = yaml.safe_load((study / "study.yaml").read_text())
+    cfg["feature_tables"][0].update(changes)
+    (study / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _ft_second_table(study: Path) -> None:
+    pd.read_csv(study / "features.csv", dtype=str).iloc[[2]].to_csv(study / "more.csv", index=False)
+    cfg = yaml.safe_load((study / "study.yaml").read_text())
+    cfg["feature_tables"].append({**cfg["feature_tables"][0], "path": "more.csv", "reader2": None})
+    (study / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _ft_parquet_garbage(study: Path) -> None:
+    (study / "features.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    _ft_table(study, path="features.parquet")
+
+
+def _ft_reader2_extra(study: Path) -> None:
+    _ft_edit_table(study, "features_reader2.csv", patient={3: "ZZ9"})
+
+
+def _ft_latin1(study: Path) -> None:
+    text = (study / "features.csv").read_text(encoding="utf-8").replace("FT004", "FT\u00e904", 1)
+    (study / "features.csv").write_bytes(text.encode("latin-1"))
+
+
+def _ft_parquet_text(study: Path) -> None:
+    table = pd.read_csv(study / "features.csv", dtype={"patient": str})
+    table["original_glcm_Noise04"] = table["original_glcm_Noise04"].astype(str)
+    table.loc[9, "original_glcm_Noise04"] = "n/a"
+    table.to_parquet(study / "features.parquet", index=False)
+    _ft_table(study, path="features.parquet")
+
+
+# (edit, file, patient, row, column, text, fix)
+FEATURE_TABLE_CASES = {
+    "missing file": (lambda s: (s / "features.csv").unlink(), "features.csv", None, None, None,
+                     "feature table not found", "fix 'feature_tables[0].path'"),
+    "unreadable parquet": (_ft_parquet_garbage, "features.parquet", None, None, None,
+                           "feature table cannot be read as parquet", "re-export it as CSV (UTF-8) or parquet"),
+    "not UTF-8": (_ft_latin1, "features.csv", None, None, None, "feature table cannot be read: file is not UTF-8 text", "re-save it as UTF-8"),
+    "parquet text value": (_ft_parquet_text, "features.parquet", "FT009", 10, "original_glcm_Noise04", "non-numeric value 'n/a'",
+                           "write a number"),
+    "missing id column": (lambda s: _ft_table(s, patient_id_column="PatientID"), "features.csv", None, None, "PatientID",
+                          "patient id column 'PatientID' is missing (columns: patient,", "set 'feature_tables[0].patient_id_column'"),
+    "duplicate patient": (lambda s: _ft_edit_table(s, patient={5: "FT003"}), "features.csv", "FT003", 5, "patient",
+                          "patient appears 2 times (rows 4, 5)", "keep one row per patient"),
+    "empty patient id": (lambda s: _ft_edit_table(s, patient={6: ""}), "features.csv", None, 6, "patient",
+                         "patient id is empty", "fill in the id or delete the row"),
+    "patient not in the patient table": (lambda s: _ft_edit_table(s, patient={45: "FT999"}), "features.csv", "FT999", 45, "patient",
+                                         "patient is not in the patient table", "add the patient's clinical/endpoint row"),
+    "non-numeric value": (lambda s: _ft_edit_table(s, original_firstorder_Mean={7: "12.3 HU"}), "features.csv", "FT006", 7,
+                          "original_firstorder_Mean", "non-numeric value '12.3 HU'", "write a number (leave the cell empty when unknown)"),
+    "decimal comma": (lambda s: _ft_edit_table(s, original_glcm_Noise01={2: "0,5"}), "features.csv", "FT001", 2,
+                      "original_glcm_Noise01", "non-numeric value '0,5'", "write a decimal point (0.5)"),
+    "text column": (lambda s: _ft_table(s, exclude=[]), "features.csv", "FT000", 1, "diagnostics_Versions_PyRadiomics",
+                    "non-numeric value 'v3.1.0' (59 more rows of this column too)", "or add 'diagnostics_Versions_PyRadiomics' to 'feature_tables[0].exclude'"),
+    "infinite value": (lambda s: _ft_edit_table(s, original_glcm_Noise02={9: "inf"}), "features.csv", "FT008", 9,
+                       "original_glcm_Noise02", "infinite value inf", "leave the cell empty"),
+    "empty column": (lambda s: _ft_edit_table(s, original_glcm_Noise03={i: "" for i in range(1, 61)}), "features.csv", None, None,
+                     "original_glcm_Noise03", "column is empty in every row", "add 'original_glcm_Noise03' to 'feature_tables[0].exclude'"),
+    "unknown cohort": (lambda s: _ft_edit_patients(s, cohort={11: "validation"}), "features.csv", "FT010", 11, "patient",
+                       "cohort 'validation' (from the patient table's 'cohort' column) is not under 'cohorts:'", "add the cohort to 'cohorts:'"),
+    "cohort mismatch": (lambda s: (_ft_edit_table(s, site={i: "training" if i <= 40 else "external" for i in range(1, 61)}),
+                                   _ft_edit_table(s, site={1: "external"}),
+                                   _ft_table(s, cohort_column="site")), "features.csv", "FT000", 1, "site",
+                        "cohort 'external' in features.csv (column 'site') but 'training' in the patient table's 'cohort' column",
+                        "assign the patient to one cohort in every file"),
+    "no cohort": (lambda s: _ft_edit_patients(s, cohort=None), "features.csv", None, None, "patient",
+                  "60 patients have no cohort: FT000", "give the patient table a 'cohort' column"),
+    "patient in two tables for one block": (_ft_second_table, "more.csv", "FT002", 1, "patient",
+                                            "patient already has MR/tumour features in features.csv", "keep each patient's block in one table"),
+    "exclude names an absent column": (lambda s: _ft_table(s, exclude=["diagnostics_*", "original_shape_Volume"]), "features.csv", None, None,
+                                       "original_shape_Volume", "'feature_tables[0].exclude' names 1 column(s) absent from the table",
+                                       "a misspelt exclusion would keep the column"),
+    "column matches no block prefix": (lambda s: _ft_table(s, series=None, roi=None, blocks={"original_firstorder_": {"series": "MR", "roi": "tumour"}}),
+                                       "features.csv", None, None, "original_glcm_Noise00", "12 column(s) match no prefix of 'feature_tables[0].blocks': original_glcm_Noise00",
+                                       "add their prefixes to 'feature_tables[0].blocks'"),
+    "second reader patient absent from reader 1": (_ft_reader2_extra, "features_reader2.csv", "ZZ9", 3, "patient",
+                                                   "patient of the second-reader table is not in features.csv", "remove the row"),
+}
+
+
+@pytest.mark.parametrize("case", list(FEATURE_TABLE_CASES))
+def test_malformed_feature_table(tmp_path, case):
+    from .test_supplied_features import make_feature_table_study
+
+    edit, file, patient, row, column, text, fix = FEATURE_TABLE_CASES[case]
+    study = make_feature_table_study(tmp_path)
+    edit(study)
+    err = _validate(study)
+    assert file in err.source, err.source  # the message names the file
+    _assert_issue(err, patient=patient, column=column, text=text, fix=fix, row=row)
+    assert len(err.issues) == 1, str(err)  # one line for the one problem

@@ -57,7 +57,7 @@ def test_all_problems_reported_together(tmp_path, base):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, base))
     assert "unknown_a: unknown key" in str(err.value)
-    assert "manifest: required key is missing" in str(err.value)
+    assert "feature_tables: Value error, give 'manifest' (images) or 'feature_tables'" in str(err.value)  # manifest optional with feature tables
 
 
 def test_missing_and_malformed_files(tmp_path):

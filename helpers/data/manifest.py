@@ -18,6 +18,7 @@ import pandas as pd
 import pydicom
 import SimpleITK as sitk
 
+from helpers.data.supplied_features import load_supplied_features, read_feature_tables, supplied_patients, without_features_note
 from helpers.data.tables import CsvDialect, read_csv_table
 from helpers.errors import ImageReadError, ManifestError, ManifestIssue
 from helpers.imaging.io import geometry_difference, is_dicom_file, nonfinite_voxels, read_image, read_mask, sha256_file
@@ -625,7 +626,8 @@ def with_resolved_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     return df
 
 
-def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, notes: list[ManifestIssue] | None = None) -> pd.DataFrame:
+def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, notes: list[ManifestIssue] | None = None,
+                       supplied: Iterable[str] = ()) -> pd.DataFrame:
     """Read and validate the patient table (clinical variables and endpoints).
 
     Checks: the id column exists, is filled in and unique, every configured
@@ -649,6 +651,8 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
     notes : list, optional
         Receives warning-level findings: table rows without images in the
         manifest (listed, not analysed) and a non-comma delimiter.
+    supplied : iterable of str
+        Patients with supplied feature tables (analysed without images).
 
     Returns
     -------
@@ -707,8 +711,13 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
     if patients is not None:
         matched, id_issues = _table_match_issues(patients, list(filled[pid]), pid)
         issues += id_issues
-        unimaged = sorted(set(filled[pid]) - set(patients) - matched)
-        if unimaged and notes is not None:
+        supplied = set(supplied)
+        unimaged = sorted(set(filled[pid]) - set(patients) - matched - supplied)
+        if supplied and notes is not None:
+            note = without_features_note(cfg, table.set_index(pid).loc[unimaged] if unimaged else table.iloc[:0].set_index(pid), [])
+            if note is not None:
+                notes.append(note)
+        elif unimaged and notes is not None:
             notes.append(ManifestIssue(None, pid, None, f"{len(unimaged)} patient(s) of the patient table have no image in the manifest and are not analysed: {_short_list(unimaged)}",
                                        "nothing to do if intended; otherwise add their images to the manifest"))
     if issues:
@@ -855,35 +864,62 @@ def load_study(
     -------
     (manifest, patients) : tuple of DataFrame
     """
-    source = str(cfg.path(cfg.manifest))
+    source = str(cfg.path(cfg.manifest)) if cfg.manifest is not None else None
     found: dict[str, list[ManifestIssue]] = {}
 
     def collect(exc: ManifestError) -> None:
         found.setdefault(exc.source, []).extend(exc.issues)
 
     raw = manifest = patients = None
-    try:
-        raw = read_manifest(source, notes=notes)
-    except ManifestError as exc:
-        collect(exc)
+    if source is None:
+        image_steps = [s.name for s in cfg.steps if not _is_step(s, _TABLE_ONLY_STEPS, _TABLE_ONLY_NOTEBOOKS)]
+        if image_steps:
+            collect(ManifestError(str(cfg.path(cfg.config_file)), [ManifestIssue(
+                None, "manifest", None, f"steps {image_steps} read images but the study has no 'manifest' (its features come from feature_tables)",
+                f"add 'manifest:' with the images, or remove {_short_list(image_steps, 60)} from 'steps:'")]))
+    else:
+        try:
+            raw = read_manifest(source, notes=notes)
+        except ManifestError as exc:
+            collect(exc)
     if raw is not None:
         try:
             manifest = validate_manifest(cfg, raw, check_images=check_images, hasher=hasher)
         except ManifestError as exc:
             collect(exc)
-        coverage = _coverage_issues(cfg, raw)
-        if coverage:
-            collect(ManifestError(source, coverage))
+    tables, table_issues = read_feature_tables(cfg) if cfg.feature_tables else ([], {})
+    for src, issues in table_issues.items():
+        collect(ManifestError(src, issues))
+    with_features = supplied_patients(tables)
     try:
-        listed = None if raw is None else sorted({p for p in raw["patient"] if p.strip()})
-        patients = load_patient_table(cfg, listed, notes=notes)
+        listed = ([] if source is None else None) if raw is None else sorted({p for p in raw["patient"] if p.strip()})
+        patients = load_patient_table(cfg, listed, notes=notes, supplied=with_features)
     except ManifestError as exc:
         collect(exc)
+    supplied_rows = pd.DataFrame(columns=["patient", "cohort", "series"])
+    if tables and patients is not None:
+        known = None if raw is None else raw.drop_duplicates("patient").set_index("patient")["cohort"]
+        try:
+            supplied = load_supplied_features(cfg, patients, known_cohort=known, tables=tables)
+            supplied_rows = pd.DataFrame(
+                [{"patient": p, "cohort": supplied.features.at[p, "cohort"], "series": s} for t in tables
+                 for s in dict.fromkeys(b[0] for b in t.blocks) for p in t.features.index]).drop_duplicates(["patient", "series"])
+        except ManifestError as exc:
+            collect(exc)
+    if raw is not None or (source is None and len(supplied_rows)):
+        parts = [df for df in (raw[["patient", "cohort", "series"]] if raw is not None else None, supplied_rows) if df is not None and len(df)]
+        where = "the manifest" if not tables else "the feature tables" if source is None else "the manifest or the feature tables"
+        coverage = _coverage_issues(cfg, pd.concat(parts, ignore_index=True), where)
+        if coverage:
+            collect(ManifestError(source or ", ".join(str(cfg.path(t.path)) for t in cfg.feature_tables), coverage))
     endpoint_issues = _endpoint_step_issues(cfg) + _survival_step_issues(cfg)
     if endpoint_issues:
         collect(ManifestError(str(cfg.path(cfg.config_file)), endpoint_issues))
+    if source is None:
+        manifest = supplied_rows.sort_values(["patient", "series"]).reset_index(drop=True)
     if not found and fits_outcome_models(cfg):
-        issues = _training_class_issues(cfg, manifest, patients)
+        assigned = manifest if not len(supplied_rows) or source is None else pd.concat([manifest[["patient", "cohort"]], supplied_rows], ignore_index=True)
+        issues = _training_class_issues(cfg, assigned, patients)
         if issues:
             collect(ManifestError(str(cfg.path(cfg.patient_table)), issues))
         elif fits_survival_models(cfg):
@@ -895,7 +931,7 @@ def load_study(
     return manifest, patients
 
 
-def _coverage_issues(cfg: StudyConfig, df: pd.DataFrame) -> list[ManifestIssue]:
+def _coverage_issues(cfg: StudyConfig, df: pd.DataFrame, where: str = "the manifest") -> list[ManifestIssue]:
     """Cohorts and acquired series of the config without any manifest row (an empty cohort makes empty tables).
 
     Derived series (``<series>_SR`` of ``super_resolution``) are never in the
@@ -905,13 +941,13 @@ def _coverage_issues(cfg: StudyConfig, df: pd.DataFrame) -> list[ManifestIssue]:
     for cohort in cfg.cohorts:
         if not df["cohort"].eq(cohort).any():
             role = cfg.cohorts[cohort].role
-            issues.append(ManifestIssue(None, "cohort", None, f"{role} cohort '{cohort}' is declared in the config but has no row in the manifest",
-                                        f"assign patients to '{cohort}' in the manifest, or remove it from 'cohorts:' in the config"))
+            issues.append(ManifestIssue(None, "cohort", None, f"{role} cohort '{cohort}' is declared in the config but has no row in {where}",
+                                        f"assign patients to '{cohort}' in {where}, or remove it from 'cohorts:' in the config"))
     derived = {cfg.super_resolution.output_series} if cfg.super_resolution is not None else set()
     for series in cfg.series:
         if series not in derived and not df["series"].eq(series).any():
-            issues.append(ManifestIssue(None, "series", None, f"series '{series}' is declared in the config but has no row in the manifest",
-                                        f"add its images to the manifest, or remove '{series}' from 'series:' (and the sections naming it)"))
+            issues.append(ManifestIssue(None, "series", None, f"series '{series}' is declared in the config but has no row in {where}",
+                                        f"add its images (or a feature table naming it) to {where}, or remove '{series}' from 'series:' (and the sections naming it)"))
     return issues
 
 
@@ -947,6 +983,11 @@ def reads_images(cfg: StudyConfig) -> bool:
     notebooks 04-07 only, whose features come as tables.
     """
     return any(not _is_step(s, _TABLE_ONLY_STEPS, _TABLE_ONLY_NOTEBOOKS) for s in cfg.steps)
+
+
+def extracts_features(cfg: StudyConfig) -> bool:
+    """True when the study extracts its radiomics features (a ``feature_extraction`` step or notebook 03)."""
+    return any(_is_step(s, ("feature_extraction",), ("03_feature",)) for s in cfg.steps)
 
 
 #: Steps that need a binary endpoint: the signature (LASSO on the label), the model grid and its statistics (AUC, DCA).

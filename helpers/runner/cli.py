@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config)
             notes: list = []  # warning-level findings (e.g. patient-table rows without images): printed, not fatal
             manifest, patients = load_study(cfg, notes=notes)
-            print(f"OK: {len(manifest)} images of {manifest['patient'].nunique()} patients in {len(cfg.cohorts)} cohorts; patient table has {len(patients)} rows")
+            if cfg.manifest is None:
+                print(f"OK: supplied features of {manifest['patient'].nunique()} patients in {len(cfg.feature_tables)} feature table(s), "
+                      f"{len(cfg.cohorts)} cohorts; patient table has {len(patients)} rows")
+            else:
+                print(f"OK: {len(manifest)} images of {manifest['patient'].nunique()} patients in {len(cfg.cohorts)} cohorts; patient table has {len(patients)} rows")
             for note in notes:
                 print(f"note: {note}")
             return 0

@@ -82,12 +82,16 @@ def plan_runs(cfg: StudyConfig, step: str | None = None, cohort: str | None = No
     return runs
 
 
-def _data_files(cfg: StudyConfig, manifest: pd.DataFrame) -> list[Path]:
-    files = [cfg.path(cfg.manifest), cfg.path(cfg.patient_table)]
+def _data_files(cfg: StudyConfig, manifest: pd.DataFrame | None) -> list[Path]:
+    files = [cfg.path(cfg.patient_table)]
+    if cfg.manifest is not None:
+        files.insert(0, cfg.path(cfg.manifest))
     if cfg.acquisition_headers:
         files.append(cfg.path(cfg.acquisition_headers))
+    # Supplied feature tables (and their second readings) are data: a changed table re-runs the steps reading it.
+    files += [cfg.path(p) for t in cfg.feature_tables for p in (t.path, t.reader2) if p]
     for col in ("image_path", "mask_path", "mask_reader2_path"):
-        files += [Path(p) for p in manifest[col] if p]
+        files += [Path(p) for p in (manifest[col] if manifest is not None else ()) if p]
     return files
 
 
@@ -213,10 +217,11 @@ def run_study(
     out = out if out is not None else sys.stdout  # looked up at call time (a redirected stdout is honoured)
     cfg = load_config(config_path)
     runs = plan_runs(cfg, step, cohort)
-    print(f"validating {cfg.manifest} and {cfg.patient_table} ...", file=out, flush=True)
+    inputs = [str(x) for x in (cfg.manifest, *(t.path for t in cfg.feature_tables)) if x]
+    print(f"validating {', '.join(inputs)} and {cfg.patient_table} ...", file=out, flush=True)
     state_dir = cfg.report_root / ".state"
     hashes = FileHashCache(state_dir / "file_hashes.json")
-    raw = with_resolved_paths(read_manifest(cfg.path(cfg.manifest)), cfg.path(cfg.manifest).parent)
+    raw = with_resolved_paths(read_manifest(cfg.path(cfg.manifest)), cfg.path(cfg.manifest).parent) if cfg.manifest is not None else None
     data_hashes = {
         str(p.relative_to(cfg.base_dir)) if p.is_relative_to(cfg.base_dir) else str(p): hashes.sha256(p)
         for p in _data_files(cfg, raw)

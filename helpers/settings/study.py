@@ -441,6 +441,62 @@ class SuperResolutionConfig(StrictModel):
         return SuperResolutionSettings.model_validate(value or {})
 
 
+class FeatureBlockSpec(StrictModel):
+    """The series and ROI of the columns of a supplied feature table that start with one prefix."""
+
+    series: str
+    roi: str = Field(pattern=r"^[a-z][a-z0-9]*$", description="lower-case letters and digits (it becomes a column-name part)")
+
+
+class FeatureTableConfig(StrictModel):
+    """A feature table supplied instead of (or next to) notebook 03's extraction (see ``helpers.data.supplied_features``).
+
+    One row per patient, one column per feature (CSV or parquet). The whole
+    table is one block (``series`` + ``roi``) or ``blocks`` maps column-name
+    prefixes to blocks (the prefix is removed from the feature name). The
+    cohort of each patient comes from ``cohort`` (the whole table),
+    ``cohort_column``, else the manifest or the patient table's ``cohort`` column.
+    """
+
+    path: str
+    patient_id_column: str | None = Field(None, description="id column of the table (default: the study's patient_id_column)")
+    cohort_column: str | None = None
+    cohort: str | None = Field(None, description="every patient of the table is in this cohort (e.g. a collaborator's external cohort)")
+    series: str | None = None
+    roi: str | None = Field(None, pattern=r"^[a-z][a-z0-9]*$")
+    blocks: dict[str, FeatureBlockSpec] = Field(default_factory=dict, description="column prefix -> series and ROI")
+    columns: tuple[str, ...] | None = Field(None, description="feature columns to use (default: every column but the id and cohort columns)")
+    exclude: tuple[str, ...] = Field((), description="columns to leave out (recorded in the provenance and the methods)")
+    software: str = Field(min_length=1, description="software (and version) that computed the features, e.g. 'pyradiomics 3.1.0' or 'LIFEx 7.3'")
+    settings: str = Field("", description="how the features were computed (discretisation, filters, ...), quoted in the methods")
+    reader2: str | None = Field(None, description="the same table computed from a second reader's masks (training patients at least): enables the ICC filter")
+
+    @model_validator(mode="after")
+    def _one_block_rule(self) -> FeatureTableConfig:
+        if self.blocks and (self.series or self.roi):
+            raise ValueError(f"feature table {self.path}: give either 'series' and 'roi' (the whole table is one block) or 'blocks', not both")
+        if not self.blocks and not (self.series and self.roi):
+            raise ValueError(f"feature table {self.path}: give 'series' and 'roi' (the whole table is one block) or 'blocks' "
+                             "(column prefix -> series and roi)")
+        if self.cohort and self.cohort_column:
+            raise ValueError(f"feature table {self.path}: give 'cohort' (the whole table) or 'cohort_column', not both")
+        return self
+
+    def block_of(self, column: str) -> tuple[str, str, str] | None:
+        """(series, roi, feature name) of a feature column, ``None`` when no block prefix matches."""
+        if not self.blocks:
+            return str(self.series), str(self.roi), column
+        matches = [p for p in self.blocks if column.startswith(p) and len(column) > len(p)]
+        if not matches:
+            return None
+        prefix = max(matches, key=len)
+        return self.blocks[prefix].series, self.blocks[prefix].roi, column[len(prefix):]
+
+    @property
+    def block_series(self) -> list[str]:
+        return [str(self.series)] if not self.blocks else list(dict.fromkeys(b.series for b in self.blocks.values()))
+
+
 class StepConfig(StrictModel):
     """A notebook step of the study run."""
 
@@ -459,7 +515,10 @@ class StudyConfig(StrictModel):
 
     study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int
-    manifest: str
+    manifest: str | None = Field(None, description="image manifest; may be left out when every step reads tables only (04-07) and the "
+                                 "features come from feature_tables")
+    feature_tables: tuple[FeatureTableConfig, ...] = Field((), validate_default=True,
+                                                           description="feature tables supplied instead of (or next to) extraction")
     patient_table: str
     patient_id_column: str = "patient"
     acquisition_headers: str | None = None
@@ -521,6 +580,14 @@ class StudyConfig(StrictModel):
                 extraction["series"] = [*listed, derived]
             raw["extraction"] = extraction
         return raw
+
+    @field_validator("feature_tables")
+    @classmethod
+    def _some_input(cls, value: tuple, info) -> tuple:
+        # A field validator (not the model validator) so that it is reported together with every other problem.
+        if not value and "manifest" in info.data and info.data["manifest"] is None:
+            raise ValueError("give 'manifest' (images) or 'feature_tables' (supplied features): the study has no input")
+        return value
 
     @field_validator("segmentation", mode="before")
     @classmethod
@@ -592,11 +659,21 @@ class StudyConfig(StrictModel):
             "segmentation.series": [self.segmentation.series] if self.segmentation is not None else [],
             "deep_features.series": [d.series for d in self.deep_features],
             "super_resolution.series": [self.super_resolution.series] if self.super_resolution is not None else [],
+            "feature_tables": [s for t in self.feature_tables for s in t.block_series],
         }
         for where, names in referenced.items():
             unknown = [n for n in names if n not in self.series]
             if unknown:
                 raise ValueError(f"{where} names series {unknown} that are not under 'series' ({sorted(self.series)})")
+        unknown_cohorts = [t.cohort for t in self.feature_tables if t.cohort is not None and t.cohort not in self.cohorts]
+        if unknown_cohorts:
+            raise ValueError(f"feature_tables name cohorts {unknown_cohorts} that are not under 'cohorts' ({sorted(self.cohorts)})")
+        if self.manifest is None:
+            for where, used in (("signature.harmonization", bool(self.signature.harmonization)),
+                                ("statistics.subgroups", bool(self.statistics.subgroups))):
+                if used:
+                    raise ValueError(f"{where} reads acquisition fields of the images' manifest, but the study has no 'manifest'; "
+                                     f"remove {where} (or add a manifest)")
         if not any(c.role == "train" for c in self.cohorts.values()):
             raise ValueError("cohorts: one cohort must have role 'train' (fitted steps learn from it only)")
         return self
@@ -611,6 +688,13 @@ class StudyConfig(StrictModel):
     def report_root(self) -> Path:
         """``reports/<study>/``: where every table, figure and notebook lands."""
         return self.path(self.reports_dir) / self.study
+
+    @property
+    def feature_rois(self) -> list[str]:
+        """ROI names of the feature columns: the extracted ROIs, then those of the supplied feature tables."""
+        supplied = [t.roi for t in self.feature_tables if t.roi] + [b.roi for t in self.feature_tables for b in t.blocks.values()]
+        # Supplied habitat ROIs (habitat<k>) join the pooled habitat block of their series, as extracted ones do.
+        return list(dict.fromkeys([*self.extraction.rois, *(r for r in supplied if not re.fullmatch(r"habitat\d+", r))]))
 
     @property
     def clinical_variables(self) -> list[str]:

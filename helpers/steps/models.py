@@ -132,7 +132,7 @@ def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     Keys read ``"<series> / <roi>"`` (``"<series> / habitats"`` for all habitat ROIs, ``"<series> / deep"``
     for notebook 02's deep features).
     """
-    return {name: X[cols] for name, cols in study_block_columns(X.columns, cfg.series, cfg.extraction.rois).items()}
+    return {name: X[cols] for name, cols in study_block_columns(X.columns, cfg.series, cfg.feature_rois).items()}
 
 
 def _steps_factory(cfg: StudyConfig, steps_config):

@@ -28,7 +28,9 @@ import pandas as pd
 
 from helpers.data import artifacts
 from helpers.data.columns import columns_of_series, series_of_column
-from helpers.data.headers import acquisition_records
+from helpers.data.headers import acquisition_records, cohort_counts
+from helpers.data.manifest import extracts_features
+from helpers.data.supplied_features import load_supplied_features
 from helpers.errors import ConfigError, InputDataError
 from helpers.features.pyradiomics import preset_name
 from helpers.figures.harmonization import combat_diagnostics_figure
@@ -50,6 +52,8 @@ __all__ = ["StudyFeatures", "Signature", "load_study_features", "batch_labels", 
            "interobserver_agreement"]
 
 _BATCH = "__batch__"
+#: Harmonisation batch of patients without images (their features come from a supplied table).
+SUPPLIED_BATCH = "supplied table"
 
 
 @dataclass
@@ -85,6 +89,7 @@ class StudyFeatures:
     #: patient -> follow-up time and event (0/1) when the study has a time-to-event endpoint.
     time: pd.Series | None = None
     event: pd.Series | None = None
+    supplied: dict | None = None
 
     @property
     def train_index(self) -> pd.Index:
@@ -112,13 +117,20 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
         Failed units under the ``stop`` policy, or a study without a binary endpoint.
     """
     preset = preset_name(cfg.signature.preset)
-    table = artifacts.FEATURES.read(cfg, preset=preset)
+    extracted = extracts_features(cfg) or not cfg.feature_tables
+    table = reader2 = supplied = None
+    if extracted:
+        table = artifacts.FEATURES.read(cfg, preset=preset)
+        reader2 = artifacts.FEATURES_READER2.read(cfg, preset=preset).drop(columns="cohort") if artifacts.FEATURES_READER2.exists(cfg, preset=preset) else None
+    if cfg.feature_tables:
+        # Supplied tables (helpers.data.supplied_features): all the features, or extra blocks / cohorts joined to the extracted ones.
+        supplied = load_supplied_features(cfg, patients, known_cohort=None if table is None else table["cohort"])
+        table, reader2 = _with_supplied(table, reader2, supplied.features, supplied.reader2)
     cohort = table.pop("cohort")
     endpoint = cfg.endpoints.binary
     if endpoint is None and cfg.endpoints.time is None:
         raise InputDataError("the signature needs an endpoint: set endpoints.binary or endpoints.time/event in the study config")
-    reader2 = artifacts.FEATURES_READER2.read(cfg, preset=preset).drop(columns="cohort") if artifacts.FEATURES_READER2.exists(cfg, preset=preset) else None
-    excluded = _apply_failed_unit_policy(cfg, preset, cohort)
+    excluded = _apply_failed_unit_policy(cfg, preset, cohort) if extracted else pd.DataFrame(columns=["patient", "cohort", "failed_units", "reason"])
     if len(excluded):
         keep_rows = table.index.difference(excluded["patient"], sort=False)
         table, cohort = table.loc[keep_rows], cohort.loc[keep_rows]
@@ -136,11 +148,37 @@ def load_study_features(cfg: StudyConfig, patients: pd.DataFrame) -> StudyFeatur
     if reader2 is not None:
         # Missing second readings (a failed unit) are handled per feature by the ICC; columns are not dropped.
         reader2 = reader2[[c for c in keep if c in reader2.columns]]
-    out = StudyFeatures(table[keep], cohort, y, reader2, dropped, training=training, excluded=excluded, imputed=imputed)
+    out = StudyFeatures(table[keep], cohort, y, reader2, dropped, training=training, excluded=excluded, imputed=imputed,
+                        supplied=None if supplied is None else supplied.record)
     if cfg.endpoints.time is not None:
         out.time = patients.loc[table.index, cfg.endpoints.time].astype(float).rename("time")
         out.event = patients.loc[table.index, cfg.endpoints.event].astype(int).rename("event")
     return out
+
+
+def _with_supplied(table: pd.DataFrame | None, reader2: pd.DataFrame | None, features: pd.DataFrame,
+                   supplied_reader2: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Extracted and supplied features joined by patient (one value per patient and feature).
+
+    Raises
+    ------
+    InputDataError
+        A patient has a value of the same feature in both (the same block extracted and supplied).
+    """
+    if table is None:
+        return features.copy(), supplied_reader2
+    shared = [c for c in features.columns if c != "cohort" and c in table.columns]
+    both = table[shared].notna() & features[shared].reindex(table.index).notna() if shared else pd.DataFrame()
+    if shared and both.to_numpy().any():
+        patient = both.index[both.any(axis=1).to_numpy()][0]
+        column = both.columns[both.loc[patient].to_numpy()][0]
+        raise InputDataError(f"patient {patient} has feature {column} both extracted (notebook 03) and in a supplied feature table; "
+                             "supply only blocks or patients that are not extracted (remove the rows or columns from the table)")
+    joined = pd.concat([table, features], axis=0).groupby(level=0, sort=True).first()
+    joined = joined[["cohort", *[c for c in joined.columns if c != "cohort"]]]
+    if supplied_reader2 is not None:
+        reader2 = supplied_reader2 if reader2 is None else pd.concat([reader2, supplied_reader2], axis=0).groupby(level=0, sort=True).first()
+    return joined, reader2
 
 
 def missing_value_table(table: pd.DataFrame, cohort: pd.Series, cfg: StudyConfig) -> pd.DataFrame:
@@ -284,7 +322,9 @@ def _harmonize(X: pd.DataFrame, train: pd.Index, groups: tuple[HarmonizationGrou
         cols = columns_of_series(X.columns, group.series, cfg.series)
         if not cols:
             continue
-        batch = batch_labels(manifest, cfg, group, train).reindex(X.index)
+        # Patients of supplied feature tables have no image (no acquisition record): their table is a batch of its own
+        # (unseen in training for a supplied external cohort: the group's unseen_batch policy applies).
+        batch = batch_labels(manifest, cfg, group, train).reindex(X.index).fillna(SUPPLIED_BATCH)
         frame = X[cols].assign(**{_BATCH: batch})
         combat = ComBatHarmonizer(batch_col=_BATCH, unseen_batch=group.unseen_batch).fit(frame.loc[train])
         out[cols] = combat.transform(frame)[cols]
@@ -311,7 +351,7 @@ def build_signature(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataF
         icc_cfg = cfg.signature.icc
         icc_filter = ICCFilter(threshold=icc_cfg.threshold, icc_type=icc_cfg.icc_type, ci_bound=icc_cfg.ci_bound, unscored="passthrough")
         icc_filter.fit(X.loc[train], icc=icc)
-        groups = sorted({(s, r) for s in cfg.series for r in cfg.extraction.rois if any(c.startswith(f"{s}_{r}_") for c in icc.index)})
+        groups = sorted({(s, r) for s in cfg.series for r in cfg.feature_rois if any(c.startswith(f"{s}_{r}_") for c in icc.index)})
         retained = retained_counts(icc, cfg.signature.icc.threshold, groups, ci_bound=cfg.signature.icc.ci_bound)
         X = icc_filter.transform(X)
     harmonized, harmonizers, batches = _harmonize(X, train, cfg.signature.harmonization, manifest, cfg)
@@ -388,6 +428,21 @@ def _diagnostic_features(combat: ComBatHarmonizer, X: pd.DataFrame, n: int = 4) 
 def write_signature_outputs(sig: Signature, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Write notebook 04's tables, figures and the fitted signature; return tables for display."""
     shown: dict[str, pd.DataFrame] = {}
+    if sig.data.supplied is not None:
+        # What the methods say about the supplied tables (files, hashes, software, counts): provenance/supplied_features.json.
+        report.json(sig.data.supplied, "supplied_features")
+        counts = pd.DataFrame([{"file": t["file"], "software": t["software"], "series": b["series"], "roi": b["roi"], "features": b["features"],
+                                "patients": b["patients"], "second_reader_patients": (t["reader2"] or {}).get("patients", 0)}
+                               for t in sig.data.supplied["tables"] for b in t["blocks"]])
+        report.table(counts, "supplied_feature_tables", per_cohort=False)
+        shown["supplied_feature_tables"] = counts
+        if cfg.manifest is None:
+            # No acquisition step in a features-only study: the patients per cohort and outcome class (CLEAR item 15) come from here.
+            pseudo = pd.DataFrame({"patient": sig.data.cohort.index, "cohort": sig.data.cohort.to_numpy(), "series": ""})
+            split = cohort_counts(pseudo, sig.data.y.to_frame(), cfg)
+            split = split.drop(columns=[c for c in split.columns if c.startswith("scans ")])
+            report.table(split, "cohort_split_counts", per_cohort=False)
+            shown["cohort_split_counts"] = split
     if len(sig.data.excluded):
         report.table(sig.data.excluded, "excluded_patients", per_cohort=False)
         shown["excluded_patients"] = sig.data.excluded

@@ -20,6 +20,7 @@ from scipy.stats import mannwhitneyu
 from helpers.data import artifacts
 from helpers.data.columns import block_name, model_name, parse_model_name, shown_name
 from helpers.data.headers import acquisition_records
+from helpers.data.supplied_features import patient_cohorts
 from helpers.figures.evaluation import (
     calibration_bin_count,
     calibration_figure,
@@ -99,11 +100,11 @@ def subgroup_values(manifest: pd.DataFrame, cfg: StudyConfig, series: str, field
 def clinical_characteristics(patients: pd.DataFrame, manifest: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     """Table 1: clinical variables per cohort, and per outcome class within each cohort.
 
-    Empty when no clinical variables are configured. Only patients in the
-    manifest are described.
+    Empty when no clinical variables are configured. Only analysed patients
+    (in the manifest or a supplied feature table) are described.
     """
     cc = cfg.clinical
-    cohort = manifest.drop_duplicates("patient").set_index("patient")["cohort"]
+    cohort = patient_cohorts(cfg, patients, manifest)  # patients with images and those of supplied feature tables
     marker = marker_distribution(patients, cohort, cfg)
     if not cc.variables:
         return marker

@@ -335,7 +335,7 @@ def _authors(basis: str) -> MetricsJudgement:
 
 def _conditions(f: _Facts) -> dict[str, tuple[bool, str]]:
     """Answers to the five METRICS conditions, with their basis."""
-    handcrafted = f.cite("feature_counts_{preset}")
+    handcrafted = f.cite("feature_counts_{preset}") or f.cite("supplied_feature_tables")  # extracted, or supplied as tables
     deep = f.cite("deep_feature_pca")
     end_to_end = f.cite("deep_classifier_auc")
     return {
@@ -437,7 +437,10 @@ _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
                            f"appropriate for the modality is a judgement for the authors"),  # fmt: skip
     12: lambda f: _yes_no(f.methods("software") or f.cite("ibsi_phantom_compliance"), "named software and version",
                          "the extraction software is not reported"),  # fmt: skip
-    13: lambda f: _yes_no("; ".join(x for x in (f.cite("feature_counts_{preset}"), ", ".join(_files(["provenance/extraction.json"], f.other))) if x),
+    13: lambda f: _yes_no("; ".join(x for x in (f.cite("feature_counts_{preset}"), ", ".join(_files(["provenance/extraction.json"], f.other)),
+                                                 # supplied tables count when every table states its settings (quoted in the methods)
+                                                 f.cite("supplied_feature_tables") if f.cfg.feature_tables and all(t.settings.strip() for t in f.cfg.feature_tables)
+                                                 else "") if x),
                           "feature classes and the complete extraction settings", "no extraction settings recorded"),  # fmt: skip
     14: lambda f: _yes_no(f.cite("icc_retained_counts", "icc_per_feature"), "ICC stability filter", "no removal of non-robust features", f, "signature"),
     15: lambda f: _yes_no(f.cite("selection_pathway"), "feature selection pathway", "no removal of redundant features", f, "signature"),

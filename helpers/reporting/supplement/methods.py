@@ -96,7 +96,7 @@ def _cohorts(run: RunRecord) -> MethodsParagraph:
         bits = [x for x in (mod if mod.lower() not in s.lower() and s.lower() not in mod.lower() else "", v.description,
                             w.plural(n, "scan") if n else "") if x]  # fmt: skip
         described.append(f"{w.words(s)} ({'; '.join(bits)})" if bits else w.words(s))
-    text.append(f"Image series: {_join(described)}.")
+    text.append(f"{'Image series' if cfg.manifest is not None else 'Series of the supplied features (no images were analysed)'}: {_join(described)}.")
     if unused:
         text.append(f"The series {_join(unused)} {'was' if len(unused) == 1 else 'were'} declared in the study configuration but no patient "
                     f"had a scan of {'it' if len(unused) == 1 else 'them'}; {'it was' if len(unused) == 1 else 'they were'} not used.")  # fmt: skip
@@ -324,6 +324,13 @@ def _extraction(run: RunRecord, settings: Mapping[str, dict], versions: Mapping[
     return MethodsParagraph("extraction", "Feature extraction", " ".join(text))
 
 
+def _with_supplied(extracted: MethodsParagraph | None, supplied: MethodsParagraph | None) -> MethodsParagraph | None:
+    """The extraction paragraph followed by what was supplied as tables (either may be absent)."""
+    if extracted is None or supplied is None:
+        return extracted or supplied
+    return MethodsParagraph("extraction", extracted.title, f"{extracted.text} {supplied.text}")
+
+
 # --------------------------------------------------------------------------- signature
 
 
@@ -353,7 +360,9 @@ def _signature(run: RunRecord) -> MethodsParagraph | None:
     sig = run.cfg.signature
     before = [x for x, ran in (("the stability filter", run.has("icc_retained_counts", "icc_per_feature")),
                                ("ComBat harmonisation", run.has("combat_batches_*"))) if ran]  # fmt: skip
-    text = [f"The signature was built on the training cohort from the features of preset {sig.preset}"
+    source = (f"the features of preset {sig.preset}" if run.has(*_EXTRACTION_OUTPUTS) else "the supplied features") + (
+        " and the supplied features" if run.has(*_EXTRACTION_OUTPUTS) and run.has("supplied_feature_tables") else "")
+    text = [f"The signature was built on the training cohort from {source}"
             + (f" that passed {_join(before)}" if before else "") + "."]
     text.append(f"Selection steps, in order: {w.selection_steps(sig.steps)}; every step was fitted on the training cohort only.")
     pathway = _pathway_text(run)
@@ -552,7 +561,7 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
     settings = extraction_settings(run) if run.has(*_EXTRACTION_OUTPUTS) else {}
     paragraphs = [
         _cohorts(run), _software(run), opt.segmentation(run), opt.super_resolution(run), _preprocessing(run, settings),
-        _extraction(run, settings, versions), opt.habitats(run), opt.deep_features(run), opt.reliability(run), opt.harmonization(run),
+        _with_supplied(_extraction(run, settings, versions), opt.supplied_features(run)), opt.habitats(run), opt.deep_features(run), opt.reliability(run), opt.harmonization(run),
         opt.missing_data(run), _signature(run), _models(run), opt.clinical(run), opt.nomogram(run), opt.survival(run), opt.explainability(run),
         opt.table_one(run), _statistics(run),
     ]  # fmt: skip

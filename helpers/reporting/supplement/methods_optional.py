@@ -645,3 +645,40 @@ def table_one(run: RunRecord) -> MethodsParagraph | None:
     if tests:
         text.append(f"Tests used in this run: {_join([t[0].lower() + t[1:] if not t.startswith(('Welch', 'Mann', 'Fisher', 'Kruskal')) else t for t in tests])}.")
     return MethodsParagraph("table_one", "Table 1", " ".join(text))
+
+
+# --------------------------------------------------------------------------- supplied feature tables
+
+
+def supplied_features(run: RunRecord) -> MethodsParagraph | None:
+    """Features supplied as tables (``feature_tables:``): file, software and settings as stated, counts, exclusions.
+
+    Written from ``provenance/supplied_features.json`` (notebook 04); it never says the run extracted these features.
+    """
+    record = run.json("provenance/supplied_features.json")
+    tables = record.get("tables") or []
+    if not tables:
+        return None
+    cite = run.cite("supplied_feature_tables")
+    text = []
+    for t in tables:
+        blocks = _join([f"{w.words(b['series'])} {b['roi']} ({w.plural(int(b['features']), 'feature')} of {w.plural(int(b['patients']), 'patient')})"
+                        for b in t.get("blocks") or []])  # fmt: skip
+        per_cohort = t.get("patients_per_cohort") or {}
+        cohorts = _join([f"{per_cohort[c]} {w.words(c)}" for c in run.cfg.cohorts if per_cohort.get(c)])
+        text.append(f"The features of {blocks} were not extracted by this run but supplied as a table ({t['file']}, SHA-256 "
+                    f"{str(t['sha256'])[:12]}; {cohorts} patients), computed with {t['software']} as stated by the authors"
+                    + (f" ({str(t['settings']).strip().rstrip('.')})" if str(t.get("settings") or "").strip() else
+                       "; its settings were not stated") + f"{cite}.")  # fmt: skip
+        excluded = t.get("excluded_columns") or []
+        if excluded:
+            text.append(f"{w.plural(len(excluded), 'column')} of {t['file']} {'was' if len(excluded) == 1 else 'were'} excluded by the "
+                        f"configuration ({_join(excluded[:6])}{' and others' if len(excluded) > 6 else ''}).")  # fmt: skip
+        second = t.get("reader2")
+        if second:
+            text.append(f"A second reading of the same features ({second['file']}, {w.plural(int(second['patients']), 'patient')}) was supplied "
+                        "for the stability analysis.")
+    icc = run.cfg.signature.icc is not None
+    if icc and not any(t.get("reader2") for t in tables) and not run.has("icc_retained_counts", "icc_per_feature"):
+        text.append("No second reading was supplied, so the ICC stability filter was not applied.")
+    return MethodsParagraph("extraction", "Feature tables (supplied)", " ".join(text))
