@@ -1,8 +1,9 @@
 """Every example study under ``examples/`` (one per seed-study design) is valid and runs end to end.
 
-Each example folder holds ``simulation.yaml`` (the settings of ``python -m helpers simulate`` for its cohort),
-``study.yaml`` (the study, reading the simulated cohort from ``cohort/``) and ``outputs.yaml`` (what the matching seed
-supplement reports and the output of the example that regenerates it). The fast tests check that the three files are
+Each example folder holds ``study.yaml``, ``outputs.yaml`` (what the matching seed supplement reports and the output
+of the example that regenerates it) and the source of its data: ``simulation.yaml`` (the settings of ``python -m
+helpers simulate`` for a cohort written to ``cohort/``) or, for the study started from a feature table,
+``make_tables.py`` (a seeded generator of the table). The fast tests check that the three files are
 valid and agree with each other and with the README; the slow test simulates a small cohort for each example, runs
 ``python -m helpers run`` on it with lighter settings (fewer patients, algorithms and bootstrap resamples, a
 smaller deep-feature input) and checks that every output listed in ``outputs.yaml`` and the supplement exist.
@@ -11,6 +12,8 @@ smaller deep-feature input) and checks that every output listed in ``outputs.yam
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,19 +26,34 @@ from helpers.simulation.simulate import simulate_study
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
+SIMULATED = [n for n in EXAMPLES if (REPO / "examples" / n / "simulation.yaml").is_file()]
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"001_nr_sr_three_cohorts": 90, "003_habitats_deep_fusion": 90, "004_survival_ith": 90}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "003_habitats_deep_fusion": 80, "004_survival_ith": 80}
 
 
 def _example(name: str) -> Path:
     return REPO / "examples" / name
 
 
-def test_there_is_an_example_per_seed_design() -> None:
+def test_there_is_an_example_per_seed_design_and_one_from_a_feature_table() -> None:
     assert {n[:3] for n in EXAMPLES} >= {"000", "001", "003", "004"}
+    assert "feature_table" in EXAMPLES and set(EXAMPLES) - set(SIMULATED) == {"feature_table"}
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+def _check_outputs_and_readme(name: str) -> None:
+    outputs = yaml.safe_load((_example(name) / "outputs.yaml").read_text())
+    assert outputs and all(set(o) == {"seed", "output"} for o in outputs)
+    readme = (REPO / "README.md").read_text(encoding="utf-8") + (REPO / "examples" / "README.md").read_text(encoding="utf-8")
+    assert f"examples/{name}" in readme
+
+
+def test_feature_table_example_is_valid() -> None:
+    cfg = load_config(_example("feature_table") / "study.yaml")
+    assert cfg.manifest is None and cfg.feature_tables and (_example("feature_table") / "make_tables.py").is_file()
+    _check_outputs_and_readme("feature_table")
+
+
+@pytest.mark.parametrize("name", SIMULATED)
 def test_example_files_are_valid_and_consistent(name: str) -> None:
     folder = _example(name)
     sim = SimulationSettings.model_validate(yaml.safe_load((folder / "simulation.yaml").read_text()))
@@ -47,20 +65,22 @@ def test_example_files_are_valid_and_consistent(name: str) -> None:
     assert set(cfg.series) == {"MR", *sim.extra_sequences}
     for step in cfg.steps:
         assert cfg.path(step.notebook).resolve().is_file(), step.notebook
-    outputs = yaml.safe_load((folder / "outputs.yaml").read_text())
-    assert outputs and all(set(o) == {"seed", "output"} for o in outputs)
-    readme = (REPO / "README.md").read_text(encoding="utf-8") + (REPO / "examples" / "README.md").read_text(encoding="utf-8")
-    assert f"examples/{name}" in readme
+    _check_outputs_and_readme(name)
 
 
 def _prepare(name: str, tmp_path: Path) -> Path:
-    """The example copied to ``tmp_path`` with a small simulated cohort and lighter settings."""
+    """The example copied to ``tmp_path`` with its data (a small simulated cohort, or the generated table) and lighter
+    settings: fewer algorithms, bootstrap resamples, habitat K and network epochs (the design is unchanged)."""
     folder = tmp_path / name
     folder.mkdir()
-    for f in ("simulation.yaml", "study.yaml", "outputs.yaml"):
-        shutil.copy(_example(name) / f, folder / f)
-    sim = yaml.safe_load((folder / "simulation.yaml").read_text())
-    simulate_study(folder / "cohort", {**sim, "patients": TEST_PATIENTS.get(name, 60)})
+    for f in ("simulation.yaml", "study.yaml", "outputs.yaml", "make_tables.py"):
+        if (_example(name) / f).is_file():
+            shutil.copy(_example(name) / f, folder / f)
+    if (folder / "simulation.yaml").is_file():
+        sim = yaml.safe_load((folder / "simulation.yaml").read_text())
+        simulate_study(folder / "cohort", {**sim, "patients": TEST_PATIENTS.get(name, 60)})
+    else:
+        subprocess.run([sys.executable, str(folder / "make_tables.py"), str(folder)], check=True, capture_output=True)
     cfg = yaml.safe_load((folder / "study.yaml").read_text())
     for step in cfg["steps"]:
         step["notebook"] = str((_example(name) / step["notebook"]).resolve())
@@ -69,6 +89,9 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     models["algorithms"] = sorted({models.get("final_algorithm", "logistic"), "random_forest"})
     for arm in cfg.get("deep_features", []):
         arm.update(input_size=64, epochs=1)
+    habitats = cfg.get("extraction", {}).get("habitats")
+    if habitats:
+        habitats.update(k_range=[3, 3], ith_k_range=[2, 5])
     if cfg.get("super_resolution"):
         cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1)
     (folder / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
