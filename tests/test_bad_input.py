@@ -275,6 +275,20 @@ def test_training_cohort_with_a_single_class_stops_at_validation(tiny_study):
     assert "all 2 patients (P01, P02) are 0" in issue.problem and "no model can be fitted" in issue.problem
 
 
+def test_too_few_training_patients_of_a_class_for_the_cv_folds_stops_at_validation(tiny_study):
+    # Found at validation, before extraction: the signature's 5-fold LASSO would fail after it (a simulated 30-patient
+    # three-cohort study left 4 positives in training and stopped in notebook 04).
+    ids = [f"P{i:02d}" for i in range(1, 5)]
+    pd.DataFrame({"patient": ids, "outcome": [0, 1, 0, 1]}).to_csv(tiny_study / "patients.csv", index=False)
+    steps = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
+    _edit_config(tiny_study, steps=[*steps, {"name": "signature", "notebook": str(REPO / "notebooks" / "04_signature.ipynb"), "per_cohort": False}],
+                 models={"cv": 3})
+    err = _validate(tiny_study)
+    issue = _assert_issue(err, patient=None, column="outcome", text="has 1 patients with 'outcome' = 0: 5-fold stratified cross-validation",
+                          fix="add training patients with 'outcome' = 0")
+    assert "signature.steps step 5 (lasso) cv" in issue.problem  # the default signature's LASSO asks for 5 folds, more than models.cv
+
+
 def test_model_fitting_on_a_single_class_gives_a_clear_error():
     # The library-level guard behind validation: the message says what is wrong and where to look.
     from helpers.learning.models import build_pipeline, make_classifier, tune
@@ -792,10 +806,33 @@ def test_manifest_cohort_differing_only_by_case(tiny_study):
 
 
 # -- endpoints the steps need -------------------------------------------------------------------------------------------------------
-def _survival_only(tiny_study, months=(12, 3, 5, 7), died=(0, 1, 1, 0), steps=None, **config):
-    """The tiny study made time-to-event only (no endpoints.binary) with the signature, models and statistics steps."""
+def _add_training_patients(study: Path, ids: list[str]) -> None:
+    """More training patients with their own CT + MR images (the tiny study's two cannot fill stratified folds)."""
+    rng = np.random.default_rng(len(ids))
+    rows = []
+    for patient in ids:
+        for series in ("CT", "MR"):
+            arr = rng.normal(40 if series == "CT" else 300, 10, size=SHAPE).astype(np.int16)
+            img = write_volume(study / patient / f"{series}_image.nii.gz", arr)
+            msk = write_volume(study / patient / f"{series}_mask.nii.gz", _tumour_mask())
+            rows.append({"patient": patient, "cohort": "train", "series": series,
+                         "image": img.relative_to(study).as_posix(), "mask": msk.relative_to(study).as_posix()})
+    df = pd.read_csv(study / "manifest.csv", dtype=str, keep_default_na=False)
+    pd.concat([df, pd.DataFrame(rows)], ignore_index=True).to_csv(study / "manifest.csv", index=False)
+
+
+def _survival_only(tiny_study, months=(12, 3, 5, 7), died=(0, 1, 1, 0), steps=None, enough_for_folds=False, **config):
+    """The tiny study made time-to-event only (no endpoints.binary) with the signature, models and statistics steps.
+
+    ``enough_for_folds``: four more training patients (times below 12, two events) and 2-fold cross-validation, so the
+    validation of the fold sizes passes (2 training patients never fill stratified folds)."""
+    ids, months, died = list(PATIENTS), list(months), list(died)
+    if enough_for_folds:
+        _add_training_patients(tiny_study, ["P05", "P06", "P07", "P08"])
+        ids, months, died = ids + ["P05", "P06", "P07", "P08"], months + [4, 8, 9, 10], died + [1, 0, 1, 0]
+        config.setdefault("models", {"cv": 2})
     _edit_config(tiny_study, endpoints={"time": "months", "event": "died"}, **config)
-    _write_table(tiny_study, patient=PATIENTS, months=list(months), died=list(died))
+    _write_table(tiny_study, patient=ids, months=months, died=died)
     base = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
     added = [{"name": n, "notebook": str(REPO / "notebooks" / f"{nb}.ipynb"), "per_cohort": False}
              for n, nb in (("signature", "04_signature"), ("models", "05_models"), ("statistics", "06_statistics"))]
@@ -808,7 +845,7 @@ SURVIVAL_STEPS = [{"step": "zscore"}, {"step": "univariate_cox", "p_threshold": 
 
 def test_time_to_event_only_study_with_survival_steps_validates(tiny_study):
     # Issue 15: a survival-only study runs steps 04-07 against (time, event); no blanket "needs a binary endpoint".
-    _survival_only(tiny_study, survival={"horizons": [4, 6]})
+    _survival_only(tiny_study, survival={"horizons": [4, 6]}, enough_for_folds=True)
     notes: list = []
     load_study(load_config(tiny_study / "study.yaml"), notes=notes)
     assert notes == []
@@ -869,7 +906,7 @@ def test_survival_only_training_cohort_without_events(tiny_study):
 
 def test_survival_horizons_beyond_the_training_follow_up(tiny_study):
     # Every horizon at or beyond the last training time (12 months): no time-dependent AUC can be estimated, an error.
-    _survival_only(tiny_study, survival={"horizons": [12, 24]})
+    _survival_only(tiny_study, survival={"horizons": [12, 24]}, enough_for_folds=True)
     err = _validate(tiny_study)
     _assert_issue(err, patient=None, column="survival.horizons",
                   text="every horizon (12, 24 months) is at or beyond the last training follow-up time (12)",

@@ -1103,6 +1103,48 @@ def _training_class_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: p
                     f"training cohort '{cohort}' has a single class of '{col}': all {len(values)} patients ({shown}) are {classes[0]}; "
                     "no model can be fitted on one class",
                     f"add patients with '{col}' = {1 - classes[0]} to the training cohort, or check the coding of '{col}' and the cohort assignment"))
+    return issues or _fold_size_issues(cfg, manifest, patients)
+
+
+def _cv_folds(cfg: StudyConfig) -> tuple[int, str]:
+    """The largest number of stratified cross-validation folds the configured fitting asks for, and where it is set."""
+    folds = [(cfg.models.cv, "models.cv")]
+    selections = [("signature.steps", cfg.signature.steps)]
+    if cfg.endpoints.time is not None and not cfg.survival_only and cfg.survival.features == "survival_signature":
+        selections.append(("survival.signature_steps", cfg.survival.signature_steps))  # fitted too when both endpoints exist
+    for key, steps in selections:
+        for pos, step in enumerate(steps, start=1):
+            if isinstance(step, dict) and step.get("step") in ("lasso", "cox_lasso"):
+                cv = step.get("cv", 5)
+                if isinstance(cv, int) and not isinstance(cv, bool):
+                    folds.append((cv, f"{key} step {pos} ({step['step']}) cv"))
+    return max(folds, key=lambda f: f[0])
+
+
+def _fold_size_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataFrame) -> list[ManifestIssue]:
+    """Training patients of the rarer class fewer than the cross-validation folds (stratified folds need one per fold).
+
+    Found here, before extraction, instead of in the signature's LASSO after it (the message names the counts and the
+    settings to change).
+    """
+    ids = sorted(set(manifest.loc[manifest["cohort"].isin(cfg.training_cohorts), "patient"]))
+    folds, where = _cv_folds(cfg)
+    issues = []
+    for col in (cfg.endpoints.binary, cfg.endpoints.event):
+        if col is None or col not in patients.columns:
+            continue
+        values = pd.to_numeric(patients[col].reindex(ids), errors="coerce").dropna().astype(int)
+        counts = values.value_counts()
+        if len(counts) < 2 or int(counts.min()) >= folds:
+            continue
+        rare = int(counts.idxmin())
+        what = "events" if col == cfg.endpoints.event and rare == 1 else f"patients with '{col}' = {rare}"
+        issues.append(ManifestIssue(
+            None, col, None,
+            f"the training cohort{'s' if len(cfg.training_cohorts) > 1 else ''} ({len(values)} patients) {'have' if len(cfg.training_cohorts) > 1 else 'has'} "
+            f"{int(counts.min())} {what}: {folds}-fold stratified cross-validation ({where}) needs at least {folds}",
+            f"add training patients, or lower {where} to {int(counts.min())}" if int(counts.min()) >= 2
+            else f"add training {what} (stratified cross-validation needs at least 2 of each class)"))
     return issues
 
 
