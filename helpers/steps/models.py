@@ -357,7 +357,7 @@ def select_final_model(data: ModellingData, cfg: StudyConfig) -> tuple[TunedMode
 
         idx = data.cohort.index[data.cohort == validation[0]]
         final = replace(final, threshold_=youden_threshold(data.y.loc[idx].to_numpy(), final.positive_proba(data.X.loc[idx]).to_numpy()),
-                        threshold_rule=f"Youden's J on the {validation[0]} cohort's probabilities (validation); positive when p >= threshold")
+                        threshold_rule=f"Youden's J on the {validation[0]} cohort's probabilities; positive when p >= threshold")
     if table is not None:
         table["selection_rule"] = (f"highest AUC in the {validation[0]} cohort (ties: first listed)" if m.final_selection == "validation"
                                    else "configured (models.final_algorithm); validation AUC reported only")  # fmt: skip
