@@ -69,7 +69,7 @@ def used_series(run: RunRecord) -> list[str]:
 
 def _cohorts(run: RunRecord) -> MethodsParagraph:
     cfg = run.cfg
-    role_word = {"train": "model development", "validation": "validation", "test": "testing"}
+    role_word = {"train": "model development", "validation": "internal validation", "test": "testing"}
     split = _split_rows(run)
     parts = []
     for name, c in cfg.cohorts.items():
@@ -147,8 +147,8 @@ def _cohort_use_text(use: dict[str, list[str]]) -> list[str]:
                 f"report performance; it was used for no other choice")  # fmt: skip
     else:
         text = f"No choice was made on the {_join(validation)} cohort (internal validation): it was used only to report performance"
-    return [text + (f"; {tested} (external test) {'were' if len(tests) > 1 else 'was'} used only to report performance, never for a "
-                    f"choice." if tests else ".")]  # fmt: skip
+    return [text + (f"; {tested} {'were' if len(tests) > 1 else 'was'} used only to report performance, never for a choice."
+                    if tests else ".")]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- software
