@@ -45,7 +45,7 @@ def test_k_sets_and_labels() -> None:
 
 def test_values_equal_a_hand_computed_reference() -> None:
     ith, y, cohort, _, _ = _study()
-    models, table = _sweep(ith, y, cohort)
+    _, table = _sweep(ith, y, cohort)
     assert list(table["clusters"]) == ["2", "3", "4", "5", "6", "2-5"]  # one row per K, the combined set last
     train = cohort.index[cohort == "training"]
     for label, cols in (("4", ["ith_k4"]), ("2-5", ["ith_k2", "ith_k3", "ith_k4", "ith_k5"])):

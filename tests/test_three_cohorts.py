@@ -156,3 +156,21 @@ def test_test_labels_change_no_choice_and_validation_labels_only_the_choice(thre
     np.testing.assert_allclose(table3["auc_validation"], 1 - table["auc_validation"])
     pd.testing.assert_frame_equal(table3[["cv_auc_mean", "oof_auc"]], table[["cv_auc_mean", "oof_auc"]])
     assert table3.loc[table3["selected"], "candidate_algorithm"].iloc[0] == table3.loc[table3["auc_validation"].idxmax(), "candidate_algorithm"]
+
+
+@pytest.mark.slow
+def test_threshold_from_validation_moves_only_the_threshold(three_cohort_run) -> None:
+    from helpers.data.manifest import load_study
+    from helpers.learning.models import youden_threshold
+    from helpers.steps.models import load_modelling_data, select_final_model
+
+    base = three_cohort_run
+    cfg = base.model_copy(update={"models": base.models.model_copy(update={"final_selection": "configured", "threshold_from": "validation"})})
+    _, patients = load_study(cfg, check_images=False)
+    data = load_modelling_data(cfg, patients)
+    final, table = select_final_model(data, cfg)
+    val = data.cohort.index[data.cohort == "validation"]
+    assert final.threshold_ == youden_threshold(data.y.loc[val], final.positive_proba(data.X.loc[val]))
+    assert "validation cohort" in final.threshold_rule and final.algorithm == "logistic"
+    assert list(table["candidate_algorithm"]) == ["logistic"] and table["selected"].all()  # reported, not chosen
+    assert table["threshold_from"].iloc[0] == "Youden's J on the validation cohort"

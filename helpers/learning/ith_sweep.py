@@ -35,7 +35,7 @@ from helpers.learning.survival import CoxModel, harrell_c
 from helpers.stats.classification import binomial_ci
 from helpers.stats.discrimination import auc_ci
 
-__all__ = ["ith_columns", "combined_ks", "k_label", "fit_ith_models", "ith_sweep_table", "ith_cox_sweep"]
+__all__ = ["combined_ks", "fit_ith_models", "ith_columns", "ith_cox_sweep", "ith_sweep_table", "k_label"]
 
 _ITH_COLUMN = re.compile(r"^ith_k(\d+)$")
 
@@ -49,7 +49,7 @@ def ith_columns(table: pd.DataFrame | Sequence[str]) -> dict[int, str]:
 
 def combined_ks(available: Sequence[int], wanted: Sequence[int]) -> list[int]:
     """The wanted K that have an ITH score (the configured set clipped to the available range), ascending."""
-    return sorted(set(int(k) for k in wanted) & set(int(k) for k in available))
+    return sorted({int(k) for k in wanted} & {int(k) for k in available})
 
 
 def k_label(ks: Sequence[int]) -> str:
