@@ -218,7 +218,7 @@ def write_final_model_outputs(model: TunedModel, data: ModellingData, cfg: Study
     summary = pd.DataFrame([
         {"cohort": c, "patients": int((preds["cohort"] == c).sum()),
          "auc": _auc(preds.loc[preds["cohort"] == c, "outcome"], preds.loc[preds["cohort"] == c, "probability_oof" if c in data.training else "probability"])}
-        for c in pd.unique(preds["cohort"])
+        for c in [*[t for t in data.training if t in set(preds["cohort"])], *data.other_cohorts()]  # training, validation, tests
     ])
     summary["threshold"] = model.threshold_
     summary["cv_auc_mean"], summary["cv_auc_sd"] = model.cv_auc_mean_, model.cv_auc_sd_
