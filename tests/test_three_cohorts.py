@@ -130,12 +130,20 @@ def test_three_cohort_study_reports_what_the_validation_cohort_decided(three_coh
     assert "ITH score" in html and "Clusters (K)" in html
 
 
+def _quick(cfg, **models):
+    """The run's config with light selection steps (no inner LASSO CV) and 3 folds: these tests check the choice, not the
+    signature."""
+    steps = ({"step": "zscore"}, {"step": "univariate", "p_threshold": 0.2, "min_features": 2}, {"step": "mrmr", "k": 5})
+    return cfg.model_copy(update={"signature": cfg.signature.model_copy(update={"steps": steps}),
+                                  "models": cfg.models.model_copy(update={"cv": 3, **models})})  # fmt: skip
+
+
 @pytest.mark.slow
 def test_test_labels_change_no_choice_and_validation_labels_only_the_choice(three_cohort_run) -> None:
     from helpers.data.manifest import load_study
     from helpers.steps.models import load_modelling_data, select_final_model
 
-    cfg = three_cohort_run
+    cfg = _quick(three_cohort_run)
     _, patients = load_study(cfg, check_images=False)
     data = load_modelling_data(cfg, patients)
     final, table = select_final_model(data, cfg)
@@ -164,8 +172,7 @@ def test_threshold_from_validation_moves_only_the_threshold(three_cohort_run) ->
     from helpers.learning.models import youden_threshold
     from helpers.steps.models import load_modelling_data, select_final_model
 
-    base = three_cohort_run
-    cfg = base.model_copy(update={"models": base.models.model_copy(update={"final_selection": "configured", "threshold_from": "validation"})})
+    cfg = _quick(three_cohort_run, final_selection="configured", threshold_from="validation")
     _, patients = load_study(cfg, check_images=False)
     data = load_modelling_data(cfg, patients)
     final, table = select_final_model(data, cfg)
