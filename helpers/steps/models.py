@@ -50,7 +50,8 @@ from helpers.steps.signature import study_steps
 
 __all__ = [
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
-    "fusion_comparison", "fit_stacker", "ith_sweep", "select_final_model", "write_final_selection", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
+    "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
+    "ith_sweep", "select_final_model", "write_final_selection",
     "SurvivalFit", "survival_features", "fit_survival_models", "survival_predictions", "write_survival_outputs",
 ]
 
@@ -323,8 +324,9 @@ def ith_sweep(data: ModellingData, cfg: StudyConfig) -> pd.DataFrame | None:
 def select_final_model(data: ModellingData, cfg: StudyConfig) -> tuple[TunedModel, pd.DataFrame | None]:
     """The final model, with the choice made on the validation cohort when configured.
 
-    ``models.final_selection: configured`` (default): :func:`fit_final_model` with ``final_algorithm``; no
-    table. ``validation``: every algorithm of ``models.algorithms`` is fitted like the final model (same
+    ``models.final_selection: configured`` (default): :func:`fit_final_model` with ``final_algorithm``; the
+    table (only with a validation cohort) has its one row, the validation AUC reported, nothing chosen; no
+    table without a validation cohort. ``validation``: every algorithm of ``models.algorithms`` is fitted like the final model (same
     signature steps, training only) and the one with the highest AUC in the validation cohort is kept
     (ties: the first listed); the table lists every candidate's training CV/out-of-fold AUC and its
     validation AUC. ``models.threshold_from: validation`` then moves the operating threshold to Youden's J
