@@ -85,6 +85,28 @@ def test_at_most_one_validation_cohort(tmp_path) -> None:
         load_config(_config(tmp_path, {**THREE, "validation_b": {"role": "validation"}}))
 
 
+def test_statistics_tables_label_validation_and_test_apart(tmp_path) -> None:
+    from helpers.steps.statistics import with_cohort_roles
+
+    cfg = load_config(_config(tmp_path, THREE))
+    table = pd.DataFrame({"model": ["a"] * 3, "cohort": ["external_test", "training", "validation"], "auc": [0.6, 0.7, 0.8]})
+    out = with_cohort_roles(table, cfg)
+    assert list(out["cohort"]) == ["training", "validation", "external_test"]
+    assert list(out.columns[:3]) == ["model", "cohort", "role"]
+    assert list(out["role"]) == ["training (out-of-fold)", "validation", "test"]
+
+
+def test_methods_say_what_the_validation_cohort_decided() -> None:
+    from helpers.reporting.supplement.methods import _cohort_use_text
+
+    chose = _cohort_use_text({"validation": ["validation"], "test": ["external_test"], "decided": ["the final model's algorithm"]})[0]
+    assert chose.startswith("The validation cohort (internal validation) was used to choose the final model's algorithm")
+    assert chose.endswith("the external test cohort was used only to report performance, never for a choice.")
+    nothing = _cohort_use_text({"validation": ["validation"], "test": ["a", "b"], "decided": []})[0]
+    assert nothing.startswith("No choice was made on the validation cohort") and "the a and b cohorts were used only" in nothing
+    assert _cohort_use_text({"validation": [], "test": ["external_test"], "decided": []}) == []
+
+
 # --------------------------------------------------------------------------- end to end (slow)
 
 
