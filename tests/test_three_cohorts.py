@@ -207,3 +207,14 @@ def test_threshold_from_validation_moves_only_the_threshold(three_cohort_run) ->
     assert "validation cohort" in final.threshold_rule and final.algorithm == "logistic"
     assert list(table["candidate_algorithm"]) == ["logistic"] and table["selected"].all()  # reported, not chosen
     assert table["threshold_from"].iloc[0] == "Youden's J on the validation cohort"
+
+
+def test_a_validation_cohort_that_decides_needs_both_classes(tmp_path) -> None:
+    from helpers.data.manifest import _validation_class_issues
+
+    manifest = pd.DataFrame({"patient": ["a", "b", "c", "d"], "cohort": ["training", "training", "validation", "validation"]})
+    patients = pd.DataFrame({"outcome": [0, 1, 1, 1]}, index=["a", "b", "c", "d"])
+    deciding = load_config(_config(tmp_path, THREE, final_selection="validation"))
+    issues = _validation_class_issues(deciding, manifest, patients)
+    assert len(issues) == 1 and "validation cohort 'validation' has a single class of 'outcome'" in issues[0].problem
+    assert _validation_class_issues(load_config(_config(tmp_path, THREE)), manifest, patients) == []  # reporting only: allowed
