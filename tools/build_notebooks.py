@@ -219,16 +219,18 @@ from helpers.data.manifest import load_study
 from helpers.steps.models import (
     comparison_models,
     fit_clinical_models,
-    fit_final_model,
     fit_stacker,
     fit_survival_models,
     fusion_comparison,
+    ith_sweep,
     load_modelling_data,
     model_predictions,
     run_model_grid,
+    select_final_model,
     survival_features,
     write_clinical_outputs,
     write_final_model_outputs,
+    write_final_selection,
     write_grid_outputs,
     write_survival_outputs,
 )
@@ -248,12 +250,30 @@ if binary:
     display(write_grid_outputs(grid, report))
 else:
     print("survival-only study (no endpoints.binary): binary model grid, final model, fusion and nomogram skipped")"""),
-        ("md", "## Final model: signature selection + configured algorithm; threshold; predictions; SHAP"),
+        ("md", """## Final model: signature selection + algorithm; threshold; predictions; SHAP
+
+The algorithm is `models.final_algorithm`, or with `models.final_selection: validation` the algorithm of
+`models.algorithms` with the highest AUC in the validation cohort (the only choice made on it; test cohorts are
+never used for a choice). The threshold is Youden's J on the training out-of-fold probabilities unless
+`models.threshold_from: validation`."""),
         ("code", """if binary:
-    final = fit_final_model(data, cfg)
+    final, selection = select_final_model(data, cfg)
+    write_final_selection(selection, cfg, report)
+    if selection is not None:
+        display(selection)
     for name, table in write_final_model_outputs(final, data, cfg, report).items():
         print(name)
         display(table)"""),
+        ("md", """## ITH cluster sweep: a model on each K's intratumoral heterogeneity score, and on a set of K
+
+Runs when habitats are configured (`extraction.habitats`) and `models.ith_sweep` is not null; every model is fitted on
+the training cohort and thresholded at its training out-of-fold Youden threshold."""),
+        ("code", """sweep = ith_sweep(data, cfg)
+if sweep is None:
+    print("no ITH scores (habitats not configured, or models.ith_sweep: null): ITH sweep skipped")
+else:
+    report.table(sweep, "ith_sweep", per_cohort=False)
+    display(sweep)"""),
         ("md", "## Fusion: best single block vs feature-level fusion vs score-level stacking"),
         ("code", """if binary:
     stacker = fit_stacker(data, cfg)

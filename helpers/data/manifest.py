@@ -1103,6 +1103,7 @@ def _training_class_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: p
                     f"training cohort '{cohort}' has a single class of '{col}': all {len(values)} patients ({shown}) are {classes[0]}; "
                     "no model can be fitted on one class",
                     f"add patients with '{col}' = {1 - classes[0]} to the training cohort, or check the coding of '{col}' and the cohort assignment"))
+    issues += _validation_class_issues(cfg, manifest, patients)
     return issues or _fold_size_issues(cfg, manifest, patients)
 
 
@@ -1145,6 +1146,26 @@ def _fold_size_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.Dat
             f"{int(counts.min())} {what}: {folds}-fold stratified cross-validation ({where}) needs at least {folds}",
             f"add training patients, or lower {where} to {int(counts.min())}" if int(counts.min()) >= 2
             else f"add training {what} (stratified cross-validation needs at least 2 of each class)"))
+    return issues
+
+
+def _validation_class_issues(cfg: StudyConfig, manifest: pd.DataFrame, patients: pd.DataFrame) -> list[ManifestIssue]:
+    """A validation cohort that choices are made on (``models.final_selection``/``threshold_from: validation``) needs
+    both classes of the binary endpoint: an AUC or a Youden threshold is undefined on one class."""
+    m = cfg.models
+    col = cfg.endpoints.binary
+    if "validation" not in (m.final_selection, m.threshold_from) or col is None or col not in patients.columns:
+        return []
+    issues = []
+    for cohort in cfg.validation_cohorts:
+        ids = sorted(set(manifest.loc[manifest["cohort"] == cohort, "patient"]))
+        classes = sorted(set(pd.to_numeric(patients[col].reindex(ids), errors="coerce").dropna().astype(int)))
+        if ids and len(classes) < 2:
+            issues.append(ManifestIssue(
+                None, col, None,
+                f"validation cohort '{cohort}' has a single class of '{col}' ({classes[0] if classes else 'none'}) but the final model is "
+                f"chosen on it (models.final_selection / threshold_from = validation): its AUC and Youden threshold are undefined",
+                f"add patients of both classes to '{cohort}', or set models.final_selection: configured and models.threshold_from: training"))
     return issues
 
 

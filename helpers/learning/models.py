@@ -503,6 +503,8 @@ class FittedModel:
         Seed used for folds, samplers and classifiers.
     n_train : int
         Number of training patients.
+    threshold_rule : str
+        How the threshold was chosen (recorded in the sidecar).
     """
 
     pipeline_: Any = field(repr=False)
@@ -513,6 +515,7 @@ class FittedModel:
     training_cohort: str | None = None
     random_state: int | None = None
     n_train: int = 0
+    threshold_rule: str = "Youden's J on training out-of-fold probabilities; positive when p >= threshold"
 
     def _features(self, X: object) -> object:
         names = self.feature_names_in_
@@ -555,7 +558,7 @@ class FittedModel:
             "classifier_params": _jsonable(final.get_params(deep=False)) if hasattr(final, "get_params") else {},
             "steps": [name for name, _ in self.pipeline_.steps] if hasattr(self.pipeline_, "steps") else [],
             "threshold": self.threshold_,
-            "threshold_rule": "Youden's J on training out-of-fold probabilities; positive when p >= threshold",
+            "threshold_rule": self.threshold_rule,
             "features": list(self.feature_names_in_) if self.feature_names_in_ is not None else None,
             "n_features": len(self.feature_names_in_) if self.feature_names_in_ is not None else None,
             "training_cohort": self.training_cohort,

@@ -266,6 +266,19 @@ class MissingDataConfig(StrictModel):
     imputation: Literal["median", "mean"] = "median"
 
 
+class IthSweepConfig(StrictModel):
+    """Notebook 05's ITH cluster sweep: a model on each K's intratumoral heterogeneity score, and one on a set of K.
+
+    Fitted on the training cohort (SMOTE when ``models.smote``), evaluated on every other cohort at the training
+    out-of-fold Youden threshold.
+    """
+
+    algorithm: str = "logistic"
+    combined_k: tuple[int, ...] = Field((2, 3, 4, 5), min_length=1, description="K whose ITH scores form the combined model "
+                                        "(clipped to extraction.habitats.ith_k_range)")
+    tune: bool = Field(False, description="tune hyperparameters with models.search (default: the algorithm's defaults)")
+
+
 class ModelsConfig(StrictModel):
     """Notebook 05: the model grid and the final model."""
 
@@ -281,6 +294,21 @@ class ModelsConfig(StrictModel):
         {"step": "mrmr", "k": 10},
     )
     final_algorithm: str = "logistic"
+    final_selection: Literal["configured", "validation"] = Field(
+        "configured",
+        description="configured: the final model uses final_algorithm; validation: the final model's algorithm is chosen among "
+        "'algorithms' by the AUC in the validation cohort (ties: the first listed), written to tables/final_model_selection",
+    )
+    threshold_from: Literal["training", "validation"] = Field(
+        "training",
+        description="operating threshold of the final model: Youden's J on the training out-of-fold probabilities (default) or on "
+        "the validation cohort's probabilities; test cohorts never choose anything",
+    )
+    ith_sweep: IthSweepConfig | None = Field(
+        default_factory=lambda: IthSweepConfig(),
+        description="one model per ITH score (K) and one on a set of K (tables/ith_sweep); runs when habitats are configured; "
+        "null turns it off",
+    )
 
 
 class ClinicalConfig(StrictModel):
@@ -676,7 +704,21 @@ class StudyConfig(StrictModel):
                                      f"remove {where} (or add a manifest)")
         if not any(c.role == "train" for c in self.cohorts.values()):
             raise ValueError("cohorts: one cohort must have role 'train' (fitted steps learn from it only)")
+        self._validation_cohort_consistent()
         return self
+
+    def _validation_cohort_consistent(self) -> None:
+        validation = self.validation_cohorts
+        if len(validation) > 1:
+            raise ValueError(f"cohorts: at most one cohort may have role 'validation' (got {validation}); it is the cohort the "
+                             "documented choices (models.final_selection, models.threshold_from) are made on. Give the others "
+                             "role 'test', or merge them into one validation cohort")
+        m = self.models
+        uses = [f"models.{k} = validation" for k, v in (("final_selection", m.final_selection), ("threshold_from", m.threshold_from))
+                if v == "validation"]
+        if uses and not validation:
+            raise ValueError(f"{' and '.join(uses)} needs a cohort with role 'validation' under 'cohorts' (none is declared); "
+                             "declare one, or set models.final_selection: configured and models.threshold_from: training")
 
     # -- derived values -------------------------------------------------
     def path(self, relative: str | Path) -> Path:
@@ -735,6 +777,21 @@ class StudyConfig(StrictModel):
     def training_cohorts(self) -> list[str]:
         """Cohorts whose role is ``train``."""
         return [name for name, c in self.cohorts.items() if c.role == "train"]
+
+    @property
+    def validation_cohorts(self) -> list[str]:
+        """Cohorts whose role is ``validation`` (at most one): the cohort the documented model choices are made on."""
+        return [name for name, c in self.cohorts.items() if c.role == "validation"]
+
+    @property
+    def test_cohorts(self) -> list[str]:
+        """Cohorts whose role is ``test``: only evaluated, never used for a choice."""
+        return [name for name, c in self.cohorts.items() if c.role == "test"]
+
+    @property
+    def held_out_cohorts(self) -> list[str]:
+        """Validation cohort first, then the test cohorts (the order of held-out columns and tables)."""
+        return [*self.validation_cohorts, *self.test_cohorts]
 
     def step(self, name: str) -> StepConfig:
         """Return the step called ``name``."""

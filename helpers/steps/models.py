@@ -51,6 +51,7 @@ from helpers.steps.signature import study_steps
 __all__ = [
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
     "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
+    "ith_sweep", "select_final_model", "write_final_selection",
     "SurvivalFit", "survival_features", "fit_survival_models", "survival_predictions", "write_survival_outputs",
 ]
 
@@ -76,6 +77,7 @@ class ModellingData:
     time: pd.Series | None = None
     event: pd.Series | None = None
     comparison: pd.DataFrame | None = None
+    held_out: list[str] | None = None
 
     @property
     def features(self) -> pd.DataFrame:
@@ -97,7 +99,10 @@ class ModellingData:
         return self.cohort.index[self.cohort.isin(self.training)]
 
     def other_cohorts(self) -> list[str]:
-        return [c for c in pd.unique(self.cohort) if c not in self.training]
+        """Non-training cohorts with patients: ``held_out``'s order (validation first, then tests), then any other."""
+        present = [c for c in pd.unique(self.cohort) if c not in self.training]
+        first = [c for c in (self.held_out or []) if c in present]
+        return first + [c for c in present if c not in first]
 
 
 def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingData:
@@ -123,7 +128,8 @@ def load_modelling_data(cfg: StudyConfig, patients: pd.DataFrame) -> ModellingDa
         event = patients.loc[table.index, cfg.endpoints.event].astype(int)
     compared = columns_of_series(table.columns, cfg.comparison_series, cfg.series)
     comparison = table[compared] if compared else None
-    return ModellingData(table.drop(columns=compared), y, cohort, list(cfg.training_cohorts), clinical, time, event, comparison)
+    return ModellingData(table.drop(columns=compared), y, cohort, list(cfg.training_cohorts), clinical, time, event, comparison,
+                         held_out=cfg.held_out_cohorts)
 
 
 def study_blocks(X: pd.DataFrame, cfg: StudyConfig) -> dict[str, pd.DataFrame]:
@@ -152,21 +158,28 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, retur
     blocks = study_blocks(data.features, cfg)
     train = data.train
     others = data.other_cohorts()
-    first_test = data.cohort.index[data.cohort == others[0]] if others else None
     grid, models = model_grid(
         {k: v.loc[train] for k, v in blocks.items()}, data.y.loc[train],
-        {k: v.loc[first_test] for k, v in blocks.items()} if first_test is not None else None,
-        data.y.loc[first_test] if first_test is not None else None,
         algorithms=list(cfg.models.algorithms), steps_factory=_steps_factory(cfg, cfg.models.grid_steps), search=cfg.models.search,
         cv=cfg.models.cv, random_state=cfg.seed, n_trials=cfg.models.n_trials, smote=cfg.models.smote,
         training_cohort="+".join(data.training), return_models=True,
     )
+    # Held-out columns per cohort, validation first then tests (no cohort singled out as "the" test set).
+    grid = grid.drop(columns=["test_auc", "test_sensitivity", "test_specificity"])
+    params = grid.pop("best_params")
     for cohort in others:
         idx = data.cohort.index[data.cohort == cohort]
-        aucs = []
+        y = data.y.loc[idx]
+        aucs, sens, spec = [], [], []
         for row in grid.itertuples():
-            aucs.append(_auc(data.y.loc[idx], models[(row.block, row.algorithm)].positive_proba(blocks[row.block].loc[idx])))
-        grid[f"auc_{cohort}"] = aucs
+            model = models[(row.block, row.algorithm)]
+            p = model.positive_proba(blocks[row.block].loc[idx])
+            called = (p >= model.threshold_).to_numpy()  # the training threshold, unchanged
+            aucs.append(_auc(y, p))
+            sens.append(float(called[y.to_numpy() == 1].mean()) if (y == 1).any() else float("nan"))
+            spec.append(float((~called[y.to_numpy() == 0]).mean()) if (y == 0).any() else float("nan"))
+        grid[f"auc_{cohort}"], grid[f"sensitivity_{cohort}"], grid[f"specificity_{cohort}"] = aucs, sens, spec
+    grid["best_params"] = params
     return (grid, models) if return_models else grid
 
 
@@ -174,10 +187,11 @@ def _auc(y: pd.Series, p: pd.Series) -> float:
     return float(roc_auc_score(y, p)) if y.nunique() == 2 else float("nan")
 
 
-def fit_final_model(data: ModellingData, cfg: StudyConfig) -> TunedModel:
-    """The final model: the signature's selection steps and the configured algorithm, tuned on training."""
+def fit_final_model(data: ModellingData, cfg: StudyConfig, algorithm: str | None = None) -> TunedModel:
+    """The final model: the signature's selection steps and the configured algorithm (or ``algorithm``), tuned on training."""
     steps = list(build_selector(study_steps(cfg, cfg.signature.steps)).steps)
-    pipeline = build_pipeline(steps, make_classifier(cfg.models.final_algorithm, random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
+    classifier = make_classifier(algorithm or cfg.models.final_algorithm, random_state=cfg.seed)
+    pipeline = build_pipeline(steps, classifier, smote=cfg.models.smote, random_state=cfg.seed)
     train = data.train
     return tune(pipeline, data.X.loc[train], data.y.loc[train], search=cfg.models.search if cfg.models.search != "none" else "grid",
                 cv=cfg.models.cv, n_trials=cfg.models.n_trials, random_state=cfg.seed, training_cohort="+".join(data.training))
@@ -206,7 +220,7 @@ def write_final_model_outputs(model: TunedModel, data: ModellingData, cfg: Study
     summary = pd.DataFrame([
         {"cohort": c, "patients": int((preds["cohort"] == c).sum()),
          "auc": _auc(preds.loc[preds["cohort"] == c, "outcome"], preds.loc[preds["cohort"] == c, "probability_oof" if c in data.training else "probability"])}
-        for c in pd.unique(preds["cohort"])
+        for c in [*[t for t in data.training if t in set(preds["cohort"])], *data.other_cohorts()]  # training, validation, tests
     ])
     summary["threshold"] = model.threshold_
     summary["cv_auc_mean"], summary["cv_auc_sd"] = model.cv_auc_mean_, model.cv_auc_sd_
@@ -262,12 +276,129 @@ def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame,
     best = grid.sort_values("cv_auc_mean", ascending=False).iloc[0]
     rows = [{"model": f"best single block: {best['block']} ({best['algorithm']})", "training_auc_oof": best["oof_auc"],
              **{f"auc_{c}": best.get(f"auc_{c}", float("nan")) for c in data.other_cohorts()}}]
-    rows.append({"model": f"feature-level fusion (final model, {cfg.models.final_algorithm})", "training_auc_oof": final.oof_auc_,
+    rows.append({"model": f"feature-level fusion (final model, {final.algorithm or cfg.models.final_algorithm})", "training_auc_oof": final.oof_auc_,
                  **{f"auc_{c}": _auc(data.y[data.cohort == c], final.positive_proba(data.X[data.cohort == c])) for c in data.other_cohorts()}})
     stack_proba = pd.Series(stacker.predict_proba(data.X)[:, 1], index=data.X.index)
     rows.append({"model": f"score-level stacking ({len(stacker.estimators_)} block models)", "training_auc_oof": _auc(data.y.loc[train], pd.Series(stacker.oof_proba_, index=train)),
                  **{f"auc_{c}": _auc(data.y[data.cohort == c], stack_proba[data.cohort == c]) for c in data.other_cohorts()}})
     return pd.DataFrame(rows)
+
+
+# -- ITH cluster sweep (seed 004 Table S2) -----------------------------------------------------------------------------
+
+def ith_sweep(data: ModellingData, cfg: StudyConfig) -> pd.DataFrame | None:
+    """``tables/ith_sweep``: a model on each K's ITH score and on the configured K set, per held-out cohort.
+
+    Notebook 03's ITH scores (``tables/ith_scores_by_k``); each model is fitted on the training cohort only
+    (``models.ith_sweep.algorithm``, SMOTE when ``models.smote``), thresholded at its training out-of-fold
+    Youden threshold. Columns: accuracy and AUC with 95% CIs, training out-of-fold then each held-out cohort
+    (validation first, then tests), and with a time-to-event endpoint the C-index of a Cox model on the same
+    scores (a survival-only study: the C-index only). None when the sweep is off (``models.ith_sweep: null``), no
+    habitats are configured or the ITH scores were not written.
+    """
+    from helpers.learning.ith_sweep import fit_ith_models, ith_cox_sweep, ith_sweep_table
+
+    sweep = cfg.models.ith_sweep
+    if sweep is None or cfg.extraction.habitats is None or not artifacts.ITH_SCORES.exists(cfg):
+        return None
+    scores = artifacts.ITH_SCORES.read(cfg).drop(columns=["cohort"], errors="ignore").set_index("patient")
+    scores.index = scores.index.astype(str)
+    ith = scores.reindex(data.y.index.astype(str))
+    ith.index = data.y.index
+    train = data.train
+    if cfg.survival_only:
+        # No binary endpoint: accuracy and AUC of the event indicator would ignore censoring; the C-index of a Cox model
+        # on each K's score is the sweep's measure.
+        cox = ith_cox_sweep(ith, data.time, data.event, data.cohort, data.training, data.other_cohorts(), combined=sweep.combined_k,
+                            penalizer=cfg.survival.cox_penalizer, cv=cfg.models.cv, n_bootstrap=cfg.statistics.survival_bootstrap,
+                            random_state=cfg.seed)  # fmt: skip
+        cox.insert(1, "algorithm", "Cox")
+        return cox
+    models = fit_ith_models(ith, data.y.loc[train], combined=sweep.combined_k, algorithm=sweep.algorithm, smote=cfg.models.smote,
+                            cv=cfg.models.cv, search=cfg.models.search if sweep.tune else "none", n_trials=cfg.models.n_trials,
+                            random_state=cfg.seed, training_cohort="+".join(data.training))  # fmt: skip
+    table = ith_sweep_table(models, ith, data.y, data.cohort, data.training, data.other_cohorts(),
+                            proportion_ci=cfg.statistics.proportion_ci)  # fmt: skip
+    table.insert(1, "algorithm", sweep.algorithm)
+    if data.time is not None:
+        cox = ith_cox_sweep(ith, data.time, data.event, data.cohort, data.training, data.other_cohorts(), combined=sweep.combined_k,
+                            penalizer=cfg.survival.cox_penalizer, cv=cfg.models.cv, n_bootstrap=cfg.statistics.survival_bootstrap,
+                            random_state=cfg.seed)  # fmt: skip
+        table = table.merge(cox, on="clusters", how="left", validate="one_to_one")
+    return table
+
+
+# -- the validation cohort's choice: the final model's algorithm and threshold ---------------------------------------
+
+def select_final_model(data: ModellingData, cfg: StudyConfig) -> tuple[TunedModel, pd.DataFrame | None]:
+    """The final model, with the choice made on the validation cohort when configured.
+
+    ``models.final_selection: configured`` (default): :func:`fit_final_model` with ``final_algorithm``; the
+    table (only with a validation cohort) has its one row, the validation AUC reported, nothing chosen; no
+    table without a validation cohort. ``validation``: every algorithm of ``models.algorithms`` is fitted like the final model (same
+    signature steps, training only) and the one with the highest AUC in the validation cohort is kept
+    (ties: the first listed); the table lists every candidate's training CV/out-of-fold AUC and its
+    validation AUC. ``models.threshold_from: validation`` then moves the operating threshold to Youden's J
+    on the validation cohort's probabilities (the fitted pipeline is unchanged). Test cohorts are never
+    used. Write the table as ``tables/final_model_selection`` (:func:`write_final_selection`).
+    """
+    m = cfg.models
+    validation = [c for c in cfg.validation_cohorts if c in set(data.cohort)]
+    if (m.final_selection == "validation" or m.threshold_from == "validation") and not validation:
+        raise InputDataError(f"models.final_selection/threshold_from = validation, but no patient is in a validation cohort "
+                             f"({cfg.validation_cohorts or 'none declared'}); assign patients to it in the manifest")
+    if m.final_selection == "configured":
+        final, table = fit_final_model(data, cfg), None
+        if validation:
+            table = _selection_rows({m.final_algorithm: final}, data, validation[0])
+            table["selected"] = True
+    else:
+        idx = data.cohort.index[data.cohort == validation[0]]
+        if data.y.loc[idx].nunique() < 2:
+            raise InputDataError(f"validation cohort '{validation[0]}' has a single outcome class: the final model cannot be chosen by its AUC")
+        candidates = {alg: fit_final_model(data, cfg, algorithm=alg) for alg in dict.fromkeys(m.algorithms)}
+        table = _selection_rows(candidates, data, validation[0])
+        best = table[f"auc_{validation[0]}"].round(10).idxmax()  # first maximum: the first listed wins a tie
+        table["selected"] = table.index == best
+        final = candidates[table.loc[best, "candidate_algorithm"]]
+    if m.threshold_from == "validation":
+        from dataclasses import replace
+
+        from helpers.learning.models import youden_threshold
+
+        idx = data.cohort.index[data.cohort == validation[0]]
+        final = replace(final, threshold_=youden_threshold(data.y.loc[idx].to_numpy(), final.positive_proba(data.X.loc[idx]).to_numpy()),
+                        threshold_rule=f"Youden's J on the {validation[0]} cohort's probabilities; positive when p >= threshold")
+    if table is not None:
+        table["selection_rule"] = (f"highest AUC in the {validation[0]} cohort (ties: first listed)" if m.final_selection == "validation"
+                                   else "configured (models.final_algorithm); validation AUC reported only")  # fmt: skip
+        table["threshold_from"] = ("Youden's J on the validation cohort" if m.threshold_from == "validation"
+                                   else "Youden's J on training out-of-fold probabilities")  # fmt: skip
+        table["threshold"] = np.where(table["selected"], final.threshold_, table["threshold"])
+    return final, table
+
+
+def _selection_rows(candidates: dict[str, TunedModel], data: ModellingData, validation: str) -> pd.DataFrame:
+    idx = data.cohort.index[data.cohort == validation]
+    return pd.DataFrame([
+        {"candidate_algorithm": alg, "cv_auc_mean": model.cv_auc_mean_, "cv_auc_sd": model.cv_auc_sd_, "oof_auc": model.oof_auc_,
+         f"auc_{validation}": _auc(data.y.loc[idx], model.positive_proba(data.X.loc[idx])), "threshold": model.threshold_}
+        for alg, model in candidates.items()
+    ])
+
+
+def write_final_selection(table: pd.DataFrame | None, cfg: StudyConfig, report: ReportWriter) -> None:
+    """``tables/final_model_selection`` and ``provenance/cohort_use.json`` (what each cohort was used for; read by the methods)."""
+    m = cfg.models
+    decided = [what for what, on in (("the final model's algorithm", m.final_selection == "validation"),
+                                      ("the operating threshold", m.threshold_from == "validation")) if on]  # fmt: skip
+    if table is not None:
+        report.table(table, "final_model_selection", per_cohort=False)
+    report.json({"training": list(cfg.training_cohorts), "validation": list(cfg.validation_cohorts), "test": list(cfg.test_cohorts),
+                 "final_selection": m.final_selection, "threshold_from": m.threshold_from, "decided_on_validation": decided,
+                 "candidates": list(table["candidate_algorithm"]) if table is not None else [],
+                 "selected": str(table.loc[table["selected"], "candidate_algorithm"].iloc[0]) if table is not None else m.final_algorithm},
+                "cohort_use")  # fmt: skip
 
 
 # -- clinical model and clinical-radiomics nomogram -------------------------------------------------------------------
@@ -374,7 +505,7 @@ def comparison_models(
     models: dict[str, tuple[object, str]] = {}
     if clinical_models and "clinical" in clinical_models:
         models["Clinical"] = (clinical_models["clinical"], "main")
-    models[f"Radiomics ({cfg.models.final_algorithm})"] = (final, "main")
+    models[f"Radiomics ({final.algorithm or cfg.models.final_algorithm})"] = (final, "main")
     if clinical_models and "nomogram" in clinical_models:
         models["Nomogram (clinical + Rad-score)"] = (clinical_models["nomogram"], "main")
     if stacker is not None:

@@ -78,7 +78,8 @@ def load_predictions(cfg: StudyConfig) -> StudyPredictions:
     radscores = optional(artifacts.RADSCORES)
     coefs = optional(artifacts.RADSCORE_COEFFICIENTS)
     present = set(binary["cohort"]) | (set(survival["cohort"]) if survival is not None else set())
-    cohorts = [c for c in cfg.cohorts if c in present]
+    # Training first, then the validation cohort, then the tests (each cohort's tables and figures in that order).
+    cohorts = [c for c in [*cfg.training_cohorts, *cfg.held_out_cohorts] if c in present]
     return StudyPredictions(binary, survival, radscores, coefs, cohorts)
 
 
@@ -209,7 +210,26 @@ def model_statistics(preds: StudyPredictions, cfg: StudyConfig, manifest: pd.Dat
     for spec in sc.subgroups:
         groups = subgroup_values(manifest, cfg, spec.series, spec.field)
         tables[f"subgroup_performance_{spec.series.lower()}_{spec.field.lower()}"] = subgroup_performance_table(main, groups)
-    return tables
+    return {name: with_cohort_roles(table, cfg) for name, table in tables.items()}
+
+
+#: How a cohort's role is shown next to its name in the statistics tables.
+ROLE_LABELS = {"train": "training (out-of-fold)", "validation": "validation", "test": "test"}
+
+
+def with_cohort_roles(table: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
+    """A ``role`` column after ``cohort`` (training, validation, test) and rows in cohort order: training, validation, tests.
+
+    Validation and test cohorts are labelled apart, so a reader never takes the cohort a choice was made on
+    (``models.final_selection``/``threshold_from``) for an untouched test cohort.
+    """
+    if "cohort" not in table.columns or table.empty or "role" in table.columns:
+        return table
+    order = {c: i for i, c in enumerate([*cfg.training_cohorts, *cfg.held_out_cohorts])}
+    out = table.iloc[np.argsort(table["cohort"].map(order).fillna(len(order)).to_numpy(), kind="stable")].reset_index(drop=True)
+    roles = out["cohort"].map(lambda c: ROLE_LABELS.get(cfg.cohorts[c].role, "") if c in cfg.cohorts else "")
+    out.insert(out.columns.get_loc("cohort") + 1, "role", roles)
+    return out
 
 
 def survival_statistics(preds: StudyPredictions, cfg: StudyConfig) -> dict[str, pd.DataFrame]:

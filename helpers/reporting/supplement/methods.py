@@ -69,7 +69,7 @@ def used_series(run: RunRecord) -> list[str]:
 
 def _cohorts(run: RunRecord) -> MethodsParagraph:
     cfg = run.cfg
-    role_word = {"train": "model development", "validation": "validation", "test": "testing"}
+    role_word = {"train": "model development", "validation": "internal validation", "test": "testing"}
     split = _split_rows(run)
     parts = []
     for name, c in cfg.cohorts.items():
@@ -122,10 +122,40 @@ def _cohorts(run: RunRecord) -> MethodsParagraph:
                     f"indicator ({w.words(ep.event)}) of the patient table.")  # fmt: skip
     held_out = [w.words(n) for n, c in cfg.cohorts.items() if c.role != "train"]
     training = _join([w.words(c) for c in cfg.training_cohorts])
-    text.append(f"Every fitted step (habitat clustering, harmonisation, imputation, feature selection, models and thresholds) learned from the "
+    use = cohort_use(run)
+    fitted = "models" if "the operating threshold" in use["decided"] else "models and thresholds"
+    text.append(f"Every fitted step (habitat clustering, harmonisation, imputation, feature selection, {fitted}) learned from the "
                 f"{training} cohort only" + (f" and was applied unchanged to the {_join(held_out)} cohort{'s' if len(held_out) > 1 else ''}."
                                              if held_out else "."))  # fmt: skip
+    text += _cohort_use_text(use)
     return MethodsParagraph("cohorts", "Cohorts and outcome", " ".join(text))
+
+
+def cohort_use(run: RunRecord) -> dict[str, list[str]]:
+    """What the validation cohort decided (``provenance/cohort_use.json`` of the models step; the config when absent)."""
+    cfg, m = run.cfg, run.cfg.models
+    record = run.json("provenance/cohort_use.json")
+    decided = record.get("decided_on_validation")
+    if decided is None:
+        decided = [what for what, on in (("the final model's algorithm", m.final_selection == "validation"),
+                                          ("the operating threshold", m.threshold_from == "validation")) if on]  # fmt: skip
+    return {"validation": list(record.get("validation", cfg.validation_cohorts)), "test": list(record.get("test", cfg.test_cohorts)),
+            "decided": list(decided)}
+
+
+def _cohort_use_text(use: dict[str, list[str]]) -> list[str]:
+    """What the validation cohort was for, and that test cohorts decided nothing (three-cohort designs)."""
+    validation, tests = [w.words(c) for c in use["validation"]], [w.words(c) for c in use["test"]]
+    if not validation:
+        return []
+    tested = f"the {_join(tests)} cohort{'s' if len(tests) > 1 else ''}" if tests else ""
+    if use["decided"]:
+        text = (f"The {_join(validation)} cohort (internal validation) was used to choose {_join(use['decided'])} (see Models) and to "
+                f"report performance; it was used for no other choice")  # fmt: skip
+    else:
+        text = f"No choice was made on the {_join(validation)} cohort (internal validation): it was used only to report performance"
+    return [text + (f"; {tested} {'were' if len(tests) > 1 else 'was'} used only to report performance, never for a choice."
+                    if tests else ".")]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- software
@@ -437,6 +467,37 @@ def _fusion_text(run: RunRecord) -> str:
             f"stacked by a logistic regression on their out-of-fold probabilities){run.cite('fusion_models')}.")  # fmt: skip
 
 
+def _selection_text(run: RunRecord) -> str:
+    rows = run.rows("final_model_selection")
+    if not rows or run.cfg.models.final_selection != "validation":
+        return ""
+    auc_col = next((c for c in rows[0] if c.startswith("auc_")), "")
+    cohort = auc_col.removeprefix("auc_")
+    chosen = next((r for r in rows if str(r.get("selected", "")).lower() == "true"), None)
+    if chosen is None:
+        return ""
+    return (f"The final model's algorithm was chosen among {_join([w.algorithm(r['candidate_algorithm']) for r in rows])} (each with the "
+            f"signature's steps, fitted on the training cohort) by the highest AUC in the {w.words(cohort)} cohort, ties going to the "
+            f"first listed: {w.algorithm(chosen['candidate_algorithm'])} (AUC {w.number(chosen.get(auc_col), 3)}){run.cite('final_model_selection')}; "
+            f"no test cohort took part in the choice.")  # fmt: skip
+
+
+def _ith_sweep_text(run: RunRecord) -> str:
+    rows = run.rows("ith_sweep")
+    if not rows:
+        return ""
+    labels = [r.get("clusters", "") for r in rows]
+    combined = [x for x in labels if not x.isdigit()]
+    single = [x for x in labels if x.isdigit()]
+    alg = rows[0].get("algorithm") or (run.cfg.models.ith_sweep.algorithm if run.cfg.models.ith_sweep else "logistic")
+    smote = " with SMOTE oversampling of the training folds" if run.cfg.models.smote else ""
+    cox = " and, for the time-to-event endpoint, a Cox model on the same scores (Harrell's C-index, bootstrap CI)" if "oof_c_index" in rows[0] else ""
+    return (f"For each number of clusters K ({single[0]} to {single[-1]}) a {w.algorithm(alg)} model{smote} on that K's ITH score"
+            + (f", and one on the ITH scores of K = {combined[0]} together," if combined else "")
+            + f" was fitted on the training cohort and evaluated at its training out-of-fold Youden threshold in every other cohort (accuracy "
+            f"with Wilson, AUC with DeLong 95% CIs){cox}{run.cite('ith_sweep')}.")  # fmt: skip
+
+
 def _models(run: RunRecord) -> MethodsParagraph | None:
     if not run.has(*_MODEL_OUTPUTS):
         return None
@@ -454,9 +515,9 @@ def _models(run: RunRecord) -> MethodsParagraph | None:
                     f"model refitted on all training patients{run.cite('model_grid', 'auc_heatmap_*')}.")  # fmt: skip
     if run.has("final_model_summary", "predictions_final_model"):
         text += _final_model_text(run)
-    fusion = _fusion_text(run)
-    if fusion:
-        text.append(fusion)
+    for extra in (_selection_text(run), _fusion_text(run), _ith_sweep_text(run)):
+        if extra:
+            text.append(extra)
     return MethodsParagraph("models", "Models", " ".join(text)) if text else None
 
 
