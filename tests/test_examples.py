@@ -62,7 +62,8 @@ def test_example_files_are_valid_and_consistent(name: str) -> None:
     assert cfg.manifest == "cohort/data_manifest.csv" and cfg.patient_table == "cohort/patients.csv"
     simulated_cohorts = {"training", "external_test"} | ({"validation"} if sim.validation_fraction or sim.validation_centres else set())
     assert set(cfg.cohorts) == simulated_cohorts
-    assert set(cfg.series) == {"MR", *sim.extra_sequences}
+    derived = {cfg.super_resolution.output_series} if cfg.super_resolution is not None else set()
+    assert set(cfg.series) - derived == {"MR", *sim.extra_sequences}
     for step in cfg.steps:
         assert cfg.path(step.notebook).resolve().is_file(), step.notebook
     _check_outputs_and_readme(name)
