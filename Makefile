@@ -32,7 +32,9 @@ validate: $(STAMP)
 # One example study (examples/README.md): simulate its cohort when missing, then run it, e.g. make example EXAMPLE=000_ki67_mri
 example: $(STAMP)
 	@test -n "$(EXAMPLE)" || { echo "name the example: make example EXAMPLE=<folder under examples/>"; exit 2; }
-	test -f examples/$(EXAMPLE)/cohort/data_manifest.csv || $(BIN)/python -m helpers simulate --settings examples/$(EXAMPLE)/simulation.yaml --out examples/$(EXAMPLE)/cohort
+	if [ -f examples/$(EXAMPLE)/make_tables.py ]; then $(BIN)/python examples/$(EXAMPLE)/make_tables.py; \
+	elif [ ! -f examples/$(EXAMPLE)/cohort/data_manifest.csv ]; then \
+	  $(BIN)/python -m helpers simulate --settings examples/$(EXAMPLE)/simulation.yaml --out examples/$(EXAMPLE)/cohort; fi
 	$(BIN)/python -m helpers run --config examples/$(EXAMPLE)/study.yaml
 
 test: $(STAMP) browser
