@@ -37,8 +37,9 @@ example: $(STAMP)
 	  $(BIN)/python -m helpers simulate --settings examples/$(EXAMPLE)/simulation.yaml --out examples/$(EXAMPLE)/cohort; fi
 	$(BIN)/python -m helpers run --config examples/$(EXAMPLE)/study.yaml
 
+# Both cores (pytest-xdist): the slow tier runs whole example studies end to end.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The fast tier for development: no whole-study runs, network training or phantom/baseline extraction (see README).
 test-fast: $(STAMP) browser

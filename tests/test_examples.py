@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
 SIMULATED = [n for n in EXAMPLES if (REPO / "examples" / n / "simulation.yaml").is_file()]
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "003_habitats_deep_fusion": 80, "004_survival_ith": 80}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
 
 
 def _example(name: str) -> Path:
@@ -94,7 +94,7 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     if habitats:
         habitats.update(k_range=[3, 3], ith_k_range=[2, 5])
     if cfg.get("super_resolution"):
-        cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1)
+        cfg["super_resolution"]["settings"].update(epochs=1, warmup_epochs=1, patches_per_volume=2, generator_depth=1)
     (folder / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return folder
 
