@@ -94,7 +94,7 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     if habitats:
         habitats.update(k_range=[3, 3], ith_k_range=[2, 5])
     if cfg.get("super_resolution"):
-        cfg["super_resolution"]["settings"].update(epochs=1, warmup_epochs=1, patches_per_volume=2, generator_depth=1)
+        cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1, patches_per_volume=2, generator_depth=1)
     (folder / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return folder
 

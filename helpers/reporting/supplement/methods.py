@@ -492,6 +492,12 @@ def _ith_sweep_text(run: RunRecord) -> str:
     alg = rows[0].get("algorithm") or (run.cfg.models.ith_sweep.algorithm if run.cfg.models.ith_sweep else "logistic")
     smote = " with SMOTE oversampling of the training folds" if run.cfg.models.smote else ""
     cox = " and, for the time-to-event endpoint, a Cox model on the same scores (Harrell's C-index, bootstrap CI)" if "oof_c_index" in rows[0] else ""
+    if "oof_auc" not in rows[0]:
+        # Survival-only study: the sweep is the Cox model's C-index alone (no threshold, no accuracy).
+        return (f"For each number of clusters K ({single[0]} to {single[-1]}) a Cox model on that K's ITH score"
+                + (f", and one on the ITH scores of K = {combined[0]} together," if combined else "")
+                + f" was fitted on the training cohort; Harrell's C-index with a bootstrap 95% CI is given for the training cohort "
+                f"(out-of-fold) and every other cohort{run.cite('ith_sweep')}.")  # fmt: skip
     return (f"For each number of clusters K ({single[0]} to {single[-1]}) a {w.algorithm(alg)} model{smote} on that K's ITH score"
             + (f", and one on the ITH scores of K = {combined[0]} together," if combined else "")
             + f" was fitted on the training cohort and evaluated at its training out-of-fold Youden threshold in every other cohort (accuracy "
