@@ -85,7 +85,7 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     cfg = yaml.safe_load((folder / "study.yaml").read_text())
     for step in cfg["steps"]:
         step["notebook"] = str((_example(name) / step["notebook"]).resolve())
-    cfg.setdefault("statistics", {})["n_bootstrap"] = 200
+    cfg.setdefault("statistics", {})["n_bootstrap"] = 100
     models = cfg.setdefault("models", {})
     models["algorithms"] = sorted({models.get("final_algorithm", "logistic"), "random_forest"})
     for arm in cfg.get("deep_features", []):
