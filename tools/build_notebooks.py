@@ -223,6 +223,7 @@ from helpers.steps.models import (
     fit_survival_models,
     fusion_comparison,
     ith_sweep,
+    ith_sweep_table_name,
     load_modelling_data,
     model_predictions,
     run_model_grid,
@@ -272,7 +273,7 @@ the training cohort and thresholded at its training out-of-fold Youden threshold
 if sweep is None:
     print("no ITH scores (habitats not configured, or models.ith_sweep: null): ITH sweep skipped")
 else:
-    report.table(sweep, "ith_sweep", per_cohort=False)
+    report.table(sweep, ith_sweep_table_name(cfg), per_cohort=False)
     display(sweep)"""),
         ("md", "## Fusion: best single block vs feature-level fusion vs score-level stacking"),
         ("code", """if binary:

@@ -48,7 +48,7 @@ from helpers.reporting.writer import ReportWriter
 from helpers.settings.study import StudyConfig
 from helpers.steps.signature import study_steps
 
-__all__ = [
+__all__ = ["ith_sweep_table_name", 
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
     "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
     "ith_sweep", "select_final_model", "write_final_selection",
@@ -285,6 +285,12 @@ def fusion_comparison(data: ModellingData, cfg: StudyConfig, grid: pd.DataFrame,
 
 
 # -- ITH cluster sweep (seed 004 Table S2) -----------------------------------------------------------------------------
+
+def ith_sweep_table_name(cfg: StudyConfig) -> str:
+    """``ith_sweep`` (binary endpoint: accuracy, AUC and, with a time endpoint, C-index) or ``ith_sweep_cox`` (a
+    survival-only study: the C-index alone), so each table gets the caption and note that describe it."""
+    return "ith_sweep_cox" if cfg.survival_only else "ith_sweep"
+
 
 def ith_sweep(data: ModellingData, cfg: StudyConfig) -> pd.DataFrame | None:
     """``tables/ith_sweep``: a model on each K's ITH score and on the configured K set, per held-out cohort.

@@ -33,7 +33,7 @@ _NOTE_MAX_CHARS = 6000
 # Outputs whose presence shows that a stage ran (its methods paragraph is written only then).
 _EXTRACTION_OUTPUTS = ("feature_counts_*", "features_{preset}", "extraction_failures", "extraction_diagnostics")
 _SIGNATURE_OUTPUTS = ("selection_pathway", "icc_*", "radscore*", "combat_*", "modelling_features")
-_MODEL_OUTPUTS = ("model_grid", "final_model_summary", "auc_heatmap_*", "predictions_final_model", "fusion_models", "ith_sweep",
+_MODEL_OUTPUTS = ("model_grid", "final_model_summary", "auc_heatmap_*", "predictions_final_model", "fusion_models", "ith_sweep*",
                   "final_model_selection")
 _STATISTICS_OUTPUTS = ("performance*", "pairwise_comparison*", "calibration", "calibration_*", "decision_curve_*", "subgroup_*")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")

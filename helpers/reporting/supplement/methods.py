@@ -483,7 +483,8 @@ def _selection_text(run: RunRecord) -> str:
 
 
 def _ith_sweep_text(run: RunRecord) -> str:
-    rows = run.rows("ith_sweep")
+    name = "ith_sweep_cox" if run.has("ith_sweep_cox") else "ith_sweep"
+    rows = run.rows(name)
     if not rows:
         return ""
     labels = [r.get("clusters", "") for r in rows]
@@ -497,11 +498,11 @@ def _ith_sweep_text(run: RunRecord) -> str:
         return (f"For each number of clusters K ({single[0]} to {single[-1]}) a Cox model on that K's ITH score"
                 + (f", and one on the ITH scores of K = {combined[0]} together," if combined else "")
                 + f" was fitted on the training cohort; Harrell's C-index with a bootstrap 95% CI is given for the training cohort "
-                f"(out-of-fold) and every other cohort{run.cite('ith_sweep')}.")  # fmt: skip
+                f"(out-of-fold) and every other cohort{run.cite(name)}.")  # fmt: skip
     return (f"For each number of clusters K ({single[0]} to {single[-1]}) a {w.algorithm(alg)} model{smote} on that K's ITH score"
             + (f", and one on the ITH scores of K = {combined[0]} together," if combined else "")
             + f" was fitted on the training cohort and evaluated at its training out-of-fold Youden threshold in every other cohort (accuracy "
-            f"with Wilson, AUC with DeLong 95% CIs){cox}{run.cite('ith_sweep')}.")  # fmt: skip
+            f"with Wilson, AUC with DeLong 95% CIs){cox}{run.cite(name)}.")  # fmt: skip
 
 
 def _models(run: RunRecord) -> MethodsParagraph | None:
