@@ -674,6 +674,19 @@ def _risk_group_label(group: str) -> str:
     """A risk group as figure text: ``low`` -> ``Low risk`` (quartiles ``Q1``... stay as they are)."""
     return f"{group.capitalize()} risk" if group in ("low", "intermediate", "high") else group
 
+
+def write_km_figures(name: str, slug: str, fit: SurvivalFit, data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> None:
+    """``figures/km_<slug>_<cohort>``: Kaplan-Meier curves of one survival model's training-derived risk groups per cohort
+    (cohorts where the patients fall in one group only are skipped)."""
+    for cohort in pd.unique(data.cohort):
+        idx = data.cohort.index[data.cohort == cohort]
+        if fit.groups.loc[idx].nunique() < 2:
+            continue
+        order = [_risk_group_label(g) for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])]
+        km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx].map(_risk_group_label), order=order)
+        report.figure(km_figure(km, title=f"{name}: {shown_name(cohort)} cohort", time_label=f"Time ({cfg.survival.time_unit})"),
+                      f"km_{slug}_{cohort}", per_cohort=False)
+
 def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Survival predictions (data), Cox coefficients, risk cut-offs and Kaplan-Meier figures per model and cohort."""
     if not fits:
@@ -694,16 +707,8 @@ def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cf
     report.json({"models": {("cox" if isinstance(f.model, CoxModel) else "rsf"): f.model.get_params() for f in fits.values()},
                  "cv_folds": cfg.models.cv, "risk_cutoff_rule": cfg.survival.risk_cutoff, "n_features": len(next(iter(fits.values())).features)},
                 "survival")  # fmt: skip
-    unit = cfg.survival.time_unit
     for name, fit in fits.items():
-        slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
-        for cohort in pd.unique(data.cohort):
-            idx = data.cohort.index[data.cohort == cohort]
-            if fit.groups.loc[idx].nunique() < 2:
-                continue
-            order = [_risk_group_label(g) for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])]
-            km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx].map(_risk_group_label), order=order)
-            report.figure(km_figure(km, title=f"{name}: {shown_name(cohort)} cohort", time_label=f"Time ({unit})"), f"km_{slug}_{cohort}", per_cohort=False)
+        write_km_figures(name, "cox" if isinstance(fit.model, CoxModel) else "rsf", fit, data, cfg, report)
     for name, fit in fits.items():
         slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
         report.artifact(fit.model, f"models/survival_{slug}.joblib")

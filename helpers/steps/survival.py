@@ -28,22 +28,19 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from helpers.data import artifacts
-from helpers.data.columns import shown_name
-from helpers.figures.survival import km_figure
 from helpers.learning.survival import (
     CoxModel,
     RandomSurvivalForest,
     assign_risk_groups,
     harrell_c,
     integrated_brier_score,
-    km_by_group,
     risk_groups,
     time_dependent_auc,
 )
 from helpers.learning.survival_pipeline import SurvivalPipeline
 from helpers.reporting.writer import ReportWriter
 from helpers.settings.study import StudyConfig
-from helpers.steps.models import ModellingData, SurvivalFit, _time_grid, survival_features, survival_predictions
+from helpers.steps.models import ModellingData, SurvivalFit, _time_grid, survival_features, survival_predictions, write_km_figures
 
 __all__ = [
     "MODEL_ORDER", "SurvivalModelSet", "ablation_table", "fit_survival_model_set", "ith_scores", "supported_horizons",
@@ -186,10 +183,6 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_").replace("__", "_").replace("__", "_")
 
 
-def _risk_label(group: str) -> str:
-    return f"{group.capitalize()} risk" if group in ("low", "intermediate", "high") else group
-
-
 def write_survival_model_outputs(models: SurvivalModelSet, data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
     """Predictions (input of notebook 06), model inputs, Cox coefficients, risk cut-offs, Kaplan-Meier figures, fitted models."""
     fits = models.fits
@@ -227,17 +220,10 @@ def write_survival_model_outputs(models: SurvivalModelSet, data: ModellingData, 
                  "n_features": len(fits["C-radiomics"].features) if "C-radiomics" in fits else None,
                  "model_set": {n: models.inputs[n] for n in fits}, "ith_k": cfg.ith_k,
                  "features": "survival_signature" if cfg.survival_only else cfg.survival.features}, "survival")
-    unit = cfg.survival.time_unit
     for name, fit in fits.items():
         if "+" in name and name != "Combined":
             continue  # the Kaplan-Meier figures of the single-source models and the combined model
-        for cohort in pd.unique(data.cohort):
-            idx = data.cohort.index[data.cohort == cohort]
-            if fit.groups.loc[idx].nunique() < 2:
-                continue
-            order = [_risk_label(g) for g in pd.unique(fit.groups) if g in set(fit.groups.loc[idx])]
-            km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx].map(_risk_label), order=order)
-            report.figure(km_figure(km, title=f"{name}: {shown_name(cohort)} cohort", time_label=f"Time ({unit})"), f"km_{_slug(name)}_{cohort}", per_cohort=False)
+        write_km_figures(name, _slug(name), fit, data, cfg, report)
     for name, fit in fits.items():
         report.artifact(fit.model, f"models/survival_{_slug(name)}.joblib")
     return shown
