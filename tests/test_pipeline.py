@@ -62,9 +62,9 @@ def _statuses(results) -> dict[str, str]:
 
 def test_plan_order_and_selection(two_step_study):
     cfg = load_config(two_step_study / "study.yaml")
-    assert [(s.name, c) for s, c in plan_runs(cfg)] == [("count", "train"), ("count", "test"), ("combine", None)]
-    assert [(s.name, c) for s, c in plan_runs(cfg, cohort="test")] == [("count", "test"), ("combine", None)]
-    assert [(s.name, c) for s, c in plan_runs(cfg, step="count", cohort="train")] == [("count", "train")]
+    assert [(s.name, c) for s, c, _ in plan_runs(cfg)] == [("count", "train"), ("count", "test"), ("combine", None)]
+    assert [(s.name, c) for s, c, _ in plan_runs(cfg, cohort="test")] == [("count", "test"), ("combine", None)]
+    assert [(s.name, c) for s, c, _ in plan_runs(cfg, step="count", cohort="train")] == [("count", "train")]
     with pytest.raises(ConfigError, match="unknown step 'nope'"):
         plan_runs(cfg, step="nope")
     with pytest.raises(ConfigError, match="unknown cohort 'validation'"):

@@ -174,7 +174,8 @@ pipeline (imputation, z-score, univariate test chosen by normality, correlation 
 rule) gives the signature and the Rad-score."""),
         ("parameters", """config_path = "study.yaml"
 step = "signature"
-cohort = ''"""),
+cohort = ''
+task = ''  # a study with several tasks: the task this run is for"""),
         ("code", """from IPython.display import display
 
 from helpers.settings import load_config
@@ -183,7 +184,7 @@ from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
 
-cfg = load_config(config_path)
+cfg = load_config(config_path, task=task or None)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)"""),
@@ -211,7 +212,8 @@ refitted on all training patients. The operating threshold is Youden's J on the 
 and is applied unchanged to the other cohorts. SHAP explains the final model on the training background."""),
         ("parameters", """config_path = "study.yaml"
 step = "models"
-cohort = ''"""),
+cohort = ''
+task = ''  # a study with several tasks: the task this run is for"""),
         ("code", """from IPython.display import display
 
 from helpers.settings import load_config
@@ -239,7 +241,7 @@ from helpers.steps.survival import fit_survival_model_set, write_survival_model_
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 
-cfg = load_config(config_path)
+cfg = load_config(config_path, task=task or None)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)
@@ -329,7 +331,8 @@ decision curves (net benefit, Vickers & Elkin 2006). Table 1 tests continuous va
 Mann-Whitney U (Shapiro-Wilk rule) and categorical ones by chi-square or Fisher's exact test (expected counts < 5)."""),
         ("parameters", """config_path = "study.yaml"
 step = "statistics"
-cohort = ''"""),
+cohort = ''
+task = ''  # a study with several tasks: the task this run is for"""),
         ("code", """from IPython.display import display
 
 from helpers.settings import load_config
@@ -344,7 +347,7 @@ from helpers.data.manifest import load_study
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 
-cfg = load_config(config_path)
+cfg = load_config(config_path, task=task or None)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)
@@ -398,11 +401,17 @@ import pandas as pd
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 from helpers.settings import load_config
-from helpers.steps.supplement import numbered_items, write_supplement
+from helpers.steps.supplement import numbered_items, write_supplement, write_task_comparison
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)"""),
+        ("md", "## The tasks side by side (a study with several tasks: each task's final model in the held-out cohorts)"),
+        ("code", """comparison = write_task_comparison(cfg, report)
+if comparison is None:
+    print("one task (endpoints): nothing to compare")
+else:
+    display(comparison)"""),
         ("md", "## Build the document"),
         ("code", """supplement = write_supplement(cfg, report)
 print(f"{supplement.n_tables} tables and {supplement.n_figures} figures")

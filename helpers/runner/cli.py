@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default="study.yaml", help="study configuration (default: study.yaml)")
     run.add_argument("--step", help="run only this step (e.g. acquisition_qc)")
     run.add_argument("--cohort", help="run per-cohort steps for this cohort only")
+    run.add_argument("--task", help="run the per-task steps (04-06) for this task only (a study with 'tasks')")
     run.add_argument("--force", action="store_true", help="re-run steps even when nothing changed")
     val = sub.add_parser("validate", help="validate the config, manifest and patient table; run nothing")
     val.add_argument("--config", default="study.yaml")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from helpers.runner.pipeline import run_study
 
-        results = run_study(args.config, step=args.step, cohort=args.cohort, force=args.force)
+        results = run_study(args.config, step=args.step, cohort=args.cohort, force=args.force, task=args.task)
         ran = sum(r.status == "ran" for r in results)
         failed = {p for r in results for p in r.failed_patients}
         units = sum(r.failed_units for r in results)

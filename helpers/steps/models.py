@@ -51,7 +51,7 @@ from helpers.steps.signature import study_steps
 __all__ = ["ith_sweep_table_name", 
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
     "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
-    "ith_sweep", "select_final_model", "write_final_selection",
+    "ith_sweep", "select_final_model", "write_final_selection", "radiomics_model_name",
     "SurvivalFit", "survival_features", "fit_survival_models", "survival_predictions", "write_survival_outputs",
 ]
 
@@ -511,7 +511,7 @@ def comparison_models(
     models: dict[str, tuple[object, str]] = {}
     if clinical_models and "clinical" in clinical_models:
         models["Clinical"] = (clinical_models["clinical"], "main")
-    models[f"Radiomics ({final.algorithm or cfg.models.final_algorithm})"] = (final, "main")
+    models[radiomics_model_name(final.algorithm or cfg.models.final_algorithm)] = (final, "main")
     if clinical_models and "nomogram" in clinical_models:
         models["Nomogram (clinical + Rad-score)"] = (clinical_models["nomogram"], "main")
     if stacker is not None:
@@ -531,6 +531,11 @@ def comparison_models(
                     if (name, algorithm) in grid_models:
                         models.setdefault(model_name(name, algorithm), (grid_models[(name, algorithm)], "resolution"))
     return models
+
+
+def radiomics_model_name(algorithm: str) -> str:
+    """How notebook 06's tables name the final radiomics model (e.g. ``Radiomics (logistic)``)."""
+    return f"Radiomics ({algorithm})"
 
 
 def model_predictions(models: dict[str, tuple[object, str]], data: ModellingData) -> pd.DataFrame:

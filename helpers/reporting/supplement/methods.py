@@ -624,6 +624,8 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SupplementWarning)
             items = collect_outputs(cfg, root)
+    if cfg.tasks and cfg.task is None:
+        return _task_methods(cfg, root, list(items))
     run = RunRecord(cfg, root, list(items))
     versions, _, _ = _versions(run)
     settings = extraction_settings(run) if run.has(*_EXTRACTION_OUTPUTS) else {}
@@ -634,6 +636,30 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
         opt.table_one(run), _statistics(run),
     ]  # fmt: skip
     return [p for p in paragraphs if p is not None and p.text]
+
+
+#: Paragraphs describing the shared steps (01-03 and the software): written once in a study with several tasks; every
+#: other paragraph (the endpoint, what was fitted on it, the statistics) is written per task.
+SHARED_PARAGRAPHS = frozenset({"software", "segmentation", "super_resolution", "preprocessing", "extraction", "habitats", "deep_features"})
+
+
+def _task_methods(cfg: StudyConfig, root: Path, items: list[SupplementItem]) -> list[MethodsParagraph]:
+    """Methods of a study with several tasks: the shared stages once, then each per-task stage once per task (in stage
+    order, the tasks side by side), each from the shared outputs and that task's own."""
+    per_view = [(v, methods_text(v, root, [it for it in items if it.task in (None, v.task)])) for v in cfg.task_views()]
+    keys = list(dict.fromkeys(p.key for _, paragraphs in per_view for p in paragraphs))
+    out: list[MethodsParagraph] = []
+    for key in keys:
+        for view, paragraphs in per_view:
+            for p in paragraphs:
+                if p.key != key:
+                    continue
+                if key in SHARED_PARAGRAPHS:
+                    if not any(q.key == key for q in out):
+                        out.append(p)
+                else:
+                    out.append(MethodsParagraph(p.key, p.title, p.text, view.task or "", view.task_label))
+    return out
 
 
 def _other_outputs_paragraph(other: Sequence[str]) -> MethodsParagraph | None:
