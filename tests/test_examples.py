@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
 SIMULATED = [n for n in EXAMPLES if (REPO / "examples" / n / "simulation.yaml").is_file()]
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "002_grade_ki67": 80, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
 
 
 def _example(name: str) -> Path:
@@ -93,6 +94,8 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     habitats = cfg.get("extraction", {}).get("habitats")
     if habitats:
         habitats.update(k_range=[3, 3], ith_k_range=[2, 5])
+    if cfg.get("segmentation"):
+        cfg["segmentation"].update(epochs=2, validate_every=1, iterations_per_epoch=2)
     if cfg.get("super_resolution"):
         cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1, patches_per_volume=2, generator_depth=1)
     (folder / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -108,3 +111,8 @@ def test_example_runs_end_to_end_and_regenerates_the_seed_outputs(name: str, tmp
     missing = [o["output"] for o in yaml.safe_load((folder / "outputs.yaml").read_text()) if not list(root.glob(o["output"]))]
     assert not missing, f"outputs listed in examples/{name}/outputs.yaml were not written: {missing}"
     assert (root / "supplementary" / "supplementary.docx").is_file() and (root / "supplementary" / "supplementary.html").is_file()
+    cfg = load_config(folder / "study.yaml")
+    if cfg.tasks:  # every task's final model in every held-out cohort, side by side (seed 002 Table S2)
+        comparison = pd.read_csv(root / "tables" / "task_comparison.csv")
+        assert list(comparison.columns) == ["metric", *[f"{v.task_label}: {c}" for v in cfg.task_views() for c in cfg.held_out_cohorts]]
+        assert not comparison.drop(columns="metric").eq("-").any().any()

@@ -246,3 +246,23 @@ def test_methods_paragraph_heading_and_anchor() -> None:
     assert (p.heading, p.anchor) == ("Signature: Ki-67 index", "signature-ki67")
     assert (MethodsParagraph("signature", "Signature", "text").heading, MethodsParagraph("a", "A", "t").anchor) == ("Signature", "a")
     assert json.dumps([p.key for p in [p]]) == '["signature"]'
+
+
+def test_task_comparison_of_a_binary_and_a_survival_task(tiny_study: Path) -> None:
+    pd.DataFrame({"patient": ["P01", "P02", "P03", "P04"], "high_grade": [0, 1, 0, 1], "months": [10.0, 20.0, 30.0, 40.0],
+                  "relapse": [1, 0, 1, 0]}).to_csv(tiny_study / "patients.csv", index=False)
+    tasks = [TASKS[0], {"name": "relapse", "title": "Relapse-free survival", "endpoints": {"time": "months", "event": "relapse"}}]
+    cfg = load_config(_write(tiny_study, tasks=tasks))
+    grade, relapse = cfg.task_views()
+    assert relapse.survival_only and not grade.survival_only
+    ReportWriter(grade, "statistics").table(_performance("Radiomics (logistic)", {"test": ("0.700 (0.600-0.800)", "0.5")}), "performance",
+                                            per_cohort=False)
+    ablation = pd.DataFrame([{"model": "Clinical", "cohort": "test", "C-index (95% CI)": "0.55 (0.45-0.65)"},
+                             {"model": "C-radiomics", "cohort": "test", "C-index (95% CI)": "0.71 (0.62-0.80)", "AUC (95% CI)": "0.73 (0.60-0.85)",
+                              "IBS (95% CI)": "0.17 (0.12-0.22)"}])
+    ReportWriter(relapse, "statistics").table(ablation, "survival_ablation", per_cohort=False)
+    table = task_comparison(cfg).set_index("metric")
+    assert table.index.tolist() == ["AUC (95% CI)", "Sensitivity (95% CI)", "Specificity (95% CI)", "Accuracy (95% CI)", "PPV (95% CI)",
+                                    "NPV (95% CI)", "C-index (95% CI)", "IBS (95% CI)"]
+    assert table["Relapse-free survival: test"].tolist() == ["0.73 (0.60-0.85)", "-", "-", "-", "-", "-", "0.71 (0.62-0.80)", "0.17 (0.12-0.22)"]
+    assert table["Pathological grade: test"].tolist()[:2] == ["0.700 (0.600-0.800)", "0.5"] and table.loc["C-index (95% CI)"].iloc[0] == "-"

@@ -320,6 +320,22 @@ def task_caption(cfg: StudyConfig, task: str | None, caption: str) -> str:
     return f"{cfg.task_config(task).label} - {caption}" if task else caption
 
 
+def _merge_identical_task_outputs(cfg: StudyConfig, root: Path, entries: list) -> tuple[list, set[str], set[str]]:
+    """Per-task outputs identical in every task (label-free steps: the ICC filter, ComBat, the harmonised features) are
+    shown once, under the first task: (the entries without the repeats, the paths shown once for all tasks, the
+    repeats left out)."""
+    groups: dict[str, list[str]] = {}
+    for _, _, rel, _, task in entries:
+        if task:
+            groups.setdefault(rel.split("/", 2)[2], []).append(rel)
+    repeats, shared = set(), set()
+    for rels in groups.values():
+        if len(rels) == len(cfg.task_names) > 1 and len({(root / r).read_bytes() for r in rels}) == 1:
+            shared.add(rels[0])
+            repeats.update(rels[1:])
+    return [e for e in entries if e[2] not in repeats], shared, repeats
+
+
 def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, exclude_steps: tuple[str, ...] = (),
              max_rows: int = 300) -> _Collected:  # fmt: skip
     """Number and caption the ledger outputs. Tables under ``tables/`` are always inlined; data tables under
@@ -358,7 +374,8 @@ def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, excl
         if not any_output and step.name not in exclude_steps:
             where = f" for task {task}" if task else ""
             messages.append(f"step {step.name} has no recorded outputs{where} (not run yet?); it has no section in the supplement")
-    primaries = {rel for _, _, rel, _, _ in entries}
+    entries, shared_by_tasks, repeats = _merge_identical_task_outputs(cfg, root, entries)
+    primaries = {rel for _, _, rel, _, _ in entries} | repeats
     for step_name, c, rel in twins:
         primary = Path(rel).with_suffix(".png" if "figures/" in rel else ".csv").as_posix()
         if primary not in primaries and (root / rel).is_file():
@@ -370,7 +387,7 @@ def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, excl
     for step, c, rel, kind, task in entries:
         name = Path(rel).stem
         caption, note, captioned = caption_for(name, cfg, c, data)
-        caption = task_caption(cfg, task, caption)
+        caption = f"All tasks (identical for each) - {caption}" if rel in shared_by_tasks else task_caption(cfg, task, caption)
         shown_kind = "table" if kind == "data" else kind
         counters[shown_kind] += 1
         n_rows = n_cols = None
