@@ -266,3 +266,26 @@ def test_task_comparison_of_a_binary_and_a_survival_task(tiny_study: Path) -> No
                                     "NPV (95% CI)", "C-index (95% CI)", "IBS (95% CI)"]
     assert table["Relapse-free survival: test"].tolist() == ["0.73 (0.60-0.85)", "-", "-", "-", "-", "-", "0.71 (0.62-0.80)", "0.17 (0.12-0.22)"]
     assert table["Pathological grade: test"].tolist()[:2] == ["0.700 (0.600-0.800)", "0.5"] and table.loc["C-index (95% CI)"].iloc[0] == "-"
+
+
+def test_review_points_name_their_task_and_shared_points_are_listed_once(two_task_study: Path) -> None:
+    from helpers.reporting.supplement.review_points import review_points
+
+    cfg = load_config(two_task_study)
+    # Shared files: the cohort counts (per task's endpoint: different counts) and the failed extraction units (alike).
+    ReportWriter(cfg, "acquisition_qc").table(pd.DataFrame([
+        {"cohort": "train", "patients": 2, "high_grade=0": "1 (50.0%)", "high_grade=1": "1 (50.0%)", "ki67_high=0": "1 (50.0%)", "ki67_high=1": "1 (50.0%)"},
+        {"cohort": "test", "patients": 2, "high_grade=0": "1 (50.0%)", "high_grade=1": "1 (50.0%)", "ki67_high=0": "2 (100.0%)", "ki67_high=1": "0 (0.0%)"},
+    ]), "cohort_split_counts", per_cohort=False)
+    ReportWriter(cfg, "feature_extraction").table(pd.DataFrame({"patient": ["P03"], "series": ["CT"], "reason": ["boom"]}), "extraction_failures",
+                                                  per_cohort=False)
+    ReportWriter(cfg.for_task("ki67"), "statistics").table(pd.DataFrame([{"model": "Radiomics (logistic)", "cohort": "test", "slope": 3.0,
+                                                                          "slope_lower": 1.5, "slope_upper": 4.5}]), "calibration", per_cohort=False)
+    points = review_points(cfg)
+    small = [p for p in points if p.rule == "small_evaluation_cohort"]
+    assert [p.text.split(":")[0] for p in small] == ["Pathological grade", "Ki-67 index"]
+    assert "2 patients, 1 events and 1 non-events" in small[0].text and "2 patients, 0 events and 2 non-events" in small[1].text
+    failed = [p for p in points if p.rule == "failed_units"]
+    assert len(failed) == 1 and failed[0].text.startswith("1 feature-extraction unit failed") and failed[0].source == "tables/extraction_failures.csv"
+    slope = [p for p in points if p.rule == "calibration_slope"]
+    assert [(p.text.split(":")[0], p.source) for p in slope] == [("Ki-67 index", "tasks/ki67/tables/calibration.csv")]

@@ -402,17 +402,21 @@ def review_points(cfg: StudyConfig, report_root: str | Path | None = None,
 
 def _task_points(cfg: StudyConfig, root: Path, rules: Sequence[Callable[[_Run], list[ReviewPoint]]]) -> list[ReviewPoint]:
     """A study with several tasks: every task's points, named by task, with sources relative to the study's folder; a
-    point on a shared step's file (e.g. failed extraction units) is listed once."""
+    point on a shared step's file (e.g. failed extraction units) that every task raises alike is listed once, unnamed."""
     points: list[ReviewPoint] = []
-    seen: set[tuple[str, str]] = set()
-    for view in cfg.task_views():
-        task_root = root / "tasks" / str(view.task)
-        run = _Run(view, task_root, root)
-        for rule in rules:
-            for p in rule(run):
-                if (task_root / p.source).is_file():
-                    points.append(ReviewPoint(p.severity, f"{view.task_label}: {p.text}", f"tasks/{view.task}/{p.source}", p.rule))
-                elif (p.text, p.source) not in seen:
-                    seen.add((p.text, p.source))
+    for rule in rules:
+        per_view = []
+        for view in cfg.task_views():
+            task_root = root / "tasks" / str(view.task)
+            for p in rule(_Run(view, task_root, root)):
+                own = (task_root / p.source).is_file()
+                per_view.append((view, own, ReviewPoint(p.severity, p.text, f"tasks/{view.task}/{p.source}" if own else p.source, p.rule)))
+        shared = [p for _, own, p in per_view if not own]
+        alike = len(shared) == len(cfg.task_names) and len({(p.text, p.source) for p in shared}) == 1
+        for i, (view, own, p) in enumerate(per_view):
+            if not own and alike:
+                if i == next(j for j, (_, o, _) in enumerate(per_view) if not o):
                     points.append(p)
+            else:
+                points.append(ReviewPoint(p.severity, f"{view.task_label}: {p.text}", p.source, p.rule))
     return sorted(points, key=lambda p: SEVERITIES.index(p.severity))
