@@ -218,14 +218,23 @@ def test_supplement_shows_every_task_under_its_name(two_task_study: Path) -> Non
     _fake_task_outputs(cfg)
     shared = ReportWriter(cfg, "feature_extraction")
     shared.table(pd.DataFrame({"class": ["glcm"], "features": [24]}), "feature_counts_ct", per_cohort=False)
+    for view in cfg.task_views():  # a label-free table, identical in both tasks, and one that differs
+        writer = ReportWriter(view, "signature")
+        writer.table(pd.DataFrame({"block": ["CT tumour"], "retained": [12]}), "icc_retained_counts", per_cohort=False)
+        writer.table(pd.DataFrame({"step": ["lasso"], "remaining": [3 if view.task == "grade" else 5]}), "selection_pathway", per_cohort=False)
     supplement = ReportWriter(cfg, "supplement")
     from helpers.steps.supplement import write_task_comparison
 
     write_task_comparison(cfg, supplement)
     supp = assemble_supplement(cfg, exclude_steps=("supplement",))
     titles = [title for _, title, _ in supp.sections]
-    assert titles[:4] == ["Regions of interest and radiomics feature extraction", "Pathological grade: Model performance and statistical comparisons",
-                          "Ki-67 index: Model performance and statistical comparisons", "The tasks compared"]
+    assert titles[:6] == ["Regions of interest and radiomics feature extraction",
+                          "Pathological grade: Feature stability, harmonisation and selection", "Pathological grade: Model performance and statistical comparisons",
+                          "Ki-67 index: Feature stability, harmonisation and selection", "Ki-67 index: Model performance and statistical comparisons",
+                          "The tasks compared"]
+    icc = [it for it in supp.items if it.name == "icc_retained_counts"]
+    assert len(icc) == 1 and icc[0].all_tasks and icc[0].caption.startswith("All tasks (identical for each) - ")
+    assert [it.task for it in supp.items if it.name == "selection_pathway"] == ["grade", "ki67"]
     keys = [key for key, _, _ in supp.sections]
     assert len(keys) == len(set(keys))  # HTML ids stay unique
     perf = [it for it in supp.items if it.name == "performance"]

@@ -82,6 +82,7 @@ class SupplementItem:
     n_columns: int | None = None
     inline: bool = True
     task: str | None = None  # the task of a per-task step's output (a study with several tasks)
+    all_tasks: bool = False  # a per-task output identical in every task, shown once (under the first task)
 
     @property
     def label(self) -> str:
@@ -395,7 +396,8 @@ def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, excl
         if shown_kind == "table":
             n_rows, n_cols = _csv_shape(root / rel)
             inline = kind == "table" or (n_rows <= max_rows and n_cols <= max_columns)
-        item = SupplementItem(shown_kind, name, rel, step, c, counters[shown_kind], caption, note, captioned, n_rows, n_cols, inline, task)
+        item = SupplementItem(shown_kind, name, rel, step, c, counters[shown_kind], caption, note, captioned, n_rows, n_cols, inline, task,
+                              rel in shared_by_tasks)
         if not captioned:
             messages.append(f"no caption for {rel} (step {step}); shown as {item.label} with the generic caption {caption!r}; "
                             f"add a pattern to {DATA_FILE.name}")  # fmt: skip

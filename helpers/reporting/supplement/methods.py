@@ -663,22 +663,19 @@ SHARED_PARAGRAPHS = frozenset({"cohorts", "software", "segmentation", "super_res
 def _task_methods(cfg: StudyConfig, root: Path, items: list[SupplementItem]) -> list[MethodsParagraph]:
     """Methods of a study with several tasks: the shared stages once, then each per-task stage once per task (in stage
     order, the tasks side by side), each from the shared outputs and that task's own."""
-    runs = [(v, RunRecord(v, root, [it for it in items if it.task in (None, v.task)])) for v in cfg.task_views()]
+    runs = [(v, RunRecord(v, root, [it for it in items if it.task in (None, v.task) or it.all_tasks])) for v in cfg.task_views()]
     per_view = [(v, methods_text(v, root, run.items)) for v, run in runs]
     keys = list(dict.fromkeys(p.key for _, paragraphs in per_view for p in paragraphs))
     cohorts = _cohorts(runs[0][1], [(v.task_label, run) for v, run in runs])
     per_view = [(v, [cohorts if p.key == "cohorts" else p for p in paragraphs]) for v, paragraphs in per_view]
     out: list[MethodsParagraph] = []
     for key in keys:
-        for view, paragraphs in per_view:
-            for p in paragraphs:
-                if p.key != key:
-                    continue
-                if key in SHARED_PARAGRAPHS:
-                    if not any(q.key == key for q in out):
-                        out.append(p)
-                else:
-                    out.append(MethodsParagraph(p.key, p.title, p.text, view.task or "", view.task_label))
+        found = [(view, p) for view, paragraphs in per_view for p in paragraphs if p.key == key]
+        # A stage that is the same for every task (a shared step, or a label-free one: ICC filter, ComBat) is described once.
+        if key in SHARED_PARAGRAPHS or (len(found) == len(per_view) and len({p.text for _, p in found}) == 1):
+            out.append(found[0][1])
+        else:
+            out += [MethodsParagraph(p.key, p.title, p.text, view.task or "", view.task_label) for view, p in found]
     return out
 
 
