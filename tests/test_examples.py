@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
 SIMULATED = [n for n in EXAMPLES if (REPO / "examples" / n / "simulation.yaml").is_file()]
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "002_grade_ki67": 80, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "002_grade_ki67": 64, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
 
 
 def _example(name: str) -> Path:
@@ -115,4 +115,5 @@ def test_example_runs_end_to_end_and_regenerates_the_seed_outputs(name: str, tmp
     if cfg.tasks:  # every task's final model in every held-out cohort, side by side (seed 002 Table S2)
         comparison = pd.read_csv(root / "tables" / "task_comparison.csv")
         assert list(comparison.columns) == ["metric", *[f"{v.task_label}: {c}" for v in cfg.task_views() for c in cfg.held_out_cohorts]]
-        assert not comparison.drop(columns="metric").eq("-").any().any()
+        # AUC, sensitivity, specificity and accuracy are defined in every held-out cohort (PPV/NPV may not be: no predicted positive).
+        assert not comparison.set_index("metric").iloc[:4].eq("-").any().any()
