@@ -298,3 +298,58 @@ def test_review_points_name_their_task_and_shared_points_are_listed_once(two_tas
     assert len(failed) == 1 and failed[0].text.startswith("1 feature-extraction unit failed") and failed[0].source == "tables/extraction_failures.csv"
     slope = [p for p in points if p.rule == "calibration_slope"]
     assert [(p.text.split(":")[0], p.source) for p in slope] == [("Ki-67 index", "tasks/ki67/tables/calibration.csv")]
+
+
+def _task_notebook(path: Path, *sources: str) -> str:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell('config_path = "study.yaml"\nstep = ""\ncohort = ""\ntask = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, *[new_code_cell(s) for s in sources]])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return str(path)
+
+
+_HEADER = """from helpers.settings.study import load_config
+from helpers.reporting.writer import ReportWriter
+import pandas as pd
+cfg = load_config(config_path, task=task or None)
+report = ReportWriter(cfg, step, cohort or None)"""
+
+
+@pytest.mark.slow
+def test_runner_runs_each_task_into_its_folder_and_skips_what_is_unchanged(two_task_study: Path) -> None:
+    import io
+
+    from helpers.runner.pipeline import run_study
+
+    folder = two_task_study.parent
+    fit = _task_notebook(folder / "nbs" / "fit.ipynb", _HEADER,
+                         'report.table(pd.DataFrame({"endpoint": [cfg.endpoints.binary], "task": [cfg.task]}), "endpoint", per_cohort=False)')
+    gather = _task_notebook(folder / "nbs" / "gather.ipynb", _HEADER,
+                            'report.table(pd.concat([pd.read_csv(v.report_root / "tables" / "endpoint.csv") for v in cfg.task_views()]), '
+                            '"gathered", per_cohort=False)')
+    steps = [{"name": "fit", "notebook": fit, "per_cohort": False, "per_task": True},
+             {"name": "gather", "notebook": gather, "per_cohort": False, "depends_on": ["fit"]}]
+    path = _write(folder, steps=steps)
+    first = run_study(path, out=io.StringIO())
+    assert [(r.step, r.task, r.status) for r in first] == [("fit", "grade", "ran"), ("fit", "ki67", "ran"), ("gather", None, "ran")]
+    root = folder / "reports" / "tiny"
+    assert pd.read_csv(root / "tables" / "gathered.csv").to_dict("list") == {"endpoint": ["high_grade", "ki67_high"], "task": ["grade", "ki67"]}
+    assert (root / "tasks" / "ki67" / "notebooks" / "fit.ipynb").is_file() and first[1].notebook == "tasks/ki67/notebooks/fit.ipynb"
+    record = json.loads((root / "provenance" / "latest.json").read_text())
+    assert [(s["step"], s["task"]) for s in record["steps"]] == [("fit", "grade"), ("fit", "ki67"), ("gather", None)]
+    again = run_study(path, out=io.StringIO())
+    assert [r.status for r in again] == ["skipped"] * 3
+    # A damaged output of one task re-runs that task only; its output comes back identical, so the study-level step stays current
+    # (that a changed task output changes the study-level step's key: test_upstream_of_a_task_is_its_own_run...).
+    (root / "tasks" / "grade" / "tables" / "endpoint.csv").write_text("endpoint,task\nchanged,grade\n")
+    third = run_study(path, out=io.StringIO())
+    assert [(r.step, r.task, r.status) for r in third] == [("fit", "grade", "ran"), ("fit", "ki67", "skipped"), ("gather", None, "skipped")]
+    assert pd.read_csv(root / "tasks" / "grade" / "tables" / "endpoint.csv")["endpoint"].tolist() == ["high_grade"]
+    only = run_study(path, task="ki67", force=True, out=io.StringIO())
+    assert [(r.step, r.task) for r in only] == [("fit", "ki67"), ("gather", None)]
