@@ -1,6 +1,9 @@
 """Time-to-event models of a study (notebook 05) and their ablation/td-AUC tables (notebook 06).
 
-Models (seed study 004, Table S4/S5), all fitted on the TRAINING cohort:
+Every study with a time-to-event endpoint fits this model set: survival-only studies and studies with a binary
+endpoint too ("mixed-endpoint"; their radiomics features are ``survival.signature_steps``' selection against (time,
+event), or the binary signature's with ``survival.features: binary_signature``). Models (seed study 004, Table
+S4/S5), all fitted on the TRAINING cohort:
 
 - ``Clinical``: Cox on the clinical variables (training-fold median/mode imputation, z-scores, one-hot coding);
 - ``C-radiomics``: Cox on the radiomics signature's features (selected against (time, event) by notebook 04),
@@ -16,6 +19,13 @@ every fold. Training risks and survival curves are out-of-fold (``models.cv`` fo
 seeded); other cohorts are predicted by the model refitted on all training patients; risk groups use cut-offs of
 the training out-of-fold risks. A model whose inputs are absent (no clinical variables, no ITH scores, no deep
 features) is not fitted, and the reason is listed.
+
+No ``DL_E`` (end-to-end network) model. Seed 004's ablation (Table S4) has none: DL_E appears only beside it, in the
+td-AUC table (Table S5). Here it could not enter on equal terms: notebook 02's end-to-end 2.5D network is a binary
+classifier (cross-entropy on ``endpoints.binary``; a survival-only study trains none), fitted once on 80% of the
+training patients, so it has no out-of-fold training risks (no training risk-group cut-offs, no honest training
+C-index) and no survival curves (no IBS). A DL_E survival model would need a network trained on (time, event) with
+out-of-fold predictions; deep features enter as ``DL_F``. The methods say so (``methods_optional._survival_model_set``).
 """
 
 from __future__ import annotations
