@@ -582,10 +582,10 @@ def _survival_inputs_text(run: RunRecord, record: Mapping, model_set: Mapping) -
         text.append("The radiomics features of these models are those the signature selected for the binary endpoint (survival.features: "
                     "binary_signature).")  # fmt: skip
     if any("deep" in v for v in model_set.values()):
-        text.append("Deep features entered the survival models as principal components (DL_F); the end-to-end deep network was not evaluated "
-                    + ("as a survival model: it classifies the binary endpoint and was trained once on part of the training cohort, so it has "
-                       "neither out-of-fold training risks nor survival curves." if run.has("deep_classifier_auc")
-                       else "(it is trained only for a binary endpoint)."))  # fmt: skip
+        text.append("Deep features entered the survival models as principal components (DL_F); "
+                    + ("the end-to-end deep network was not evaluated as a survival model: it classifies the binary endpoint and was trained "
+                       "once on part of the training cohort, so it has neither out-of-fold training risks nor survival curves."
+                       if run.has("deep_classifier_auc") else "no end-to-end deep network was trained (one is trained only for a binary endpoint)."))  # fmt: skip
     return text
 
 
