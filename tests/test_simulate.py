@@ -450,6 +450,9 @@ def test_marker_can_be_switched_off_without_changing_other_columns(tmp_path: Pat
     ({"validation_centres": ["centre2"]}, "validation_centres needs split 'centre'"),
     ({"split": "centre", "train_centres": ["centre1"], "validation_centres": ["centre2"]}, "leave at least one for external_test"),
     ({"extra_sequences": {"MR": {}}}, "extra_sequences names ['MR']"),
+    ({"habitats": {"core": {"mean": 1.0, "texture_sd": 1.0}}}, "habitats must name exactly ['necrotic', 'viable', 'enhancing'] (got ['core'])"),
+    ({"extra_sequences": {"T2": {"habitats": {"core": {"mean": 1.0, "texture_sd": 1.0}}}}},
+     "extra_sequences.T2.habitats must name exactly ['necrotic', 'viable', 'enhancing'] (got ['core'])"),
 ])
 def test_invalid_designs_are_refused_with_the_fix(overrides: dict, message: str) -> None:
     with pytest.raises(SimulationError, match=re.escape(message)):

@@ -222,7 +222,6 @@ from helpers.steps.models import (
     comparison_models,
     fit_clinical_models,
     fit_stacker,
-    fit_survival_models,
     fusion_comparison,
     ith_sweep,
     ith_sweep_table_name,
@@ -230,12 +229,10 @@ from helpers.steps.models import (
     model_predictions,
     run_model_grid,
     select_final_model,
-    survival_features,
     write_clinical_outputs,
     write_final_model_outputs,
     write_final_selection,
     write_grid_outputs,
-    write_survival_outputs,
 )
 from helpers.steps.survival import fit_survival_model_set, write_survival_model_outputs
 from helpers._environment import set_seeds
@@ -301,20 +298,18 @@ for name, table in write_clinical_outputs(clinical_models, data, cfg, report).it
     display(predictions.groupby(["model", "cohort"]).size().unstack())"""),
         ("md", """## Time-to-event models
 
-Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`). Survival-only study:
-Cox models on the clinical variables, the radiomics signature (also a random survival forest), the ITH score(s) and
-the deep features, each with and without ITH, and a combined model (seed Table S4). With a binary endpoint too:
-penalised Cox and a random survival forest on the features selected for survival (`survival.signature_steps`).
-Training risks are out-of-fold; risk-group cut-offs come from the training cohort's out-of-fold risks."""),
+Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`), survival-only or
+with a binary endpoint too: Cox models on the clinical variables, the radiomics signature (also a random survival
+forest), the ITH score(s) and the deep features, each with and without ITH, and a combined model (seed Table S4).
+The radiomics features are those selected against (time, event) (`signature.steps` of a survival-only study,
+`survival.signature_steps` otherwise). Training risks are out-of-fold; risk-group cut-offs come from the training
+cohort's out-of-fold risks."""),
         ("code", """if data.time is None:
     print("no time-to-event endpoint configured: survival models skipped")
     shown = {}
-elif cfg.survival_only:
+else:
     survival_models = fit_survival_model_set(data, cfg)
     shown = write_survival_model_outputs(survival_models, data, cfg, report)
-else:
-    survival_fits = fit_survival_models(data, cfg, survival_features(cfg, data.X))
-    shown = write_survival_outputs(survival_fits, data, cfg, report)
 for name, table in shown.items():
     print(name)
     display(table)"""),

@@ -82,6 +82,7 @@ class SequenceContrast(StrictModel):
     pattern (the same tissue seen with another contrast) but has its own
     tissue means and texture amplitudes, bias field and noise. The default
     is T2-like: the necrotic core is bright, the enhancing tissue darker.
+    Its habitat names are checked with the T1WI's by :class:`SimulationSettings`.
     """
 
     background: HabitatTissue = HabitatTissue(mean=300.0, texture_sd=12.0)
@@ -92,12 +93,6 @@ class SequenceContrast(StrictModel):
         "enhancing": HabitatTissue(mean=520.0, texture_sd=45.0),
     })
     description: str = "simulated T2WI-like sequence (co-registered with the T1WI)"
-
-    @model_validator(mode="after")
-    def _names(self) -> SequenceContrast:
-        if set(self.habitats) != set(HABITAT_NAMES.values()):
-            raise ValueError(f"habitats must name exactly {list(HABITAT_NAMES.values())} (got {sorted(self.habitats)})")
-        return self
 
 
 class ContinuousMarker(StrictModel):
@@ -220,9 +215,13 @@ class SimulationSettings(StrictModel):
         if clash:
             problems.append(f"extra_sequences names {clash}: use letters, digits and '_' (starting with a letter), not '{SERIES}' "
                             "(the T1WI series)")
-        if set(self.habitats) != set(HABITAT_NAMES.values()):
-            problems.append(f"habitats must name exactly {list(HABITAT_NAMES.values())} (got {sorted(self.habitats)})")
-        elif not (self.habitats["necrotic"].mean < self.habitats["viable"].mean < self.habitats["enhancing"].mean):
+        # One habitat-name check for the T1WI and every extra sequence (they share the planted habitat maps).
+        named = {"habitats": self.habitats, **{f"extra_sequences.{k}.habitats": c.habitats for k, c in self.extra_sequences.items()}}
+        for where, habitats in named.items():
+            if set(habitats) != set(HABITAT_NAMES.values()):
+                problems.append(f"{where} must name exactly {list(HABITAT_NAMES.values())} (got {sorted(habitats)})")
+        if set(self.habitats) == set(HABITAT_NAMES.values()) and not (
+                self.habitats["necrotic"].mean < self.habitats["viable"].mean < self.habitats["enhancing"].mean):
             problems.append("habitat means must increase necrotic < viable < enhancing (label order of the ground truth)")
         unknown = sorted(set(self.coefficients) - set(_LATENTS))
         if unknown:
