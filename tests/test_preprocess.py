@@ -113,7 +113,7 @@ def test_center_aligned_grid_shares_the_centre_of_the_original_grid():
     assert out.GetSize() == (100, 99, 90)  # ceil(204 * 0.977 / 2), ceil(201 * 0.977 / 2), 60 * 3 / 2
     # x: (203 * 0.977 - 99 * 2) / 2 = 0.1655; y: (200 * 0.977 - 98 * 2) / 2 = -0.3; z: (59 * 3 - 89 * 2) / 2 = -0.5
     assert out.GetOrigin() == pytest.approx((-174.3945 + 0.1655, -79.6255 - 0.3, -100.4 - 0.5), abs=1e-9)
-    centre = lambda im: np.array(im.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in im.GetSize()]))  # noqa: E731
+    centre = lambda im: np.array(im.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in im.GetSize()]))
     assert np.allclose(centre(out), centre(image), atol=1e-9)
     # The default keeps the origin (unchanged behaviour); so does resample_mask.
     assert resample_image(image, (2.0, 2.0, 2.0), "linear").GetOrigin() == image.GetOrigin()
@@ -148,7 +148,7 @@ def test_round_intensities_after_interpolation():
 def test_resegment_mask_range_then_outlier_filter():
     values = np.array([[[-1200.0, -1000.0, -10.0, 0.0, 10.0, 400.0, 401.0, 3000.0]]], dtype=np.float32)
     image, mask = _img(values), _img(np.ones_like(values, dtype=np.uint8))
-    got = lambda **kw: sitk.GetArrayFromImage(resegment_mask(image, mask, **kw))[0, 0].tolist()  # noqa: E731
+    got = lambda **kw: sitk.GetArrayFromImage(resegment_mask(image, mask, **kw))[0, 0].tolist()
     assert got(value_range=(-1000, 400)) == [0, 1, 1, 1, 1, 1, 0, 0]  # bounds inclusive
     # range first: -1000, -10, 0, 10, 400 remain; mean -120, population SD 466.5; 1 SD keeps [-586.5, 346.5]
     assert got(value_range=(-1000, 400), outlier_sigma=1.0) == [0, 0, 1, 1, 1, 0, 0, 0]

@@ -23,7 +23,11 @@ Aggregation of texture features (IBSI reference manual, "aggregating features") 
   ``weightingNorm: no_weighting`` added it is the 2.5D merged variant.
 * ``*_3D`` (GLSZM, NGTDM, NGLDM): one matrix for the volume; pyradiomics default.
 * ``*_2D_avg`` / ``*_2D_comb`` / ``*_2D``: features per slice, averaged over
-  slices. pyradiomics has no per-slice aggregation (``force2D`` merges the
+  slices (:data:`PER_SLICE_AGGREGATIONS`): pyradiomics runs once per axial
+  slice of the ROI (``force2D``, the mask cut to that slice; directions
+  averaged or merged as above) on intensities discretised once for the whole
+  ROI, and the slice values are averaged. pyradiomics alone has no per-slice
+  aggregation (``force2D`` merges the
   slices), so these tags are unmapped.
 
 The comparison rounds nothing: a value is within tolerance when its distance to
@@ -57,6 +61,7 @@ __all__ = [
     "ibsi_phantom_comparison",
     "ibsi_unmapped_tags",
     "IBSI_CONVERSIONS",
+    "PER_SLICE_AGGREGATIONS",
     "CT_PHANTOM_DIR",
     "CTPhantomConfig",
     "CT_PHANTOM_CONFIGS",
@@ -93,7 +98,13 @@ AGGREGATION_SETTINGS: dict[str, dict] = {
     "2_5D_avg": dict(_FORCE_2D),
     "2_5D_comb": {**_FORCE_2D, **_MERGED},
     "2_5D": dict(_FORCE_2D),
+    "2D_avg": dict(_FORCE_2D),
+    "2D_comb": {**_FORCE_2D, **_MERGED},
+    "2D": dict(_FORCE_2D),
 }
+
+#: Aggregations computed per axial slice and averaged over slices (IBSI 2D).
+PER_SLICE_AGGREGATIONS = frozenset({"2D_avg", "2D_comb", "2D"})
 
 # --- the correspondences --------------------------------------------------------------------------------------
 # Sources: the IBSI notes in pyradiomics' feature documentation (radiomics/*.py docstrings and the
@@ -233,10 +244,10 @@ def _build_mapping() -> dict[str, str]:
     mapping: dict[str, str] = {}
     mapping.update({tag: f"original_shape_{name}" for tag, name in _MORPH.items()})
     mapping.update({tag: f"original_firstorder_{name}" for tag, name in {**_STAT, **_IH}.items()})
-    for agg in ("3D_avg", "3D_comb", "2_5D_avg", "2_5D_comb"):
+    for agg in ("3D_avg", "3D_comb", "2_5D_avg", "2_5D_comb", "2D_avg", "2D_comb"):
         mapping.update({f"cm_{stem}_{agg}": f"original_glcm_{name}" for stem, name in _CM.items()})
         mapping.update({f"rlm_{stem}_{agg}": f"original_glrlm_{name}" for stem, name in _RLM.items()})
-    for agg in ("3D", "2_5D"):
+    for agg in ("3D", "2_5D", "2D"):
         mapping.update({f"szm_{stem}_{agg}": f"original_glszm_{name}" for stem, name in _SZM.items()})
         mapping.update({f"ngt_{stem}_{agg}": f"original_ngtdm_{name}" for stem, name in _NGT.items()})
         mapping.update({f"ngl_{stem}_{agg}": f"original_{cls}_{name}" for stem, (cls, name) in _NGL.items()})
@@ -253,10 +264,17 @@ _AXES = (
     "in the phantom: -0.7 %); elongation and flatness (ratios) are unaffected"
 )
 
+_NG_2D = (
+    "IBSI 2D (per slice): pyradiomics normalises by Ng = the highest grey level in the slice, IBSI by the number of "
+    "grey levels of the whole ROI's discretisation; with the whole-ROI Ng (36 in CT phantom A) the per-slice mean is "
+    "within tolerance (tests/test_features_reference.py verifies it)"
+)
+
 #: Mapped IBSI tags whose pyradiomics value is known to differ from the reference, with the reason. An entry may
 #: still fall within tolerance on the phantom (``morph_pca_maj_axis``): the systematic difference is documented.
 KNOWN_DEVIATIONS: dict[str, str] = {
     "morph_pca_maj_axis": _AXES,
+    **{f"cm_{stem}_2D_{agg}": _NG_2D for stem in ("inv_diff_norm", "inv_diff_mom_norm") for agg in ("avg", "comb")},
     "morph_pca_min_axis": _AXES,
     "morph_pca_least_axis": _AXES,
 }
@@ -282,10 +300,6 @@ UNMAPPED_REASONS: dict[str, str] = {
     "dzm_": "pyradiomics has no grey level distance zone matrix",
     "ngl_dc_perc_": "pyradiomics' GLDM DependencePercentage is removed (always 1); no value is computed",
     "ngl_dc_energy_": "dependence count energy is not a pyradiomics GLDM feature",
-    "_2D": (
-        "IBSI 2D aggregation (features per slice, averaged over slices) is not available in pyradiomics: force2D "
-        "merges the in-plane matrices of all slices (IBSI 2.5D)"
-    ),
     "_diagnostic": (
         "image-processing diagnostic (grid, ROI voxel count, intensity range after interpolation and re-segmentation), "
         "not a feature: compared by helpers.features.ibsi.ct_phantom_diagnostics"
@@ -363,8 +377,11 @@ def _aggregation(tag: str) -> str:
     return "3D"  # morphology and first-order features are not aggregated
 
 
-def _settings_label(overrides: Mapping) -> str:
-    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+def _settings_label(overrides: Mapping, aggregation: str = "") -> str:
+    label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    if aggregation in PER_SLICE_AGGREGATIONS:
+        label += ", per axial slice, mean over slices"
+    return label
 
 
 def ibsi_phantom_comparison(image_path: str | Path, mask_path: str | Path, reference_csv: str | Path) -> pd.DataFrame:
@@ -403,6 +420,55 @@ IBSI_CONVERSIONS: dict[str, tuple] = {
 }
 
 
+def _discretise_like_pyradiomics(image: sitk.Image, mask: sitk.Image, settings: dict) -> tuple[sitk.Image, dict]:
+    """Discretise the ROI once (as pyradiomics would for the whole ROI) so that per-slice runs share the bins.
+
+    Fixed bin count: the grey levels ``1..binCount`` of pyradiomics' (and IBSI's) fixed bin number
+    discretisation, returned as an image with ``binWidth 1, binOrigin 1`` (levels kept). Fixed bin size: the image
+    unchanged and ``binOrigin`` set to the whole ROI's origin when none is given (pyradiomics'
+    ``floor(min / binWidth) * binWidth``).
+    """
+    arr = sitk.GetArrayViewFromImage(image).astype(np.float64)
+    inside = sitk.GetArrayViewFromImage(mask) > 0
+    values = arr[inside]
+    settings = dict(settings)
+    if settings.get("binCount") is not None:
+        edges = np.histogram(values, int(settings.pop("binCount")))[1]
+        edges[-1] += 1  # as pyradiomics: the maximum falls in the last bin
+        levels = np.zeros(arr.shape, dtype=np.float32)
+        levels[inside] = np.digitize(values, edges)
+        out = sitk.GetImageFromArray(levels)
+        out.CopyInformation(image)
+        settings.update(binWidth=1, binOrigin=1)
+        return out, settings
+    if settings.get("binOrigin") is None:
+        width = float(settings.get("binWidth", 25))
+        settings["binOrigin"] = math.floor(values.min() / width) * width
+    return image, settings
+
+
+def _per_slice_features(image: sitk.Image, mask: sitk.Image, params: dict) -> dict[str, float]:
+    """IBSI 2D aggregation: pyradiomics per axial slice of the ROI (bins of the whole ROI), mean over the slices.
+
+    Slices with fewer than 2 ROI voxels are left out (pyradiomics rejects single-voxel ROIs); a feature
+    undefined in a slice (NaN) is left out of that feature's mean.
+    """
+    image, settings = _discretise_like_pyradiomics(image, mask, params["setting"])
+    params = {**params, "setting": settings}
+    inside = sitk.GetArrayFromImage(mask) > 0
+    per_slice: list[dict[str, float]] = []
+    for z in np.flatnonzero(inside.reshape(inside.shape[0], -1).sum(axis=1) >= 2):
+        cut = np.zeros(inside.shape, dtype=np.uint8)
+        cut[z] = inside[z]
+        slice_mask = sitk.GetImageFromArray(cut)
+        slice_mask.CopyInformation(mask)
+        per_slice.append(extract_features(image, slice_mask, params)[0])
+    if not per_slice:
+        raise ValueError("IBSI 2D aggregation needs a slice with at least 2 ROI voxels; the ROI has none")
+    names = per_slice[0].keys()
+    return {name: float(np.nanmean([f[name] for f in per_slice])) for name in names}
+
+
 def _comparison(image: sitk.Image, masks: Mapping[str, sitk.Image], reference_csv: str | Path, base: Mapping) -> pd.DataFrame:
     """Extract every mapped tag of ``reference_csv`` (``ibsi`` preset + ``base`` + aggregation settings) and compare.
 
@@ -429,7 +495,10 @@ def _comparison(image: sitk.Image, masks: Mapping[str, sitk.Image], reference_cs
             params = merge_settings(preset, overrides)
             params["featureClass"] = {cls: preset["featureClass"].get(cls) for cls in group}
             mask = masks["shape"] if group == ["shape"] else masks["other"]
-            features.update(extract_features(image, mask, params)[0])
+            if aggregation in PER_SLICE_AGGREGATIONS:
+                features.update(_per_slice_features(image, mask, params))
+            else:
+                features.update(extract_features(image, mask, params)[0])
         for tag, name in zip(rows["tag"], rows["pyradiomics_feature"]):
             if name not in features:
                 raise RuntimeError(f"pyradiomics did not return {name} (IBSI {tag}) with settings {overrides}")
@@ -441,7 +510,7 @@ def _comparison(image: sitk.Image, masks: Mapping[str, sitk.Image], reference_cs
             "tag": mapped["tag"],
             "ibsi_family": mapped["ibsi_family"],
             "pyradiomics_feature": mapped["pyradiomics_feature"],
-            "pyradiomics_settings": [_settings_label({**dict(base), **AGGREGATION_SETTINGS[a]}) for a in mapped["aggregation"]],
+            "pyradiomics_settings": [_settings_label({**dict(base), **AGGREGATION_SETTINGS[a]}, a) for a in mapped["aggregation"]],
             "reference": mapped["reference"],
             "tolerance": mapped["tolerance"],
             "value": [values[t] for t in mapped["tag"]],
@@ -482,10 +551,7 @@ def ibsi_unmapped_tags(reference_csv: str | Path) -> pd.DataFrame:
 def _unmapped_reason(tag: str) -> str:
     if tag.endswith(("_init_img", "_interp_img", "_init_roi", "_interp_roi", "_reseg_roi")):
         return UNMAPPED_REASONS["_diagnostic"]
-    family = tag.split("_", 1)[0]
-    if family in _TEXTURE_FAMILIES and tag.endswith(("_2D", "_2D_avg", "_2D_comb")):
-        return UNMAPPED_REASONS["_2D"]
-    keys = [k for k in UNMAPPED_REASONS if k not in ("_2D", "_diagnostic") and (tag == k or (k.endswith("_") and tag.startswith(k)))]
+    keys = [k for k in UNMAPPED_REASONS if k != "_diagnostic" and (tag == k or (k.endswith("_") and tag.startswith(k)))]
     return UNMAPPED_REASONS[max(keys, key=len)] if keys else "no pyradiomics equivalent"
 
 

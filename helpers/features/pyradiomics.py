@@ -104,7 +104,7 @@ _BIN_ORIGIN: contextvars.ContextVar[float | None] = contextvars.ContextVar("bin_
 _ORIGINAL_GET_BIN_EDGES = None
 
 
-def _bin_edges_from_origin(parameterValues, **kwargs):  # noqa: N803 (pyradiomics' signature)
+def _bin_edges_from_origin(parameterValues, **kwargs):  # pyradiomics' signature
     """pyradiomics' ``getBinEdges`` with the first edge at the active ``binOrigin`` (fixed bin width only).
 
     Without an active origin, or with ``binCount``, pyradiomics' own function is called unchanged.
@@ -121,7 +121,7 @@ def _bin_edges_from_origin(parameterValues, **kwargs):  # noqa: N803 (pyradiomic
             "re-segmentation lower bound (resegmentRange[0]) or lower, or remove it"
         )
     # Edges origin + k * width (half-open bins, as pyradiomics): bin index floor((x - origin) / width) + 1 (IBSI).
-    n = int(math.floor((high - origin) / width)) + 2
+    n = math.floor((high - origin) / width) + 2
     return origin + width * np.arange(n + 1, dtype=np.float64)
 
 
