@@ -64,7 +64,9 @@ def test_example_files_are_valid_and_consistent(name: str) -> None:
     simulated_cohorts = {"training", "external_test"} | ({"validation"} if sim.validation_fraction or sim.validation_centres else set())
     assert set(cfg.cohorts) == simulated_cohorts
     derived = {cfg.super_resolution.output_series} if cfg.super_resolution is not None else set()
-    assert set(cfg.series) - derived == {"MR", *sim.extra_sequences}
+    # The simulated series (MR, or CT with modality CT) and its extra sequences, with the simulated modality.
+    assert set(cfg.series) - derived == {sim.series, *sim.extra_sequences}
+    assert cfg.series[sim.series].modality == sim.modality
     for step in cfg.steps:
         assert cfg.path(step.notebook).resolve().is_file(), step.notebook
     _check_outputs_and_readme(name)
