@@ -32,8 +32,8 @@ COMBINE = """frames = [pd.read_csv(cfg.report_root / "tables" / f"count_{c}.csv"
 report.table(pd.concat(frames), "all_counts")"""
 
 
-def _notebook(path: Path, *sources: str) -> str:
-    params = new_code_cell('config_path = "study.yaml"\nstep = ""\ncohort = ""')
+def _notebook(path: Path, *sources: str, parameters: str = 'config_path = "study.yaml"\nstep = ""\ncohort = ""') -> str:
+    params = new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     nb = new_notebook(cells=[params, *[new_code_cell(s) for s in sources]])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

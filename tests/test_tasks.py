@@ -301,16 +301,10 @@ def test_review_points_name_their_task_and_shared_points_are_listed_once(two_tas
 
 
 def _task_notebook(path: Path, *sources: str) -> str:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
+    """A notebook with the runner's parameters, ``task`` included; its absolute path."""
+    from .test_pipeline import _notebook
 
-    params = new_code_cell('config_path = "study.yaml"\nstep = ""\ncohort = ""\ntask = ""')
-    params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[params, *[new_code_cell(s) for s in sources]])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
+    _notebook(path, *sources, parameters='config_path = "study.yaml"\nstep = ""\ncohort = ""\ntask = ""')
     return str(path)
 
 
