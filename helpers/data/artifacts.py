@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.settings.study import StudyConfig
+from helpers.settings.study import PER_TASK_NOTEBOOKS, StudyConfig
 
 __all__ = [
     "Artifact",
@@ -53,7 +53,7 @@ class Artifact:
     @property
     def per_task(self) -> bool:
         """Written by a step that runs once per task (notebooks 04-06): it lives under the task's report folder."""
-        return self.notebook in ("04", "05", "06")
+        return f"{self.notebook}_".startswith(PER_TASK_NOTEBOOKS) if self.notebook else False
 
     def path(self, cfg: StudyConfig, **fields: str) -> Path:
         """Absolute path for this study (``fields`` fill the placeholders, e.g. ``preset="seed1762"``).

@@ -936,10 +936,9 @@ def load_study(
 
 def _per_task(cfg: StudyConfig, check: Callable[[StudyConfig], list[ManifestIssue]]) -> list[ManifestIssue]:
     """``check`` run on each task's view of a study with ``tasks`` (each problem names its task), else on the study."""
-    views = cfg.task_views()
-    if views == [cfg]:
+    if not cfg.splits_into_tasks:
         return check(cfg)
-    return [ManifestIssue(i.row, i.column, i.patient, f"task '{v.task}': {i.problem}", i.fix) for v in views for i in check(v)]
+    return [ManifestIssue(i.row, i.column, i.patient, f"task '{v.task}': {i.problem}", i.fix) for v in cfg.task_views() for i in check(v)]
 
 
 def _coverage_issues(cfg: StudyConfig, df: pd.DataFrame, where: str = "the manifest") -> list[ManifestIssue]:

@@ -820,9 +820,14 @@ class StudyConfig(StrictModel):
         task = self.task_config(name)
         return self.model_copy(update={"endpoints": task.endpoints, "task": task.name})
 
+    @property
+    def splits_into_tasks(self) -> bool:
+        """True for the study-wide view of a study with ``tasks`` (it stands for several task views)."""
+        return bool(self.tasks) and self.task is None
+
     def task_views(self) -> list["StudyConfig"]:
         """One view per task (:meth:`for_task`), or ``[self]`` for a study with one set of endpoints."""
-        return [self.for_task(t) for t in self.task_names] if self.tasks and self.task is None else [self]
+        return [self.for_task(t) for t in self.task_names] if self.splits_into_tasks else [self]
 
     @property
     def task_label(self) -> str:
@@ -832,7 +837,7 @@ class StudyConfig(StrictModel):
     @property
     def all_endpoints(self) -> list[EndpointsConfig]:
         """The endpoints of every task (or the study's one set)."""
-        return [t.endpoints for t in self.tasks] if self.tasks and self.task is None else [self.endpoints]
+        return [t.endpoints for t in self.tasks] if self.splits_into_tasks else [self.endpoints]
 
     @property
     def feature_rois(self) -> list[str]:

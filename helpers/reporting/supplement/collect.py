@@ -18,6 +18,7 @@ import yaml
 
 from helpers.data.columns import shown_name
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
+from helpers.imaging.io import sha256_file
 from helpers.reporting.supplement.table_format import DisplayTable, LabelBook, display_table, format_number
 from helpers.reporting.supplement.table_layout import TableLayout, plan_layout
 from helpers.reporting.writer import read_ledger
@@ -331,7 +332,7 @@ def _merge_identical_task_outputs(cfg: StudyConfig, root: Path, entries: list) -
             groups.setdefault(rel.split("/", 2)[2], []).append(rel)
     repeats, shared = set(), set()
     for rels in groups.values():
-        if len(rels) == len(cfg.task_names) > 1 and len({(root / r).read_bytes() for r in rels}) == 1:
+        if len(rels) == len(cfg.task_names) > 1 and len({sha256_file(root / r) for r in rels}) == 1:
             shared.add(rels[0])
             repeats.update(rels[1:])
     return [e for e in entries if e[2] not in repeats], shared, repeats

@@ -640,7 +640,7 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SupplementWarning)
             items = collect_outputs(cfg, root)
-    if cfg.tasks and cfg.task is None:
+    if cfg.splits_into_tasks:
         return _task_methods(cfg, root, list(items))
     run = RunRecord(cfg, root, list(items))
     versions, _, _ = _versions(run)

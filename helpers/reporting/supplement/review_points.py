@@ -393,7 +393,7 @@ def review_points(cfg: StudyConfig, report_root: str | Path | None = None,
         Major points first, then minor ones; within a severity in rule order.
         Files a rule needs but the run did not write raise no point.
     """
-    if cfg.tasks and cfg.task is None:
+    if cfg.splits_into_tasks:
         return _task_points(cfg, Path(report_root) if report_root is not None else cfg.study_root, rules)
     run = _Run(cfg, Path(report_root) if report_root is not None else cfg.report_root)
     points = [p for rule in rules for p in rule(run)]
@@ -413,10 +413,9 @@ def _task_points(cfg: StudyConfig, root: Path, rules: Sequence[Callable[[_Run], 
                 per_view.append((view, own, ReviewPoint(p.severity, p.text, f"tasks/{view.task}/{p.source}" if own else p.source, p.rule)))
         shared = [p for _, own, p in per_view if not own]
         alike = len(shared) == len(cfg.task_names) and len({(p.text, p.source) for p in shared}) == 1
-        for i, (view, own, p) in enumerate(per_view):
-            if not own and alike:
-                if i == next(j for j, (_, o, _) in enumerate(per_view) if not o):
-                    points.append(p)
-            else:
+        for view, own, p in per_view:
+            if own or not alike:
                 points.append(ReviewPoint(p.severity, f"{view.task_label}: {p.text}", p.source, p.rule))
+            elif p is shared[0]:  # listed once, where the first task raised it
+                points.append(p)
     return sorted(points, key=lambda p: SEVERITIES.index(p.severity))
