@@ -115,3 +115,65 @@ def test_bin_origin_errors(setting, text):
     image, mask = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(np.ones(arr.shape, dtype=np.uint8))
     with pytest.raises(ValueError, match=text):
         extract_features(image, mask, _glcm_params(**setting))
+
+
+def _outlier_volume():
+    """A 10^3 ROI of values 0..99 (10 voxels each) plus two extremes: 1000 (outside a 0..500 range) and 480 (inside
+    the range, beyond mean + 2 SD of the in-range voxels)."""
+    arr = (np.arange(1000, dtype=np.float32) % 100).reshape(10, 10, 10)
+    arr[0, 0, 0], arr[9, 9, 9] = 1000.0, 480.0
+    image, mask = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(np.ones(arr.shape, dtype=np.uint8))
+    return arr, image, mask
+
+
+def _kept_voxel_count(setting):
+    params = {"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Maximum"], "shape": ["VoxelVolume"]},
+              "setting": {"label": 1, "binWidth": 25, **setting}}
+    features, diagnostics = extract_features(*_outlier_volume()[1:], params)
+    return features, diagnostics
+
+
+def test_resegment_sigma_after_range_is_ibsi_combined_resegmentation():
+    """IBSI: the range first, then mean +- k SD of what the range kept (worked out here with numpy)."""
+    arr = _outlier_volume()[0]
+    in_range = arr[(arr >= 0) & (arr <= 500)]
+    low, high = in_range.mean() - 2 * in_range.std(), in_range.mean() + 2 * in_range.std()
+    kept = in_range[(in_range >= low) & (in_range <= high)]
+    assert 480 not in kept and len(kept) == 998  # the range alone keeps 480; the filter removes it
+    combined, diag = _kept_voxel_count({"resegmentRange": [0, 500], "resegmentSigma": 2})
+    assert combined["original_firstorder_Maximum"] == kept.max() == 99
+    assert diag["diagnostics_Mask-resegmented_VoxelNum"] == 998
+    # Shape stays on the original mask (pyradiomics' resegmentShape false, as IBSI's morphological mask).
+    assert combined["original_shape_VoxelVolume"] == 1000
+    range_only, _ = _kept_voxel_count({"resegmentRange": [0, 500]})
+    assert range_only["original_firstorder_Maximum"] == 480
+    # The filter alone is pyradiomics' own sigma mode (mean +- k SD of the whole ROI: 1000 and 480 both outliers).
+    alone, _ = _kept_voxel_count({"resegmentSigma": 2})
+    native, _ = _kept_voxel_count({"resegmentRange": [-2, 2], "resegmentMode": "sigma"})
+    assert alone == native and alone["original_firstorder_Maximum"] == 99
+    # Without resegmentSigma pyradiomics' re-segmentation runs unchanged afterwards.
+    assert _kept_voxel_count({"resegmentRange": [0, 500]})[0] == range_only
+
+
+@pytest.mark.parametrize(
+    ("setting", "text"),
+    [({"resegmentSigma": True}, "resegmentSigma must be a positive number"),
+     ({"resegmentSigma": -3}, "resegmentSigma must be a positive number"),
+     ({"resegmentSigma": 3, "resegmentRange": [0.1, 0.9], "resegmentMode": "relative"}, "follows an absolute resegmentRange")],
+)  # fmt: skip
+def test_resegment_sigma_errors(setting, text):
+    with pytest.raises(ValueError, match=text):
+        _kept_voxel_count(setting)
+
+
+def test_extractors_are_reused_per_parameters_only():
+    """One pyradiomics extractor per distinct parameter set: repeated calls reuse it, other settings get their own."""
+    import helpers.features.pyradiomics as wrapper
+
+    _, image, mask = _outlier_volume()
+    first = extract_features(image, mask, _glcm_params(binWidth=25))[0]
+    n = len(wrapper._EXTRACTORS)
+    assert extract_features(image, mask, _glcm_params(binWidth=25))[0] == first and len(wrapper._EXTRACTORS) == n
+    coarser = extract_features(image, mask, _glcm_params(binWidth=50))[0]
+    assert coarser["original_glcm_JointAverage"] != first["original_glcm_JointAverage"]
+    assert len(wrapper._EXTRACTORS) == min(n + 1, wrapper._EXTRACTOR_CACHE_SIZE)

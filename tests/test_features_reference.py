@@ -47,6 +47,7 @@ from helpers.features.ibsi import (
     ibsi_unmapped_tags,
     read_ibsi_reference,
 )
+from helpers.features.ibsi_compliance import IBSICompliance, ibsi_compliance
 from helpers.features.pyradiomics import extract_features, load_preset
 
 # Extraction on the phantoms and pyradiomics baseline images: reference tier.
@@ -333,8 +334,79 @@ CT_MAPPED = {"A": 267, "B": 267, "C": 149, "D": 149, "E": 149}
 
 
 @pytest.fixture(scope="module")
-def ct_tables() -> dict[str, pd.DataFrame]:
-    return {name: ct_phantom_comparison(name) for name in CT_PHANTOM_CONFIGS}
+def compliance() -> IBSICompliance:
+    """Every run's IBSI compliance tables (notebook 03): the digital phantom and the CT phantom A-E."""
+    return ibsi_compliance()
+
+
+@pytest.fixture(scope="module")
+def ct_tables(compliance) -> dict[str, pd.DataFrame]:
+    return {name: table.drop(columns="configuration").reset_index(drop=True)
+            for name, table in compliance.ct.groupby("configuration", sort=False)}
+
+
+def test_ct_tables_are_ct_phantom_comparison(ct_tables):
+    assert list(ct_tables) == list(CT_PHANTOM_CONFIGS)
+    pd.testing.assert_frame_equal(ct_tables["D"], ct_phantom_comparison("D"))
+
+
+def test_compliance_summary_deviations_and_unmapped_account_for_every_tag(compliance):
+    summary = compliance.summary.set_index("configuration")
+    assert list(summary.index) == ["-", *CT_PHANTOM_CONFIGS] and summary.loc["-", "phantom"] == "digital"
+    ct = summary.drop(index="-")
+    assert ct["features_within_tolerance"].to_dict() == CT_EXPECTED_WITHIN and ct["mapped_features"].to_dict() == CT_MAPPED
+    assert (ct["diagnostics"] == 60).all() and (ct["diagnostics_within_tolerance"] == 60).all()
+    assert (summary["deviating"] == summary["mapped_features"] - summary["features_within_tolerance"]).all()
+    assert summary.loc["-", ["diagnostics", "diagnostics_within_tolerance"]].isna().all()
+    assert "tricubic spline interpolation to 2 x 2 x 2 mm" in ct.loc["E", "image_processing"]
+    assert "re-segmentation -1000 to 400 HU, then mean \u00b1 3 SD" in ct.loc["E", "image_processing"]
+    # Every deviation of every phantom is listed once, with its reason.
+    dev = compliance.deviations
+    assert len(dev) == summary["deviating"].sum() and (dev["reason"].str.len() > 0).all()
+    assert set(zip(dev["phantom"], dev["tag"])) == {
+        (f"CT {c}", t) for c, t, ok in zip(compliance.ct["configuration"], compliance.ct["tag"], compliance.ct["within_tolerance"]) if not ok
+    } | {("digital", t) for t, ok in zip(compliance.digital["tag"], compliance.digital["within_tolerance"]) if not ok}
+    # Per configuration: mapped + unmapped features + diagnostics = every tag of the reference file.
+    for name in CT_PHANTOM_CONFIGS:
+        tags = set(read_ibsi_reference(CT_PHANTOM_DIR / f"ibsi_1_chest_config_{name.lower()}.csv")["tag"])
+        unmapped = compliance.ct_unmapped[compliance.ct_unmapped["configurations"].str.split(", ").apply(lambda c: name in c)]
+        assert len(unmapped) == summary.loc[name, "unmapped_features"]
+        listed = set(compliance.ct[compliance.ct["configuration"] == name]["tag"]) | set(unmapped["tag"]) | set(compliance.ct_diagnostics["diagnostic"])
+        assert listed == tags
+    diag = compliance.ct_diagnostics.set_index("diagnostic")
+    assert diag.loc["int_mask_vox_count_interp_roi", "ibsi_reference_C"] == 45985
+    assert diag.loc["int_mask_vox_count_interp_roi", "computed_C"] == pytest.approx(45985, abs=100)
+
+
+def test_crop_to_roi_leaves_every_feature_bit_for_bit(ct_tables, monkeypatch):
+    """The harness crops the 512-pixel CT phantom to the ROI (+10 voxels) before pyradiomics: nothing changes."""
+    import helpers.features.ibsi as ibsi
+
+    monkeypatch.setattr(ibsi, "_crop_to_roi", lambda image, masks: (image, dict(masks)))
+    uncropped = ct_phantom_comparison("E")
+    np.testing.assert_array_equal(uncropped["value"].to_numpy(), ct_tables["E"]["value"].to_numpy())
+
+
+@pytest.mark.parametrize("config", ["D", "E"])
+def test_resegment_sigma_setting_reproduces_the_ct_phantom_resegmentation(ct_tables, config):
+    """The study setting (resegmentRange + resegmentSigma, on the interpolated ROI) gives the harness's values bit for
+    bit: E is IBSI's combined range + 3 SD, D the 3 SD filter alone (pyradiomics' sigma mode)."""
+    from helpers.features.ibsi import _read_ct_phantom, ct_phantom_preprocess
+    from helpers.features.pyradiomics import merge_settings
+
+    cfg = CT_PHANTOM_CONFIGS[config]
+    image, mask = _read_ct_phantom(CT_PHANTOM_DIR)
+    image, morph, _, overrides = ct_phantom_preprocess(cfg, image, mask)
+    setting = {**overrides, "resegmentSigma": cfg.outlier_sigma}
+    if cfg.resegment_range is not None:
+        setting["resegmentRange"] = list(cfg.resegment_range)
+    features, _ = extract_features(image, morph, merge_settings(load_preset("ibsi"), setting))
+    table = ct_tables[config]
+    three_d = table[table["pyradiomics_settings"] == ", ".join(f"{k}={v}" for k, v in overrides.items())]
+    assert len(three_d) > 40  # the 3D features of the preset itself (no aggregation variant)
+    for name, value, tag in zip(three_d["pyradiomics_feature"], three_d["value"], three_d["tag"]):
+        expected = features[name] - 3.0 if tag == "stat_kurt" else features[name]
+        assert value == expected, tag
 
 
 @pytest.mark.parametrize("config", sorted(CT_PHANTOM_CONFIGS))
@@ -377,20 +449,22 @@ def test_ct_phantom_bin_origin_shifts_grey_levels_by_whole_bins(ct_tables):
     assert "binOrigin=-1000.0" in ibsi.loc[tag, "pyradiomics_settings"]
 
 
-def test_ct_phantom_2d_normalised_inverse_differences_need_the_whole_roi_ng(ct_tables):
-    """The 2D deviations of Idn/Idmn are pyradiomics' per-slice Ng: with the whole ROI's Ng they fall in tolerance."""
+@pytest.mark.parametrize(("config", "ng"), [("A", 36), ("B", 32)])
+def test_ct_phantom_2d_normalised_inverse_differences_need_the_whole_roi_ng(ct_tables, config, ng):
+    """The 2D deviations of Idn/Idmn are pyradiomics' per-slice Ng: with the whole ROI's Ng they fall in tolerance.
+
+    A: bins of 25 HU from -500 (floor((max + 500) / 25) + 1 = 36 levels); B: 32 bins of the whole ROI."""
     from radiomics import glcm
 
     import helpers.features.pyradiomics as wrapper
-    from helpers.features.ibsi import _read_ct_phantom, ct_phantom_preprocess
+    from helpers.features.ibsi import _discretise_like_pyradiomics, _read_ct_phantom, ct_phantom_preprocess
 
     image, mask = _read_ct_phantom(CT_PHANTOM_DIR)
-    image, _, roi, overrides = ct_phantom_preprocess(CT_PHANTOM_CONFIGS["A"], image, mask)
+    image, _, roi, overrides = ct_phantom_preprocess(CT_PHANTOM_CONFIGS[config], image, mask)
     inside = sitk.GetArrayFromImage(roi) > 0
+    image, settings = _discretise_like_pyradiomics(image, roi, overrides)  # bins of the whole ROI, as the harness
     values = sitk.GetArrayFromImage(image)[inside]
-    assert overrides == {"binWidth": 25.0, "binOrigin": -500.0}
-    ng = math.floor((values.max() + 500) / 25) + 1  # bins of 25 HU from -500: 36 levels
-    assert ng == 36
+    assert math.floor((values.max() - settings["binOrigin"]) / settings["binWidth"]) + 1 == ng
 
     class WholeRoiNg(glcm.RadiomicsGLCM):
         def _calculateCoefficients(self):  # pyradiomics' method name
@@ -398,7 +472,7 @@ def test_ct_phantom_2d_normalised_inverse_differences_need_the_whole_roi_ng(ct_t
             self.coefficients["Ng"] = ng
 
     wrapper._install_bin_origin_hook()
-    token = wrapper._BIN_ORIGIN.set(-500.0)
+    token = wrapper._BIN_ORIGIN.set(float(settings["binOrigin"]))
     try:
         for norm, agg in ((None, "avg"), ("no_weighting", "comb")):
             got: dict[str, list[float]] = {"Idn": [], "Idmn": []}
@@ -407,17 +481,17 @@ def test_ct_phantom_2d_normalised_inverse_differences_need_the_whole_roi_ng(ct_t
                 cut[z] = inside[z]
                 slice_mask = sitk.GetImageFromArray(cut)
                 slice_mask.CopyInformation(roi)
-                fc = WholeRoiNg(image, slice_mask, binWidth=25, force2D=True, force2Ddimension=0, distances=[1],
-                                symmetricalGLCM=True, weightingNorm=norm, label=1)
+                fc = WholeRoiNg(image, slice_mask, binWidth=settings["binWidth"], force2D=True, force2Ddimension=0,
+                                distances=[1], symmetricalGLCM=True, weightingNorm=norm, label=1)
                 for name in got:
                     fc.enableFeatureByName(name)
                 result = fc.execute()
                 for name, slice_values in got.items():
                     slice_values.append(float(result[name]))
-            table = ct_tables["A"].set_index("tag")
+            table = ct_tables[config].set_index("tag")
             for name, tag in (("Idn", f"cm_inv_diff_norm_2D_{agg}"), ("Idmn", f"cm_inv_diff_mom_norm_2D_{agg}")):
                 ref = table.loc[tag]
-                assert not ref["within_tolerance"] and "whole-ROI Ng" in ref["known_reason"]
+                assert not ref["within_tolerance"] and "whole ROI's Ng" in ref["known_reason"]
                 assert abs(np.mean(got[name]) - ref["reference"]) <= ibsi_tolerance_bound(ref["reference"], ref["tolerance"]), tag
     finally:
         wrapper._BIN_ORIGIN.reset(token)

@@ -454,3 +454,39 @@ def test_survival_paragraph_prefers_the_settings_the_run_recorded(base):
                      "4-fold cross-validation", "321 resamples"):  # fmt: skip
         assert expected in text, expected
     assert "77 trees" not in text and "penalty 0.3" not in text
+
+
+def test_extraction_paragraph_reports_both_ibsi_phantoms_and_the_deviations(base):
+    """The IBSI sentence reads the run's compliance summary: digital phantom, CT phantom per configuration, deviations."""
+    base.table("feature_extraction", "extraction_failures", pd.DataFrame(columns=["patient", "series", "roi", "reason"]))
+    rows = [{"phantom": "digital", "configuration": "-", "diagnostics": "", "diagnostics_within_tolerance": "", "mapped_features": 385,
+             "features_within_tolerance": 383, "deviating": 2, "unmapped_features": 102}]
+    rows += [{"phantom": "CT", "configuration": c, "diagnostics": 60, "diagnostics_within_tolerance": 60, "mapped_features": n,
+              "features_within_tolerance": w, "deviating": n - w, "unmapped_features": 66} for c, n, w in (("A", 267, 263), ("C", 149, 149))]
+    base.table("feature_extraction", "ibsi_compliance_summary", rows)
+    base.table("feature_extraction", "ibsi_deviations", [{"phantom": "CT", "configuration": "A", "tag": "cm_inv_diff_norm_2D_avg"}])
+    text = base.methods()["extraction"]
+    assert "on the digital phantom 383 of 385 mapped features were within tolerance" in text
+    assert "CT phantom in configurations A, C the image-processing diagnostics" in text and "all matched the reference" in text
+    assert "263 of 267 (A), 149 of 149 (C) mapped features were within tolerance" in text
+    assert "Each of the 6 features outside tolerance is listed with its verified cause" in text
+    rows[1]["diagnostics_within_tolerance"] = 59
+    base.table("feature_extraction", "ibsi_compliance_summary", rows)
+    assert "did not all match the reference" in base.methods()["extraction"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [({"resegmentRange": [-1000, 400]}, "mask re-segmented to intensities -1000 to 400"),
+     ({"resegmentRange": [-1000, 400], "resegmentSigma": 3}, "mask re-segmented to intensities -1000 to 400, then to the mean ± 3 SD of the remaining voxels"),
+     ({"resegmentSigma": 3}, "mask re-segmented to intensities within the mean ± 3 SD of the ROI"),
+     ({"resegmentRange": [-3, 3], "resegmentMode": "sigma"}, "mask re-segmented to intensities within the mean ± 3 SD of the ROI"),
+     ({"resegmentRange": [0.5], "resegmentMode": "relative"}, "mask re-segmented to intensities of at least 50% of the ROI maximum"),
+     ({"resegmentRange": [-500]}, "mask re-segmented to intensities of at least -500")],
+)  # fmt: skip
+def test_resegmentation_settings_in_words(setting, words):
+    """pyradiomics' modes (absolute, relative, sigma; one or two bounds) and the project's resegmentSigma."""
+    from helpers.reporting.supplement.methods_words import discretisation, pyradiomics_settings
+
+    assert pyradiomics_settings(setting) == [words]
+    assert discretisation({"binWidth": 25, "binOrigin": -1000}) == "a fixed bin width of 25 with the first bin starting at -1000"

@@ -179,6 +179,11 @@ def test_notebook03_on_real_subset(tmp_path):
     assert set(failures.columns) >= {"patient", "reason"}
     ibsi = pd.read_csv(root / "tables" / "ibsi_phantom_compliance.csv")
     assert ibsi["within_tolerance"].sum() >= 383
+    # The compliance of every run also covers the IBSI CT phantom, configurations A-E (diagnostics first).
+    summary = pd.read_csv(root / "tables" / "ibsi_compliance_summary.csv", keep_default_na=False).set_index("configuration")
+    assert list(summary.index) == ["-", "A", "B", "C", "D", "E"]
+    assert (summary.loc[["C", "D", "E"], "features_within_tolerance"] == 149).all() and (summary["deviating"] <= 4).all()
+    assert (root / "tables" / "ibsi_ct_phantom_diagnostics.csv").is_file() and (root / "tables" / "ibsi_deviations.csv").is_file()
     prov = json.loads((root / "provenance" / "extraction.json").read_text())
     assert prov["settings"]["smoke"]["PET"]["preprocessing"]["resample_mm"] == [4.0, 4.0, 4.0]
     assert len(list((root / "rois" / "habitats").glob("*.nii.gz"))) == 4

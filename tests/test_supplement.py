@@ -289,7 +289,8 @@ def test_real_study_captions_cover_the_notebook_outputs():
     cfg = load_config(REPO / "study.yaml")
     names = ["cohort_split_counts", "acquisition_parameters_training", "image_mask_qc_external_test", "montage_pet_training",
              "montage_ct_p2_external_test", "habitat_calinski_harabasz", "habitat_fractions", "habitat_fractions_per_patient",
-             "ith_scores_by_k", "habitat_map_examples", "ibsi_phantom_compliance", "ibsi_phantom_unmapped", "feature_counts_seed1762",
+             "ith_scores_by_k", "habitat_map_examples", "ibsi_phantom_compliance", "ibsi_phantom_unmapped", "ibsi_compliance_summary",
+             "ibsi_deviations", "ibsi_ct_phantom_diagnostics", "ibsi_ct_phantom_compliance", "ibsi_ct_phantom_unmapped", "feature_counts_seed1762",
              "extraction_failures", "extraction_diagnostics", "features_seed1762", "features_seed1762_reader2",
              "features_dropped_missing_values", "icc_per_feature", "icc_retained_counts", "combat_batches_mr_t1", "combat_diagnostics_ct",
              "selection_pathway", "lasso_path", "lasso_cv", "radscore_coefficients", "radscore_formula", "radscores", "modelling_features",

@@ -31,8 +31,11 @@ SHAPE_FEATURES = 14
 
 #: Settings of this project that pyradiomics does not know; removed from the parameters before pyradiomics sees them.
 #: ``binOrigin``: with ``binWidth``, the lower edge of the first bin (IBSI fixed bin size: the re-segmentation lower
-#: bound) instead of pyradiomics' ``floor(min / binWidth) * binWidth``; see :func:`extract_features`.
-PROJECT_SETTINGS = ("binOrigin",)
+#: bound) instead of pyradiomics' ``floor(min / binWidth) * binWidth``. ``resegmentSigma``: k of IBSI's outlier
+#: re-segmentation (voxels within mean +- k SD kept), after an absolute ``resegmentRange`` when one is set (IBSI's
+#: combined range + outlier re-segmentation, which pyradiomics' single ``resegmentMode`` cannot express). See
+#: :func:`extract_features`.
+PROJECT_SETTINGS = ("binOrigin", "resegmentSigma")
 
 _FEATURE = re.compile(r"^(?P<image_type>[^_]+)_(?P<cls>[^_]+)_(?P<name>.+)$")
 
@@ -134,13 +137,52 @@ def _install_bin_origin_hook() -> None:
         imageoperations.getBinEdges = _bin_edges_from_origin
 
 
+_RESEGMENT_SIGMA: contextvars.ContextVar[float | None] = contextvars.ContextVar("resegment_sigma", default=None)
+_ORIGINAL_RESEGMENT_MASK = None
+
+
+def _resegment_range_then_sigma(imageNode, maskNode, **kwargs):  # pyradiomics' signature
+    """pyradiomics' ``resegmentMask`` (the absolute range), then the active ``resegmentSigma`` outlier filter.
+
+    The filter keeps voxels within mean +- k SD (population SD, as pyradiomics' ``sigma`` mode) of the voxels the
+    range kept (IBSI 1, re-segmentation: range first, then outliers). Without an active k pyradiomics runs unchanged.
+    """
+    mask = _ORIGINAL_RESEGMENT_MASK(imageNode, maskNode, **kwargs)
+    sigma = _RESEGMENT_SIGMA.get()
+    if sigma is None:
+        return mask
+    return _ORIGINAL_RESEGMENT_MASK(imageNode, mask, **{**kwargs, "resegmentRange": [-sigma, sigma], "resegmentMode": "sigma"})
+
+
+def _install_resegment_hook() -> None:
+    global _ORIGINAL_RESEGMENT_MASK
+    from radiomics import imageoperations
+
+    if _ORIGINAL_RESEGMENT_MASK is None:
+        _ORIGINAL_RESEGMENT_MASK = imageoperations.resegmentMask
+        imageoperations.resegmentMask = _resegment_range_then_sigma
+
+
+#: pyradiomics extractors by their parameters: building one validates the parameters against pyradiomics' schema
+#: (about 0.1 s, parsing YAML), more than extracting a small ROI; ``execute`` copies the settings, so reuse is safe.
+_EXTRACTORS: dict[str, object] = {}
+_EXTRACTOR_CACHE_SIZE = 16
+
+
 def _extractor(params: Mapping):
+    import json
+
     import radiomics
     from radiomics import featureextractor
 
     # pyradiomics logs every filter at INFO; keep the notebook output readable.
     radiomics.setVerbosity(logging.ERROR)
-    return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(dict(params)))
+    key = json.dumps(params, sort_keys=True, default=repr)
+    if key not in _EXTRACTORS:
+        if len(_EXTRACTORS) >= _EXTRACTOR_CACHE_SIZE:
+            _EXTRACTORS.pop(next(iter(_EXTRACTORS)))
+        _EXTRACTORS[key] = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(dict(params)))
+    return _EXTRACTORS[key]
 
 
 def without_shape(params: Mapping) -> dict:
@@ -164,8 +206,11 @@ def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tu
         fixed-bin-size discretisation (bin ``floor((x - binOrigin) / binWidth) +
         1``); pyradiomics alone starts at ``floor(min / binWidth) * binWidth``,
         which shifts every grey-level index when the ROI minimum is more than a
-        bin above the re-segmentation bound. Without ``binOrigin`` pyradiomics
-        runs unchanged.
+        bin above the re-segmentation bound. ``resegmentSigma`` k keeps the
+        voxels within mean +- k SD: after an absolute ``resegmentRange`` (IBSI's
+        combined re-segmentation), or alone (pyradiomics' ``sigma`` mode). The
+        morphological mask is not re-segmented (pyradiomics' ``resegmentShape``
+        false, as IBSI). Without these settings pyradiomics runs unchanged.
 
     Returns
     -------
@@ -186,12 +231,28 @@ def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tu
         if settings.get("binCount") is not None or not isinstance(origin, (int, float)) or not math.isfinite(origin):
             raise ValueError(f"binOrigin must be a finite number used with binWidth (not binCount), got {origin!r}")
         _install_bin_origin_hook()
+    sigma = settings.pop("resegmentSigma", None)
+    if sigma is not None:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"resegmentSigma must be a positive number of standard deviations (e.g. 3), got {sigma!r}")
+        if settings.get("resegmentRange") is None:  # the filter alone: pyradiomics' own sigma mode
+            settings.update(resegmentRange=[-float(sigma), float(sigma)], resegmentMode="sigma")
+            sigma = None
+        elif settings.get("resegmentMode", "absolute") != "absolute":
+            raise ValueError(
+                f"resegmentSigma follows an absolute resegmentRange (IBSI: range, then outliers); resegmentMode is "
+                f"{settings['resegmentMode']!r}: remove resegmentMode or resegmentSigma"
+            )
+        else:
+            _install_resegment_hook()
     params = {**dict(params), "setting": settings}
     token = _BIN_ORIGIN.set(None if origin is None else float(origin))
+    sigma_token = _RESEGMENT_SIGMA.set(None if sigma is None else float(sigma))
     try:
         result = _extractor(params).execute(image, mask, label=int(settings.get("label", 1)))
     finally:
         _BIN_ORIGIN.reset(token)
+        _RESEGMENT_SIGMA.reset(sigma_token)
     features: dict[str, float] = {}
     diagnostics: dict[str, object] = {}
     for key, value in result.items():

@@ -19,7 +19,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from helpers.features.extraction import ExtractionResult, _code_hash, _versions, plan_units, run_extraction
-from helpers.features.ibsi import PHANTOM_DIR, ibsi_phantom_comparison, ibsi_unmapped_tags
+from helpers.features.ibsi import CT_PHANTOM_DIR, PHANTOM_DIR
+from helpers.features.ibsi_compliance import ibsi_compliance
 from helpers.features.pyradiomics import preset_name
 from helpers.imaging.habitats import HabitatClusterer, habitat_fractions, habitat_map, ith_score, voxel_matrix
 from helpers.imaging.io import read_image, read_mask
@@ -242,24 +243,27 @@ def write_extraction_outputs(result: ExtractionResult, cfg: StudyConfig, report:
     return shown
 
 
-def write_ibsi_compliance(report: ReportWriter, phantom_dir: str | Path = PHANTOM_DIR) -> pd.DataFrame:
-    """Write the IBSI phantom compliance tables of the ``ibsi`` preset.
+def write_ibsi_compliance(report: ReportWriter, phantom_dir: str | Path = PHANTOM_DIR,
+                          ct_phantom_dir: str | Path = CT_PHANTOM_DIR) -> pd.DataFrame:
+    """Write the IBSI compliance tables of the project's extraction (IBSI 1 digital phantom and CT phantom A-E).
 
-    Tables: ``ibsi_phantom_compliance`` (every mapped tag with reference,
-    tolerance, value, whether it matches and the known reason of a
-    deviation) and ``ibsi_phantom_unmapped`` (tags without a pyradiomics
-    counterpart, with the reason).
+    Tables, in reading order (see :func:`helpers.features.ibsi_compliance.ibsi_compliance`):
+    ``ibsi_compliance_summary`` (per phantom and configuration: image processing, diagnostics and features within
+    tolerance, deviating, unmapped), ``ibsi_deviations`` (every mapped feature outside tolerance with value,
+    reference, tolerance and reason), ``ibsi_phantom_compliance`` and ``ibsi_phantom_unmapped`` (the digital
+    phantom, every tag), ``ibsi_ct_phantom_diagnostics`` (the CT phantom's image-processing diagnostics per
+    configuration: compared first, as features can only match on the same voxels), ``ibsi_ct_phantom_compliance``
+    and ``ibsi_ct_phantom_unmapped``.
 
     Returns
     -------
     DataFrame
-        Matching counts per IBSI family (mapped, within tolerance, deviating).
+        The summary.
     """
-    phantom_dir = Path(phantom_dir)
-    csv = phantom_dir / "reference_values.csv"
-    table = ibsi_phantom_comparison(phantom_dir / "image" / "phantom.nii.gz", phantom_dir / "mask" / "mask.nii.gz", csv)
-    report.table(table, "ibsi_phantom_compliance", per_cohort=False)
-    report.table(ibsi_unmapped_tags(csv), "ibsi_phantom_unmapped", per_cohort=False)
-    summary = table.groupby("ibsi_family", sort=False).agg(mapped=("tag", "size"), within_tolerance=("within_tolerance", "sum"))
-    summary["deviating"] = summary["mapped"] - summary["within_tolerance"]
-    return summary.reset_index()
+    result = ibsi_compliance(phantom_dir, ct_phantom_dir)
+    for table, name in ((result.summary, "ibsi_compliance_summary"), (result.deviations, "ibsi_deviations"),
+                        (result.digital, "ibsi_phantom_compliance"), (result.digital_unmapped, "ibsi_phantom_unmapped"),
+                        (result.ct_diagnostics, "ibsi_ct_phantom_diagnostics"), (result.ct, "ibsi_ct_phantom_compliance"),
+                        (result.ct_unmapped, "ibsi_ct_phantom_unmapped")):
+        report.table(table, name, per_cohort=False)
+    return result.summary

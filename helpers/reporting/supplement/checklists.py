@@ -437,7 +437,7 @@ _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
     10: lambda f: _authors("who produced the test-set masks is for the authors"),
     11: lambda f: _authors(f"pre-processing is described ({f.methods('preprocessing', 'extraction') or 'Methods'}); whether it is "
                            f"appropriate for the modality is a judgement for the authors"),  # fmt: skip
-    12: lambda f: _yes_no(f.methods("software") or f.cite("ibsi_phantom_compliance"), "named software and version",
+    12: lambda f: _yes_no(f.methods("software") or f.cite("ibsi_compliance_summary", "ibsi_phantom_compliance"), "named software and version",
                          "the extraction software is not reported"),  # fmt: skip
     13: lambda f: _yes_no("; ".join(x for x in (f.cite("feature_counts_{preset}"), ", ".join(_files(["provenance/extraction.json"], f.other)),
                                                  # supplied tables count when every table states its settings (quoted in the methods)

@@ -328,12 +328,35 @@ def _count_text(rows: list[dict[str, str]], cfg: StudyConfig) -> tuple[str, int]
 
 
 def _ibsi_text(run: RunRecord) -> str:
-    rows = run.rows("ibsi_phantom_compliance")
-    if not rows:
-        return ""
-    within = sum(str(r.get("within_tolerance")).lower() == "true" for r in rows)
-    return (f"The implementation was checked on the IBSI digital phantom: {within} of {len(rows)} mapped features were within the IBSI "
-            f"tolerance of the reference values{run.cite('ibsi_phantom_compliance', 'ibsi_phantom_unmapped')}.")  # fmt: skip
+    summary = run.rows("ibsi_compliance_summary")
+    if not summary:  # a run from before the CT phantom was added: the digital phantom's table only
+        rows = run.rows("ibsi_phantom_compliance")
+        if not rows:
+            return ""
+        within = sum(str(r.get("within_tolerance")).lower() == "true" for r in rows)
+        return (f"The implementation was checked on the IBSI digital phantom: {within} of {len(rows)} mapped features were within the IBSI "
+                f"tolerance of the reference values{run.cite('ibsi_phantom_compliance', 'ibsi_phantom_unmapped')}.")  # fmt: skip
+    digital = [r for r in summary if r["phantom"] == "digital"]
+    ct = [r for r in summary if r["phantom"] == "CT"]
+    text = ["The implementation (PyRadiomics with the project's image processing) was checked against the consensus values of the "
+            "Image Biomarker Standardisation Initiative (IBSI) chapter 1"]  # fmt: skip
+    parts = [f"on the digital phantom {digital[0]['features_within_tolerance']} of {digital[0]['mapped_features']} mapped features were within "
+             "tolerance"] if digital else []  # fmt: skip
+    if ct:
+        diag = all(r["diagnostics_within_tolerance"] == r["diagnostics"] for r in ct)
+        names = [r["configuration"] for r in ct]
+        counts = ", ".join(f"{r['features_within_tolerance']} of {r['mapped_features']} ({r['configuration']})" for r in ct)
+        parts.append(f"on the CT phantom in configuration{'s' if len(ct) > 1 else ''} {', '.join(names)} the image-processing diagnostics "
+                     f"(interpolated grid, region-of-interest voxel counts and intensity ranges after re-segmentation) "
+                     f"{'all matched the reference' if diag else 'did not all match the reference'}, and {counts} mapped features were "
+                     "within tolerance")  # fmt: skip
+    text.append(": " + "; ".join(parts) + run.cite("ibsi_compliance_summary") + ".")
+    deviating = sum(int(r["deviating"]) for r in summary)
+    if deviating:
+        text.append(f" Each of the {deviating} features outside tolerance is listed with its verified cause{run.cite('ibsi_deviations')}; "
+                    "features without a PyRadiomics counterpart are listed with the reason"
+                    f"{run.cite('ibsi_phantom_unmapped', 'ibsi_ct_phantom_unmapped')}.")  # fmt: skip
+    return "".join(text)
 
 
 def _extraction(run: RunRecord, settings: Mapping[str, dict], versions: Mapping[str, str]) -> MethodsParagraph | None:

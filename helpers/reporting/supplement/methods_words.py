@@ -143,11 +143,33 @@ def discretisation(setting: Mapping) -> str:
     if "binCount" in setting:
         return f"a fixed bin count of {number(setting['binCount'])}"
     if "binWidth" in setting:
+        if setting.get("binOrigin") is not None:  # IBSI fixed bin size: bins counted from the re-segmentation bound
+            return f"a fixed bin width of {number(setting['binWidth'])} with the first bin starting at {number(setting['binOrigin'])}"
         return f"a fixed bin width of {number(setting['binWidth'])}"
     return "the PyRadiomics default fixed bin width of 25"
 
 
-_SETTING_SKIP = {"binWidth", "binCount", "label", "geometryTolerance", "additionalInfo", "enableCExtensions"}
+_SETTING_SKIP = {"binWidth", "binCount", "binOrigin", "resegmentMode", "label", "geometryTolerance", "additionalInfo", "enableCExtensions"}
+
+
+def _resegmentation(bounds, mode: str, sigma) -> str:
+    """pyradiomics' ``resegmentRange`` (one or two bounds, in its ``resegmentMode``) and the project's ``resegmentSigma``."""
+    bounds = sorted(float(b) for b in bounds)
+    if mode == "sigma":
+        if len(bounds) == 2 and bounds[0] == -bounds[1]:
+            text = f"mask re-segmented to intensities within the mean \u00b1 {number(bounds[1])} SD of the ROI"
+        else:
+            text = f"mask re-segmented to intensities from the mean {' to '.join(f'{number(b)} SD' for b in bounds)}"
+    elif mode == "relative":
+        parts = [f"{number(100 * b)}%" for b in bounds]
+        text = f"mask re-segmented to intensities {' to '.join(parts)} of the ROI maximum" if len(parts) == 2 else \
+            f"mask re-segmented to intensities of at least {parts[0]} of the ROI maximum"
+    else:
+        text = f"mask re-segmented to intensities {number(bounds[0])} to {number(bounds[1])}" if len(bounds) == 2 else \
+            f"mask re-segmented to intensities of at least {number(bounds[0])}"
+    if sigma is not None:
+        text += f", then to the mean \u00b1 {number(sigma)} SD of the remaining voxels"
+    return text
 
 
 def pyradiomics_settings(setting: Mapping) -> list[str]:
@@ -174,7 +196,10 @@ def pyradiomics_settings(setting: Mapping) -> list[str]:
         elif key == "gldm_a":
             out.append(f"GLDM dependence threshold {number(value)}")
         elif key == "resegmentRange":
-            out.append(f"mask re-segmented to intensities {number(value[0])} to {number(value[1])}")
+            out.append(_resegmentation(value, setting.get("resegmentMode") or "absolute", setting.get("resegmentSigma")))
+        elif key == "resegmentSigma":
+            if setting.get("resegmentRange") is None:
+                out.append(_resegmentation([-value, value], "sigma", None))
         elif key == "resampledPixelSpacing":
             out.append(f"resampled by PyRadiomics to {spacing(value)}")
         elif key == "interpolator":
