@@ -319,24 +319,6 @@ def test_test_cohort_with_a_single_class_reports_auc_undefined(tiny_study):
     assert np.isnan(pairs.loc["test", "delong_p"]) and "comparison undefined" in pairs.loc["test", "note"]
 
 
-@pytest.mark.parametrize(
-    ("months", "died", "column", "text", "fix"),
-    [
-        ([12, -3, 5, 7], [0, 1, 1, 0], "months", "negative time -3", "time to event must be >= 0"),
-        ([12, 3, 5, 7], [0, 2, 1, 0], "died", "value 2 is not 0 or 1", "code the endpoint as 0/1"),
-        ([12, None, 5, 7], [0, 1, 1, 0], "months", "time nan is not a number", "give the follow-up time as a number"),
-        ([12, 3, 5, 7], [0, None, 1, 0], "died", "endpoint value is missing", "fill it in"),
-    ],
-    ids=["negative time", "event not 0/1", "NaN time", "missing event"],
-)
-def test_time_to_event_row(tiny_study, months, died, column, text, fix):
-    _edit_config(tiny_study, endpoints={"binary": "outcome", "time": "months", "event": "died"})
-    pd.DataFrame({"patient": ["P01", "P02", "P03", "P04"], "outcome": [0, 1, 0, 1], "months": months, "died": died}).to_csv(
-        tiny_study / "patients.csv", index=False)
-    err = _validate(tiny_study)
-    _assert_issue(err, patient="P02", column=column, row=2, text=text, fix=fix)
-
-
 def test_patient_missing_from_the_patient_table(tiny_study):
     pd.DataFrame({"patient": ["P01", "P02", "P04"], "outcome": [0, 1, 1]}).to_csv(tiny_study / "patients.csv", index=False)
     err = _validate(tiny_study)
@@ -821,23 +803,27 @@ def _add_training_patients(study: Path, ids: list[str]) -> None:
     pd.concat([df, pd.DataFrame(rows)], ignore_index=True).to_csv(study / "manifest.csv", index=False)
 
 
-def _survival_only(tiny_study, months=(12, 3, 5, 7), died=(0, 1, 1, 0), steps=None, enough_for_folds=False, **config):
-    """The tiny study made time-to-event only (no endpoints.binary) with the signature, models and statistics steps.
+def _time_to_event_study(tiny_study, months=(12, 3, 5, 7), died=(0, 1, 1, 0), steps=None, enough_for_folds=False, binary=False, **config):
+    """The tiny study with a time-to-event endpoint (time 'months', event 'died') and the signature, models and statistics
+    steps: time-to-event only (no endpoints.binary; survival signature steps unless ``steps``) by default.
 
     ``enough_for_folds``: four more training patients (times below 12, two events) and 2-fold cross-validation, so the
-    validation of the fold sizes passes (2 training patients never fill stratified folds)."""
+    validation of the fold sizes passes (2 training patients never fill stratified folds). ``binary``: the binary
+    endpoint 'outcome' too (the study's binary signature steps unless ``steps``)."""
     ids, months, died = list(PATIENTS), list(months), list(died)
     if enough_for_folds:
         _add_training_patients(tiny_study, ["P05", "P06", "P07", "P08"])
         ids, months, died = ids + ["P05", "P06", "P07", "P08"], months + [4, 8, 9, 10], died + [1, 0, 1, 0]
         config.setdefault("models", {"cv": 2})
-    _edit_config(tiny_study, endpoints={"time": "months", "event": "died"}, **config)
-    _write_table(tiny_study, patient=ids, months=months, died=died)
+    endpoints = {"binary": "outcome"} if binary else {}
+    _edit_config(tiny_study, endpoints={**endpoints, "time": "months", "event": "died"}, **config)
+    outcome = {"outcome": [i % 2 for i in range(len(ids))]} if binary else {}
+    _write_table(tiny_study, patient=ids, **outcome, months=months, died=died)
     base = yaml.safe_load((tiny_study / "study.yaml").read_text())["steps"]
     added = [{"name": n, "notebook": str(REPO / "notebooks" / f"{nb}.ipynb"), "per_cohort": False}
              for n, nb in (("signature", "04_signature"), ("models", "05_models"), ("statistics", "06_statistics"))]
-    signature = {"steps": steps if steps is not None else SURVIVAL_STEPS}
-    _edit_config(tiny_study, steps=[*base, *added], signature=signature)
+    signature = {"steps": steps} if steps is not None else {} if binary else {"steps": SURVIVAL_STEPS}
+    _edit_config(tiny_study, steps=[*base, *added], **({"signature": signature} if signature else {}))
 
 
 SURVIVAL_STEPS = [{"step": "zscore"}, {"step": "univariate_cox", "p_threshold": 0.1}, {"step": "cox_lasso", "cv": 2}]
@@ -845,14 +831,14 @@ SURVIVAL_STEPS = [{"step": "zscore"}, {"step": "univariate_cox", "p_threshold": 
 
 def test_time_to_event_only_study_with_survival_steps_validates(tiny_study):
     # Issue 15: a survival-only study runs steps 04-07 against (time, event); no blanket "needs a binary endpoint".
-    _survival_only(tiny_study, survival={"horizons": [4, 6]}, enough_for_folds=True)
+    _time_to_event_study(tiny_study, survival={"horizons": [4, 6]}, enough_for_folds=True)
     notes: list = []
     load_study(load_config(tiny_study / "study.yaml"), notes=notes)
     assert notes == []
 
 
 def test_time_to_event_only_study_with_binary_selection_steps(tiny_study):
-    _survival_only(tiny_study, steps=[{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.05}, {"step": "correlation", "threshold": 0.9},
+    _time_to_event_study(tiny_study, steps=[{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.05}, {"step": "correlation", "threshold": 0.9},
                                       {"step": "lasso"}], survival={"horizons": [4, 6]})
     err = _validate(tiny_study)
     (issue,) = err.issues
@@ -872,32 +858,34 @@ def test_time_to_event_only_study_without_any_endpoint_still_needs_one(tiny_stud
                   fix="set endpoints.binary to a 0/1 column of the patient table")
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["time-to-event only", "binary and time-to-event"])
 @pytest.mark.parametrize(
-    ("months", "died", "column", "patient", "text", "fix"),
+    ("months", "died", "column", "text", "fix"),
     [
-        ([12, 0, 5, 7], [0, 1, 1, 0], "months", "P02", "follow-up time is 0", "time to event must be > 0 for the survival models"),
-        ([12, None, 5, 7], [0, 1, 1, 0], "months", "P02", "time nan is not a number", "give the follow-up time as a number"),
-        ([12, -1, 5, 7], [0, 1, 1, 0], "months", "P02", "negative time -1", "time to event must be >= 0"),
-        ([12, 3, 5, 7], [0, 3, 1, 0], "died", "P02", "value 3 is not 0 or 1", "code the endpoint as 0/1"),
-        ([12, 3, 5, 7], [0, None, 1, 0], "died", "P02", "endpoint value is missing", "fill it in (0 or 1)"),
+        ([12, 0, 5, 7], [0, 1, 1, 0], "months", "follow-up time is 0", "time to event must be > 0 for the survival models"),
+        ([12, None, 5, 7], [0, 1, 1, 0], "months", "time nan is not a number", "give the follow-up time as a number"),
+        ([12, -1, 5, 7], [0, 1, 1, 0], "months", "negative time -1", "time to event must be >= 0"),
+        ([12, 3, 5, 7], [0, 3, 1, 0], "died", "value 3 is not 0 or 1", "code the endpoint as 0/1"),
+        ([12, 3, 5, 7], [0, None, 1, 0], "died", "endpoint value is missing", "fill it in (0 or 1)"),
     ],
     ids=["zero time", "missing time", "negative time", "event not 0/1", "missing event"],
 )
-def test_survival_only_patient_rows(tiny_study, months, died, column, patient, text, fix):
-    _survival_only(tiny_study, months, died, survival={"horizons": [4, 6]})
+def test_time_to_event_patient_rows(tiny_study, binary, months, died, column, text, fix):
+    # The same row checks with or without a binary endpoint beside the time-to-event one.
+    _time_to_event_study(tiny_study, months, died, binary=binary, survival={"horizons": [4, 6]})
     err = _validate(tiny_study)
-    _assert_issue(err, patient=patient, column=column, row=2, text=text, fix=fix)
+    _assert_issue(err, patient="P02", column=column, row=2, text=text, fix=fix)
 
 
 def test_survival_only_event_column_missing(tiny_study):
-    _survival_only(tiny_study, survival={"horizons": [4, 6]})
+    _time_to_event_study(tiny_study, survival={"horizons": [4, 6]})
     _write_table(tiny_study, patient=PATIENTS, months=[12, 3, 5, 7])
     err = _validate(tiny_study)
     _assert_issue(err, patient=None, column="died", text="column named in the study config is missing", fix="add column 'died' or fix the config")
 
 
 def test_survival_only_training_cohort_without_events(tiny_study):
-    _survival_only(tiny_study, died=(0, 0, 1, 0), survival={"horizons": [4, 6]})
+    _time_to_event_study(tiny_study, died=(0, 0, 1, 0), survival={"horizons": [4, 6]})
     err = _validate(tiny_study)
     issue = _assert_issue(err, patient=None, column="died", text="training cohort 'train' has no event: all 2 patients (P01, P02) are censored",
                           fix="check the coding of 'died' (1 = event observed)")
@@ -906,7 +894,7 @@ def test_survival_only_training_cohort_without_events(tiny_study):
 
 def test_survival_horizons_beyond_the_training_follow_up(tiny_study):
     # Every horizon at or beyond the last training time (12 months): no time-dependent AUC can be estimated, an error.
-    _survival_only(tiny_study, survival={"horizons": [12, 24]}, enough_for_folds=True)
+    _time_to_event_study(tiny_study, survival={"horizons": [12, 24]}, enough_for_folds=True)
     err = _validate(tiny_study)
     _assert_issue(err, patient=None, column="survival.horizons",
                   text="every horizon (12, 24 months) is at or beyond the last training follow-up time (12)",

@@ -18,15 +18,14 @@ from helpers.steps.models import (
     comparison_models,
     fit_clinical_models,
     fit_final_model,
-    fit_survival_models,
     load_modelling_data,
     model_predictions,
-    survival_features,
     survival_predictions,
     write_clinical_outputs,
-    write_survival_outputs,
 )
 from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
+from helpers.steps.statistics import StudyPredictions, survival_statistics
+from helpers.steps.survival import fit_survival_model_set, write_survival_model_outputs
 from tests.conftest import make_planted_feature_study
 
 
@@ -161,33 +160,62 @@ def test_model_predictions_are_out_of_fold_on_training(fitted_study, clinical_mo
     assert rad["threshold"].iloc[0] == final.threshold_
 
 
-@pytest.mark.slow
-def test_survival_models_recover_the_planted_hazard_with_training_cut_offs(fitted_study):
+@pytest.fixture(scope="module")
+def survival_model_set(fitted_study):
     cfg, _, data, _ = fitted_study
-    feats = survival_features(cfg, data.X)
-    fits = fit_survival_models(data, cfg, feats)
-    assert set(fits) == {"Cox (penalised)", "Random survival forest"}
+    return fit_survival_model_set(data, cfg)
+
+
+@pytest.mark.slow
+def test_survival_models_recover_the_planted_hazard_with_training_cut_offs(fitted_study, survival_model_set):
+    # A study with a binary AND a time-to-event endpoint fits the survival-only studies' model set (helpers.steps.survival),
+    # on the features selected against (time, event); this study has clinical variables but no habitats or deep features.
+    cfg, _, data, _ = fitted_study
+    fits = survival_model_set.fits
+    assert list(fits) == ["Clinical", "C-radiomics", "Combined", "C-radiomics (RSF)"]
+    assert set(survival_model_set.skipped["model"]) == {"ITH", "DL_F", "Clinical + ITH", "C-radiomics + ITH", "DL_F + ITH"}
     test = data.cohort.index[data.cohort == "test"]
-    for fit in fits.values():
-        # Hazard grows with the planted logit: risks must rank patients in held-out and out-of-fold data.
-        assert harrell_c(data.time[test], data.event[test], fit.risk[test], n_bootstrap=10).estimate > 0.65
-        assert harrell_c(data.time[data.train], data.event[data.train], fit.risk[data.train], n_bootstrap=10).estimate > 0.6
+    for name, fit in fits.items():
+        if name.startswith("C-radiomics"):
+            # Hazard grows with the planted logit: risks must rank patients in held-out and out-of-fold data.
+            assert harrell_c(data.time[test], data.event[test], fit.risk[test], n_bootstrap=10).estimate > 0.65
+            assert harrell_c(data.time[data.train], data.event[data.train], fit.risk[data.train], n_bootstrap=10).estimate > 0.6
         assert fit.cutoffs == (pytest.approx(float(np.median(fit.risk[data.train]))),)
         assert fit.survival.notna().all().all() and (fit.survival.diff(axis=1).iloc[:, 1:] <= 1e-12).all().all()
-    # Test-cohort features do not move the cut-offs or the training risks.
-    shifted = feats.copy()
+    # Test-cohort features and clinical values do not move the cut-offs or the training risks.
+    shifted = data.X.copy()
     shifted.loc[test] += 3
-    again = fit_survival_models(data, cfg, shifted)
+    clinical = data.clinical.copy()
+    clinical.loc[test, "age"] += 20
+    again = fit_survival_model_set(ModellingData(shifted, data.y, data.cohort, data.training, clinical, data.time, data.event), cfg).fits
     for name, fit in fits.items():
         assert again[name].cutoffs == fit.cutoffs
         pd.testing.assert_series_equal(again[name].risk[data.train], fit.risk[data.train])
     preds = survival_predictions(fits, data)
     assert {"model", "patient", "cohort", "time", "event", "risk", "risk_group", "out_of_fold"} <= set(preds.columns)
     assert any(c.startswith("S@") for c in preds.columns)
-    shown = write_survival_outputs(fits, data, cfg, ReportWriter(cfg, "models"))
-    assert "cox_coefficients" in shown
-    for name in ("figures/km_cox_train.png", "figures/km_rsf_test.png", "features/survival_predictions.parquet", "tables/survival_risk_cutoffs.csv"):
+    shown = write_survival_model_outputs(survival_model_set, data, cfg, ReportWriter(cfg, "models"))
+    assert {"survival_models", "survival_models_not_fitted", "cox_coefficients", "survival_risk_cutoffs"} <= set(shown)
+    for name in ("figures/km_c_radiomics_train.png", "figures/km_c_radiomics_rsf_test.png", "figures/km_combined_test.png",
+                 "features/survival_predictions.parquet", "tables/survival_risk_cutoffs.csv"):
         assert (cfg.report_root / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_mixed_endpoint_study_gets_the_survival_ablation_and_td_auc_tables(fitted_study, survival_model_set):
+    # The same tables as a survival-only study (tests/test_survival_first.py): one ablation row and one td-AUC row per
+    # validation/test cohort and model of the set, the td-AUC horizons side by side.
+    cfg, _, data, _ = fitted_study
+    preds = StudyPredictions(binary=pd.DataFrame(), survival=survival_predictions(survival_model_set.fits, data))
+    tables = survival_statistics(preds, cfg)
+    assert {"survival_metrics", "survival_ablation", "survival_td_auc"} <= set(tables)
+    models = ["Clinical", "C-radiomics", "Combined", "C-radiomics (RSF)"]
+    ablation, td = tables["survival_ablation"], tables["survival_td_auc"]
+    assert list(ablation["model"]) == models and set(ablation["cohort"]) == {"test"}
+    assert {"C-index (95% CI)", "AUC (95% CI)", "IBS (95% CI)", "auc_definition", "note"} <= set(ablation.columns)
+    assert list(td["model"]) == models
+    assert list(td.columns) == ["model", "cohort", "AUC at 12 months (95% CI)", "AUC at 24 months (95% CI)", "AUC at 36 months (95% CI)", "note"]
+    assert ablation["c_index"].between(0, 1).all()
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
 SIMULATED = [n for n in EXAMPLES if (REPO / "examples" / n / "simulation.yaml").is_file()]
 #: Patients simulated per example in the end-to-end test (enough for five-fold cross-validation in every training cohort).
-TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
+TEST_PATIENTS = {"001_nr_sr_three_cohorts": 80, "002_grade_ki67": 64, "003_habitats_deep_fusion": 72, "004_survival_ith": 80}
 
 
 def _example(name: str) -> Path:
@@ -64,7 +65,9 @@ def test_example_files_are_valid_and_consistent(name: str) -> None:
     simulated_cohorts = {"training", "external_test"} | ({"validation"} if sim.validation_fraction or sim.validation_centres else set())
     assert set(cfg.cohorts) == simulated_cohorts
     derived = {cfg.super_resolution.output_series} if cfg.super_resolution is not None else set()
-    assert set(cfg.series) - derived == {"MR", *sim.extra_sequences}
+    # The simulated series (MR, or CT with modality CT) and its extra sequences, with the simulated modality.
+    assert set(cfg.series) - derived == {sim.series, *sim.extra_sequences}
+    assert cfg.series[sim.series].modality == sim.modality
     for step in cfg.steps:
         assert cfg.path(step.notebook).resolve().is_file(), step.notebook
     _check_outputs_and_readme(name)
@@ -102,6 +105,8 @@ def _prepare(name: str, tmp_path: Path) -> Path:
         # ITH scores for K = 2..4 (example 003: the ITH sweep's combined row, K = 2..5 by default, is clipped to 2..4)
         # or up to the largest K the survival models use (example 004: survival.ith_k ends at 5).
         habitats.update(k_range=[3, 3], ith_k_range=[2, max([4, *cfg.get("survival", {}).get("ith_k", [])])])
+    if cfg.get("segmentation"):
+        cfg["segmentation"].update(epochs=2, validate_every=1, iterations_per_epoch=2)
     if cfg.get("super_resolution"):
         cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1, patches_per_volume=2, generator_depth=1,
                                                    generator_width=4, discriminator_width=4, perceptual_width=4)
@@ -117,3 +122,9 @@ def test_example_runs_end_to_end_and_regenerates_the_seed_outputs(name: str, exa
     missing = [o["output"] for o in yaml.safe_load((folder / "outputs.yaml").read_text()) if not list(root.glob(o["output"]))]
     assert not missing, f"outputs listed in examples/{name}/outputs.yaml were not written: {missing}"
     assert (root / "supplementary" / "supplementary.docx").is_file() and (root / "supplementary" / "supplementary.html").is_file()
+    cfg = load_config(folder / "study.yaml")
+    if cfg.tasks:  # every task's final model in every held-out cohort, side by side (seed 002 Table S2)
+        comparison = pd.read_csv(root / "tables" / "task_comparison.csv")
+        assert list(comparison.columns) == ["metric", *[f"{v.task_label}: {c}" for v in cfg.task_views() for c in cfg.held_out_cohorts]]
+        # AUC, sensitivity, specificity and accuracy are defined in every held-out cohort (PPV/NPV may not be: no predicted positive).
+        assert not comparison.set_index("metric").iloc[:4].eq("-").any().any()

@@ -77,3 +77,41 @@ def test_preset_feature_counts(phantom, preset):
     else:
         assert counts == {"Shape": 14, "First-order statistics": 18, "GLCM": 22, "GLRLM": 16, "GLSZM": 16, "NGTDM": 5, "GLDM": 14,
                           "Wavelet": 8 * 91, "Laplacian of Gaussian": 4 * 91, "Total": 1197}
+
+
+def _glcm_params(**setting):
+    return {"imageType": {"Original": {}}, "featureClass": {"glcm": ["JointAverage"], "firstorder": ["Entropy"]},
+            "setting": {"label": 1, **setting}}
+
+
+def test_bin_origin_gives_ibsi_fixed_bin_size_indices():
+    """IBSI fixed bin size: bin = floor((x - origin) / width) + 1, counted from the re-segmentation lower bound.
+
+    Two grey values, -939 and -880 HU, with origin -1000 and width 25: IBSI bins floor(61 / 25) + 1 = 3 and
+    floor(120 / 25) + 1 = 5 (worked out by hand). pyradiomics alone starts at floor(-939 / 25) * 25 = -950, giving
+    bins 1 and 3. In a checkerboard (equal counts, symmetric GLCM) JointAverage is the mean bin index: 4 vs 2.
+    """
+    z, y, x = np.indices((6, 6, 6))
+    arr = np.where((x + y + z) % 2 == 0, -939.0, -880.0).astype(np.float32)
+    image, mask = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(np.ones(arr.shape, dtype=np.uint8))
+    plain, _ = extract_features(image, mask, _glcm_params(binWidth=25))
+    ibsi, _ = extract_features(image, mask, _glcm_params(binWidth=25, binOrigin=-1000))
+    assert ibsi["original_glcm_JointAverage"] == pytest.approx(4.0, abs=1e-12)
+    assert plain["original_glcm_JointAverage"] == pytest.approx(2.0, abs=1e-12)
+    # Index-free features agree; after a binOrigin call pyradiomics' own binning is back, bit for bit.
+    assert ibsi["original_firstorder_Entropy"] == pytest.approx(plain["original_firstorder_Entropy"], abs=1e-12)
+    again, _ = extract_features(image, mask, _glcm_params(binWidth=25))
+    assert again == plain
+
+
+@pytest.mark.parametrize(
+    ("setting", "text"),
+    [({"binWidth": 25, "binOrigin": -900}, "binOrigin -900 is above the lowest intensity"),
+     ({"binCount": 8, "binOrigin": -1000}, "binOrigin must be a finite number used with binWidth"),
+     ({"binWidth": 25, "binOrigin": "low"}, "binOrigin must be a finite number")],
+)  # fmt: skip
+def test_bin_origin_errors(setting, text):
+    arr = np.full((4, 4, 4), -939.0, dtype=np.float32)
+    image, mask = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(np.ones(arr.shape, dtype=np.uint8))
+    with pytest.raises(ValueError, match=text):
+        extract_features(image, mask, _glcm_params(**setting))

@@ -270,6 +270,37 @@ def test_survival_paragraph_reads_horizons_cutoffs_and_settings(base):
     assert "time months" in base.methods()["cohorts"]
 
 
+def _survival_model_set(run: _Run, deep: bool) -> None:
+    """Notebook 05's survival model set (helpers.steps.survival) of a study with a binary endpoint too."""
+    model_set = {"Clinical": ["clinical"], "C-radiomics": ["radiomics"], **({"DL_F": ["deep"]} if deep else {}), "C-radiomics (RSF)": ["radiomics"]}
+    run.table("models", "survival_models", [{"model": m, "estimator": "random survival forest" if "RSF" in m else "penalised Cox",
+                                             "inputs": " + ".join(b), "n_variables": 3} for m, b in model_set.items()])
+    run.table("models", "cox_coefficients", [{"model": "C-radiomics", "term": f"CT_tumour_f{i}", "coefficient": 0.1} for i in range(3)])
+    run.table("models", "survival_risk_cutoffs", [{"model": m, "rule": "median", "cutoffs": "0.2", "groups": "low; high"} for m in model_set])
+    run.record("models", "provenance/survival.json", {"models": {"cox": {"penalizer": 0.1, "l1_ratio": 0.0}, "rsf": {"n_estimators": 77,
+                                                                 "min_samples_leaf": 5}}, "model_set": model_set, "features": "survival_signature"})
+    run.table("signature", "survival_selection_pathway", [{"step": "cox_lasso", "features_out": 3}])
+    run.table("statistics", "survival_ablation", [{"model": "Clinical", "cohort": "test", "c_index": 0.7}])
+    run.table("statistics", "survival_td_auc", [{"model": "Clinical", "cohort": "test", "AUC at 12 months (95% CI)": "0.700 (0.600-0.800)", "note": ""}])
+
+
+@pytest.mark.parametrize("classifier", [False, True], ids=["no end-to-end network", "end-to-end classifier trained"])
+def test_survival_model_set_paragraph_says_where_features_came_from_and_why_no_end_to_end_network(base, classifier):
+    _survival_model_set(base, deep=True)
+    if classifier:
+        base.table("segmentation", "deep_classifier_auc", [{"series": "CT", "set": "held out", "auc": 0.7}])
+    text = base.methods()["survival"]
+    assert "Clinical (the clinical variables), C-radiomics (the radiomics signature's features) and DL_F (the deep features)" in text
+    assert "selected against the follow-up time and event on the training cohort (survival.signature_steps:" in text
+    assert "ablation table" in text and "time-dependent AUC is given per horizon" in text
+    if classifier:
+        assert "the end-to-end deep network was not evaluated as a survival model: it classifies the binary endpoint" in text
+    else:
+        assert "no end-to-end deep network was trained (one is trained only for a binary endpoint)" in text
+    _survival_model_set(base, deep=False)
+    assert "end-to-end" not in base.methods()["survival"]
+
+
 def test_segmentation_paragraph_reads_the_checkpoint_record(base):
     _segmentation(base)
     text = base.methods()["segmentation"]

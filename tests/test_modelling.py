@@ -89,12 +89,13 @@ def test_notebooks_04_to_07_smoke(tmp_path):
                  "features/predictions_final_model.parquet", "models/final_model.joblib", "figures/shap_beeswarm.png",
                  "figures/shap_bar.png", "figures/shap_waterfall_example.png", "tables/selection_pathway.csv", "tables/fusion_models.csv",
                  "tables/interobserver_agreement.csv", "tables/nomogram_coefficients.csv", "figures/nomogram.png", "features/model_predictions.parquet",
-                 "features/survival_predictions.parquet", "figures/km_cox_test.png", "tables/cox_coefficients.csv",
+                 "features/survival_predictions.parquet", "figures/km_c_radiomics_test.png", "tables/cox_coefficients.csv",
+                 "tables/survival_models.csv",
                  # notebook 06
                  "tables/table_one_by_cohort.csv", "tables/table_one_by_outcome_train.csv", "tables/performance.csv", "tables/pairwise_comparison.csv",
                  "tables/calibration.csv", "tables/subgroup_performance_mr_t1_scanner.csv", "tables/survival_metrics.csv", "figures/roc_test.png",
                  "figures/calibration_test.png", "figures/decision_curve_train.png", "figures/subgroup_forest_mr_t1_scanner.png",
-                 "figures/radscore_distribution.png", "figures/feature_weights.png",
+                 "figures/radscore_distribution.png", "figures/feature_weights.png", "tables/survival_ablation.csv", "tables/survival_td_auc.csv",
                  # notebook 07
                  "supplementary/supplementary.docx", "supplementary/supplementary.html", "supplementary/supplementary_tables.tex"):
         assert (root / name).is_file(), name
@@ -104,6 +105,10 @@ def test_notebooks_04_to_07_smoke(tmp_path):
     for caption_source in ("performance", "pairwise_comparison", "nomogram", "roc_test", "table_one_by_cohort", "survival_metrics",
                            "nr_vs_sr_comparison", "roc_nr_vs_sr_test"):
         assert caption_source in html, caption_source
+    # With the binary endpoint, notebook 05 still fits the survival-only studies' model set and notebook 06 its ablation tables.
+    assert list(pd.read_csv(root / "tables" / "survival_ablation.csv")["model"]) == ["Clinical", "C-radiomics", "Combined", "C-radiomics (RSF)"]
+    for text in ("Ablation of the survival models", "AUC at 12 months (95% CI)", "selected against the follow-up time and event"):
+        assert text in html, text
     # Super-resolution arm: SR features form their own grid block, stay out of the signature and the final model, and
     # notebook 06 compares NR and SR with the same algorithm (values = the pairwise DeLong/NRI table of those two models).
     grid = pd.read_csv(root / "tables" / "model_grid.csv")

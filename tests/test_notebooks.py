@@ -178,7 +178,7 @@ def test_notebook03_on_real_subset(tmp_path):
     failures = pd.read_csv(root / "tables" / "extraction_failures.csv")
     assert set(failures.columns) >= {"patient", "reason"}
     ibsi = pd.read_csv(root / "tables" / "ibsi_phantom_compliance.csv")
-    assert ibsi["within_tolerance"].sum() >= 264
+    assert ibsi["within_tolerance"].sum() >= 383
     prov = json.loads((root / "provenance" / "extraction.json").read_text())
     assert prov["settings"]["smoke"]["PET"]["preprocessing"]["resample_mm"] == [4.0, 4.0, 4.0]
     assert len(list((root / "rois" / "habitats").glob("*.nii.gz"))) == 4

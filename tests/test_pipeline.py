@@ -32,8 +32,8 @@ COMBINE = """frames = [pd.read_csv(cfg.report_root / "tables" / f"count_{c}.csv"
 report.table(pd.concat(frames), "all_counts")"""
 
 
-def _notebook(path: Path, *sources: str) -> str:
-    params = new_code_cell('config_path = "study.yaml"\nstep = ""\ncohort = ""')
+def _notebook(path: Path, *sources: str, parameters: str = 'config_path = "study.yaml"\nstep = ""\ncohort = ""') -> str:
+    params = new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     nb = new_notebook(cells=[params, *[new_code_cell(s) for s in sources]])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -62,9 +62,9 @@ def _statuses(results) -> dict[str, str]:
 
 def test_plan_order_and_selection(two_step_study):
     cfg = load_config(two_step_study / "study.yaml")
-    assert [(s.name, c) for s, c in plan_runs(cfg)] == [("count", "train"), ("count", "test"), ("combine", None)]
-    assert [(s.name, c) for s, c in plan_runs(cfg, cohort="test")] == [("count", "test"), ("combine", None)]
-    assert [(s.name, c) for s, c in plan_runs(cfg, step="count", cohort="train")] == [("count", "train")]
+    assert [(s.name, c) for s, c, _ in plan_runs(cfg)] == [("count", "train"), ("count", "test"), ("combine", None)]
+    assert [(s.name, c) for s, c, _ in plan_runs(cfg, cohort="test")] == [("count", "test"), ("combine", None)]
+    assert [(s.name, c) for s, c, _ in plan_runs(cfg, step="count", cohort="train")] == [("count", "train")]
     with pytest.raises(ConfigError, match="unknown step 'nope'"):
         plan_runs(cfg, step="nope")
     with pytest.raises(ConfigError, match="unknown cohort 'validation'"):

@@ -15,6 +15,7 @@ from helpers.imaging.preprocess import (
     preprocess,
     resample_image,
     resample_mask,
+    resegment_mask,
     zscore_normalise,
 )
 
@@ -105,9 +106,60 @@ def test_preprocess_chain_records_everything():
     assert vals.mean() == pytest.approx(0, abs=1e-5)
 
 
+def test_center_aligned_grid_shares_the_centre_of_the_original_grid():
+    """IBSI grid-centre alignment: origin shifted by ((n - 1) s - (n' - 1) t) / 2 per axis (worked out by hand)."""
+    image = _img(np.zeros((60, 201, 204), dtype=np.float32), spacing=(0.977, 0.977, 3.0), origin=(-174.3945, -79.6255, -100.4))
+    out = resample_image(image, (2.0, 2.0, 2.0), "linear", grid_alignment="center")
+    assert out.GetSize() == (100, 99, 90)  # ceil(204 * 0.977 / 2), ceil(201 * 0.977 / 2), 60 * 3 / 2
+    # x: (203 * 0.977 - 99 * 2) / 2 = 0.1655; y: (200 * 0.977 - 98 * 2) / 2 = -0.3; z: (59 * 3 - 89 * 2) / 2 = -0.5
+    assert out.GetOrigin() == pytest.approx((-174.3945 + 0.1655, -79.6255 - 0.3, -100.4 - 0.5), abs=1e-9)
+    centre = lambda im: np.array(im.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in im.GetSize()]))
+    assert np.allclose(centre(out), centre(image), atol=1e-9)
+    # The default keeps the origin (unchanged behaviour); so does resample_mask.
+    assert resample_image(image, (2.0, 2.0, 2.0), "linear").GetOrigin() == image.GetOrigin()
+    m = _img(np.ones((60, 201, 204), dtype=np.uint8), spacing=(0.977, 0.977, 3.0), origin=(-174.3945, -79.6255, -100.4))
+    assert resample_mask(m, (2.0, 2.0, 2.0), grid_alignment="center").GetOrigin() == pytest.approx(out.GetOrigin(), abs=1e-9)
+    with pytest.raises(ValueError, match="grid_alignment"):
+        resample_image(image, (2.0, 2.0, 2.0), "linear", grid_alignment="corner")
+
+
+def test_center_alignment_follows_the_direction_cosines():
+    image = _img(np.zeros((3, 4, 5), dtype=np.float32), spacing=(1.0, 1.0, 1.0), origin=(10.0, 20.0, 30.0))
+    image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # LPS flip of x and y
+    out = resample_image(image, (2.0, 2.0, 2.0), "linear", grid_alignment="center")
+    # sizes 3, 2, 2; index shifts (4 - 4) / 2 = 0, (3 - 2) / 2 = 0.5, (2 - 2) / 2 = 0 mm, x and y negated
+    assert out.GetSize() == (3, 2, 2)
+    assert out.GetOrigin() == pytest.approx((10.0, 19.5, 30.0))
+
+
+def test_round_intensities_after_interpolation():
+    arr = np.array([[[0.0, 1.0, 2.0, 3.0]]], dtype=np.float32)  # x 0..3 mm, linear ramp 1 per mm
+    image = _img(arr)
+    out = resample_image(image, (0.4, 1.0, 1.0), "linear", round_intensities=True)
+    got = sitk.GetArrayFromImage(out)[0, 0]
+    # x = 0, 0.4, ..., 2.8 mm lie inside the image, where the interpolated ramp is x (no ties at .5)
+    assert got[:8].tolist() == [0, 0, 1, 1, 2, 2, 2, 3]
+    assert np.array_equal(got, np.rint(got)) and out.GetPixelID() == sitk.sitkFloat32
+    assert not np.array_equal(sitk.GetArrayFromImage(resample_image(image, (0.4, 1.0, 1.0), "linear")), got)
+    settings = PreprocessSettings(resample_mm=(0.4, 1.0, 1.0), interpolator="linear", round_intensities=True, grid_alignment="origin")
+    assert np.array_equal(sitk.GetArrayFromImage(preprocess(image, _img(np.ones_like(arr, dtype=np.uint8)), settings)[0])[0, 0], got)
+
+
+def test_resegment_mask_range_then_outlier_filter():
+    values = np.array([[[-1200.0, -1000.0, -10.0, 0.0, 10.0, 400.0, 401.0, 3000.0]]], dtype=np.float32)
+    image, mask = _img(values), _img(np.ones_like(values, dtype=np.uint8))
+    got = lambda **kw: sitk.GetArrayFromImage(resegment_mask(image, mask, **kw))[0, 0].tolist()
+    assert got(value_range=(-1000, 400)) == [0, 1, 1, 1, 1, 1, 0, 0]  # bounds inclusive
+    # range first: -1000, -10, 0, 10, 400 remain; mean -120, population SD 466.5; 1 SD keeps [-586.5, 346.5]
+    assert got(value_range=(-1000, 400), outlier_sigma=1.0) == [0, 0, 1, 1, 1, 0, 0, 0]
+    # the filter alone: mean 200.125 and SD 1195.9 of all 8 values: 1 SD keeps [-995.7, 1396.0]
+    assert got(outlier_sigma=1.0) == [0, 0, 1, 1, 1, 1, 1, 0]
+    assert got() == [1] * 8
+
+
 @pytest.mark.parametrize(
     ("kwargs", "text"),
-    [({"resample_mm": (1, 0, 1)}, "positive"), ({"clip": (5, 1)}, "low < high"), ({"clip_percentiles": (50, 120)}, "<= 100"), ({"zscor": True}, "Extra inputs")],
+    [({"grid_alignment": "centre"}, "'origin' or 'center'"), ({"resample_mm": (1, 0, 1)}, "positive"), ({"clip": (5, 1)}, "low < high"), ({"clip_percentiles": (50, 120)}, "<= 100"), ({"zscor": True}, "Extra inputs")],
 )
 def test_settings_validation(kwargs, text):
     with pytest.raises(ValidationError, match=text):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import matplotlib.pyplot as plt
@@ -22,8 +23,10 @@ from helpers.errors import ConfigError
 from helpers.figures.selection import coefficient_figure, lasso_cv_figure, lasso_path_figure
 from helpers.learning.selection import (
     CorrelationFilter,
+    CoxLassoSelector,
     LassoSelector,
     MRMRSelector,
+    UnivariateCoxFilter,
     UnivariateFilter,
     ZScoreScaler,
     build_selector,
@@ -619,3 +622,33 @@ def test_lasso_never_hands_an_empty_feature_set_to_the_classifier():
     assert np.isfinite(model.oof_proba_).all()
     with pytest.raises(ValueError, match="min_features=-1 must be an integer >= 0"):
         LassoSelector(min_features=-1).fit(X, y)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"cv": 1}, "cv=1 must be an integer >= 2"),
+    ({"cv": True}, "cv=True must be an integer >= 2"),
+    ({"lambda_rule": "max"}, "lambda_rule='max' is not one of ['min', '1se']"),
+    ({"min_features": -1}, "min_features=-1 must be an integer >= 0"),
+    ({"min_features": 1.5}, "min_features=1.5 must be an integer >= 0"),
+])
+@pytest.mark.parametrize("selector", [LassoSelector, CoxLassoSelector])
+def test_lasso_and_cox_lasso_check_their_shared_parameters_alike(selector, params, message):
+    # One check (selection._check_penalty_search) for the penalty search both selectors run.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        selector(**params)._check_params()
+
+
+def test_only_the_logistic_lasso_takes_a_cv_splitter_and_integer_checks_refuse_bools():
+    LassoSelector(cv=StratifiedKFold(3))._check_params()
+    with pytest.raises(ValueError, match=re.escape("cv=StratifiedKFold(n_splits=3, random_state=None, shuffle=False) must be an integer >= 2")):
+        CoxLassoSelector(cv=StratifiedKFold(3))._check_params()
+    with pytest.raises(ValueError, match=re.escape("cv='five' must be an integer >= 2 or a CV splitter with split(X, y)")):
+        LassoSelector(cv="five")._check_params()
+    with pytest.raises(ValueError, match=re.escape("n_alphas=1 must be an integer >= 2")):
+        CoxLassoSelector(n_alphas=1)._check_params()
+    with pytest.raises(ValueError, match=re.escape("max_features=0 must be None or an integer >= 1")):
+        UnivariateCoxFilter(max_features=0)._check_params()
+    UnivariateCoxFilter(max_features=None)._check_params()
+    for step in (UnivariateFilter, UnivariateCoxFilter):
+        with pytest.raises(ValueError, match=re.escape("min_features=True must be an integer >= 0")):  # True is an int to Python
+            step(min_features=True)._check_params()

@@ -71,13 +71,17 @@ def gt(study: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def features(study: Path, tmp_path_factory) -> pd.DataFrame:
     """Tumour + 5 mm ring features of every patient, extracted as notebook 03 does (no habitat/ICC units, lean preset)."""
+    return _extract(study, LEAN_PRESET, tmp_path_factory)
+
+
+def _extract(study: Path, lean_preset: dict, tmp_path_factory) -> pd.DataFrame:
     import yaml
 
     from helpers.data.manifest import validate_manifest
     from helpers.features.extraction import plan_units, run_extraction
 
     preset = tmp_path_factory.mktemp("preset") / "lean.yaml"
-    preset.write_text(yaml.safe_dump(LEAN_PRESET))
+    preset.write_text(yaml.safe_dump(lean_preset))
     cfg = load_config(study / "study.yaml")
     cfg = cfg.model_copy(update={"extraction": cfg.extraction.model_copy(update={"stability": None, "habitats": None, "presets": (str(preset),)})})
     manifest = validate_manifest(cfg, check_images=False)
@@ -450,6 +454,9 @@ def test_marker_can_be_switched_off_without_changing_other_columns(tmp_path: Pat
     ({"validation_centres": ["centre2"]}, "validation_centres needs split 'centre'"),
     ({"split": "centre", "train_centres": ["centre1"], "validation_centres": ["centre2"]}, "leave at least one for external_test"),
     ({"extra_sequences": {"MR": {}}}, "extra_sequences names ['MR']"),
+    ({"habitats": {"core": {"mean": 1.0, "texture_sd": 1.0}}}, "habitats must name exactly ['necrotic', 'viable', 'enhancing'] (got ['core'])"),
+    ({"extra_sequences": {"T2": {"habitats": {"core": {"mean": 1.0, "texture_sd": 1.0}}}}},
+     "extra_sequences.T2.habitats must name exactly ['necrotic', 'viable', 'enhancing'] (got ['core'])"),
 ])
 def test_invalid_designs_are_refused_with_the_fix(overrides: dict, message: str) -> None:
     with pytest.raises(SimulationError, match=re.escape(message)):
@@ -481,3 +488,280 @@ def test_reader_scores_agree_as_planted_and_feed_the_interobserver_table(tmp_pat
     # A 4% diameter error agrees almost perfectly; the subjective margin call much less (Cohen's kappa).
     assert table.loc["longest_diameter_mm", "estimate"] > 0.9
     assert table.loc["margin", "estimate"] < table.loc["longest_diameter_mm", "estimate"]
+
+
+# -- 9. MR stays as it was; CT studies (seed 002) ---------------------------------------------------------------------
+def _content_digest(root: Path) -> tuple[str, int]:
+    """SHA-256 over every file's path and content: NIfTI hashed decompressed (independent of the zlib build), the
+    absolute notebook paths of study.yaml replaced by a placeholder (independent of the checkout's location)."""
+    import gzip
+
+    notebooks = str(Path(__file__).resolve().parents[1] / "notebooks").encode()
+    lines = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        if p.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        elif p.suffix in (".yaml", ".csv", ".json"):
+            data = data.replace(notebooks, b"<notebooks>")
+        lines.append(f"{p.relative_to(root).as_posix()} {hashlib.sha256(data).hexdigest()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest(), len(lines)
+
+
+@pytest.mark.parametrize(("kwargs", "n_files", "digest"), [
+    ({"patients": 6, "seed": 5, "dicom": True, "test_fraction": 0.5}, 158,
+     "032e481d8486d0b2ad0b4092377d509f8f67b7c81a7f3fe17fa33bfb24f4ed4e"),
+    ({"patients": 12, "seed": 11, "validation_fraction": 0.25, "extra_sequences": {"T2": {}}, "reader_scores": True, "dicom": True}, 573,
+     "19f9f385f3c365342e881f5d501a5157aac649e169f9ecc681aa907e5d8a8209"),
+])  # fmt: skip
+def test_mr_simulations_are_byte_identical_to_those_before_ct(tmp_path: Path, kwargs: dict, n_files: int, digest: str) -> None:
+    """The digests were computed with the simulator of commit 0faad50 (before the modality setting): the default
+    (MR) simulation writes the same images, DICOM files, tables, truth.json and study.yaml as before."""
+    simulate_study(tmp_path / "mr", **kwargs)
+    assert _content_digest(tmp_path / "mr") == (digest, n_files)
+    assert "modality" not in json.loads((tmp_path / "mr" / "ground_truth" / "truth.json").read_text())["settings"]
+
+
+CT_SCANNERS = ["discovery_ct750", "definition_flash", "brilliance_ict"]
+
+
+@pytest.fixture(scope="module")
+def ct_dicom_study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("simct") / "study"
+    simulate_study(out, patients=6, seed=5, modality="CT", dicom=True, centres={"c1": CT_SCANNERS[:2], "c2": CT_SCANNERS[2:]},
+                   test_fraction=0.5)
+    return out
+
+
+def test_ct_defaults_are_ct_scanners_in_the_range_of_seed_002() -> None:
+    s = SimulationSettings(modality="CT")
+    assert s.series == "CT" and s.centres == {"centre1": ("definition_flash", "brilliance_ict"), "centre2": ("discovery_ct750",)}
+    assert {k: (e.hu_offset, e.noise_sd, e.noise_correlation_mm) for k, e in s.scanner_effects.items()} == {
+        "discovery_ct750": (0, 10, 1.0), "definition_flash": (4, 13, 1.4), "brilliance_ict": (-3, 14, 0.8)}
+    protocols = [SCANNER_PROTOCOLS[k] for k in CT_SCANNERS]
+    assert [(p.kvp, p.tube_current_mA, p.pitch, p.slice_thickness_mm, p.matrix) for p in protocols] == [
+        (120, 360, 0.98, 1.0, (512, 512)), (120, 220, 0.83, 1.0, (512, 512)), (120, 280, 0.89, 0.625, (512, 512))]
+    assert [p.kernel for p in protocols] == ["STANDARD", "B30f", "B"]
+    # Scaled like the MR grids: about 64 x 64 in-plane, 24-38 slices over the default 72 mm.
+    assert [s.grid(k) for k in CT_SCANNERS] == [((1.4062, 1.4062, 3.0), (68, 68, 24)), ((1.4844, 1.4844, 3.0), (65, 65, 24)),
+                                                ((1.5625, 1.5625, 1.875), (61, 61, 38))]
+    # HU tissues; a CT setting given explicitly wins over the CT default.
+    assert (s.background.mean, s.habitats["necrotic"].mean, s.habitats["viable"].mean, s.habitats["enhancing"].mean) == (-100, 15, 70, 135)
+    assert SimulationSettings(modality="CT", slice_scale=2.0).slice_scale == 2.0
+    assert SimulationSettings.model_validate(SimulationSettings(modality="CT").record()) == s
+
+
+def test_ct_images_are_int16_hounsfield_units_with_plausible_tissue_values(ct_dicom_study: Path) -> None:
+    gt = pd.read_csv(ct_dicom_study / "ground_truth" / "patients.csv").set_index("patient")
+    truth = json.loads((ct_dicom_study / "ground_truth" / "truth.json").read_text())
+    assert (truth["series"], truth["modality"], truth["intensity_unit"], truth["all_series"]) == ("CT", "CT", "HU", ["CT"])
+    for pid in gt.index:
+        img = sitk.ReadImage(str(ct_dicom_study / "images" / pid / "CT_image.nii.gz"))
+        assert img.GetPixelID() == sitk.sitkInt16
+        a = sitk.GetArrayFromImage(img).astype(float)
+        hab = sitk.GetArrayFromImage(sitk.ReadImage(str(ct_dicom_study / "ground_truth" / "habitats" / f"{pid}.nii.gz")))
+        assert -1024 <= a.min() and a.max() <= 400
+        offset = truth["scanner_effects"][gt.loc[pid, "scanner"]]["hu_offset"]
+        assert np.median(a[a < -900]) == pytest.approx(-1000 + offset, abs=25)  # air (clipped at -1024 by the noise)
+        fat = a[(hab == 0) & (a > -250) & (a < -40)]
+        assert np.median(fat) == pytest.approx(-100 + offset, abs=4)
+        means = {name: a[hab == k].mean() for k, name in HABITAT_NAMES.items() if (hab == k).sum() >= 20}
+        # Planted 15 / 70 / 135 HU (+ offset), pulled towards each other by the partial-volume blur.
+        for name, (lo, hi) in {"necrotic": (-5, 45), "viable": (40, 95), "enhancing": (85, 150)}.items():
+            if name in means:
+                assert lo <= means[name] - offset <= hi, (pid, name, means[name])
+
+
+def test_ct_dicom_series_carry_the_ct_headers_and_read_back_as_hounsfield_units(ct_dicom_study: Path) -> None:
+    import pydicom
+
+    from helpers.data.headers import acquisition_records, acquisition_table
+
+    manifest = pd.read_csv(ct_dicom_study / "data_manifest.csv")
+    gt = pd.read_csv(ct_dicom_study / "ground_truth" / "patients.csv").set_index("patient")
+    phi = pd.read_csv(ct_dicom_study / "ground_truth" / "phi_values.csv", dtype=str).set_index("patient")
+    assert set(manifest["series"]) == {"CT"} and set(gt["scanner"]) == set(CT_SCANNERS)
+    for r in manifest.itertuples():
+        assert r.image == f"dicom/{r.patient}/CT"
+        dcm = read_image(ct_dicom_study / r.image)
+        nii = sitk.ReadImage(str(ct_dicom_study / "images" / r.patient / "CT_image.nii.gz"))
+        assert dcm.GetPixelID() == sitk.sitkInt16  # the rescale (-1024, 1) applied: HU, not stored values
+        assert np.array_equal(sitk.GetArrayFromImage(dcm), sitk.GetArrayFromImage(nii))
+        np.testing.assert_allclose(dcm.GetSpacing(), nii.GetSpacing(), rtol=1e-5)
+        protocol = SCANNER_PROTOCOLS[gt.loc[r.patient, "scanner"]]
+        rec = read_dicom_acquisition(ct_dicom_study / r.image)
+        assert (rec["manufacturer"], rec["model"], rec["kvp"], rec["tube_current_mA"], rec["pitch"], rec["kernel"]) == (
+            protocol.manufacturer, protocol.model, 120.0, protocol.tube_current_mA, protocol.pitch, protocol.kernel)
+        assert rec["slice_thickness_mm"] == pytest.approx(dcm.GetSpacing()[2]) and math.isnan(rec["field_strength_T"])
+        ds = pydicom.dcmread(next((ct_dicom_study / r.image).iterdir()), stop_before_pixels=True)
+        assert (ds.Modality, ds.SOPClassUID.name, float(ds.RescaleIntercept), float(ds.RescaleSlope), ds.BitsStored) == (
+            "CT", "CT Image Storage", -1024.0, 1.0, 12)
+        assert "RepetitionTime" not in ds and "MagneticFieldStrength" not in ds
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "AccessionNumber"):
+            assert str(ds.get(keyword)) == phi.loc[r.patient, keyword]
+    values = [v for v in phi.to_numpy().ravel() if isinstance(v, str) and len(v) > 8]
+    for table in ("data_manifest.csv", "patients.csv", "acquisition_headers.csv", "study.yaml", "ground_truth/patients.csv",
+                  "ground_truth/truth.json"):
+        text = (ct_dicom_study / table).read_text()
+        assert not [v for v in values if v in text], table
+    # The project's acquisition table (Table S1) shows kV, mA, pitch and kernel per scanner, from the DICOM headers
+    # and, identically, from the header CSV the simulator writes.
+    from helpers.data.manifest import validate_manifest
+
+    cfg = load_config(ct_dicom_study / "study.yaml")
+    manifest = validate_manifest(cfg)  # 6 patients: too few for the class checks of load_study
+    from_dicom = acquisition_records(manifest, cfg)
+    assert set(from_dicom["source"]) == {"DICOM header"}
+    table = acquisition_table(from_dicom.assign(cohort="all")).set_index("model")
+    expected = {"Discovery CT750 HD": ("120", "360", "0.98", "STANDARD"), "SOMATOM Definition Flash": ("120", "220", "0.83", "B30f"),
+                "Brilliance iCT": ("120", "280", "0.89", "B")}
+    assert {m: tuple(table.loc[m, ["kvp", "tube_current_mA", "pitch", "kernel"]]) for m in table.index} == expected
+    assert table.loc["Brilliance iCT", "slice_thickness_mm"] == "1.88" and table.loc["Discovery CT750 HD", "matrix"] == "68x68"
+    assert "field_strength_T" not in table.columns and "tr_ms" not in table.columns
+    niftis = [str(ct_dicom_study / "images" / pid / "CT_image.nii.gz") for pid in manifest["patient"]]
+    csv_records = acquisition_records(manifest.assign(image_path=niftis), cfg)
+    assert set(csv_records["source"]) == {"header CSV"}
+    fields = ["manufacturer", "model", "kvp", "tube_current_mA", "pitch", "kernel", "slice_thickness_mm", "rows", "columns", "n_slices"]
+    pd.testing.assert_frame_equal(csv_records[fields], from_dicom[fields])
+
+
+def test_ct_study_yaml_has_a_ct_series_with_a_soft_tissue_window_and_hu_bins(ct_dicom_study: Path) -> None:
+    cfg = load_config(ct_dicom_study / "study.yaml")
+    assert list(cfg.series) == ["CT"]
+    assert (cfg.series["CT"].modality, cfg.series["CT"].display_window) == ("CT", (-160, 240))
+    assert dict(cfg.extraction.series_settings) == {"CT": {"binWidth": 25}}
+    assert cfg.extraction.habitats.series == ("CT",)
+    assert [(h.series, h.batch_field) for h in cfg.signature.harmonization] == [("CT", "model")]
+    assert [(g.series, g.field) for g in cfg.statistics.subgroups] == [("CT", "model"), ("CT", "centre")]
+    headers = pd.read_csv(ct_dicom_study / "acquisition_headers.csv")
+    assert list(headers.columns) == ["patient", "series", "Modality", "Manufacturer", "ManufacturerModelName", "KVP", "XRayTubeCurrent",
+                                     "SpiralPitchFactor", "ConvolutionKernel", "SliceThickness", "SpacingBetweenSlices", "PixelSpacing",
+                                     "Rows", "Columns", "n_slices"]
+    from helpers.data.manifest import validate_manifest
+
+    validate_manifest(cfg)
+
+
+def test_ct_same_seed_gives_identical_files_and_another_seed_different_images(ct_dicom_study: Path, tmp_path: Path) -> None:
+    kwargs = {"patients": 6, "modality": "CT", "dicom": True, "centres": {"c1": CT_SCANNERS[:2], "c2": CT_SCANNERS[2:]}, "test_fraction": 0.5}
+    simulate_study(tmp_path / "again", seed=5, **kwargs)
+    simulate_study(tmp_path / "other", seed=6, **kwargs)
+    first, again, other = _tree_hashes(ct_dicom_study), _tree_hashes(tmp_path / "again"), _tree_hashes(tmp_path / "other")
+    assert len(first) > 6 * 20 and first == again
+    images = [k for k in first if k.endswith(("CT_image.nii.gz", ".dcm"))]
+    assert images and all(first[k] != other.get(k) for k in images)
+
+
+def test_ct_keeps_the_planted_latents_and_labels_of_the_mr_study_with_the_same_seed(tmp_path: Path) -> None:
+    """Same seed, same cohort design: the label model, latents, cohorts and patients.csv do not depend on the modality."""
+    simulate_study(tmp_path / "mr", patients=8, seed=4, centres={"a": ["verio"], "b": ["signa_hdxt"]}, test_fraction=0.5)
+    simulate_study(tmp_path / "ct", patients=8, seed=4, modality="CT", centres={"a": ["discovery_ct750"], "b": ["brilliance_ict"]},
+                   test_fraction=0.5)
+    assert (tmp_path / "mr" / "patients.csv").read_bytes() == (tmp_path / "ct" / "patients.csv").read_bytes()
+    mr, ct = (pd.read_csv(tmp_path / x / "ground_truth" / "patients.csv") for x in ("mr", "ct"))
+    same = ["patient", "cohort", "centre", "heterogeneity", "necrosis_fraction", "oedema", "linear_predictor", "probability", "label"]
+    pd.testing.assert_frame_equal(mr[same], ct[same])
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"modality": "CT", "extra_sequences": {"T2": {}}}, ("extra_sequences ['T2'] are MR sequences (T2-like contrast); a CT study has the "
+                                                         "one series 'CT': remove extra_sequences or set modality: MR")),
+    ({"modality": "CT", "centres": {"a": ["verio"]}}, ("centre 'a': 'verio' is an MR scanner but modality is CT; choose from "
+                                                       "['brilliance_ict', 'definition_flash', 'discovery_ct750'] or set modality: MR")),
+    ({"centres": {"a": ["discovery_ct750"]}}, ("centre 'a': 'discovery_ct750' is a CT scanner but modality is MR; choose from "
+                                               "['ingenia_cx', 'signa_hdxt', 'verio'] or set modality: CT")),
+    ({"modality": "CT", "scanner_effects": {"discovery_ct750": {"scale": 1.0, "offset": 0.0, "noise_sd": 5.0, "bias_amplitude": 0.1}},
+      "centres": {"a": ["discovery_ct750"]}},
+     "scanner_effects['discovery_ct750'] is an MR effect; a CT scanner's effect takes hu_offset, noise_sd, noise_correlation_mm"),
+    ({"ct_anatomy": {"air_hu": -990}}, "ct_anatomy applies to modality CT only: remove it or set modality: CT"),
+    ({"modality": "PET"}, "modality: Input should be 'MR' or 'CT'"),
+])  # fmt: skip
+def test_mr_only_options_with_ct_are_refused_with_one_clear_error(overrides: dict, message: str) -> None:
+    with pytest.raises(SimulationError) as exc:
+        simulate_study("/nonexistent/never-written", patients=10, **overrides)
+    problems = str(exc.value).splitlines()[1:]
+    assert problems == [f"  - {'modality' if 'PET' in str(overrides) else '(settings)'}: {message.removeprefix('modality: ')}"]
+
+
+def test_cli_writes_a_ct_study(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli_ct"
+    assert main(["simulate", "--out", str(out), "--modality", "CT", "--patients", "6", "--seed", "3",
+                 "--centres", "a=discovery_ct750", "b=brilliance_ict"]) == 0
+    assert "OK: 6 simulated patients" in capsys.readouterr().out
+    manifest = pd.read_csv(out / "data_manifest.csv")
+    assert set(manifest["series"]) == {"CT"} and set(manifest["scanner"]) == {"GE MEDICAL SYSTEMS Discovery CT750 HD", "Philips Brilliance iCT"}
+    assert load_config(out / "study.yaml").series["CT"].modality == "CT"
+    assert main(["simulate", "--out", str(tmp_path / "bad"), "--modality", "CT", "--extra-sequences", "T2"]) == 2
+    assert "a CT study has the one series 'CT'" in capsys.readouterr().err
+
+
+# -- 10. the planted label signal in a CT study ---------------------------------------------------------------------------
+N_CT = 100
+CT_MEAN = "CT_tumour_original_firstorder_Mean"
+LEAN_CT_PRESET = {**LEAN_PRESET, "setting": {"label": 1, "binWidth": 25}}
+
+
+@pytest.fixture(scope="module")
+def ct_study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("simct100") / "study"
+    simulate_study(out, patients=N_CT, seed=SEED, modality="CT", test_fraction=0.35, fov_mm=FOV_MM)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ct_features(ct_study: Path, tmp_path_factory) -> pd.DataFrame:
+    return _extract(ct_study, LEAN_CT_PRESET, tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_ct_planted_label_signal_survives_the_scanners_and_is_found(ct_features: pd.DataFrame, ct_study: Path) -> None:
+    """The CT study of 100 patients (seed 20240607, HU, bin width 25 HU, three scanners in both cohorts).
+
+    The planted scanner effects (kernel noise and correlation, HU offsets of a few HU, voxel grids) show in many
+    features (ANOVA by scanner p < 1e-3 in >= 30 of the tumour and ring features) and ComBat by scanner removes them
+    (every feature p > 0.05 after); the harmonised tumour mean keeps the necrotic share (Spearman <= -0.75); a texture
+    feature follows the planted heterogeneity (|rho| >= 0.6); selection + logistic regression on the harmonised training
+    features keeps informative features (precision >= 0.8) and reaches an external-test AUC within 0.12 of the planted
+    Bayes ceiling of the same 35 patients.
+
+    Measured when written: 51 of 130 features p < 1e-3 before (smallest 2.8e-33, ring GLSZM), smallest p 0.15 after;
+    rho(Mean, necrosis) -0.82; best texture |rho| 0.86; selected CT_tumour_original_firstorder_10Percentile (precision
+    1.0); AUC 0.825 vs ceiling 0.934 (gap 0.11; with seeds 1, 2, 3 the gaps were 0.07, 0.01 and 0.07: the kernel noise
+    is of the order of the planted texture, so the CT gap is wider than the MR study's 0.04).
+    """
+    from helpers.learning.models import build_pipeline, make_classifier
+    from helpers.learning.selection import build_selector
+
+    gt = pd.read_csv(ct_study / "ground_truth" / "patients.csv").set_index("patient")
+    truth = json.loads((ct_study / "ground_truth" / "truth.json").read_text())
+    features = ct_features
+    cols = [c for c in features.columns if c.startswith("CT_") and features[c].std() > 0]
+    train = gt.loc[features.index, "cohort"].eq("training").to_numpy()
+    combat = ComBatHarmonizer(batch_col="scanner", unseen_batch="error").fit(features.loc[train, [*cols, "scanner"]])
+    after = combat.transform(features[[*cols, "scanner"]])
+
+    def anova(table: pd.DataFrame, column: str) -> float:
+        return float(stats.f_oneway(*[g[column].to_numpy() for _, g in table.groupby("scanner")]).pvalue)
+
+    p_before = pd.Series({c: anova(features, c) for c in cols})
+    p_after = pd.Series({c: anova(after, c) for c in cols})
+    rho = stats.spearmanr(after[CT_MEAN], gt.loc[features.index, "necrosis_fraction"])[0]
+    het = gt.loc[features.index, "heterogeneity"]
+    best = max(abs(stats.spearmanr(after[c], het)[0]) for c in cols if "_tumour_original_gl" in c)
+    X = after[cols]
+    y = gt.loc[features.index, "label"]
+    model = build_pipeline(list(build_selector(STEPS).steps), make_classifier("logistic")).fit(X[train], y[train])
+    auc = roc_auc_score(y[~train], model.predict_proba(X[~train])[:, 1])
+    ceiling = truth["bayes_ceiling_auc"]["external_test"]
+    chosen = list(model[:-1].get_feature_names_out())
+    precision = float(np.mean([c in expected_informative(cols, series="CT")["informative"] for c in chosen]))
+    print(f"CT: {(p_before < 1e-3).sum()} of {len(cols)} features p < 1e-3 by scanner (min {p_before.min():.1e}), min p after "
+          f"ComBat {p_after.min():.2f}; rho(Mean, necrosis) {rho:.3f}; texture |rho| {best:.3f}; AUC {auc:.3f} vs ceiling "
+          f"{ceiling:.3f}; selected {chosen} (precision {precision:.2f})")
+    assert (p_before < 1e-3).sum() >= 30 and p_after.min() > 0.05, (p_before.sort_values().head(), p_after.min())
+    assert rho <= -0.75, rho
+    assert best >= 0.6, best
+    assert precision >= 0.8, (precision, chosen)
+    assert ceiling - 0.12 <= auc <= ceiling + 0.05, (auc, ceiling)

@@ -154,6 +154,14 @@ def test_preformatted_intervals_without_numbers_get_one_separator():
     df = pd.DataFrame({"model": ["a", "b"], "Slope (95% CI)": ["0.87 (-0.18 to 1.92)", "1.77 (0.12-3.42)"]})
     shown = display_table(*_cells(df), _book())
     assert [r[1] for r in shown.rows] == ["0.87 (-0.18 to 1.92)", "1.77 (0.12 to 3.42)"]
+    # Set like an interval built from numbers (right-aligned, the interval kept on one line), '-' cells too.
+    assert shown.columns[1].kind == "ci"
+    df = pd.DataFrame({"model": ["a", "b"], "AUC at 12 months (95% CI)": ["0.886 (0.708-1.000)", "-"], "AUC at 72 months (95% CI)": ["-", "-"]})
+    shown = display_table(*_cells(df), _book())
+    assert shown.header == ["Model", "AUC at 12 months (95% CI)", "AUC at 72 months (95% CI)"] and shown.unlabelled == ()
+    assert [c.kind for c in shown.columns] == ["text", "ci", "ci"]  # a column of placeholders only is aligned like its neighbours
+    assert [r[1:] for r in shown.rows] == [("0.886 (0.708-1.000)", "-"), ("-", "-")]
+    assert display_table(*_cells(pd.DataFrame({"X (95% CI)": ["0.5 (0.1-0.9)", "see note"]})), _book()).columns[0].kind == "text"
 
 
 def test_code_name_twins_and_empty_columns_are_left_out():

@@ -4,6 +4,7 @@ extraction -> signature -> models -> statistics -> supplement (issue 15, seed st
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 import pytest
@@ -71,12 +72,18 @@ def test_ablation_and_td_auc_tables(survival_study):
         assert col in ablation.columns
     assert ablation["c_index"].astype(float).between(0, 1).all()
     td = pd.read_csv(root / "tables" / "survival_td_auc.csv", keep_default_na=False)
-    assert sorted(set(td["horizon"].astype(float))) == [12, 24, 36, 48, 60]
-    assert len(td) == len(models) * 5
-    # Every horizon is either estimated or '-' with its reason: never a silent NA.
-    unsupported = td[td["AUC (95% CI)"] == "-"]
-    assert (unsupported["note"] != "").all()
-    assert (td.loc[td["AUC (95% CI)"] != "-", "note"] == "").all()
+    # Seed Table S5's layout: a row per cohort and model, the horizons side by side ("12 months", never "12.0").
+    horizons = [f"AUC at {h} months (95% CI)" for h in (12, 24, 36, 48, 60)]
+    assert list(td.columns) == ["model", "cohort", *horizons, "note"]
+    assert list(td["model"]) == models and set(td["cohort"]) == {"external_test"}
+    # Every horizon is either estimated or '-' with its reason in the note of the cohort's first row: never a silent NA.
+    note = td["note"].iloc[0]
+    assert (td["note"].iloc[1:] == "").all()
+    for row in td.itertuples(index=False):
+        cells = dict(zip(horizons, row[2:7], strict=True))
+        assert all(c for c in cells.values())
+        for h, cell in zip((12, 24, 36, 48, 60), cells.values(), strict=True):
+            assert (cell == "-") == bool(re.search(rf"(^|; |, ){h}(,| months:)", note)), (cell, note)
     not_fitted = pd.read_csv(root / "tables" / "survival_models_not_fitted.csv")
     assert set(not_fitted["model"]) == {"DL_F", "DL_F + ITH"}  # no deep features configured in this study
 

@@ -7,7 +7,8 @@ Pinned against the reference implementations directly:
 - ``cox_log_partial_likelihood``: lifelines' log partial likelihood (no ties: Breslow = Efron);
 - ``CoxLassoSelector``: the alpha path and coefficients of scikit-survival's ``CoxnetSurvivalAnalysis``, and the
   chosen alpha of a cross-validation written out here with Coxnet and ``concordance_index_censored``;
-- ``td_auc_table``: scikit-survival's ``cumulative_dynamic_auc`` on each cohort's supported horizons.
+- ``td_auc_by_horizon``: scikit-survival's ``cumulative_dynamic_auc`` on each cohort's supported horizons (``td_auc_table``
+  lays it out like seed Table S5).
 
 Plus: the survival target travels through a Pipeline, binary steps refuse it (and survival steps a binary label),
 and the survival-only signature is leakage-free (test patients' times/events change nothing that is fitted).
@@ -15,6 +16,7 @@ and the survival-only signature is leakage-free (test patients' times/events cha
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -284,12 +286,12 @@ def _cfg(tmp_path, **survival):
     return StudyConfig.model_validate({**raw, "base_dir": str(tmp_path)})
 
 
-def test_td_auc_table_matches_scikit_survival_on_the_supported_horizons(tmp_path):
-    from helpers.steps.survival import td_auc_table
+def test_td_auc_by_horizon_matches_scikit_survival_on_the_supported_horizons(tmp_path):
+    from helpers.steps.survival import td_auc_by_horizon
 
     sp = _predictions()
     cfg = _cfg(tmp_path)
-    table = td_auc_table(sp, cfg)
+    table = td_auc_by_horizon(sp, cfg)
     assert set(table["cohort"]) == {"val", "test"} and set(table["model"]) == {"C-radiomics", "ITH"}
     tr = sp[(sp["cohort"] == "train") & (sp["model"] == "ITH")]
     s_tr = to_structured(tr["time"], tr["event"])
@@ -305,6 +307,34 @@ def test_td_auc_table_matches_scikit_survival_on_the_supported_horizons(tmp_path
         beyond = [h for h in (12, 24, 36, 48, 60) if h not in ok]
         assert beyond and rows.loc[beyond, "AUC (95% CI)"].eq("-").all() and rows.loc[beyond, "auc"].isna().all()
         assert rows.loc[beyond, "note"].str.contains("beyond the cohort's follow-up|beyond the training follow-up").all()
+
+
+def test_td_auc_table_reads_like_seed_table_s5(tmp_path):
+    from helpers.steps.survival import td_auc_by_horizon, td_auc_table
+
+    sp = _predictions()
+    cfg = _cfg(tmp_path)
+    long, table = td_auc_by_horizon(sp, cfg), td_auc_table(sp, cfg)
+    # One row per cohort and model (cohorts in the configured order), the horizons side by side as integers with the unit.
+    horizons = [f"AUC at {h} months (95% CI)" for h in (12, 24, 36, 48, 60)]
+    assert list(table.columns) == ["model", "cohort", *horizons, "note"]
+    assert list(zip(table["cohort"], table["model"], strict=True)) == [("val", "C-radiomics"), ("val", "ITH"), ("test", "C-radiomics"), ("test", "ITH")]
+    for row in table.itertuples(index=False):
+        cells = long[(long["cohort"] == row.cohort) & (long["model"] == row.model)].set_index("horizon")
+        assert list(row[2:7]) == list(cells["AUC (95% CI)"])  # the long table's cells, horizon by horizon
+    # 'val' follows up to ~39 months: 48 and 60 are '-' for every model, the reason (one per cohort, the horizons grouped)
+    # is on the cohort's first row.
+    val = table[table["cohort"] == "val"]
+    last = sp.loc[sp["cohort"] == "val", "time"].max()
+    assert (val[horizons[3]] == "-").all() and (val[horizons[4]] == "-").all() and (val[horizons[0]] != "-").all()
+    assert list(val["note"]) == [f"48, 60 months: beyond the cohort's follow-up (last observed time {last:g})", ""]
+    why_60 = long.loc[(long["cohort"] == "test") & (long["horizon"] == 60), "note"].iloc[0]
+    assert list(table.loc[table["cohort"] == "test", "note"]) == [f"60 months: {why_60}", ""]
+    supported = table[[h for h in horizons if (table[h] != "-").all()]]
+    assert supported.map(lambda c: bool(re.fullmatch(r"0\.\d{3} \(0\.\d{3}-[01]\.\d{3}\)", c))).all().all()
+    # Another unit and non-integral horizons keep their decimals; integral ones lose the '.0'.
+    years = td_auc_table(sp.assign(time=sp["time"] / 12), _cfg(tmp_path, horizons=[1.5, 2.0, 3], time_unit="years"))
+    assert [c for c in years.columns if c.startswith("AUC at")] == ["AUC at 1.5 years (95% CI)", "AUC at 2 years (95% CI)", "AUC at 3 years (95% CI)"]
 
 
 def test_td_auc_table_says_why_a_horizon_has_no_case(tmp_path):

@@ -174,7 +174,8 @@ pipeline (imputation, z-score, univariate test chosen by normality, correlation 
 rule) gives the signature and the Rad-score."""),
         ("parameters", """config_path = "study.yaml"
 step = "signature"
-cohort = ''"""),
+cohort = ''
+task = ''  # a study with several tasks: the task this run is for"""),
         ("code", """from IPython.display import display
 
 from helpers.settings import load_config
@@ -183,7 +184,7 @@ from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 from helpers.steps.signature import build_signature, interobserver_agreement, write_signature_outputs
 
-cfg = load_config(config_path)
+cfg = load_config(config_path, task=task or None)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)"""),
@@ -211,7 +212,8 @@ refitted on all training patients. The operating threshold is Youden's J on the 
 and is applied unchanged to the other cohorts. SHAP explains the final model on the training background."""),
         ("parameters", """config_path = "study.yaml"
 step = "models"
-cohort = ''"""),
+cohort = ''
+task = ''  # a study with several tasks: the task this run is for"""),
         ("code", """from IPython.display import display
 
 from helpers.settings import load_config
@@ -220,7 +222,6 @@ from helpers.steps.models import (
     comparison_models,
     fit_clinical_models,
     fit_stacker,
-    fit_survival_models,
     fusion_comparison,
     ith_sweep,
     ith_sweep_table_name,
@@ -228,18 +229,16 @@ from helpers.steps.models import (
     model_predictions,
     run_model_grid,
     select_final_model,
-    survival_features,
     write_clinical_outputs,
     write_final_model_outputs,
     write_final_selection,
     write_grid_outputs,
-    write_survival_outputs,
 )
 from helpers.steps.survival import fit_survival_model_set, write_survival_model_outputs
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 
-cfg = load_config(config_path)
+cfg = load_config(config_path, task=task or None)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)
@@ -299,20 +298,18 @@ for name, table in write_clinical_outputs(clinical_models, data, cfg, report).it
     display(predictions.groupby(["model", "cohort"]).size().unstack())"""),
         ("md", """## Time-to-event models
 
-Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`). Survival-only study:
-Cox models on the clinical variables, the radiomics signature (also a random survival forest), the ITH score(s) and
-the deep features, each with and without ITH, and a combined model (seed Table S4). With a binary endpoint too:
-penalised Cox and a random survival forest on the features selected for survival (`survival.signature_steps`).
-Training risks are out-of-fold; risk-group cut-offs come from the training cohort's out-of-fold risks."""),
+Runs when the study config names a time-to-event endpoint (`endpoints.time`, `endpoints.event`), survival-only or
+with a binary endpoint too: Cox models on the clinical variables, the radiomics signature (also a random survival
+forest), the ITH score(s) and the deep features, each with and without ITH, and a combined model (seed Table S4).
+The radiomics features are those selected against (time, event) (`signature.steps` of a survival-only study,
+`survival.signature_steps` otherwise). Training risks are out-of-fold; risk-group cut-offs come from the training
+cohort's out-of-fold risks."""),
         ("code", """if data.time is None:
     print("no time-to-event endpoint configured: survival models skipped")
     shown = {}
-elif cfg.survival_only:
+else:
     survival_models = fit_survival_model_set(data, cfg)
     shown = write_survival_model_outputs(survival_models, data, cfg, report)
-else:
-    survival_fits = fit_survival_models(data, cfg, survival_features(cfg, data.X))
-    shown = write_survival_outputs(survival_fits, data, cfg, report)
 for name, table in shown.items():
     print(name)
     display(table)"""),
@@ -329,7 +326,8 @@ decision curves (net benefit, Vickers & Elkin 2006). Table 1 tests continuous va
 Mann-Whitney U (Shapiro-Wilk rule) and categorical ones by chi-square or Fisher's exact test (expected counts < 5)."""),
         ("parameters", """config_path = "study.yaml"
 step = "statistics"
-cohort = ''"""),
+cohort = ''
+task = ''  # a study with several tasks: the task this run is for"""),
         ("code", """from IPython.display import display
 
 from helpers.settings import load_config
@@ -344,7 +342,7 @@ from helpers.data.manifest import load_study
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 
-cfg = load_config(config_path)
+cfg = load_config(config_path, task=task or None)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)
 manifest, patients = load_study(cfg, check_images=False)
@@ -398,11 +396,17 @@ import pandas as pd
 from helpers._environment import set_seeds
 from helpers.reporting.writer import ReportWriter
 from helpers.settings import load_config
-from helpers.steps.supplement import numbered_items, write_supplement
+from helpers.steps.supplement import numbered_items, write_supplement, write_task_comparison
 
 cfg = load_config(config_path)
 set_seeds(cfg.seed)
 report = ReportWriter(cfg, step, cohort or None)"""),
+        ("md", "## The tasks side by side (a study with several tasks: each task's final model in the held-out cohorts)"),
+        ("code", """comparison = write_task_comparison(cfg, report)
+if comparison is None:
+    print("one task (endpoints): nothing to compare")
+else:
+    display(comparison)"""),
         ("md", "## Build the document"),
         ("code", """supplement = write_supplement(cfg, report)
 print(f"{supplement.n_tables} tables and {supplement.n_figures} figures")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.settings.study import StudyConfig
+from helpers.settings.study import PER_TASK_NOTEBOOKS, StudyConfig
 
 __all__ = [
     "Artifact",
@@ -29,10 +29,12 @@ __all__ = [
     "ITH_SCORES",
     "MODELLING_FEATURES",
     "MODEL_PREDICTIONS",
+    "PERFORMANCE",
     "RADSCORES",
     "RADSCORE_COEFFICIENTS",
     "RUN_RECORD",
     "SIGNATURE_MODEL",
+    "SURVIVAL_ABLATION",
     "SURVIVAL_PREDICTIONS",
 ]
 
@@ -48,9 +50,18 @@ class Artifact:
     kind: str
     notebook: str = ""
 
+    @property
+    def per_task(self) -> bool:
+        """Written by a step that runs once per task (notebooks 04-06): it lives under the task's report folder."""
+        return f"{self.notebook}_".startswith(PER_TASK_NOTEBOOKS) if self.notebook else False
+
     def path(self, cfg: StudyConfig, **fields: str) -> Path:
-        """Absolute path for this study (``fields`` fill the placeholders, e.g. ``preset="seed1762"``)."""
-        return cfg.report_root / self.relative.format(**fields)
+        """Absolute path for this study (``fields`` fill the placeholders, e.g. ``preset="seed1762"``).
+
+        Files of the shared steps (01-03, the runner) are under ``reports/<study>/``; those of the per-task steps under
+        the task's folder when ``cfg`` is one task's view (:meth:`StudyConfig.for_task`).
+        """
+        return (cfg.report_root if self.per_task else cfg.study_root) / self.relative.format(**fields)
 
     def exists(self, cfg: StudyConfig, **fields: str) -> bool:
         return self.path(cfg, **fields).is_file()
@@ -95,4 +106,6 @@ FINAL_MODEL = Artifact("models/final_model.joblib", "models", "joblib", "05")
 FINAL_MODEL_SIDECAR = Artifact("models/final_model.json", "models", "json", "05")
 MODEL_PREDICTIONS = Artifact("features/model_predictions.parquet", "models", "parquet", "05")
 SURVIVAL_PREDICTIONS = Artifact("features/survival_predictions.parquet", "models", "parquet", "05")
+PERFORMANCE = Artifact("tables/performance.csv", "statistics", "csv", "06")
+SURVIVAL_ABLATION = Artifact("tables/survival_ablation.csv", "statistics", "csv", "06")
 RUN_RECORD = Artifact("provenance/latest.json", "runner (python -m helpers run)", "json")

@@ -336,12 +336,13 @@ def cohort_counts(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: StudyConf
         per binary outcome class (with %), and scans per series.
     """
     per_patient = manifest.groupby("patient")["cohort"].first()
-    endpoint = cfg.endpoints.binary
+    # Every task's binary endpoint (a study with several tasks counts each; the one-task study its endpoints.binary).
+    endpoints = list(dict.fromkeys(ep.binary for ep in cfg.all_endpoints if ep.binary and ep.binary in patients.columns))
     rows = []
     for cohort in [*cfg.cohorts, "total"]:
         ids = per_patient.index if cohort == "total" else per_patient.index[per_patient == cohort]
         row: dict[str, object] = {"cohort": cohort, "role": cfg.cohorts[cohort].role if cohort != "total" else "", "patients": len(ids)}
-        if endpoint:
+        for endpoint in endpoints:
             y = patients.loc[ids, endpoint]
             for cls in sorted(patients[endpoint].dropna().unique()):
                 k = int((y == cls).sum())

@@ -666,41 +666,42 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
     table, dialect = read_csv_table(path, text_columns=(pid,))
     _dialect_note(path, dialect, notes)
     issues: list[ManifestIssue] = []
-    rule = cfg.endpoints.binary_from
-    binary = cfg.endpoints.binary if rule is None else rule.column
-    needed = [pid, *[c for c in (binary, cfg.endpoints.time, cfg.endpoints.event) if c], *cfg.clinical_variables]
+    endpoint_sets = cfg.all_endpoints  # one per task of a study with 'tasks'
+    rules = {ep.binary: ep.binary_from for ep in endpoint_sets if ep.binary_from is not None}  # derived column -> marker rule
+    zero_one = list(dict.fromkeys(c for ep in endpoint_sets for c in (ep.binary, ep.event) if c))
+    times = list(dict.fromkeys(ep.time for ep in endpoint_sets if ep.time))
+    read = [rules[c].column if c in rules else c for c in zero_one]
+    needed = list(dict.fromkeys([pid, *read, *times, *cfg.clinical_variables]))
     missing_cols = [c for c in needed if c not in table.columns]
     if missing_cols:
         raise ManifestError(str(path), [ManifestIssue(None, c, None, "column named in the study config is missing", f"add column '{c}' or fix the config") for c in missing_cols])
-    if rule is not None:
-        marker_issues = _derive_binary_endpoint(table, cfg)
-        if marker_issues:
-            raise ManifestError(str(path), marker_issues)
+    marker_issues = [i for ep in endpoint_sets if ep.binary_from is not None for i in _derive_binary_endpoint(table, cfg, ep)]
+    if marker_issues:
+        raise ManifestError(str(path), marker_issues)
+    survival_fitted = fits_outcome_models(cfg)
     for i, r in table.iterrows():
         row, patient = int(i) + 1, str(r[pid])
         if not patient.strip():
             issues.append(ManifestIssue(row, pid, None, "patient id is empty", "fill in the id or delete the row"))
             continue
-        for col in (cfg.endpoints.binary, cfg.endpoints.event):
-            if col is None:
-                continue
-            v = r[col]
-            if pd.isna(v) and rule is not None and col == cfg.endpoints.binary:
+        for col in zero_one:
+            v, rule = r[col], rules.get(col)
+            if pd.isna(v) and rule is not None:
                 issues.append(ManifestIssue(row, rule.column, patient, f"{rule.column} is missing, so the derived endpoint '{col}' is too",
                                             f"fill in {rule.column} or remove the patient from the manifest"))
             elif pd.isna(v):
                 issues.append(ManifestIssue(row, col, patient, "endpoint value is missing", "fill it in (0 or 1) or remove the patient from the manifest"))
             elif v not in (0, 1):
                 issues.append(ManifestIssue(row, col, patient, f"value {_shown(v)} is not 0 or 1", "code the endpoint as 0/1"))
-        if cfg.endpoints.time:
-            t = pd.to_numeric(pd.Series([r[cfg.endpoints.time]]), errors="coerce").iloc[0]
+        for time in times:
+            t = pd.to_numeric(pd.Series([r[time]]), errors="coerce").iloc[0]
             if pd.isna(t) or (isinstance(t, float) and math.isinf(t)):
-                issues.append(ManifestIssue(row, cfg.endpoints.time, patient, f"time {_shown(r[cfg.endpoints.time])} is not a number", "give the follow-up time as a number"))
+                issues.append(ManifestIssue(row, time, patient, f"time {_shown(r[time])} is not a number", "give the follow-up time as a number"))
             elif t < 0:
-                issues.append(ManifestIssue(row, cfg.endpoints.time, patient, f"negative time {t}", "time to event must be >= 0; check the dates"))
-            elif t == 0 and fits_survival_models(cfg):
+                issues.append(ManifestIssue(row, time, patient, f"negative time {t}", "time to event must be >= 0; check the dates"))
+            elif t == 0 and survival_fitted:
                 # Cox partial likelihood and the IPCW metrics need a positive follow-up (an event at time 0 has no risk set before it).
-                issues.append(ManifestIssue(row, cfg.endpoints.time, patient, "follow-up time is 0",
+                issues.append(ManifestIssue(row, time, patient, "follow-up time is 0",
                                             "time to event must be > 0 for the survival models: check the dates, or remove the patient"))
     issues += _continuous_text_issues(table, cfg, dialect)
     filled = table[table[pid].str.strip().ne("")]
@@ -725,14 +726,16 @@ def load_patient_table(cfg: StudyConfig, patients: list[str] | None = None, note
     return table.set_index(pid)
 
 
-def _derive_binary_endpoint(table: pd.DataFrame, cfg: StudyConfig) -> list[ManifestIssue]:
-    """Add the 0/1 column ``endpoints.binary`` derived from the marker of ``endpoints.binary_from`` (in place).
+def _derive_binary_endpoint(table: pd.DataFrame, cfg: StudyConfig, endpoints=None) -> list[ManifestIssue]:
+    """Add the 0/1 column ``endpoints.binary`` derived from the marker of ``endpoints.binary_from`` (in place; ``endpoints``:
+    one task's, default the study's).
 
     A value that is not a number is an issue (row, column, patient, fix); a
     missing marker value gives a missing endpoint, which the endpoint checks
     then report for the patients in the manifest.
     """
-    rule, name, pid = cfg.endpoints.binary_from, cfg.endpoints.binary, cfg.patient_id_column
+    endpoints = endpoints if endpoints is not None else cfg.endpoints
+    rule, name, pid = endpoints.binary_from, endpoints.binary, cfg.patient_id_column
     if name in table.columns:
         return [ManifestIssue(None, name, None, f"column '{name}' exists but endpoints.binary_from derives it from '{rule.column}'",
                               f"rename endpoints.binary (e.g. '{rule.column}_high') or drop the column from the patient table")]
@@ -912,23 +915,30 @@ def load_study(
         coverage = _coverage_issues(cfg, pd.concat(parts, ignore_index=True), where)
         if coverage:
             collect(ManifestError(source or ", ".join(str(cfg.path(t.path)) for t in cfg.feature_tables), coverage))
-    endpoint_issues = _endpoint_step_issues(cfg) + _survival_step_issues(cfg)
+    endpoint_issues = _per_task(cfg, lambda v: _endpoint_step_issues(v) + _survival_step_issues(v))
     if endpoint_issues:
         collect(ManifestError(str(cfg.path(cfg.config_file)), endpoint_issues))
     if source is None:
         manifest = supplied_rows.sort_values(["patient", "series"]).reset_index(drop=True)
     if not found and fits_outcome_models(cfg):
         assigned = manifest if not len(supplied_rows) or source is None else pd.concat([manifest[["patient", "cohort"]], supplied_rows], ignore_index=True)
-        issues = _training_class_issues(cfg, assigned, patients)
+        issues = _per_task(cfg, lambda v: _training_class_issues(v, assigned, patients))
         if issues:
             collect(ManifestError(str(cfg.path(cfg.patient_table)), issues))
-        elif fits_survival_models(cfg):
-            horizon_issues = _horizon_issues(cfg, manifest, patients, notes)
+        else:
+            horizon_issues = _per_task(cfg, lambda v: _horizon_issues(v, manifest, patients, notes) if fits_survival_models(v) else [])
             if horizon_issues:
                 collect(ManifestError(str(cfg.path(cfg.config_file)), horizon_issues))
     if found:
         raise ManifestError(" and ".join(found), [i for issues in found.values() for i in issues])
     return manifest, patients
+
+
+def _per_task(cfg: StudyConfig, check: Callable[[StudyConfig], list[ManifestIssue]]) -> list[ManifestIssue]:
+    """``check`` run on each task's view of a study with ``tasks`` (each problem names its task), else on the study."""
+    if not cfg.splits_into_tasks:
+        return check(cfg)
+    return [ManifestIssue(i.row, i.column, i.patient, f"task '{v.task}': {i.problem}", i.fix) for v in cfg.task_views() for i in check(v)]
 
 
 def _coverage_issues(cfg: StudyConfig, df: pd.DataFrame, where: str = "the manifest") -> list[ManifestIssue]:

@@ -9,8 +9,10 @@ follow pyradiomics (``original_glcm_Contrast``, ``wavelet-LLH_firstorder_Mean``,
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,10 +29,16 @@ EXPECTED_COUNTS = {"seed1762": 1762, "habitat1197": 1197}
 #: pyradiomics' enabled 3D shape features (both presets include all 14).
 SHAPE_FEATURES = 14
 
+#: Settings of this project that pyradiomics does not know; removed from the parameters before pyradiomics sees them.
+#: ``binOrigin``: with ``binWidth``, the lower edge of the first bin (IBSI fixed bin size: the re-segmentation lower
+#: bound) instead of pyradiomics' ``floor(min / binWidth) * binWidth``; see :func:`extract_features`.
+PROJECT_SETTINGS = ("binOrigin",)
+
 _FEATURE = re.compile(r"^(?P<image_type>[^_]+)_(?P<cls>[^_]+)_(?P<name>.+)$")
 
 __all__ = [
     "PRESETS_DIR",
+    "PROJECT_SETTINGS",
     "EXPECTED_COUNTS",
     "available_presets",
     "load_preset",
@@ -92,6 +100,40 @@ def merge_settings(preset: Mapping, overrides: Mapping | None) -> dict:
     return params
 
 
+_BIN_ORIGIN: contextvars.ContextVar[float | None] = contextvars.ContextVar("bin_origin", default=None)
+_ORIGINAL_GET_BIN_EDGES = None
+
+
+def _bin_edges_from_origin(parameterValues, **kwargs):  # pyradiomics' signature
+    """pyradiomics' ``getBinEdges`` with the first edge at the active ``binOrigin`` (fixed bin width only).
+
+    Without an active origin, or with ``binCount``, pyradiomics' own function is called unchanged.
+    """
+    origin = _BIN_ORIGIN.get()
+    if origin is None or kwargs.get("binCount") is not None:
+        return _ORIGINAL_GET_BIN_EDGES(parameterValues, **kwargs)
+    width = float(kwargs.get("binWidth", 25))
+    values = np.asarray(parameterValues, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if low < origin:
+        raise ValueError(
+            f"binOrigin {origin:g} is above the lowest intensity in the ROI ({low:g}): set binOrigin to the "
+            "re-segmentation lower bound (resegmentRange[0]) or lower, or remove it"
+        )
+    # Edges origin + k * width (half-open bins, as pyradiomics): bin index floor((x - origin) / width) + 1 (IBSI).
+    n = math.floor((high - origin) / width) + 2
+    return origin + width * np.arange(n + 1, dtype=np.float64)
+
+
+def _install_bin_origin_hook() -> None:
+    global _ORIGINAL_GET_BIN_EDGES
+    from radiomics import imageoperations
+
+    if _ORIGINAL_GET_BIN_EDGES is None:
+        _ORIGINAL_GET_BIN_EDGES = imageoperations.getBinEdges
+        imageoperations.getBinEdges = _bin_edges_from_origin
+
+
 def _extractor(params: Mapping):
     import radiomics
     from radiomics import featureextractor
@@ -116,7 +158,14 @@ def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tu
     image, mask : SimpleITK.Image
         The (preprocessed) image and a mask on the same grid.
     params : mapping
-        pyradiomics parameters (a preset merged with series settings).
+        pyradiomics parameters (a preset merged with series settings), plus the
+        project settings of :data:`PROJECT_SETTINGS`: ``binOrigin`` (with
+        ``binWidth``) puts the first bin's lower edge at that value, IBSI's
+        fixed-bin-size discretisation (bin ``floor((x - binOrigin) / binWidth) +
+        1``); pyradiomics alone starts at ``floor(min / binWidth) * binWidth``,
+        which shifts every grey-level index when the ROI minimum is more than a
+        bin above the re-segmentation bound. Without ``binOrigin`` pyradiomics
+        runs unchanged.
 
     Returns
     -------
@@ -131,7 +180,18 @@ def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tu
             f"the image has {int(np.isnan(arr).sum())} NaN and {int(np.isinf(arr).sum())} infinite voxel(s); features are "
             "undefined on them: re-export the image without NaN/inf or replace them with a background value"
         )
-    result = _extractor(params).execute(image, mask, label=int((params.get("setting") or {}).get("label", 1)))
+    settings = dict(params.get("setting") or {})
+    origin = settings.pop("binOrigin", None)
+    if origin is not None:
+        if settings.get("binCount") is not None or not isinstance(origin, (int, float)) or not math.isfinite(origin):
+            raise ValueError(f"binOrigin must be a finite number used with binWidth (not binCount), got {origin!r}")
+        _install_bin_origin_hook()
+    params = {**dict(params), "setting": settings}
+    token = _BIN_ORIGIN.set(None if origin is None else float(origin))
+    try:
+        result = _extractor(params).execute(image, mask, label=int(settings.get("label", 1)))
+    finally:
+        _BIN_ORIGIN.reset(token)
     features: dict[str, float] = {}
     diagnostics: dict[str, object] = {}
     for key, value in result.items():

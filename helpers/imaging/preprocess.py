@@ -24,6 +24,7 @@ __all__ = [
     "resample_image",
     "resample_mask",
     "mask_on_grid",
+    "resegment_mask",
     "n4_bias_correction",
     "clip_intensities",
     "zscore_normalise",
@@ -31,25 +32,51 @@ __all__ = [
 ]
 
 
-def _target_grid(image: sitk.Image, spacing: Sequence[float]) -> tuple[list[int], list[float]]:
-    old_size, old_spacing = image.GetSize(), image.GetSpacing()
-    # Keep the physical extent: the new grid covers the old one (size rounded up), same origin and direction.
-    size = [max(1, int(math.ceil(n * s / t - 1e-6))) for n, s, t in zip(old_size, old_spacing, spacing, strict=True)]
-    return size, [float(s) for s in spacing]
+_ALIGNMENTS = ("origin", "center")
 
 
-def resample_image(image: sitk.Image, spacing_mm: Sequence[float], interpolator: str = "bspline") -> sitk.Image:
-    """Resample an image to ``spacing_mm`` (x, y, z), keeping origin, direction and extent.
+def _target_grid(image: sitk.Image, spacing: Sequence[float], alignment: str = "origin") -> tuple[list[int], list[float], tuple[float, ...]]:
+    """Size, spacing and origin of the resampled grid.
 
-    The output pixel type is float32 for B-spline/linear interpolation (they
-    create non-integer values) and unchanged for nearest neighbour.
+    The new grid covers the old extent (size ``ceil(n * s / t)``). ``origin``
+    keeps the old origin (first voxel centre); ``center`` shifts it by
+    ``((n - 1) s - (n' - 1) t) / 2`` along each axis so the centres of both grids
+    coincide (IBSI 1, grid-centre alignment).
     """
-    size, spacing = _target_grid(image, spacing_mm)
+    if alignment not in _ALIGNMENTS:
+        raise ValueError(f"grid_alignment must be one of {list(_ALIGNMENTS)}, got {alignment!r}")
+    old_size, old_spacing = image.GetSize(), image.GetSpacing()
+    size = [max(1, int(math.ceil(n * s / t - 1e-6))) for n, s, t in zip(old_size, old_spacing, spacing, strict=True)]
+    origin = tuple(float(o) for o in image.GetOrigin())
+    if alignment == "center":
+        shift = np.array([((n - 1) * s - (m - 1) * t) / 2.0 for n, s, m, t in zip(old_size, old_spacing, size, spacing)])
+        direction = np.array(image.GetDirection(), dtype=float).reshape(image.GetDimension(), image.GetDimension())
+        origin = tuple(float(v) for v in np.array(origin) + direction @ shift)
+    return size, [float(s) for s in spacing], origin
+
+
+def resample_image(image: sitk.Image, spacing_mm: Sequence[float], interpolator: str = "bspline",
+                   grid_alignment: str = "origin", round_intensities: bool = False) -> sitk.Image:
+    """Resample an image to ``spacing_mm`` (x, y, z), keeping direction and extent.
+
+    ``grid_alignment='origin'`` (default) keeps the origin; ``'center'`` aligns
+    the centres of the original and the new grid (IBSI 1). The output pixel
+    type is float32 for B-spline/linear interpolation (they create non-integer
+    values) and unchanged for nearest neighbour; ``round_intensities`` rounds
+    the interpolated values to the nearest integer (integer-valued modalities
+    such as CT; ties to even, as numpy).
+    """
+    size, spacing, origin = _target_grid(image, spacing_mm, grid_alignment)
     out_type = image.GetPixelID() if interpolator == "nearest" else sitk.sitkFloat32
-    return sitk.Resample(
-        image, size, sitk.Transform(), _INTERPOLATORS[interpolator], image.GetOrigin(), spacing,
+    out = sitk.Resample(
+        image, size, sitk.Transform(), _INTERPOLATORS[interpolator], origin, spacing,
         image.GetDirection(), 0.0, out_type,
     )
+    if round_intensities and interpolator != "nearest":
+        rounded = sitk.GetImageFromArray(np.rint(sitk.GetArrayViewFromImage(out)).astype(np.float32))
+        rounded.CopyInformation(out)
+        out = rounded
+    return out
 
 
 def mask_on_grid(mask: sitk.Image, reference: sitk.Image, method: str = "partial_volume", threshold: float = 0.5) -> sitk.Image:
@@ -66,14 +93,38 @@ def mask_on_grid(mask: sitk.Image, reference: sitk.Image, method: str = "partial
     return sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def resample_mask(mask: sitk.Image, spacing_mm: Sequence[float], method: str = "partial_volume", threshold: float = 0.5) -> sitk.Image:
-    """Resample a binary mask to ``spacing_mm`` on the same extent (see :func:`mask_on_grid`)."""
-    size, spacing = _target_grid(mask, spacing_mm)
+def resample_mask(mask: sitk.Image, spacing_mm: Sequence[float], method: str = "partial_volume", threshold: float = 0.5,
+                  grid_alignment: str = "origin") -> sitk.Image:
+    """Resample a binary mask to ``spacing_mm`` on the same extent (see :func:`mask_on_grid`, :func:`resample_image`)."""
+    size, spacing, origin = _target_grid(mask, spacing_mm, grid_alignment)
     ref = sitk.Image(size, sitk.sitkUInt8)
     ref.SetSpacing(spacing)
-    ref.SetOrigin(mask.GetOrigin())
+    ref.SetOrigin(origin)
     ref.SetDirection(mask.GetDirection())
     return mask_on_grid(mask, ref, method, threshold)
+
+
+def resegment_mask(image: sitk.Image, mask: sitk.Image, value_range: Sequence[float] | None = None,
+                   outlier_sigma: float | None = None) -> sitk.Image:
+    """Re-segment a mask by intensity (IBSI 1, re-segmentation), as a uint8 0/1 mask on the mask's grid.
+
+    ``value_range`` (low, high) keeps voxels with low <= value <= high; then
+    ``outlier_sigma`` k keeps voxels within mean +- k SD (population SD) of
+    the voxels still in the mask. Either may be None; IBSI's combined
+    re-segmentation applies the range first, as here.
+    """
+    arr = sitk.GetArrayViewFromImage(image)
+    keep = sitk.GetArrayFromImage(mask) > 0
+    if value_range is not None:
+        low, high = value_range
+        keep &= (arr >= low) & (arr <= high)
+    if outlier_sigma is not None and keep.any():
+        values = arr[keep].astype(np.float64)
+        mean, sd = values.mean(), values.std()
+        keep &= (arr >= mean - outlier_sigma * sd) & (arr <= mean + outlier_sigma * sd)
+    out = sitk.GetImageFromArray(keep.astype(np.uint8))
+    out.CopyInformation(mask)
+    return out
 
 
 def n4_bias_correction(image: sitk.Image, mask: sitk.Image | None = None, shrink_factor: int = 4, iterations: Sequence[int] = (50, 50, 30, 20)) -> sitk.Image:
@@ -133,7 +184,8 @@ def preprocess(image: sitk.Image, mask: sitk.Image, settings: PreprocessSettings
     if settings.n4:
         image = n4_bias_correction(image, None, settings.n4_shrink_factor, settings.n4_iterations)
     if settings.resample_mm is not None:
-        image = resample_image(image, settings.resample_mm, settings.interpolator)
+        image = resample_image(image, settings.resample_mm, settings.interpolator, settings.grid_alignment,
+                               settings.round_intensities)
         mask = mask_on_grid(mask, image, settings.mask_resampling, settings.mask_threshold)
     elif mask.GetSize() != image.GetSize() or not np.allclose(mask.GetSpacing(), image.GetSpacing()):
         mask = mask_on_grid(mask, image, settings.mask_resampling, settings.mask_threshold)

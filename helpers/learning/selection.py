@@ -296,6 +296,26 @@ def _check_number(name: str, value, low: float, high: float, *, low_open: bool =
         raise ValueError(f"{name}={value!r} must be a number in {lo}{low}, {high}{hi}")
 
 
+def _check_int(name: str, value, minimum: int, *, or_none: bool = False) -> None:
+    """``value`` is an integer >= ``minimum`` (a bool is not), or None with ``or_none``."""
+    if or_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be {'None or ' if or_none else ''}an integer >= {minimum}")
+
+
+def _check_penalty_search(est: BaseEstimator, *, splitter: bool = False) -> None:
+    """The parameters of the cross-validated penalty search that :class:`LassoSelector` and :class:`CoxLassoSelector`
+    share: ``cv`` (an integer >= 2 or, with ``splitter``, a CV splitter), ``lambda_rule`` and ``min_features``."""
+    if splitter and not isinstance(est.cv, int | np.integer):
+        if isinstance(est.cv, str) or not hasattr(est.cv, "split"):  # a str has a split() too
+            raise ValueError(f"cv={est.cv!r} must be an integer >= 2 or a CV splitter with split(X, y)")
+    elif isinstance(est.cv, bool) or not isinstance(est.cv, int | np.integer) or est.cv < 2:
+        raise ValueError(f"cv={est.cv!r} must be an integer >= 2" + (" or a CV splitter" if splitter else ""))
+    _check_choice("lambda_rule", est.lambda_rule, ("min", "1se"))
+    _check_int("min_features", est.min_features, 0)
+
+
 # --------------------------------------------------------------------------- base class
 
 
@@ -573,8 +593,7 @@ class UnivariateFilter(_FeatureStep):
         _check_choice("test", self.test, ("auto", "ttest", "mannwhitney"))
         _check_number("normality_alpha", self.normality_alpha, 0, 1, low_open=True, high_open=True)
         _check_choice("equal_var", self.equal_var, (False, True))
-        if not isinstance(self.min_features, int) or self.min_features < 0:
-            raise ValueError(f"min_features must be a non-negative integer, got {self.min_features!r}")
+        _check_int("min_features", self.min_features, 0)
         if self.correction is not None:
             from statsmodels.stats.multitest import multitest_methods_names
 
@@ -999,13 +1018,7 @@ class LassoSelector(_FeatureStep):
         _check_choice("penalty", self.penalty, ("l1", "elasticnet"))
         if self.penalty == "elasticnet":
             _check_number("l1_ratio", self.l1_ratio, 0, 1, low_open=True)
-        if isinstance(self.cv, bool) or (isinstance(self.cv, int | np.integer) and self.cv < 2):
-            raise ValueError(f"cv={self.cv!r} must be an integer >= 2 or a CV splitter")
-        if not isinstance(self.cv, int | np.integer) and not hasattr(self.cv, "split"):
-            raise ValueError(f"cv={self.cv!r} must be an integer >= 2 or a CV splitter with split(X, y)")
-        _check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
-        if isinstance(self.min_features, bool) or not isinstance(self.min_features, int | np.integer) or self.min_features < 0:
-            raise ValueError(f"min_features={self.min_features!r} must be an integer >= 0")
+        _check_penalty_search(self, splitter=True)
         if isinstance(self.Cs, int | np.integer) and not isinstance(self.Cs, bool):
             if self.Cs < 2:
                 raise ValueError(f"Cs={self.Cs!r}: the lambda path needs at least 2 values")
@@ -1684,11 +1697,8 @@ class UnivariateCoxFilter(_FeatureStep):
         _check_choice("criterion", self.criterion, ("p", "c_index"))
         _check_number("p_threshold", self.p_threshold, 0, 1, low_open=True)
         _check_number("c_threshold", self.c_threshold, 0.5, 1)
-        if isinstance(self.min_features, bool) or not isinstance(self.min_features, int | np.integer) or self.min_features < 0:
-            raise ValueError(f"min_features={self.min_features!r} must be an integer >= 0")
-        if self.max_features is not None and (isinstance(self.max_features, bool) or not isinstance(self.max_features, int | np.integer)
-                                              or self.max_features < 1):
-            raise ValueError(f"max_features={self.max_features!r} must be None or an integer >= 1")
+        _check_int("min_features", self.min_features, 0)
+        _check_int("max_features", self.max_features, 1, or_none=True)
 
     def fit(self, X, y) -> UnivariateCoxFilter:
         """Fit one Cox model per feature on the training rows.
@@ -1822,15 +1832,10 @@ class CoxLassoSelector(_FeatureStep):
 
     def _check_params(self) -> None:
         _check_number("l1_ratio", self.l1_ratio, 0, 1, low_open=True)
-        if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
-            raise ValueError(f"cv={self.cv!r} must be an integer >= 2")
-        _check_choice("lambda_rule", self.lambda_rule, ("min", "1se"))
+        _check_penalty_search(self)
         _check_choice("scoring", self.scoring, ("partial_likelihood", "c_index"))
-        if isinstance(self.n_alphas, bool) or not isinstance(self.n_alphas, int | np.integer) or self.n_alphas < 2:
-            raise ValueError(f"n_alphas={self.n_alphas!r} must be an integer >= 2")
+        _check_int("n_alphas", self.n_alphas, 2)
         _check_number("alpha_min_ratio", self.alpha_min_ratio, 0, 1, low_open=True, high_open=True)
-        if isinstance(self.min_features, bool) or not isinstance(self.min_features, int | np.integer) or self.min_features < 0:
-            raise ValueError(f"min_features={self.min_features!r} must be an integer >= 0")
 
     def _coxnet(self, alphas=None):
         from sksurv.linear_model import CoxnetSurvivalAnalysis

@@ -19,21 +19,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default="study.yaml", help="study configuration (default: study.yaml)")
     run.add_argument("--step", help="run only this step (e.g. acquisition_qc)")
     run.add_argument("--cohort", help="run per-cohort steps for this cohort only")
+    run.add_argument("--task", help="run the per-task steps (04-06) for this task only (a study with 'tasks')")
     run.add_argument("--force", action="store_true", help="re-run steps even when nothing changed")
     val = sub.add_parser("validate", help="validate the config, manifest and patient table; run nothing")
     val.add_argument("--config", default="study.yaml")
     sim = sub.add_parser(
         "simulate",
         help="write a seeded simulated study with its ground truth (helpers.simulation.simulate)",
-        description="Write a complete simulated MR study (images, two readers' masks, clinical table, endpoints, manifest, "
+        description="Write a complete simulated MR or CT study (images, two readers' masks, clinical table, endpoints, manifest, "
         "study.yaml) and its ground truth (ground_truth/). Options left out keep their SimulationSettings defaults; "
         "--settings reads any setting from a YAML/JSON file, options given here override it.",
     )
     sim.add_argument("--out", required=True, help="folder to write (absent or empty)")
     sim.add_argument("--patients", type=int, help="number of patients (default 100)")
     sim.add_argument("--seed", type=int, help="seed of every random draw (default 0); same seed -> identical files")
+    sim.add_argument("--modality", choices=["MR", "CT"],
+                     help="MR (T1WI-like, default) or CT (int16 Hounsfield units, CT scanners and kernels, series 'CT')")
     sim.add_argument("--centres", nargs="+", metavar="NAME=SCANNER[,SCANNER]",
-                     help="centres and their scanners (verio, signa_hdxt, ingenia_cx); default centre1=verio centre2=signa_hdxt,ingenia_cx")
+                     help="centres and their scanners: MR verio, signa_hdxt, ingenia_cx (default centre1=verio "
+                     "centre2=signa_hdxt,ingenia_cx); CT discovery_ct750, definition_flash, brilliance_ict (default "
+                     "centre1=definition_flash,brilliance_ict centre2=discovery_ct750)")
     sim.add_argument("--split", choices=["random", "centre"], help="cohort split: random per scanner (default) or by centre")
     sim.add_argument("--train-centres", nargs="+", metavar="NAME", help="training centres for --split centre")
     sim.add_argument("--test-fraction", type=float, help="external-test share of each scanner's patients (--split random; default 0.3)")
@@ -57,7 +62,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     settings = load_settings_file(args.settings) if args.settings else {}
     overrides = {
-        "patients": args.patients, "seed": args.seed, "split": args.split, "test_fraction": args.test_fraction,
+        "modality": args.modality, "patients": args.patients, "seed": args.seed, "split": args.split, "test_fraction": args.test_fraction,
         "target_auc": args.target_auc, "prevalence": args.prevalence, "fov_mm": args.fov_mm, "study": args.study,
         "train_centres": args.train_centres, "centres": parse_centres(args.centres) if args.centres else None,
         "dicom": True if args.dicom else None, "validation_fraction": args.validation_fraction,
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from helpers.runner.pipeline import run_study
 
-        results = run_study(args.config, step=args.step, cohort=args.cohort, force=args.force)
+        results = run_study(args.config, step=args.step, cohort=args.cohort, force=args.force, task=args.task)
         ran = sum(r.status == "ran" for r in results)
         failed = {p for r in results for p in r.failed_patients}
         units = sum(r.failed_units for r in results)

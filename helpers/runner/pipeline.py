@@ -39,6 +39,7 @@ class StepRun:
     step: str
     cohort: str | None
     status: str  # "ran", "skipped", "failed"
+    task: str | None = None
     seconds: float = 0.0
     key: str = ""
     notebook: str = ""
@@ -48,11 +49,21 @@ class StepRun:
 
     @property
     def label(self) -> str:
-        return self.step + (f" [{self.cohort}]" if self.cohort else "")
+        return self.step + (f" [{self.cohort}]" if self.cohort else "") + (f" [task {self.task}]" if self.task else "")
 
 
-def plan_runs(cfg: StudyConfig, step: str | None = None, cohort: str | None = None) -> list[tuple[StepConfig, str | None]]:
-    """The (step, cohort) runs to execute, in order.
+def _step_tasks(cfg: StudyConfig, step: StepConfig) -> list[str | None]:
+    """The tasks a step runs for: each task for a per-task step of a study with ``tasks``, else once (``None``)."""
+    return list(cfg.task_names) if cfg.tasks and step.runs_per_task else [None]
+
+
+def plan_runs(cfg: StudyConfig, step: str | None = None, cohort: str | None = None,
+              task: str | None = None) -> list[tuple[StepConfig, str | None, str | None]]:
+    """The (step, cohort, task) runs to execute, in order.
+
+    A step of a study with ``tasks`` that runs per task (notebooks 04-06)
+    runs once for each task, in the order of ``tasks``; cohort and task are
+    ``None`` for a step that runs once.
 
     Parameters
     ----------
@@ -61,24 +72,31 @@ def plan_runs(cfg: StudyConfig, step: str | None = None, cohort: str | None = No
     cohort : str, optional
         Run per-cohort steps for this cohort only (steps that are not per
         cohort still run once).
+    task : str, optional
+        Run per-task steps for this task only (other steps still run).
 
     Raises
     ------
     ConfigError
-        For an unknown step or cohort.
+        For an unknown step, cohort or task.
     """
     if step is not None:
         cfg.step(step)  # raises for an unknown step
     if cohort is not None and cohort not in cfg.cohorts:
         raise ConfigError(f"unknown cohort '{cohort}'; configured cohorts: {sorted(cfg.cohorts)}")
-    runs: list[tuple[StepConfig, str | None]] = []
+    if task is not None:
+        cfg.task_config(task)  # raises for an unknown task
+    runs: list[tuple[StepConfig, str | None, str | None]] = []
     for s in cfg.steps:
         if step is not None and s.name != step:
             continue
-        if s.per_cohort:
-            runs += [(s, c) for c in cfg.cohorts if cohort is None or c == cohort]
-        else:
-            runs.append((s, None))
+        for t in _step_tasks(cfg, s):
+            if task is not None and t is not None and t != task:
+                continue
+            if s.per_cohort:
+                runs += [(s, c, t) for c in cfg.cohorts if cohort is None or c == cohort]
+            else:
+                runs.append((s, None, t))
     return runs
 
 
@@ -95,22 +113,35 @@ def _data_files(cfg: StudyConfig, manifest: pd.DataFrame | None) -> list[Path]:
     return files
 
 
-def _upstream_ledgers(cfg: StudyConfig, step: StepConfig, cohort: str | None) -> list[tuple[str, str | None]]:
+def _upstream_ledgers(cfg: StudyConfig, step: StepConfig, cohort: str | None) -> list[tuple[str, str | None, Path]]:
+    """(step, cohort, report root) of each ledger a step run depends on.
+
+    ``cfg`` is the view of the run's task (:meth:`StudyConfig.for_task`): a per-task dependency of a per-task step is the
+    same task's run; a step that runs once for the study (the supplement) depends on every task's run.
+    """
     out = []
     for dep in step.depends_on:
         dep_cfg = cfg.step(dep)
-        if dep_cfg.per_cohort:
-            out += [(dep, c) for c in ([cohort] if cohort else list(cfg.cohorts))]
+        tasks = _step_tasks(cfg, dep_cfg)
+        if tasks == [None]:
+            roots = [cfg.study_root]
+        elif cfg.task:
+            roots = [cfg.report_root]
         else:
-            out.append((dep, None))
+            roots = [cfg.for_task(t).report_root for t in tasks]
+        for root in roots:
+            if dep_cfg.per_cohort:
+                out += [(dep, c, root) for c in ([cohort] if cohort else list(cfg.cohorts))]
+            else:
+                out.append((dep, None, root))
     return out
 
 
 def step_key(cfg: StudyConfig, step: StepConfig, cohort: str | None, data_hashes: dict[str, str], code_hash: str, env_hash: str) -> str:
-    """Hash of everything one step run's results depend on."""
+    """Hash of everything one step run's results depend on (``cfg``: the view of the run's task, if any)."""
     upstream = {
-        f"{dep}:{c}": hash_outputs(cfg.report_root, read_ledger(cfg.report_root, dep, c))
-        for dep, c in _upstream_ledgers(cfg, step, cohort)
+        f"{root.relative_to(cfg.study_root).as_posix()}:{dep}:{c}": hash_outputs(root, read_ledger(root, dep, c))
+        for dep, c, root in _upstream_ledgers(cfg, step, cohort)
     }
     payload = {
         "notebook": hashlib.sha256(cfg.path(step.notebook).read_bytes()).hexdigest(),
@@ -127,12 +158,14 @@ def step_key(cfg: StudyConfig, step: StepConfig, cohort: str | None, data_hashes
 def _parameters(cfg: StudyConfig, step: StepConfig, cohort: str | None) -> dict[str, object]:
     # The config file is passed by name: the study folder (the config's folder) is the notebook's working directory.
     params: dict[str, object] = {"config_path": cfg.config_file, "step": step.name, "cohort": cohort or ""}
+    if cfg.task:
+        params["task"] = cfg.task
     params.update(step.parameters)
     return params
 
 
 def _state_path(cfg: StudyConfig) -> Path:
-    return cfg.report_root / ".state" / "steps.json"
+    return cfg.study_root / ".state" / "steps.json"
 
 
 def _load_state(cfg: StudyConfig) -> dict[str, dict]:
@@ -180,6 +213,7 @@ def run_study(
     cohort: str | None = None,
     force: bool = False,
     out: TextIO | None = None,
+    task: str | None = None,
 ) -> list[StepRun]:
     """Validate the study inputs, then execute the planned notebook steps.
 
@@ -187,8 +221,8 @@ def run_study(
     ----------
     config_path : str or Path
         The study YAML.
-    step, cohort : str, optional
-        Restrict the run to one step and/or one cohort.
+    step, cohort, task : str, optional
+        Restrict the run to one step, one cohort and/or one task (of a study with ``tasks``).
     force : bool
         Re-run even when nothing changed.
     out : text stream, optional
@@ -216,7 +250,7 @@ def run_study(
     started = _dt.datetime.now(_dt.UTC)
     out = out if out is not None else sys.stdout  # looked up at call time (a redirected stdout is honoured)
     cfg = load_config(config_path)
-    runs = plan_runs(cfg, step, cohort)
+    runs = plan_runs(cfg, step, cohort, task)
     inputs = [str(x) for x in (cfg.manifest, *(t.path for t in cfg.feature_tables)) if x]
     print(f"validating {', '.join(inputs)} and {cfg.patient_table} ...", file=out, flush=True)
     state_dir = cfg.report_root / ".state"
@@ -242,15 +276,16 @@ def run_study(
     results: list[StepRun] = []
     failure: StepFailedError | UnitsFailedError | None = None
     versions = package_versions()
-    for i, (s, c) in enumerate(runs, start=1):
-        run_id = s.name + (f"__{c}" if c else "")
-        out_nb = cfg.report_root / "notebooks" / f"{Path(s.notebook).stem}{'__' + c if c else ''}.ipynb"
-        key = step_key(cfg, s, c, data_hashes, code_hash, env_hash)
-        result = StepRun(s.name, c, "skipped", key=key, notebook=str(out_nb.relative_to(cfg.report_root)))
+    for i, (s, c, t) in enumerate(runs, start=1):
+        view = cfg.for_task(t)  # the task's endpoints and report folder (the study itself for shared steps)
+        run_id = (f"{t}/" if t else "") + s.name + (f"__{c}" if c else "")
+        out_nb = view.report_root / "notebooks" / f"{Path(s.notebook).stem}{'__' + c if c else ''}.ipynb"
+        key = step_key(view, s, c, data_hashes, code_hash, env_hash)
+        result = StepRun(s.name, c, "skipped", key=key, notebook=str(out_nb.relative_to(cfg.study_root)), task=t)
         prefix = f"[{i}/{len(runs)}] {result.label}"
-        if not force and _is_current(cfg, state.get(run_id), key):
+        if not force and _is_current(view, state.get(run_id), key):
             result.outputs = list(state[run_id]["outputs"])
-            failures = read_failures(cfg.report_root, s.name, c)
+            failures = read_failures(view.report_root, s.name, c)
             if failures:
                 # Only reachable when the policy allows continuing (a stopped step is never recorded as current).
                 result.failed_units, result.failed_patients = int(failures["count"]), list(failures.get("patients", []))
@@ -266,7 +301,7 @@ def run_study(
         print(f"{prefix}: running {s.notebook} ...", file=out, flush=True)
         t0 = time.perf_counter()
         try:
-            _execute(cfg, s, c, out_nb)
+            _execute(view, s, c, out_nb)
         except StepFailedError as exc:
             result.status, result.seconds = "failed", time.perf_counter() - t0
             state.pop(run_id, None)
@@ -275,9 +310,9 @@ def run_study(
             print(f"{prefix}: FAILED after {result.seconds:.1f} s", file=out, flush=True)
             break
         result.status, result.seconds = "ran", time.perf_counter() - t0
-        outputs = read_ledger(cfg.report_root, s.name, c)
+        outputs = read_ledger(view.report_root, s.name, c)
         result.outputs = outputs
-        failures = read_failures(cfg.report_root, s.name, c)
+        failures = read_failures(view.report_root, s.name, c)
         if failures:
             result.failed_units, result.failed_patients = int(failures["count"]), list(failures.get("patients", []))
             _print_failures(prefix, result, failures, cfg.missing_data.failed_units, out)
@@ -290,7 +325,7 @@ def run_study(
                 break
         else:
             print(f"{prefix}: done in {result.seconds:.1f} s ({len(outputs)} files)", file=out, flush=True)
-        state[run_id] = {"key": key, "status": "ran", "outputs": hash_outputs(cfg.report_root, outputs)}
+        state[run_id] = {"key": key, "status": "ran", "outputs": hash_outputs(view.report_root, outputs)}
         _save_state(cfg, state)
         results.append(result)
     _save_state(cfg, state)

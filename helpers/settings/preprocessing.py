@@ -16,6 +16,16 @@ class PreprocessSettings(BaseModel):
     ----------
     resample_mm : (x, y, z) spacing in mm, or None to keep the native grid.
     interpolator : image interpolator used when resampling.
+    grid_alignment : where the resampled grid sits. ``origin`` (the default,
+        unchanged behaviour) keeps the first voxel centre of the original grid;
+        ``center`` aligns the centres of the original and the resampled grids
+        (IBSI 1, "interpolation grid": the grid is centred on the original one,
+        so the resampled voxels sit symmetrically over the imaged volume).
+        ``center`` is recommended for new studies and used by the IBSI phantom
+        configurations.
+    round_intensities : round interpolated intensities to the nearest integer
+        (for integer-valued modalities such as CT in HU; IBSI 1 does this after
+        interpolation). Only applies when the image is resampled.
     mask_resampling : ``nearest`` or ``partial_volume`` (linear interpolation of
         the binary mask, voxels with value >= ``mask_threshold`` kept; IBSI's
         recommendation).
@@ -30,6 +40,8 @@ class PreprocessSettings(BaseModel):
 
     resample_mm: tuple[float, float, float] | None = None
     interpolator: Literal["bspline", "linear", "nearest"] = "bspline"
+    grid_alignment: Literal["origin", "center"] = "origin"
+    round_intensities: bool = False
     mask_resampling: Literal["nearest", "partial_volume"] = "partial_volume"
     mask_threshold: float = Field(0.5, gt=0, lt=1)
     n4: bool = False

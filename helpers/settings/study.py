@@ -92,6 +92,38 @@ class EndpointsConfig(StrictModel):
         return self
 
 
+class TaskConfig(StrictModel):
+    """One prediction task of a study with several endpoints (seed study 002: pathological grade and Ki-67 index).
+
+    Notebooks 04-06 run once per task, each with the task's ``endpoints``:
+    its own signature, models and statistics, written under
+    ``reports/<study>/tasks/<name>/``. Notebooks 01-03 (QC, segmentation,
+    extraction) run once for the study and are shared by every task; the
+    supplement shows each task's tables and the tasks side by side
+    (``tables/task_comparison``).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="lower-case letters, digits and '_' (it names a folder)")
+    title: str = Field("", description="how the supplement names the task (default: the name, e.g. 'Pathological grade')")
+    endpoints: EndpointsConfig
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> "TaskConfig":
+        if self.endpoints.binary is None and self.endpoints.time is None:
+            raise ValueError(f"task '{self.name}' needs an endpoint: endpoints.binary (a 0/1 column, or binary_from a marker) "
+                             "or endpoints.time and endpoints.event")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
+
+
+#: Notebooks run once per task in a study with ``tasks`` (signature, models, statistics), by step name or notebook prefix.
+PER_TASK_STEPS = ("signature", "models", "statistics")
+PER_TASK_NOTEBOOKS = ("04_", "05_", "06_")
+
+
 class GeometryTolerance(StrictModel):
     """Allowed image/mask geometry differences.
 
@@ -531,8 +563,17 @@ class StepConfig(StrictModel):
     name: str
     notebook: str
     per_cohort: bool = True
+    per_task: bool | None = Field(None, description="run once per task of a study with 'tasks' (default: notebooks 04-06 "
+                                  "and the steps named signature, models, statistics)")
     depends_on: tuple[str, ...] = ()
     parameters: dict[str, object] = Field(default_factory=dict)
+
+    @property
+    def runs_per_task(self) -> bool:
+        """Whether the step runs once per task when the study has ``tasks``."""
+        if self.per_task is not None:
+            return self.per_task
+        return self.name in PER_TASK_STEPS or Path(self.notebook).stem.startswith(PER_TASK_NOTEBOOKS)
 
 
 class StudyConfig(StrictModel):
@@ -555,6 +596,8 @@ class StudyConfig(StrictModel):
     series: dict[str, SeriesConfig]
     labels: dict[str, int]
     endpoints: EndpointsConfig = EndpointsConfig()
+    tasks: tuple[TaskConfig, ...] = Field((), description="several prediction tasks (each with its own endpoints) instead of "
+                                          "'endpoints': notebooks 04-06 run once per task")
     clinical: ClinicalConfig = ClinicalConfig()
     reader_scores: ReaderScoresConfig | None = None
     survival: SurvivalConfig = SurvivalConfig()
@@ -576,6 +619,7 @@ class StudyConfig(StrictModel):
     steps: tuple[StepConfig, ...]
     # Set by load_config, not by the YAML file.
     base_dir: str = Field("", exclude=True)
+    task: str | None = Field(None, exclude=True, description="the task this view of the study is for (see for_task)")
     config_file: str = Field("study.yaml", exclude=True, description="file name of the config in base_dir")
 
     @model_validator(mode="before")
@@ -615,6 +659,24 @@ class StudyConfig(StrictModel):
         # A field validator (not the model validator) so that it is reported together with every other problem.
         if not value and "manifest" in info.data and info.data["manifest"] is None:
             raise ValueError("give 'manifest' (images) or 'feature_tables' (supplied features): the study has no input")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, value: tuple[TaskConfig, ...], info) -> tuple[TaskConfig, ...]:
+        names = [t.name for t in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task names {dupes} are given twice; each task needs its own name")
+        if value and len(value) < 2:
+            raise ValueError("a single task: write its endpoints under 'endpoints' instead of 'tasks' (tasks are for several endpoints)")
+        endpoints = info.data.get("endpoints")
+        if value and endpoints is not None and endpoints != EndpointsConfig():
+            raise ValueError("give the endpoints either under 'endpoints' (one task) or under each of 'tasks' (several), not both")
+        derived = [t.endpoints.binary for t in value if t.endpoints.binary_from is not None]
+        clash = sorted({d for d in derived if derived.count(d) > 1})
+        if clash:
+            raise ValueError(f"tasks derive the endpoint column(s) {clash} more than once; give each derived column its own name")
         return value
 
     @field_validator("segmentation", mode="before")
@@ -704,6 +766,9 @@ class StudyConfig(StrictModel):
                                      f"remove {where} (or add a manifest)")
         if not any(c.role == "train" for c in self.cohorts.values()):
             raise ValueError("cohorts: one cohort must have role 'train' (fitted steps learn from it only)")
+        if self.tasks and any(getattr(d, "mode", None) == "finetune" for d in self.deep_features):
+            raise ValueError("deep_features with mode: finetune learn from one binary endpoint, but the study has several tasks "
+                             "(notebook 02 is shared by every task); use mode: frozen, or one set of endpoints")
         self._validation_cohort_consistent()
         return self
 
@@ -727,9 +792,52 @@ class StudyConfig(StrictModel):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
     @property
-    def report_root(self) -> Path:
-        """``reports/<study>/``: where every table, figure and notebook lands."""
+    def study_root(self) -> Path:
+        """``reports/<study>/``: the study's report folder (steps shared by every task write here)."""
         return self.path(self.reports_dir) / self.study
+
+    @property
+    def report_root(self) -> Path:
+        """Where this view's tables, figures and notebooks land: ``reports/<study>/``, or
+        ``reports/<study>/tasks/<task>/`` for one task of a study with ``tasks`` (see :meth:`for_task`)."""
+        return self.study_root / "tasks" / self.task if self.task else self.study_root
+
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the study's tasks (empty for a study with one set of ``endpoints``)."""
+        return [t.name for t in self.tasks]
+
+    def task_config(self, name: str) -> TaskConfig:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise ConfigError(f"unknown task '{name}'; configured tasks: {self.task_names or 'none (the study has one set of endpoints)'}")
+
+    def for_task(self, name: str | None) -> "StudyConfig":
+        """The study as one task sees it: that task's ``endpoints`` and report folder (``None``: the study itself)."""
+        if name is None or name == self.task:
+            return self
+        task = self.task_config(name)
+        return self.model_copy(update={"endpoints": task.endpoints, "task": task.name})
+
+    @property
+    def splits_into_tasks(self) -> bool:
+        """True for the study-wide view of a study with ``tasks`` (it stands for several task views)."""
+        return bool(self.tasks) and self.task is None
+
+    def task_views(self) -> list["StudyConfig"]:
+        """One view per task (:meth:`for_task`), or ``[self]`` for a study with one set of endpoints."""
+        return [self.for_task(t) for t in self.task_names] if self.splits_into_tasks else [self]
+
+    @property
+    def task_label(self) -> str:
+        """How the supplement names this view's task (empty for the study itself)."""
+        return self.task_config(self.task).label if self.task else ""
+
+    @property
+    def all_endpoints(self) -> list[EndpointsConfig]:
+        """The endpoints of every task (or the study's one set)."""
+        return [t.endpoints for t in self.tasks] if self.splits_into_tasks else [self.endpoints]
 
     @property
     def feature_rois(self) -> list[str]:
@@ -802,7 +910,10 @@ class StudyConfig(StrictModel):
 
     def content_hash(self) -> str:
         """SHA-256 of the configuration content (independent of its location)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        content = self.model_dump(mode="json")
+        if self.task:  # a task's view (for_task) is the same study: its hash is the study's
+            content["endpoints"] = EndpointsConfig().model_dump(mode="json")
+        payload = json.dumps(content, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -821,13 +932,15 @@ def _format_validation_error(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path) -> StudyConfig:
+def load_config(path: str | Path, task: str | None = None) -> StudyConfig:
     """Read and validate a study configuration file.
 
     Parameters
     ----------
     path : str or Path
         The YAML file (e.g. ``study.yaml``).
+    task : str, optional
+        For a study with ``tasks``: the view of one task (:meth:`StudyConfig.for_task`).
 
     Returns
     -------
@@ -852,6 +965,7 @@ def load_config(path: str | Path) -> StudyConfig:
     raw["base_dir"] = str(path.parent)
     raw["config_file"] = path.name
     try:
-        return StudyConfig.model_validate(raw)
+        cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid study config {path}:\n{_format_validation_error(exc)}") from None
+    return cfg.for_task(task) if task else cfg

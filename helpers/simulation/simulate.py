@@ -1,12 +1,14 @@
 """Seeded ground-truth simulator: a complete radiomics study with known answers.
 
 :func:`simulate_study` writes, for any number of patients, an MR-like study
-that the runner can process end to end (``python -m helpers simulate``):
+(default) or a CT study (``modality: CT``) that the runner can process end to
+end (``python -m helpers simulate``):
 
-* per patient a T1-weighted-like volume (NIfTI, optionally also a DICOM series
-  with the acquisition headers of the seed study's scanners and clearly fake
-  identifying values), the tumour mask of reader 1 and of reader 2 (the same
-  outline moved by a smooth random boundary change of about a millimetre);
+* per patient a T1-weighted-like volume, or a CT volume in Hounsfield units
+  (NIfTI, optionally also a DICOM series with the acquisition headers of the
+  seed studies' scanners and clearly fake identifying values), the tumour mask
+  of reader 1 and of reader 2 (the same outline moved by a smooth random
+  boundary change of about a millimetre);
 * ``patients.csv``: clinical variables (age, sex, grade; some missing values),
   a binary endpoint and a time-to-event endpoint;
 * ``data_manifest.csv``, ``acquisition_headers.csv`` and a ``study.yaml`` that
@@ -35,12 +37,25 @@ Weibull with log hazard ratio ``hazard_gain * s * (...)`` (the same latents),
 with uniform accrual and administrative censoring.
 
 Scanner effects (per scanner model, each scanner belongs to one centre):
-multiplicative scale, additive offset, Rician noise SD, a smooth multiplicative
-bias field and the scanner's own voxel grid (in-plane spacing from the
-published acquisition matrix and field of view, slice spacing from slice
-thickness + gap). The anatomy is defined in physical millimetres and sampled
-on each scanner's grid, blurred by a point-spread function of half a voxel
-(partial volume), so resolution differs per scanner as it would on write.
+MR: multiplicative scale, additive offset, Rician noise SD, a smooth
+multiplicative bias field; CT: an additive HU offset and Gaussian noise whose
+SD and in-plane correlation come from the reconstruction kernel (no scale, no
+bias field: CT numbers are calibrated). Every scanner writes on its own voxel
+grid (in-plane spacing from the published matrix and field of view, slice
+spacing from the published slice interval: MR thickness + gap, CT thickness).
+The anatomy is defined in physical millimetres and sampled on each scanner's
+grid, blurred by a point-spread function of half a voxel (partial volume), so
+resolution differs per scanner as it would on write.
+
+CT (``modality: CT``, series ``CT``; seed study 002's kidney tumours): the same
+tumour, habitats, texture, latents and label model, in HU (necrotic core about
+15, viable 70, enhancing 135 before blur and noise), growing from the pole of a
+kidney (35 HU) into perirenal fat (-100 HU), with fat stranding (the oedema
+latent) around it and a posterior body wall (muscle 50 HU, then air -1000 HU)
+near the edge of the field of view; written as int16 HU (NIfTI) and, with
+``dicom``, as CT DICOM (12-bit stored values, RescaleIntercept -1024, KVP, tube
+current, pitch, kernel). An MR study's files are byte-identical to those of the
+simulator before CT existed (its ``truth.json`` settings leave out the CT keys).
 
 Ground truth (``ground_truth/``): ``truth.json`` (formula, coefficients, scale,
 intercept, the population and test-cohort Bayes ceiling AUC, scanner effects
@@ -83,15 +98,20 @@ from helpers.settings.simulation import (
     HABITAT_NAMES,
     SCANNER_PROTOCOLS,
     SERIES,
+    CTScannerEffect,
+    CTScannerProtocol,
     ScannerEffect,
     ScannerProtocol,
     SimulationSettings,
+    scanners_of,
 )
 
 __all__ = [
     "SCANNER_PROTOCOLS",
     "ScannerProtocol",
     "ScannerEffect",
+    "CTScannerProtocol",
+    "CTScannerEffect",
     "SimulationSettings",
     "SimulationError",
     "SimulationResult",
@@ -107,6 +127,12 @@ __all__ = [
 _REPO = Path(__file__).resolve().parents[2]
 #: Repetition and echo time (ms) written for the additional (T2-like) sequences.
 _T2_TIMING = (4000.0, 100.0)
+#: Display window (HU) of a simulated CT series: the soft-tissue window of the default study.
+CT_DISPLAY_WINDOW = (-160, 240)
+#: CT values are written as int16 Hounsfield units in this range (12-bit stored values with RescaleIntercept -1024).
+_HU_RANGE = (-1024, 3071)
+#: Seed stream of a CT patient's surrounding anatomy (kidney, body wall): the patient's index, then this number.
+_CT_ANATOMY_STREAM = 100
 
 
 def _format_validation(err: ValidationError) -> str:
@@ -123,7 +149,8 @@ def _format_validation(err: ValidationError) -> str:
 def _settings(value: SimulationSettings | Mapping | None, **overrides: object) -> SimulationSettings:
     try:
         if isinstance(value, SimulationSettings):
-            return SimulationSettings.model_validate({**value.model_dump(), **overrides}) if overrides else value
+            # Only the keys that were set: an override of the modality then brings that modality's defaults.
+            return SimulationSettings.model_validate({**value.model_dump(exclude_unset=True), **overrides}) if overrides else value
         return SimulationSettings.model_validate({**dict(value or {}), **overrides})
     except ValidationError as exc:
         raise SimulationError(f"invalid simulation settings:\n{_format_validation(exc)}") from None
@@ -302,8 +329,54 @@ def _scanner_signal(rng: np.random.Generator, clean: np.ndarray, grids: tuple[np
     return np.sqrt((signal + n1) ** 2 + n2**2)
 
 
-def _simulate_volume(rng: np.random.Generator, lat: Mapping[str, float], geom: dict, s: SimulationSettings, effect: ScannerEffect,
-                     extra_rngs: Mapping[str, np.random.Generator] | None = None) -> _Patient:
+def _ct_clean_intensities(rng: np.random.Generator, habitats: np.ndarray, dist: np.ndarray, peri: np.ndarray, background_field: np.ndarray,
+                          texture: np.ndarray, amp: float, oedema: float, s: SimulationSettings, grids: tuple[np.ndarray, np.ndarray, np.ndarray],
+                          tumour_centre: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
+    """Noise-free HU of a CT patient: perirenal fat (``background``), the kidney the tumour grows from, the body wall
+    (muscle, then air), fat stranding around the tumour (``oedema_gain`` x oedema, fading over the peritumoral zone)
+    and the tumour habitats with their texture (the same planted habitats and texture as an MR study)."""
+    a = s.ct_anatomy
+    Z, Y, X = grids
+    # The body wall lies posterior (+y in LPS: the bottom of an axial slice), at a random angle within 60 degrees.
+    phi = np.pi / 2 + rng.uniform(-np.pi / 3, np.pi / 3)
+    nx, ny = math.cos(phi), math.sin(phi)
+    wall = X * nx + Y * ny + a.wall_wobble_mm * _smooth_field(rng, habitats.shape, 10.0 / spacing_zyx)
+    # The kidney: an ellipsoid whose centre lies kidney_offset_mm from the tumour centre, away from the wall.
+    kx, ky = tumour_centre[0] - a.kidney_offset_mm * nx, tumour_centre[1] - a.kidney_offset_mm * ny
+    du, dv = (X - kx) * nx + (Y - ky) * ny, -(X - kx) * ny + (Y - ky) * nx
+    ax = a.kidney_semi_axes_mm
+    kidney = (du / ax[0]) ** 2 + (dv / ax[1]) ** 2 + ((Z - tumour_centre[2]) / ax[2]) ** 2 <= 1.0
+    muscle = (wall > a.wall_distance_mm) & (wall <= a.wall_distance_mm + a.muscle_thickness_mm)
+    air = wall > a.wall_distance_mm + a.muscle_thickness_mm
+    clean = s.background.mean + s.background.texture_sd * background_field
+    for sel, tissue in ((kidney & ~muscle & ~air, a.kidney), (muscle, a.muscle)):
+        clean[sel] = tissue.mean + tissue.texture_sd * background_field[sel]
+    clean[air] = a.air_hu
+    stranding = peri & ~air
+    clean[stranding] += s.oedema_gain * oedema * (1 - dist[stranding] / s.peritumoral_width_mm)
+    for label, name in HABITAT_NAMES.items():
+        t = s.habitats[name]
+        sel = habitats == label
+        sd = t.texture_sd * (amp if name != "necrotic" else 1.0)
+        clean[sel] = t.mean + sd * texture[sel]
+    return clean
+
+
+def _ct_scanner_signal(rng: np.random.Generator, clean: np.ndarray, s: SimulationSettings, effect: CTScannerEffect,
+                       spacing_zyx: np.ndarray) -> np.ndarray:
+    """Point-spread blur, the scanner's HU offset and the kernel's Gaussian noise (correlated in-plane)."""
+    if s.psf_sigma_voxels > 0:
+        clean = ndimage.gaussian_filter(clean, s.psf_sigma_voxels, mode="nearest")
+    noise = rng.standard_normal(clean.shape)
+    if effect.noise_correlation_mm > 0:
+        noise = ndimage.gaussian_filter(noise, (0.0, *(effect.noise_correlation_mm / spacing_zyx[1:])), mode="reflect")
+    sd = float(noise.std())
+    return clean + effect.hu_offset + noise * (effect.noise_sd / (sd if sd > 0 else 1.0))
+
+
+def _simulate_volume(rng: np.random.Generator, lat: Mapping[str, float], geom: dict, s: SimulationSettings,
+                     effect: ScannerEffect | CTScannerEffect, extra_rngs: Mapping[str, np.random.Generator] | None = None,
+                     anatomy_rng: np.random.Generator | None = None) -> _Patient:
     spacing, size, origin = geom["spacing"], geom["size"], geom["origin"]
     sp_zyx = np.array(spacing[::-1])
     shape = tuple(size[::-1])
@@ -350,9 +423,16 @@ def _simulate_volume(rng: np.random.Generator, lat: Mapping[str, float], geom: d
     peri = (~mask) & (dist <= s.peritumoral_width_mm)
     texture = _smooth_field(rng, shape, tex_sigma)
     amp = math.exp(s.heterogeneity_gain * lat["heterogeneity"])
-    clean = _clean_intensities(habitats, dist, peri, background_field, texture, amp, lat["oedema"], s.background, s.oedema_gain,
-                               s.habitats, s.peritumoral_width_mm)
-    image = _scanner_signal(rng, clean, (Z, Y, X), s, effect)
+    if s.modality == "CT":
+        if anatomy_rng is None:
+            raise SimulationError("a CT patient needs its anatomy stream (anatomy_rng)")
+        clean = _ct_clean_intensities(anatomy_rng, habitats, dist, peri, background_field, texture, amp, lat["oedema"], s, (Z, Y, X),
+                                      centre, sp_zyx)
+        image = _ct_scanner_signal(rng, clean, s, effect, sp_zyx)
+    else:
+        clean = _clean_intensities(habitats, dist, peri, background_field, texture, amp, lat["oedema"], s.background, s.oedema_gain,
+                                   s.habitats, s.peritumoral_width_mm)
+        image = _scanner_signal(rng, clean, (Z, Y, X), s, effect)
     # Additional sequences: the same anatomy and texture pattern with their own contrast, bias field and noise (own streams,
     # so the first series is the same with or without them).
     extra_images = {}
@@ -397,22 +477,26 @@ def _fake_phi(seed: int, index: int, patient: str, centre: str) -> dict[str, str
     }
 
 
-def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, protocol: ScannerProtocol, phi: dict[str, str],
-                        seed: int, patient: str, series: str = SERIES, series_number: int = 1) -> None:
+def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, protocol: ScannerProtocol | CTScannerProtocol,
+                        phi: dict[str, str], seed: int, patient: str, series: str = SERIES, series_number: int = 1) -> None:
+    """One DICOM file per slice: an MR series, or (for a CT protocol) a CT series of 12-bit stored values with
+    RescaleIntercept -1024 and RescaleSlope 1 (``pixels`` in HU) and the scanner's tube voltage, current, pitch and kernel."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
+    ct = protocol.modality == "CT"
+    sop_class = CTImageStorage if ct else MRImageStorage
     folder.mkdir(parents=True, exist_ok=True)
     # The first series keeps the UIDs it always had; other sequences get their own series and instance UIDs in the same study
     # and frame of reference (co-registered).
-    own = () if series == SERIES else (series,)
+    own = () if series_number == 1 else (series,)
     study_uid, frame_uid = (_uid(seed, patient, k) for k in ("study", "frame"))
     series_uid = _uid(seed, patient, "series", *own)
     impl_uid = _uid("implementation")
     for k in range(pixels.shape[0]):
         sop_uid = _uid(seed, patient, "sop", *own, k)
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = impl_uid
@@ -420,33 +504,42 @@ def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, proto
         ds = Dataset()
         ds.file_meta = meta
         ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.SOPClassUID = MRImageStorage
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"] if ct else ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = sop_uid
         ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = phi["StudyDate"]
         ds.StudyTime = ds.SeriesTime = "120000"
         ds.AccessionNumber = phi["AccessionNumber"]
-        ds.Modality = "MR"
+        ds.Modality = "CT" if ct else "MR"
         ds.Manufacturer = protocol.manufacturer
         ds.InstitutionName = phi["InstitutionName"]
         ds.ReferringPhysicianName = phi["ReferringPhysicianName"]
         ds.StudyDescription = "SIMULATED STUDY (helpers.simulate)"
-        ds.SeriesDescription = "T1WI simulated" if series == SERIES else f"{series} simulated"
+        ds.SeriesDescription = "CT abdomen simulated" if ct else "T1WI simulated" if series == SERIES else f"{series} simulated"
         ds.ManufacturerModelName = protocol.model
         ds.PatientName = phi["PatientName"]
         ds.PatientID = phi["PatientID"]
         ds.PatientBirthDate = phi["PatientBirthDate"]
         ds.PatientSex = "O"
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = "NONE"
-        ds.MRAcquisitionType = "2D"
-        ds.SliceThickness = f"{protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm):.4g}"
-        ds.RepetitionTime = f"{protocol.tr_ms if series == SERIES else _T2_TIMING[0]:g}"
-        ds.EchoTime = f"{protocol.te_ms if series == SERIES else _T2_TIMING[1]:g}"
-        ds.MagneticFieldStrength = f"{protocol.field_strength_T:g}"
-        ds.SpacingBetweenSlices = f"{spacing[2]:.4g}"
-        ds.FlipAngle = "90"
-        ds.AcquisitionMatrix = [protocol.matrix[0], 0, 0, protocol.matrix[1]]
+        if ct:
+            # Contiguous reconstruction: the (scaled) slice thickness is the slice interval.
+            ds.SliceThickness = f"{spacing[2]:.4g}"
+            ds.KVP = f"{protocol.kvp:g}"
+            ds.XRayTubeCurrent = round(protocol.tube_current_mA)
+            ds.SpiralPitchFactor = float(protocol.pitch)
+            ds.ConvolutionKernel = protocol.kernel
+            ds.PatientPosition = "FFS"
+        else:
+            ds.ScanningSequence = "SE"
+            ds.SequenceVariant = "NONE"
+            ds.MRAcquisitionType = "2D"
+            ds.SliceThickness = f"{protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm):.4g}"
+            ds.RepetitionTime = f"{protocol.tr_ms if series == SERIES else _T2_TIMING[0]:g}"
+            ds.EchoTime = f"{protocol.te_ms if series == SERIES else _T2_TIMING[1]:g}"
+            ds.MagneticFieldStrength = f"{protocol.field_strength_T:g}"
+            ds.SpacingBetweenSlices = f"{spacing[2]:.4g}"
+            ds.FlipAngle = "90"
+            ds.AcquisitionMatrix = [protocol.matrix[0], 0, 0, protocol.matrix[1]]
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.StudyID = "1"
@@ -460,9 +553,34 @@ def _write_dicom_series(pixels: np.ndarray, spacing, origin, folder: Path, proto
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = int(pixels.shape[1]), int(pixels.shape[2])
         ds.PixelSpacing = [f"{spacing[1]:.6g}", f"{spacing[0]:.6g}"]  # row spacing (y), column spacing (x)
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = np.ascontiguousarray(pixels[k].astype("<u2")).tobytes()
+        if ct:
+            # Stored value = HU + 1024 in 12 bits (0..4095), as CT scanners write it; readers apply the rescale.
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
+            ds.WindowCenter, ds.WindowWidth = "40", "400"
+            stored = np.clip(pixels[k].astype(np.int32) - _HU_RANGE[0], 0, 4095)
+            ds.PixelData = np.ascontiguousarray(stored.astype("<u2")).tobytes()
+        else:
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds.PixelData = np.ascontiguousarray(pixels[k].astype("<u2")).tobytes()
         ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
+
+
+def _header_row(pid: str, series: str, protocol: ScannerProtocol | CTScannerProtocol, spacing, size) -> dict[str, object]:
+    """One row of ``acquisition_headers.csv`` (DICOM keywords as columns): the values the DICOM series holds."""
+    if protocol.modality == "CT":
+        return {"patient": pid, "series": series, "Modality": "CT", "Manufacturer": protocol.manufacturer,
+                "ManufacturerModelName": protocol.model, "KVP": protocol.kvp, "XRayTubeCurrent": protocol.tube_current_mA,
+                "SpiralPitchFactor": protocol.pitch, "ConvolutionKernel": protocol.kernel, "SliceThickness": spacing[2],
+                "SpacingBetweenSlices": spacing[2], "PixelSpacing": f"['{spacing[1]:g}', '{spacing[0]:g}']",
+                "Rows": size[1], "Columns": size[0], "n_slices": size[2]}
+    return {"patient": pid, "series": series, "Modality": "MR", "Manufacturer": protocol.manufacturer,
+            "ManufacturerModelName": protocol.model, "MagneticFieldStrength": protocol.field_strength_T,
+            "RepetitionTime": protocol.tr_ms if series == SERIES else _T2_TIMING[0],
+            "EchoTime": protocol.te_ms if series == SERIES else _T2_TIMING[1], "ScanningSequence": "SE", "MRAcquisitionType": "2D",
+            "SliceThickness": round(protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm), 4),
+            "SpacingBetweenSlices": spacing[2], "PixelSpacing": f"['{spacing[1]:g}', '{spacing[0]:g}']",
+            "Rows": size[1], "Columns": size[0], "n_slices": size[2]}
 
 
 def _sha(path: Path) -> str:
@@ -525,14 +643,23 @@ def _cohorts(s: SimulationSettings, scanner_of: list[str], centre_of: list[str])
 def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
     nb = Path(s.notebooks_dir).resolve() if s.notebooks_dir else _REPO / "notebooks"
     step = lambda name, file, **kw: {"name": name, "notebook": str(nb / file), **kw}  # noqa: E731
-    all_series = [SERIES, *s.extra_sequences]
+    first = s.series
+    all_series = [first, *s.extra_sequences]
     harmonization = [{"series": x, "batch_field": "model", "unseen_batch": "reference"} for x in all_series] if train_scanners > 1 else []
     cohorts = {"training": {"role": "train", "description": "simulated training cohort"}}
     if s.validation_fraction or s.validation_centres:
         cohorts["validation"] = {"role": "validation", "description": "simulated internal validation cohort"}
     cohorts["external_test"] = {"role": "test", "description": "simulated external test cohort"}
-    series = {SERIES: {"modality": "MR", "description": "simulated T1WI (scanner protocols of seed study 000)"}}
+    if s.modality == "CT":
+        series = {first: {"modality": "CT", "display_window": list(CT_DISPLAY_WINDOW),
+                          "description": "simulated contrast-enhanced CT of a kidney tumour, HU (scanner protocols in the range of seed study 002)"}}
+    else:
+        series = {SERIES: {"modality": "MR", "description": "simulated T1WI (scanner protocols of seed study 000)"}}
     series.update({name: {"modality": "MR", "description": c.description} for name, c in s.extra_sequences.items()})
+    # Discretisation: a fixed bin width in HU for CT (calibrated intensities), a fixed bin count for MR (arbitrary units).
+    discretisation = {"binWidth": 25} if s.modality == "CT" else {"binCount": 32}
+    # Subgroups: scanner model, and MR field strength or the CT centre.
+    subgroups = [{"series": first, "field": "model"}, {"series": first, "field": "centre" if s.modality == "CT" else "field_strength_T"}]
     validation_rule = ""
     if s.validation_fraction:
         where = "training-centre scanner's" if s.split == "centre" else "scanner's"
@@ -560,8 +687,8 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
         "extraction": {
             "presets": ["ibsi"],
             "rois": {"tumour": {"kind": "tumour"}, "ring5mm": {"kind": "ring", "width_mm": 5}},
-            "series_settings": {x: {"binCount": 32} for x in all_series},
-            "habitats": {"series": [SERIES], "k_range": [3, 3], "max_voxels_per_patient": 2000, "ith_k_range": [2, 4]},
+            "series_settings": {x: dict(discretisation) for x in all_series},
+            "habitats": {"series": [first], "k_range": [3, 3], "max_voxels_per_patient": 2000, "ith_k_range": [2, 4]},
             "stability": {"perturbation": {"mode": "dilate", "radius_mm": 1.0}},
             "workers": 2,
         },
@@ -580,7 +707,7 @@ def _study_yaml(s: SimulationSettings, train_scanners: int) -> dict:
                            {"step": "correlation", "threshold": 0.9}, {"step": "mrmr", "k": 10}],
             "final_algorithm": "logistic",
         },
-        "statistics": {"subgroups": [{"series": SERIES, "field": "model"}, {"series": SERIES, "field": "field_strength_T"}], "n_bootstrap": 500},
+        "statistics": {"subgroups": subgroups, "n_bootstrap": 500},
         "reports_dir": "reports",
         "steps": [
             step("acquisition_qc", "01_acquisition_qc.ipynb", per_cohort=True),
@@ -713,6 +840,7 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         marker_lin = m.intercept + m.gain * label_model["scale"] * eta + m.noise_sd * marker_rng.standard_normal(n)
         marker = np.round(100 / (1 + np.exp(-marker_lin)), 1)
 
+    series = s.series
     manifest_rows, header_rows, truth_rows, phi_rows = [], [], [], []
     for i, pid in enumerate(ids):
         sc, centre = scanner_of[i], centre_of[i]
@@ -721,9 +849,11 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         origin = tuple(-0.5 * (n_ - 1) * sp for n_, sp in zip(size, spacing, strict=True))
         rng = np.random.default_rng([s.seed, i, 1])
         extra_rngs = {name: np.random.default_rng([s.seed, i, 2 + j]) for j, name in enumerate(s.extra_sequences)}
-        pat = _simulate_volume(rng, latents[i], {"spacing": spacing, "size": size, "origin": origin}, s, effect, extra_rngs)
-        pixels = np.clip(np.round(pat.image), 0, 32767).astype(np.int16)
-        img_rel, mask_rel, mask2_rel = (f"images/{pid}/{SERIES}_{n_}.nii.gz" for n_ in ("image", "mask", "mask_reader2"))
+        anatomy_rng = np.random.default_rng([s.seed, i, _CT_ANATOMY_STREAM]) if s.modality == "CT" else None
+        pat = _simulate_volume(rng, latents[i], {"spacing": spacing, "size": size, "origin": origin}, s, effect, extra_rngs, anatomy_rng)
+        low, high = _HU_RANGE if s.modality == "CT" else (0, 32767)
+        pixels = np.clip(np.round(pat.image), low, high).astype(np.int16)
+        img_rel, mask_rel, mask2_rel = (f"images/{pid}/{series}_{n_}.nii.gz" for n_ in ("image", "mask", "mask_reader2"))
         _write_nifti(pixels, spacing, origin, out / img_rel)
         _write_nifti(pat.mask, spacing, origin, out / mask_rel)
         _write_nifti(pat.mask2, spacing, origin, out / mask2_rel)
@@ -731,10 +861,10 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         image_ref = img_rel
         phi = _fake_phi(s.seed, i, pid, centre)
         if s.dicom:
-            image_ref = f"dicom/{pid}/{SERIES}"
-            _write_dicom_series(pixels, spacing, origin, out / image_ref, protocol, phi, s.seed, pid)
+            image_ref = f"dicom/{pid}/{series}"
+            _write_dicom_series(pixels, spacing, origin, out / image_ref, protocol, phi, s.seed, pid, series=series)
             phi_rows.append({"patient": pid, **phi})
-        images = {SERIES: image_ref}
+        images = {series: image_ref}
         for name, extra in pat.extra_images.items():
             extra_pixels = np.clip(np.round(extra), 0, 32767).astype(np.int16)
             images[name] = f"images/{pid}/{name}_image.nii.gz"
@@ -749,13 +879,7 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
             manifest_rows.append({"patient": pid, "cohort": cohort[i], "centre": centre, "scanner": f"{protocol.manufacturer} {protocol.model}",
                                   "series": name, "image": ref, "mask": mask_rel, "image_sha256": _sha(out / ref),
                                   "mask_sha256": _sha(out / mask_rel), "mask_reader2": mask2_rel})
-            header_rows.append({"patient": pid, "series": name, "Modality": "MR", "Manufacturer": protocol.manufacturer,
-                                "ManufacturerModelName": protocol.model, "MagneticFieldStrength": protocol.field_strength_T,
-                                "RepetitionTime": protocol.tr_ms if name == SERIES else _T2_TIMING[0],
-                                "EchoTime": protocol.te_ms if name == SERIES else _T2_TIMING[1], "ScanningSequence": "SE", "MRAcquisitionType": "2D",
-                                "SliceThickness": round(protocol.slice_thickness_mm * spacing[2] / (protocol.slice_thickness_mm + protocol.slice_gap_mm), 4),
-                                "SpacingBetweenSlices": spacing[2], "PixelSpacing": f"['{spacing[1]:g}', '{spacing[0]:g}']",
-                                "Rows": size[1], "Columns": size[0], "n_slices": size[2]})
+            header_rows.append(_header_row(pid, name, protocol, spacing, size))
         truth_rows.append({"patient": pid, "cohort": cohort[i], "centre": centre, "scanner": sc, **latents[i], **pat.fractions,
                            "tumour_volume_ml": pat.volume_ml, "linear_predictor": float(lin[i]), "probability": float(prob[i]),
                            "label": int(y[i])})
@@ -786,7 +910,8 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
         "generator": "helpers.simulation.simulate",
         "seed": s.seed,
         "n_patients": n,
-        "series": SERIES,
+        "series": series,
+        **({"modality": "CT", "intensity_unit": "HU"} if s.modality == "CT" else {}),
         "habitat_labels": {str(k): v for k, v in HABITAT_NAMES.items()},
         "label_model": {
             "formula": "logit P(label=1) = intercept + scale * (" + " + ".join(
@@ -805,7 +930,7 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
             "formula": f"{s.marker.column} = 100 / (1 + exp(-({s.marker.intercept:g} + {s.marker.gain:g} * scale * eta + "
                        f"{s.marker.noise_sd:g} * N(0, 1))))",
             "eta": "the label model's linear predictor without intercept"},
-        "all_series": [SERIES, *s.extra_sequences],
+        "all_series": [series, *s.extra_sequences],
         "survival_model": {"distribution": "Weibull", "shape": k_w, "scale_months": lam,
                            "log_hazard_ratio": f"{s.hazard_gain:g} * scale * (linear predictor without intercept)",
                            "administrative_censoring_months": s.followup_months + s.accrual_months},
@@ -816,16 +941,17 @@ def simulate_study(out_dir: str | Path, settings: SimulationSettings | Mapping |
             "latents": [k for k in _LATENTS if s.coefficients.get(k, 0.0)],
             "non_informative_latents": [k for k in ("enhancing_share", "oedema", "tumour_volume_ml") if not s.coefficients.get(k, 0.0)],
             "feature_families": {
-                "heterogeneity": f"{SERIES}_tumour_original_glcm/glrlm/glszm/gldm/ngtdm texture and firstorder dispersion "
+                "heterogeneity": f"{series}_tumour_original_glcm/glrlm/glszm/gldm/ngtdm texture and firstorder dispersion "
                                  "(Variance, MeanAbsoluteDeviation, InterquartileRange, Entropy)",
-                "necrosis_fraction": f"{SERIES}_tumour_original_firstorder location/percentiles (Mean, Median, 10Percentile, Skewness), "
+                "necrosis_fraction": f"{series}_tumour_original_firstorder location/percentiles (Mean, Median, 10Percentile, Skewness), "
                                      "habitat fractions",
-                "oedema": f"{SERIES}_ring* first order (Mean, Median): visible but not informative unless its coefficient is non-zero",
+                "oedema": f"{series}_ring* first order (Mean, Median): visible but not informative unless its coefficient is non-zero",
             },
-            "rule": "helpers.simulation.simulate.expected_informative(feature_names)",
+            "rule": "helpers.simulation.simulate.expected_informative(feature_names"
+                    + (f", series='{series}'" if series != SERIES else "") + ")",
         },
         "cohorts": {c: int(sum(x == c for x in cohort)) for c in ("training", "validation", "external_test") if c in cohort},
-        "settings": s.model_dump(mode="json"),
+        "settings": s.record(),
     }
     (gt / "truth.json").write_text(json.dumps(_json_safe(truth), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     (out / "study.yaml").write_text(
@@ -849,7 +975,7 @@ def parse_centres(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
         items = tuple(x.strip() for x in scanners.split(",") if x.strip())
         if not sep or not name.strip() or not items:
             raise SimulationError(f"--centres {spec!r}: write NAME=SCANNER[,SCANNER...], e.g. centre1=verio centre2=signa_hdxt,ingenia_cx "
-                                  f"(scanners: {', '.join(sorted(SCANNER_PROTOCOLS))})")
+                                  f"(MR scanners: {', '.join(scanners_of('MR'))}; CT scanners: {', '.join(scanners_of('CT'))})")
         centres[name.strip()] = items
     return centres
 

@@ -37,13 +37,7 @@ from helpers.learning.models import (
 )
 from helpers.learning.nomogram import NomogramModel, nomogram_table
 from helpers.learning.selection import build_selector
-from helpers.learning.survival import (
-    CoxModel,
-    RandomSurvivalForest,
-    assign_risk_groups,
-    km_by_group,
-    risk_groups,
-)
+from helpers.learning.survival import km_by_group
 from helpers.reporting.writer import ReportWriter
 from helpers.settings.study import StudyConfig
 from helpers.steps.signature import study_steps
@@ -51,8 +45,8 @@ from helpers.steps.signature import study_steps
 __all__ = ["ith_sweep_table_name", 
     "ModellingData", "load_modelling_data", "study_blocks", "run_model_grid", "fit_final_model", "write_final_model_outputs",
     "fusion_comparison", "fit_stacker", "fit_clinical_models", "write_clinical_outputs", "comparison_models", "model_predictions",
-    "ith_sweep", "select_final_model", "write_final_selection",
-    "SurvivalFit", "survival_features", "fit_survival_models", "survival_predictions", "write_survival_outputs",
+    "ith_sweep", "select_final_model", "write_final_selection", "radiomics_model_name",
+    "SurvivalFit", "survival_features", "survival_predictions", "write_km_figures",
 ]
 
 
@@ -511,7 +505,7 @@ def comparison_models(
     models: dict[str, tuple[object, str]] = {}
     if clinical_models and "clinical" in clinical_models:
         models["Clinical"] = (clinical_models["clinical"], "main")
-    models[f"Radiomics ({final.algorithm or cfg.models.final_algorithm})"] = (final, "main")
+    models[radiomics_model_name(final.algorithm or cfg.models.final_algorithm)] = (final, "main")
     if clinical_models and "nomogram" in clinical_models:
         models["Nomogram (clinical + Rad-score)"] = (clinical_models["nomogram"], "main")
     if stacker is not None:
@@ -531,6 +525,11 @@ def comparison_models(
                     if (name, algorithm) in grid_models:
                         models.setdefault(model_name(name, algorithm), (grid_models[(name, algorithm)], "resolution"))
     return models
+
+
+def radiomics_model_name(algorithm: str) -> str:
+    """How notebook 06's tables name the final radiomics model (e.g. ``Radiomics (logistic)``)."""
+    return f"Radiomics ({algorithm})"
 
 
 def model_predictions(models: dict[str, tuple[object, str]], data: ModellingData) -> pd.DataFrame:
@@ -613,50 +612,6 @@ def _time_grid(time: pd.Series, event: pd.Series, horizons: tuple[float, ...]) -
     return sorted(grid)
 
 
-def _survival_estimator(name: str, cfg: StudyConfig):
-    sc = cfg.survival
-    if name == "cox":
-        return CoxModel(penalizer=sc.cox_penalizer, l1_ratio=sc.cox_l1_ratio)
-    return RandomSurvivalForest(n_estimators=sc.rsf_trees, min_samples_leaf=sc.rsf_min_samples_leaf, random_state=cfg.seed)
-
-
-def fit_survival_models(data: ModellingData, cfg: StudyConfig, features: pd.DataFrame) -> dict[str, SurvivalFit]:
-    """Penalised Cox and a random survival forest on the signature features (training only).
-
-    Training risks and survival curves are out-of-fold (``models.cv`` folds,
-    stratified by event, seeded); risk groups use cut-offs from the training
-    out-of-fold risks (``survival.risk_cutoff``) applied unchanged elsewhere.
-    Empty dict when no time-to-event endpoint is configured.
-    """
-    if data.time is None:
-        return {}
-    from sklearn.model_selection import StratifiedKFold
-
-    train = data.train
-    t, e = data.time, data.event
-    times = _time_grid(t.loc[train], e.loc[train], cfg.survival.horizons)
-    cols = [f"S@{x:g}" for x in times]
-    fits: dict[str, SurvivalFit] = {}
-    splits = list(StratifiedKFold(cfg.models.cv, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train)), e.loc[train]))
-    for name, label in (("cox", "Cox (penalised)"), ("rsf", "Random survival forest")):
-        risk = pd.Series(np.nan, index=features.index)
-        surv = pd.DataFrame(np.nan, index=features.index, columns=cols)
-        for fit_idx, val_idx in splits:
-            fi, vi = train[fit_idx], train[val_idx]
-            est = _survival_estimator(name, cfg).fit(features.loc[fi], t.loc[fi], e.loc[fi])
-            risk.loc[vi] = est.predict_risk(features.loc[vi])
-            surv.loc[vi] = est.predict_survival_function(features.loc[vi], times)
-        model = _survival_estimator(name, cfg).fit(features.loc[train], t.loc[train], e.loc[train])
-        others = features.index.difference(train, sort=False)
-        if len(others):
-            risk.loc[others] = model.predict_risk(features.loc[others])
-            surv.loc[others] = model.predict_survival_function(features.loc[others], times)
-        rg = risk_groups(risk.loc[train].to_numpy(), method=cfg.survival.risk_cutoff)
-        groups = pd.Series(assign_risk_groups(risk.to_numpy(), rg.cutoffs, rg.names), index=risk.index)
-        fits[label] = SurvivalFit(label, model, list(features.columns), risk, surv, groups, tuple(rg.cutoffs))
-    return fits
-
-
 def survival_predictions(fits: dict[str, SurvivalFit], data: ModellingData) -> pd.DataFrame:
     """Long table (model, patient, cohort, time, event, risk, risk_group, out_of_fold, S@t...) for notebook 06."""
     frames = []
@@ -686,30 +641,3 @@ def write_km_figures(name: str, slug: str, fit: SurvivalFit, data: ModellingData
         km = km_by_group(data.time.loc[idx], data.event.loc[idx], fit.groups.loc[idx].map(_risk_group_label), order=order)
         report.figure(km_figure(km, title=f"{name}: {shown_name(cohort)} cohort", time_label=f"Time ({cfg.survival.time_unit})"),
                       f"km_{slug}_{cohort}", per_cohort=False)
-
-def write_survival_outputs(fits: dict[str, SurvivalFit], data: ModellingData, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
-    """Survival predictions (data), Cox coefficients, risk cut-offs and Kaplan-Meier figures per model and cohort."""
-    if not fits:
-        return {}
-    preds = survival_predictions(fits, data)
-    report.data(preds, "survival_predictions", index=False)
-    shown: dict[str, pd.DataFrame] = {}
-    cox = next((f for f in fits.values() if isinstance(f.model, CoxModel)), None)
-    if cox is not None:
-        coef = cox.model.summary_.reset_index().rename(columns={"index": "feature"})
-        report.table(coef, "cox_coefficients", per_cohort=False)
-        shown["cox_coefficients"] = coef
-    cut = pd.DataFrame([{"model": n, "rule": cfg.survival.risk_cutoff, "cutoffs": "; ".join(f"{c:.4g}" for c in f.cutoffs),
-                         "groups": "; ".join(pd.unique(f.groups))} for n, f in fits.items()])
-    report.table(cut, "survival_risk_cutoffs", per_cohort=False)
-    shown["survival_risk_cutoffs"] = cut
-    # The settings the fitted models used (their own parameters, not the config), for the methods.
-    report.json({"models": {("cox" if isinstance(f.model, CoxModel) else "rsf"): f.model.get_params() for f in fits.values()},
-                 "cv_folds": cfg.models.cv, "risk_cutoff_rule": cfg.survival.risk_cutoff, "n_features": len(next(iter(fits.values())).features)},
-                "survival")  # fmt: skip
-    for name, fit in fits.items():
-        write_km_figures(name, "cox" if isinstance(fit.model, CoxModel) else "rsf", fit, data, cfg, report)
-    for name, fit in fits.items():
-        slug = "cox" if isinstance(fit.model, CoxModel) else "rsf"
-        report.artifact(fit.model, f"models/survival_{slug}.joblib")
-    return shown

@@ -1,6 +1,9 @@
 """Time-to-event models of a study (notebook 05) and their ablation/td-AUC tables (notebook 06).
 
-Models (seed study 004, Table S4/S5), all fitted on the TRAINING cohort:
+Every study with a time-to-event endpoint fits this model set: survival-only studies and studies with a binary
+endpoint too ("mixed-endpoint"; their radiomics features are ``survival.signature_steps``' selection against (time,
+event), or the binary signature's with ``survival.features: binary_signature``). Models (seed study 004, Table
+S4/S5), all fitted on the TRAINING cohort:
 
 - ``Clinical``: Cox on the clinical variables (training-fold median/mode imputation, z-scores, one-hot coding);
 - ``C-radiomics``: Cox on the radiomics signature's features (selected against (time, event) by notebook 04),
@@ -16,6 +19,13 @@ every fold. Training risks and survival curves are out-of-fold (``models.cv`` fo
 seeded); other cohorts are predicted by the model refitted on all training patients; risk groups use cut-offs of
 the training out-of-fold risks. A model whose inputs are absent (no clinical variables, no ITH scores, no deep
 features) is not fitted, and the reason is listed.
+
+No ``DL_E`` (end-to-end network) model. Seed 004's ablation (Table S4) has none: DL_E appears only beside it, in the
+td-AUC table (Table S5). Here it could not enter on equal terms: notebook 02's end-to-end 2.5D network is a binary
+classifier (cross-entropy on ``endpoints.binary``; a survival-only study trains none), fitted once on 80% of the
+training patients, so it has no out-of-fold training risks (no training risk-group cut-offs, no honest training
+C-index) and no survival curves (no IBS). A DL_E survival model would need a network trained on (time, event) with
+out-of-fold predictions; deep features enter as ``DL_F``. The methods say so (``methods_optional._survival_model_set``).
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ from helpers.steps.models import ModellingData, SurvivalFit, _time_grid, surviva
 
 __all__ = [
     "MODEL_ORDER", "SurvivalModelSet", "ablation_table", "fit_survival_model_set", "ith_scores", "supported_horizons",
-    "survival_input_blocks", "survival_model_specs", "td_auc_table", "write_survival_model_outputs",
+    "survival_input_blocks", "survival_model_specs", "horizon_label", "td_auc_by_horizon", "td_auc_columns", "td_auc_table", "td_auc_wide",
+    "write_survival_model_outputs",
 ]
 
 #: Model names in table order (seed Table S4/S5).
@@ -268,12 +279,25 @@ def _fmt(est: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{est:.{digits}f}{ci}"
 
 
-def td_auc_table(sp: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
-    """Time-dependent AUC per model, non-training cohort and horizon (seed Table S5), with 95% bootstrap CIs.
+def horizon_label(horizon: float, unit: str) -> str:
+    """A horizon as text: ``12 months`` for 12.0 (integers without ``.0``), ``1.5 years`` for 1.5."""
+    h = float(horizon)
+    number = str(int(h)) if h.is_integer() else f"{h:.10g}"
+    return f"{number} {unit}".strip()
 
-    Each cohort is evaluated in the time range it supports (:func:`supported_horizons`): an unsupported horizon is
-    ``-`` with the reason in ``note`` (never a silent NaN). Values equal scikit-survival's ``cumulative_dynamic_auc``
-    with the training censoring distribution (the cohort's follow-up cut at the last training time).
+
+def horizon_label_list(horizons, unit: str) -> str:
+    """Several horizons with one unit: ``48, 60 months``."""
+    return f"{', '.join(horizon_label(h, '') for h in horizons)} {unit}".strip()
+
+
+def td_auc_by_horizon(sp: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
+    """Time-dependent AUC per model, non-training cohort and horizon (long form, numbers), with 95% bootstrap CIs.
+
+    Each cohort is evaluated in the time range it supports (:func:`supported_horizons`): an unsupported horizon has
+    no estimate (NaN, ``AUC (95% CI)`` ``-``) and the reason in ``note`` (never a silent NaN). Values equal
+    scikit-survival's ``cumulative_dynamic_auc`` with the training censoring distribution (the cohort's follow-up cut
+    at the last training time). :func:`td_auc_table` lays this out like seed Table S5.
     """
     t_tr, e_tr, cohorts, models = _cohort_parts(sp, cfg)
     rows = []
@@ -292,9 +316,47 @@ def td_auc_table(sp: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
             for h, why in support.items():
                 est, lo, hi = values.get(h, (np.nan, np.nan, np.nan))
                 rows.append({"model": model, "cohort": cohort, "horizon": h, "auc": est, "auc_lower": lo, "auc_upper": hi,
-                             "AUC (95% CI)": _fmt(est, lo, hi), "n": int(t.size), "events_by_horizon": int(((t <= h) & (e == 1)).sum()),
-                             "note": why})
+                             "AUC (95% CI)": _fmt(est, lo, hi), "n": int(t.size), "events": int(e.sum()),
+                             "events_by_horizon": int(((t <= h) & (e == 1)).sum()), "note": why})
     return pd.DataFrame(rows)
+
+
+def td_auc_columns(horizons, unit: str) -> list[str]:
+    """Headers of the horizon columns of :func:`td_auc_table`: ``AUC at 12 months (95% CI)``, ..."""
+    return [f"AUC at {horizon_label(h, unit)} (95% CI)" for h in horizons]
+
+
+def td_auc_wide(long: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """Seed Table S5's layout of :func:`td_auc_by_horizon`: one row per cohort and model (in the long table's order),
+    the horizons side by side (``AUC at 12 months (95% CI)``, ...; ``-`` where the cohort does not support the horizon)
+    and ``note``: the cohort's unsupported horizons grouped by reason (``48, 60 months: beyond the cohort's follow-up
+    (last observed time 45)``), on the cohort's first row. The reasons depend on the cohort's follow-up only, not on
+    the model: repeated on every row they made the note column, squeezed beside the horizons, many lines tall per row.
+    Patients and events per cohort are in the ablation table beside it."""
+    horizons = [float(h) for h in pd.unique(long["horizon"])]
+    columns = td_auc_columns(horizons, unit)
+    rows = []
+    for (cohort, model), part in long.groupby(["cohort", "model"], sort=False):
+        by_h = part.set_index("horizon")
+        row = {"model": model, "cohort": cohort}
+        reasons: dict[str, list[float]] = {}
+        for h, col in zip(horizons, columns, strict=True):
+            row[col] = by_h.loc[h, "AUC (95% CI)"]
+            if by_h.loc[h, "note"]:
+                reasons.setdefault(by_h.loc[h, "note"], []).append(h)
+        first = not rows or rows[-1]["cohort"] != cohort
+        row["note"] = "; ".join(f"{horizon_label_list(hs, unit)}: {why}" for why, hs in reasons.items()) if first else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "cohort", *columns, "note"])
+
+
+def td_auc_table(sp: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
+    """Time-dependent AUC of every survival model at each horizon in each validation/test cohort (seed Table S5).
+
+    The supplement's table (``tables/survival_td_auc``): :func:`td_auc_wide` of :func:`td_auc_by_horizon`, horizons
+    in ``survival.time_unit``.
+    """
+    return td_auc_wide(td_auc_by_horizon(sp, cfg), cfg.survival.time_unit)
 
 
 def ablation_table(sp: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
@@ -321,7 +383,7 @@ def ablation_table(sp: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
         for model in models:
             mp = part[part["model"] == model]
             risk = mp["risk"].to_numpy(float)
-            notes = [f"AUC at {h:g}: {why}" for h, why in support.items() if why]
+            notes = [f"AUC at {horizon_label(h, cfg.survival.time_unit)}: {why}" for h, why in support.items() if why]
             c = harrell_c(t, e, risk, n_bootstrap=n_boot, random_state=seed)
             auc = (np.nan, np.nan, np.nan)
             if ok:

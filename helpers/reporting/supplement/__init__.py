@@ -60,6 +60,7 @@ from helpers.reporting.supplement.collect import (
     _root,
     caption_for,
     collect_outputs,
+    document_runs,
     load_supplement_data,
     read_table,
     validate_supplement_data,
@@ -106,11 +107,12 @@ def assemble_supplement(cfg: StudyConfig, report_root: str | Path | None = None,
         methods.append(extra)
     step_titles = data.get("steps", {}) or {}
     sections = []
-    for step in cfg.steps:
-        own = [it for it in items if it.step == step.name]
+    for step, task in document_runs(cfg):
+        own = [it for it in items if it.step == step.name and it.task == task]
         if own:
             title = step_titles.get(step.name) or _display(step.name).capitalize()
-            sections.append((step.name, title, own))
+            # A per-task section's key (its HTML id) names the task too: every task has a signature section.
+            sections.append((f"{step.name}-{task}" if task else step.name, f"{cfg.task_config(task).label}: {title}" if task else title, own))
     tables: dict[str, SupplementTable] = {}
     notes_text: dict[str, str] = {}
     for it in items:

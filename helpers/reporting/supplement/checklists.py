@@ -54,7 +54,7 @@ METHODS_KEYS = frozenset({
 CONDITIONS: dict[str, Callable[[StudyConfig], bool]] = {
     "clinical": lambda cfg: bool(cfg.clinical.variables),
     "smote": lambda cfg: bool(cfg.models.smote),
-    "survival": lambda cfg: cfg.endpoints.time is not None,
+    "survival": lambda cfg: any(ep.time is not None for ep in cfg.all_endpoints),
     "deep_learning": lambda cfg: cfg.segmentation is not None or bool(cfg.deep_features) or cfg.super_resolution is not None,
     "never": lambda cfg: False,
 }
@@ -349,7 +349,8 @@ def _conditions(f: _Facts) -> dict[str, tuple[bool, str]]:
 
 
 def _training_events(f: _Facts) -> int | None:
-    endpoint = f.cfg.endpoints.binary
+    # With several tasks, the first task's (its Rad-score is the first radscore_coefficients table of the document).
+    endpoint = next((ep.binary for ep in f.cfg.all_endpoints[:1] if ep.binary), None)
     train = [c for c, spec in f.cfg.cohorts.items() if spec.role == "train"]
     for row in f.rows("cohort_split_counts"):
         if endpoint and row.get("cohort") in train:
@@ -425,7 +426,8 @@ def _judge_8(f: _Facts) -> MetricsJudgement:
 _METRICS_JUDGES: dict[int, Callable[[_Facts], MetricsJudgement]] = {
     1: lambda f: _authors("adherence to reporting guidelines is stated in the manuscript"),
     2: lambda f: _authors("eligibility criteria are not part of the run"),
-    3: lambda f: _authors(f"the outcome column is '{f.cfg.endpoints.binary or f.cfg.endpoints.event}'; its reference standard is for the authors"),
+    3: lambda f: _authors(f"the outcome column{'s are' if len(f.cfg.all_endpoints) > 1 else ' is'} "
+                          f"{', '.join(repr(ep.binary or ep.event) for ep in f.cfg.all_endpoints)}; the reference standard is for the authors"),
     4: lambda f: _authors("the institutions providing the images are not recorded by the run"),
     5: lambda f: _authors("the clinical standard of the imaging protocol is for the authors"),
     6: lambda f: _yes_no(f.cite("acquisition_parameters_{cohort}"), "acquisition parameters per series and scanner", "no acquisition-parameter table"),

@@ -18,6 +18,7 @@ import yaml
 
 from helpers.data.columns import shown_name
 from helpers.errors import SupplementWarning  # noqa: F401  (defined in helpers.errors)
+from helpers.imaging.io import sha256_file
 from helpers.reporting.supplement.table_format import DisplayTable, LabelBook, display_table, format_number
 from helpers.reporting.supplement.table_layout import TableLayout, plan_layout
 from helpers.reporting.writer import read_ledger
@@ -81,6 +82,8 @@ class SupplementItem:
     n_rows: int | None = None
     n_columns: int | None = None
     inline: bool = True
+    task: str | None = None  # the task of a per-task step's output (a study with several tasks)
+    all_tasks: bool = False  # a per-task output identical in every task, shown once (under the first task)
 
     @property
     def label(self) -> str:
@@ -100,6 +103,18 @@ class MethodsParagraph:
     key: str
     title: str
     text: str
+    task: str = ""  # a per-task paragraph of a study with several tasks: the task's name ...
+    task_label: str = ""  # ... and how the document names it
+
+    @property
+    def heading(self) -> str:
+        """The title as printed: with the task for a per-task paragraph."""
+        return f"{self.title}: {self.task_label}" if self.task_label else self.title
+
+    @property
+    def anchor(self) -> str:
+        """HTML id part, unique across tasks."""
+        return f"{self.key}-{self.task}" if self.task else self.key
 
 
 @dataclass
@@ -289,27 +304,65 @@ class _Collected:
     messages: list[str]
 
 
+def document_runs(cfg: StudyConfig) -> list[tuple[object, str | None]]:
+    """(step, task) in document order: the shared steps in config order, and in a study with several tasks, at the
+    first per-task step, every per-task step of the first task, then of the next task (each task's results together)."""
+    per_task = [s for s in cfg.steps if cfg.tasks and s.runs_per_task]
+    runs: list[tuple[object, str | None]] = []
+    for step in cfg.steps:
+        if step not in per_task:
+            runs.append((step, None))
+        elif step is per_task[0]:
+            runs += [(s, t) for t in cfg.task_names for s in per_task]
+    return runs
+
+
+def task_caption(cfg: StudyConfig, task: str | None, caption: str) -> str:
+    """A per-task output's caption starts with the task's name (a study with several tasks)."""
+    return f"{cfg.task_config(task).label} - {caption}" if task else caption
+
+
+def _merge_identical_task_outputs(cfg: StudyConfig, root: Path, entries: list) -> tuple[list, set[str], set[str]]:
+    """Per-task outputs identical in every task (label-free steps: the ICC filter, ComBat, the harmonised features) are
+    shown once, under the first task: (the entries without the repeats, the paths shown once for all tasks, the
+    repeats left out)."""
+    groups: dict[str, list[str]] = {}
+    for _, _, rel, _, task in entries:
+        if task:
+            groups.setdefault(rel.split("/", 2)[2], []).append(rel)
+    repeats, shared = set(), set()
+    for rels in groups.values():
+        if len(rels) == len(cfg.task_names) > 1 and len({sha256_file(root / r) for r in rels}) == 1:
+            shared.add(rels[0])
+            repeats.update(rels[1:])
+    return [e for e in entries if e[2] not in repeats], shared, repeats
+
+
 def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, exclude_steps: tuple[str, ...] = (),
              max_rows: int = 300) -> _Collected:  # fmt: skip
     """Number and caption the ledger outputs. Tables under ``tables/`` are always inlined; data tables under
-    ``features/`` only with at most ``max_rows`` rows and ``max_columns`` columns (others are referenced by file)."""
+    ``features/`` only with at most ``max_rows`` rows and ``max_columns`` columns (others are referenced by file).
+
+    ``exclude_steps``: the step building the supplement; what it recorded before building (the tasks' comparison
+    table) is shown, and it is not reported as a step without outputs. The outputs of a per-task step of a study with
+    several tasks are under ``tasks/<task>/`` (their paths here start with it)."""
     seen: set[str] = set()
-    entries: list[tuple[str, str | None, str, str]] = []  # step, cohort, rel, kind
+    entries: list[tuple[str, str | None, str, str, str | None]] = []  # step, cohort, rel, kind, task
     other: list[str] = []
     messages: list[str] = []
     twins: list[tuple[str, str | None, str]] = []
-    for step in cfg.steps:
-        if step.name in exclude_steps:  # the step building the supplement does not document itself
-            continue
+    for step, task in document_runs(cfg):
         cohorts: list[str | None] = list(cfg.cohorts) if step.per_cohort else [None]
+        base, prefix = (root / "tasks" / task, f"tasks/{task}/") if task else (root, "")
         any_output = False
         for c in cohorts:
-            for rel in read_ledger(root, step.name, c):
+            for own in read_ledger(base, step.name, c):
                 any_output = True
+                rel = prefix + own
                 if rel in seen:
                     continue
                 seen.add(rel)
-                kind = _classify(rel)
+                kind = _classify(own)
                 if kind == "twin":
                     twins.append((step.name, c, rel))
                     continue
@@ -319,21 +372,24 @@ def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, excl
                 if kind == "other":
                     other.append(rel)
                 else:
-                    entries.append((step.name, c, rel, kind))
-        if not any_output:
-            messages.append(f"step {step.name} has no recorded outputs (not run yet?); it has no section in the supplement")
-    primaries = {rel for _, _, rel, _ in entries}
+                    entries.append((step.name, c, rel, kind, task))
+        if not any_output and step.name not in exclude_steps:
+            where = f" for task {task}" if task else ""
+            messages.append(f"step {step.name} has no recorded outputs{where} (not run yet?); it has no section in the supplement")
+    entries, shared_by_tasks, repeats = _merge_identical_task_outputs(cfg, root, entries)
+    primaries = {rel for _, _, rel, _, _ in entries} | repeats
     for step_name, c, rel in twins:
-        primary = Path(rel).with_suffix(".png" if rel.startswith("figures/") else ".csv").as_posix()
+        primary = Path(rel).with_suffix(".png" if "figures/" in rel else ".csv").as_posix()
         if primary not in primaries and (root / rel).is_file():
             # e.g. a figure saved only as PDF: listed with the other files, never dropped silently
             other.append(rel)
             messages.append(f"{rel} (step {step_name}) has no {Path(primary).suffix} version; listed as a file, not shown")
     counters = {"table": 0, "figure": 0, "note": 0}
     items: list[SupplementItem] = []
-    for step, c, rel, kind in entries:
+    for step, c, rel, kind, task in entries:
         name = Path(rel).stem
         caption, note, captioned = caption_for(name, cfg, c, data)
+        caption = f"All tasks (identical for each) - {caption}" if rel in shared_by_tasks else task_caption(cfg, task, caption)
         shown_kind = "table" if kind == "data" else kind
         counters[shown_kind] += 1
         n_rows = n_cols = None
@@ -341,7 +397,8 @@ def _collect(cfg: StudyConfig, root: Path, max_columns: int, data: Mapping, excl
         if shown_kind == "table":
             n_rows, n_cols = _csv_shape(root / rel)
             inline = kind == "table" or (n_rows <= max_rows and n_cols <= max_columns)
-        item = SupplementItem(shown_kind, name, rel, step, c, counters[shown_kind], caption, note, captioned, n_rows, n_cols, inline)
+        item = SupplementItem(shown_kind, name, rel, step, c, counters[shown_kind], caption, note, captioned, n_rows, n_cols, inline, task,
+                              rel in shared_by_tasks)
         if not captioned:
             messages.append(f"no caption for {rel} (step {step}); shown as {item.label} with the generic caption {caption!r}; "
                             f"add a pattern to {DATA_FILE.name}")  # fmt: skip
@@ -444,7 +501,7 @@ def _table_note(item: SupplementItem, shown: int, root: Path, display: DisplayTa
         ids = ", ".join(display.columns[j].label for j in layout.id_columns)
         parts.append(f"The columns are shown in {len(layout.parts)} groups" + (f" ({ids} repeated in each)." if ids else "."))
     if item.path:
-        twin = _twin(root, item.path, ".parquet" if item.path.startswith("features/") else ".xlsx")
+        twin = _twin(root, item.path, ".parquet" if ("/" + item.path).find("/features/") >= 0 else ".xlsx")
         if not item.inline:
             parts.append(f"Not shown: {item.n_rows} rows x {item.n_columns} columns (a data table); full table: {item.path}{twin}.")
         elif item.n_rows is not None and item.n_rows > shown:

@@ -182,7 +182,7 @@ def write_docx(supp: Supplement, path: str | Path) -> Path:
     doc.add_paragraph(f"{supp.checklist.label}. {supp.checklist.caption}", style="List Bullet")
     doc.add_heading("Supplementary methods", level=1)
     for para in supp.methods:
-        doc.add_heading(para.title, level=2)
+        doc.add_heading(para.heading, level=2)
         doc.add_paragraph(para.text)
     if supp.conventions:
         doc.add_heading("How the tables are written", level=2)

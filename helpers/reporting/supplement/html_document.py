@@ -88,7 +88,7 @@ def write_html(supp: Supplement, path: str | Path) -> Path:
         f"<style>{_CSS.strip()}</style>", "</head>", "<body>", f"<h1>{_h(supp.title)}</h1>", f'<p class="sub">{_h(supp.subtitle)}</p>',
     ]  # fmt: skip
     toc = ['<nav class="toc" id="contents"><h2>Contents</h2><ul>', '<li><a href="#methods">Supplementary methods</a><ul>']
-    toc += [f'<li><a href="#methods-{p.key}">{_h(p.title)}</a></li>' for p in supp.methods]
+    toc += [f'<li><a href="#methods-{p.anchor}">{_h(p.heading)}</a></li>' for p in supp.methods]
     toc.append("</ul></li>")
     for step, title, items in supp.sections:
         toc.append(f'<li><a href="#step-{_h(step)}">{_h(title)}</a><ul>')
@@ -98,7 +98,7 @@ def write_html(supp: Supplement, path: str | Path) -> Path:
     parts += toc
     parts.append('<section id="methods"><h2>Supplementary methods</h2>')
     for p in supp.methods:
-        parts.append(f'<h3 id="methods-{p.key}">{_h(p.title)}</h3><p>{_h(p.text)}</p>')
+        parts.append(f'<h3 id="methods-{p.anchor}">{_h(p.heading)}</h3><p>{_h(p.text)}</p>')
     if supp.conventions:
         parts.append('<h3 id="methods-tables">How the tables are written</h3>' + "".join(f"<p>{_h(t)}</p>" for t in supp.conventions))
     parts.append("</section>")

@@ -67,7 +67,9 @@ def used_series(run: RunRecord) -> list[str]:
     return [s for s in run.cfg.series if scans.get(s) != 0]
 
 
-def _cohorts(run: RunRecord) -> MethodsParagraph:
+def _cohorts(run: RunRecord, task_runs: list[tuple[str, RunRecord]] | None = None) -> MethodsParagraph:
+    """Cohorts, series and outcome; ``task_runs`` ((label, run) per task): the outcome of every task of a study with
+    several tasks."""
     cfg = run.cfg
     role_word = {"train": "model development", "validation": "internal validation", "test": "testing"}
     split = _split_rows(run)
@@ -100,6 +102,28 @@ def _cohorts(run: RunRecord) -> MethodsParagraph:
     if unused:
         text.append(f"The series {_join(unused)} {'was' if len(unused) == 1 else 'were'} declared in the study configuration but no patient "
                     f"had a scan of {'it' if len(unused) == 1 else 'them'}; {'it was' if len(unused) == 1 else 'they were'} not used.")  # fmt: skip
+    if task_runs is None:
+        text += _endpoint_text(run, split)
+    else:  # a study with several tasks: each task's endpoint, in one paragraph
+        text.append(f"The study had {w.count_word(len(task_runs))} prediction tasks, each with its own signature, models and thresholds "
+                    "fitted on the training cohort.")
+        for label, r in task_runs:
+            sentences = " ".join(_endpoint_text(r, split))
+            text.append(f"{label}: {sentences[:1].lower()}{sentences[1:]}")
+    held_out = [w.words(n) for n, c in cfg.cohorts.items() if c.role != "train"]
+    training = _join([w.words(c) for c in cfg.training_cohorts])
+    use = cohort_use(run)
+    fitted = "models" if "the operating threshold" in use["decided"] else "models and thresholds"
+    text.append(f"Every fitted step (habitat clustering, harmonisation, imputation, feature selection, {fitted}) learned from the "
+                f"{training} cohort only" + (f" and was applied unchanged to the {_join(held_out)} cohort{'s' if len(held_out) > 1 else ''}."
+                                             if held_out else "."))  # fmt: skip
+    text += _cohort_use_text(use)
+    return MethodsParagraph("cohorts", "Cohorts and outcome" + ("s" if task_runs else ""), " ".join(text))
+
+
+def _endpoint_text(run: RunRecord, split: dict) -> list[str]:
+    """The outcome sentences of the cohorts paragraph: the endpoint, its prevalence per cohort, its derivation."""
+    cfg, text = run.cfg, []
     ep = cfg.endpoints
     if ep.binary:
         col = f"{ep.binary}=1"
@@ -120,15 +144,7 @@ def _cohorts(run: RunRecord) -> MethodsParagraph:
     if ep.time and run.has("survival_*", "cox_coefficients", "km_*"):
         text.append(f"Time-to-event analyses used the follow-up time ({w.words(ep.time)}, in {run.cfg.survival.time_unit}) and the event "
                     f"indicator ({w.words(ep.event)}) of the patient table.")  # fmt: skip
-    held_out = [w.words(n) for n, c in cfg.cohorts.items() if c.role != "train"]
-    training = _join([w.words(c) for c in cfg.training_cohorts])
-    use = cohort_use(run)
-    fitted = "models" if "the operating threshold" in use["decided"] else "models and thresholds"
-    text.append(f"Every fitted step (habitat clustering, harmonisation, imputation, feature selection, {fitted}) learned from the "
-                f"{training} cohort only" + (f" and was applied unchanged to the {_join(held_out)} cohort{'s' if len(held_out) > 1 else ''}."
-                                             if held_out else "."))  # fmt: skip
-    text += _cohort_use_text(use)
-    return MethodsParagraph("cohorts", "Cohorts and outcome", " ".join(text))
+    return text
 
 
 def cohort_use(run: RunRecord) -> dict[str, list[str]]:
@@ -624,6 +640,8 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SupplementWarning)
             items = collect_outputs(cfg, root)
+    if cfg.splits_into_tasks:
+        return _task_methods(cfg, root, list(items))
     run = RunRecord(cfg, root, list(items))
     versions, _, _ = _versions(run)
     settings = extraction_settings(run) if run.has(*_EXTRACTION_OUTPUTS) else {}
@@ -634,6 +652,31 @@ def methods_text(cfg: StudyConfig, report_root: str | Path | None = None, items:
         opt.table_one(run), _statistics(run),
     ]  # fmt: skip
     return [p for p in paragraphs if p is not None and p.text]
+
+
+#: Paragraphs describing the shared steps (01-03 and the software): written once in a study with several tasks; every
+#: other paragraph (the endpoint, what was fitted on it, the statistics) is written per task.
+SHARED_PARAGRAPHS = frozenset({"cohorts", "software", "segmentation", "super_resolution", "preprocessing", "extraction", "habitats",
+                               "deep_features"})
+
+
+def _task_methods(cfg: StudyConfig, root: Path, items: list[SupplementItem]) -> list[MethodsParagraph]:
+    """Methods of a study with several tasks: the shared stages once, then each per-task stage once per task (in stage
+    order, the tasks side by side), each from the shared outputs and that task's own."""
+    runs = [(v, RunRecord(v, root, [it for it in items if it.task in (None, v.task) or it.all_tasks])) for v in cfg.task_views()]
+    per_view = [(v, methods_text(v, root, run.items)) for v, run in runs]
+    keys = list(dict.fromkeys(p.key for _, paragraphs in per_view for p in paragraphs))
+    cohorts = _cohorts(runs[0][1], [(v.task_label, run) for v, run in runs])
+    per_view = [(v, [cohorts if p.key == "cohorts" else p for p in paragraphs]) for v, paragraphs in per_view]
+    out: list[MethodsParagraph] = []
+    for key in keys:
+        found = [(view, p) for view, paragraphs in per_view for p in paragraphs if p.key == key]
+        # A stage that is the same for every task (a shared step, or a label-free one: ICC filter, ComBat) is described once.
+        if key in SHARED_PARAGRAPHS or (len(found) == len(per_view) and len({p.text for _, p in found}) == 1):
+            out.append(found[0][1])
+        else:
+            out += [MethodsParagraph(p.key, p.title, p.text, view.task or "", view.task_label) for view, p in found]
+    return out
 
 
 def _other_outputs_paragraph(other: Sequence[str]) -> MethodsParagraph | None:

@@ -532,7 +532,7 @@ _BLOCK_WORDS = {"clinical": "the clinical variables", "radiomics": "the radiomic
 
 
 def _survival_model_set(run: RunRecord, record: Mapping) -> MethodsParagraph:
-    """Methods of a survival-only study's model set (helpers.steps.survival): the models, their inputs, the ablation."""
+    """Methods of the survival model set (helpers.steps.survival): the models, their inputs, the ablation."""
     cfg, sc = run.cfg, run.cfg.survival
     models = run.rows("survival_models")
     cox = record.get("models", {}).get("cox", {"penalizer": sc.cox_penalizer, "l1_ratio": sc.cox_l1_ratio})
@@ -555,6 +555,7 @@ def _survival_model_set(run: RunRecord, record: Mapping) -> MethodsParagraph:
                     + (f"; the ablation compares the {ablated} models alone and with the ITH score(s) added." if ablated else "."))  # fmt: skip
     if run.has("survival_models_not_fitted"):
         text.append(f"Models whose inputs this study lacks were not fitted{run.cite('survival_models_not_fitted')}.")
+    text += _survival_inputs_text(run, record, model_set)
     text.append(f"In every model, missing values were imputed (training median, or most frequent category), categorical variables one-hot coded and "
                 f"continuous inputs z-scored with statistics of the rows each fit saw; training risks were out-of-fold "
                 f"({record.get('cv_folds', cfg.models.cv)}-fold cross-validation stratified by the event, seeded) and the other cohorts were "
@@ -567,6 +568,25 @@ def _survival_model_set(run: RunRecord, record: Mapping) -> MethodsParagraph:
                     f"cohorts and compared by Kaplan-Meier curves{run.cite('survival_risk_cutoffs', 'km_*')}.")  # fmt: skip
     text += _survival_evaluation_text(run)
     return MethodsParagraph("survival", "Survival analysis", " ".join(text))
+
+
+def _survival_inputs_text(run: RunRecord, record: Mapping, model_set: Mapping) -> list[str]:
+    """Where a study with a binary endpoint too took the survival models' radiomics features from, and why no end-to-end
+    network is among the survival models (helpers.steps.survival's module docstring)."""
+    text = []
+    if run.has("survival_selection_pathway"):
+        text.append("The radiomics features of these models were selected against the follow-up time and event on the training cohort "
+                    f"(survival.signature_steps: {w.selection_steps(run.cfg.survival.signature_steps)})"
+                    f"{run.cite('survival_selection_pathway', 'survival_radscore_coefficients')}.")  # fmt: skip
+    elif record.get("features") == "binary_signature":
+        text.append("The radiomics features of these models are those the signature selected for the binary endpoint (survival.features: "
+                    "binary_signature).")  # fmt: skip
+    if any("deep" in v for v in model_set.values()):
+        text.append("Deep features entered the survival models as principal components (DL_F); "
+                    + ("the end-to-end deep network was not evaluated as a survival model: it classifies the binary endpoint and was trained "
+                       "once on part of the training cohort, so it has neither out-of-fold training risks nor survival curves."
+                       if run.has("deep_classifier_auc") else "no end-to-end deep network was trained (one is trained only for a binary endpoint)."))  # fmt: skip
+    return text
 
 
 def _survival_evaluation_text(run: RunRecord) -> list[str]:

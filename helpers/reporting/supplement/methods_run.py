@@ -63,5 +63,8 @@ class RunRecord:
         return int(it.n_rows or 0) if it is not None else 0
 
     def json(self, relative: str) -> dict:
-        """A JSON record under the report root (empty when absent or unreadable)."""
+        """A JSON record under the report root (empty when absent or unreadable); for one task of a study with several
+        tasks, the task's own record (``tasks/<task>/<relative>``) when it has one."""
+        if self.cfg.task and (self.root / "tasks" / self.cfg.task / relative).is_file():
+            return _read_json(self.root / "tasks" / self.cfg.task / relative)
         return _read_json(self.root / relative)

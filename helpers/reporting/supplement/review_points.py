@@ -79,12 +79,17 @@ class _Run:
 
     cfg: StudyConfig
     root: Path
+    shared_root: Path | None = None  # one task of a study with several tasks: the study's folder (the shared steps' outputs)
     _cache: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def _path(self, rel: str) -> Path:
+        own = self.root / rel
+        return own if own.is_file() or self.shared_root is None else self.shared_root / rel
 
     def rows(self, rel: str) -> list[dict[str, str]]:
         """Rows of ``reports/<study>/<rel>`` (empty when the file is missing)."""
         if rel not in self._cache:
-            path = self.root / rel
+            path = self._path(rel)
             if path.is_file():
                 with path.open(newline="", encoding="utf-8") as f:
                     self._cache[rel] = list(csv.DictReader(f))
@@ -93,12 +98,12 @@ class _Run:
         return self._cache[rel]
 
     def exists(self, rel: str) -> bool:
-        return (self.root / rel).is_file()
+        return self._path(rel).is_file()
 
     def tables(self, prefix: str) -> list[str]:
-        """``tables/<prefix>*.csv`` files, sorted."""
-        folder = self.root / "tables"
-        return sorted(f"tables/{p.name}" for p in folder.glob(f"{prefix}*.csv")) if folder.is_dir() else []
+        """``tables/<prefix>*.csv`` files, sorted (a task's and the shared steps' for one task of a study with tasks)."""
+        folders = [self.root / "tables"] + ([self.shared_root / "tables"] if self.shared_root is not None else [])
+        return sorted({f"tables/{p.name}" for folder in folders if folder.is_dir() for p in folder.glob(f"{prefix}*.csv")})
 
     @property
     def training(self) -> list[str]:
@@ -388,6 +393,29 @@ def review_points(cfg: StudyConfig, report_root: str | Path | None = None,
         Major points first, then minor ones; within a severity in rule order.
         Files a rule needs but the run did not write raise no point.
     """
+    if cfg.splits_into_tasks:
+        return _task_points(cfg, Path(report_root) if report_root is not None else cfg.study_root, rules)
     run = _Run(cfg, Path(report_root) if report_root is not None else cfg.report_root)
     points = [p for rule in rules for p in rule(run)]
     return sorted(points, key=lambda p: SEVERITIES.index(p.severity))  # stable: rule order within a severity
+
+
+def _task_points(cfg: StudyConfig, root: Path, rules: Sequence[Callable[[_Run], list[ReviewPoint]]]) -> list[ReviewPoint]:
+    """A study with several tasks: every task's points, named by task, with sources relative to the study's folder; a
+    point on a shared step's file (e.g. failed extraction units) that every task raises alike is listed once, unnamed."""
+    points: list[ReviewPoint] = []
+    for rule in rules:
+        per_view = []
+        for view in cfg.task_views():
+            task_root = root / "tasks" / str(view.task)
+            for p in rule(_Run(view, task_root, root)):
+                own = (task_root / p.source).is_file()
+                per_view.append((view, own, ReviewPoint(p.severity, p.text, f"tasks/{view.task}/{p.source}" if own else p.source, p.rule)))
+        shared = [p for _, own, p in per_view if not own]
+        alike = len(shared) == len(cfg.task_names) and len({(p.text, p.source) for p in shared}) == 1
+        for view, own, p in per_view:
+            if own or not alike:
+                points.append(ReviewPoint(p.severity, f"{view.task_label}: {p.text}", p.source, p.rule))
+            elif p is shared[0]:  # listed once, where the first task raised it
+                points.append(p)
+    return sorted(points, key=lambda p: SEVERITIES.index(p.severity))

@@ -426,7 +426,10 @@ def display_table(header: Sequence[str], rows: Sequence[Sequence[str]], book: La
             continue
         shown = _reformat_ci_text(values) if _PREFORMATTED_CI.match(name) else [format_number(v, spec.format) for v in values]
         numeric = spec.format not in ("text", "words") and any(shown) and all(_FLOAT.match(v) or v.startswith("< ") for v in shown if v)
-        columns.append(DisplayColumn(name, spec.label, "number" if numeric else "text", spec.id))
+        # A pre-formatted interval column shown as written (no numbers to rebuild it from) is set like a built one; its
+        # other cells may only be placeholders ('-': not estimable, the note says why).
+        ci = bool(_PREFORMATTED_CI.match(name)) and all(_CI_TEXT.match(v.strip()) or v.strip() in _MISSING | {"-"} for v in shown)
+        columns.append(DisplayColumn(name, spec.label, "ci" if ci else "number" if numeric else "text", spec.id))
         cells.append(shown)
     table_rows = tuple(tuple(col[i] for col in cells) for i in range(len(rows)))
     texts = [c.label for c in columns] + (["NA"] if any(c == "NA" or c.endswith("(NA)") for r in table_rows for c in r) else [])
