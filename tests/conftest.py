@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import locale
 import shutil
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -13,6 +17,51 @@ import SimpleITK as sitk
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+#: The example studies (examples/<name>/study.yaml).
+EXAMPLE_NAMES = frozenset(p.name for p in (REPO / "examples").iterdir() if (p / "study.yaml").is_file())
+
+
+def work_unit(nodeid: str) -> str:
+    """The pytest-xdist work unit of a test (``-n 2``): the tests of one unit run in one worker, one after the other.
+
+    A test whose parameter is the name of an example study (``test_x[001_nr_sr_three_cohorts]``) belongs to that
+    example's unit: every such test asserts on the example's one run (:func:`example_run`), so the run happens once.
+    Any other test belongs to its module's unit, so a module's fixtures are set up in one worker only.
+    """
+    path, _, name = nodeid.partition("::")
+    param = name[name.rfind("[") + 1 : -1] if name.endswith("]") else ""
+    return f"example {param}" if param in EXAMPLE_NAMES else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``-n`` (pytest-xdist's default ``--dist load``): hand out whole :func:`work_unit` s, in collection order."""
+    if config.getvalue("dist") != "load":
+        return None  # an explicit --dist keeps pytest-xdist's own scheduling
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # the order of pytest_collection_modifyitems below, not units by size
+    return WorkUnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker: units holding ``slow`` tests first, then ``reference`` ones, then the rest.
+
+    The long runs start at once and the short tests fill the other worker's time at the end, instead of one long run
+    starting last and running alone. Within a tier the collection order is kept; without ``-n`` nothing changes.
+    """
+    if not hasattr(config, "workerinput"):
+        return
+    tier: dict[str, int] = {}
+    for item in items:
+        rank = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("reference") else 2
+        unit = work_unit(item.nodeid)
+        tier[unit] = min(rank, tier.get(unit, 2))
+    items.sort(key=lambda item: tier[work_unit(item.nodeid)])
 
 
 @pytest.fixture(autouse=True)
@@ -214,3 +263,48 @@ def make_planted_feature_study(tmp_path: Path, super_resolution: bool = False):
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return tmp_path, {"informative": informative, "unstable": unstable, "scanner": dict(zip(patients, scanner)), "y": dict(zip(patients, y)),
                       "reader_flip_rate": float(flip.mean())}
+
+
+class ExampleRun(NamedTuple):
+    """One example study run end to end: its folder (config, cohort, ``reports/``) and what the run printed."""
+
+    folder: Path
+    printed: str
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory):
+    """``example_run(name)``: example ``name`` run end to end by ``python -m helpers run`` (an :class:`ExampleRun`).
+
+    The example is prepared by ``tests/test_examples.py::_prepare`` (a small simulated cohort or the generated table,
+    lighter settings) and run once per test process; every test asserting on the same example shares that run. Such
+    tests are parametrized by the example's name, which puts them in the example's :func:`work_unit`, so pytest-xdist
+    runs them in one worker. A failed run fails every test that asks for it.
+    """
+    from helpers.runner.cli import main
+    from tests.test_examples import _prepare
+
+    runs: dict[str, ExampleRun | Exception] = {}
+
+    def run(name: str) -> ExampleRun:
+        if name not in runs:
+            try:
+                folder = _prepare(name, tmp_path_factory.mktemp("examples"))
+                printed = io.StringIO()
+                try:
+                    with contextlib.redirect_stdout(printed):
+                        code = main(["run", "--config", str(folder / "study.yaml")])
+                finally:
+                    sys.stdout.write(printed.getvalue())  # the progress lines, in the captured output of the test
+                assert code == 0, f"python -m helpers run failed on example {name}"
+                runs[name] = ExampleRun(folder, printed.getvalue())
+            except Exception as exc:  # recorded so that later tests on this run fail fast; re-raised here
+                runs[name] = exc
+                raise
+        result = runs[name]
+        if isinstance(result, Exception):
+            pytest.fail(f"the run of example {name} failed in an earlier test: {result!r}")
+        return result
+
+    return run
+

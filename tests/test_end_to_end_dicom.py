@@ -3,9 +3,9 @@
 DICOM images and the NIfTI masks written from them differ by floating-point noise in origin and spacing (1e-7 mm
 here; a NIfTI header stores float32), which validation accepts. Before the study-wide geometry policy, every
 Siemens/Philips tumour unit and every habitat unit failed in pyradiomics ("Image/Mask geometry mismatch"), the runner
-said "done", and the run stopped later blaming a selection threshold. This test runs the simulated study exactly as
+said "done", and the run stopped later blaming a selection threshold. This test runs the simulated study as
 ``python -m helpers run`` does: validation, every configured step (QC, extraction with rings, habitats and a second
-reader, signature, models, statistics, supplement).
+reader, signature, models, statistics, supplement), with a coarser LASSO path and fewer bootstrap resamples.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers.imaging.io import grid_difference, read_image, read_mask
 from helpers.runner.pipeline import run_study
@@ -31,6 +32,15 @@ def dicom_cohort(tmp_path_factory):
     # Three vendors (Siemens Verio, GE Signa HDxt, Philips Ingenia CX) in both cohorts; enough training patients of
     # each class for the 5-fold LASSO of the default signature.
     simulate_study(out, patients=32, seed=5, dicom=True, prevalence=0.5, test_fraction=0.25)
+    # The simulator's config with two modelling settings lightened (what this test checks is untouched: every step,
+    # every extraction unit): 10 LASSO lambdas instead of 50 (the final model's tuning refits the signature's LASSO CV
+    # in every fold of every candidate) and 100 bootstrap resamples instead of 500.
+    cfg = yaml.safe_load((out / "study.yaml").read_text(encoding="utf-8"))
+    for step in cfg["signature"]["steps"]:
+        if step["step"] == "lasso":
+            step["Cs"] = 10
+    cfg["statistics"]["n_bootstrap"] = 100
+    (out / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return out
 
 

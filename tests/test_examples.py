@@ -5,8 +5,10 @@ of the example that regenerates it) and the source of its data: ``simulation.yam
 helpers simulate`` for a cohort written to ``cohort/``) or, for the study started from a feature table,
 ``make_tables.py`` (a seeded generator of the table). The fast tests check that the three files are
 valid and agree with each other and with the README; the slow test simulates a small cohort for each example, runs
-``python -m helpers run`` on it with lighter settings (fewer patients, algorithms and bootstrap resamples, a
-smaller deep-feature input) and checks that every output listed in ``outputs.yaml`` and the supplement exist.
+``python -m helpers run`` on it with lighter settings (fewer patients, algorithms and bootstrap resamples, a coarser
+LASSO lambda path, a smaller deep-feature input and super-resolution network) and checks that every output listed in
+``outputs.yaml`` and the supplement exist. The run is the session fixture ``example_run`` (tests/conftest.py): other
+slow tests assert on the same run (tests/test_three_cohorts.py on examples 001 and 003).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.runner.cli import main
 from helpers.settings.simulation import SimulationSettings
 from helpers.settings.study import load_config
 from helpers.simulation.simulate import simulate_study
@@ -74,7 +75,8 @@ def test_example_files_are_valid_and_consistent(name: str) -> None:
 
 def _prepare(name: str, tmp_path: Path) -> Path:
     """The example copied to ``tmp_path`` with its data (a small simulated cohort, or the generated table) and lighter
-    settings: fewer algorithms, bootstrap resamples, habitat K and network epochs (the design is unchanged)."""
+    settings: fewer algorithms, bootstrap resamples, LASSO lambdas, habitat K, network epochs and channels (the design
+    is unchanged)."""
     folder = tmp_path / name
     folder.mkdir()
     for f in ("simulation.yaml", "study.yaml", "outputs.yaml", "make_tables.py"):
@@ -89,26 +91,33 @@ def _prepare(name: str, tmp_path: Path) -> Path:
     for step in cfg["steps"]:
         step["notebook"] = str((_example(name) / step["notebook"]).resolve())
     cfg.setdefault("statistics", {})["n_bootstrap"] = 100
+    for step in cfg.get("signature", {}).get("steps", []):
+        if step["step"] == "lasso":
+            # 10 lambdas instead of 50: the final model's tuning refits the signature (with its inner LASSO CV) in
+            # every fold of every candidate, the largest cost of the examples' model step.
+            step["Cs"] = 10
     models = cfg.setdefault("models", {})
     models["algorithms"] = sorted({models.get("final_algorithm", "logistic"), "random_forest"})
     for arm in cfg.get("deep_features", []):
-        arm.update(input_size=64, epochs=1)
+        arm.update(input_size=32, epochs=1)
     habitats = cfg.get("extraction", {}).get("habitats")
     if habitats:
-        habitats.update(k_range=[3, 3], ith_k_range=[2, 5])
+        # ITH scores for K = 2..4 (example 003: the ITH sweep's combined row, K = 2..5 by default, is clipped to 2..4)
+        # or up to the largest K the survival models use (example 004: survival.ith_k ends at 5).
+        habitats.update(k_range=[3, 3], ith_k_range=[2, max([4, *cfg.get("survival", {}).get("ith_k", [])])])
     if cfg.get("segmentation"):
         cfg["segmentation"].update(epochs=2, validate_every=1, iterations_per_epoch=2)
     if cfg.get("super_resolution"):
-        cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1, patches_per_volume=2, generator_depth=1)
+        cfg["super_resolution"]["settings"].update(epochs=2, warmup_epochs=1, patches_per_volume=2, generator_depth=1,
+                                                   generator_width=4, discriminator_width=4, perceptual_width=4)
     (folder / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return folder
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_example_runs_end_to_end_and_regenerates_the_seed_outputs(name: str, tmp_path: Path) -> None:
-    folder = _prepare(name, tmp_path)
-    assert main(["run", "--config", str(folder / "study.yaml")]) == 0
+def test_example_runs_end_to_end_and_regenerates_the_seed_outputs(name: str, example_run) -> None:
+    folder = example_run(name).folder  # python -m helpers run exited with 0
     root = folder / "reports" / load_config(folder / "study.yaml").study
     missing = [o["output"] for o in yaml.safe_load((folder / "outputs.yaml").read_text()) if not list(root.glob(o["output"]))]
     assert not missing, f"outputs listed in examples/{name}/outputs.yaml were not written: {missing}"

@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers.data.manifest import load_study
 from helpers.reporting.writer import ReportWriter
@@ -22,27 +23,40 @@ from tests.conftest import make_planted_feature_study
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def modelling_study(planted_feature_study):
-    study, truth = planted_feature_study
+@pytest.fixture(scope="module")
+def modelling_study(tmp_path_factory):
+    """The planted study with its signature written, and its modelling data (shared by the module: nothing changes it)."""
+    study, truth = make_planted_feature_study(tmp_path_factory.mktemp("planted"))
     cfg = load_config(study / "study.yaml")
     manifest, patients = load_study(cfg, check_images=False)
     write_signature_outputs(build_signature(cfg, manifest, patients), cfg, ReportWriter(cfg, "signature"))
     return cfg, load_modelling_data(cfg, patients), truth
 
 
-def test_blocks_and_grid(modelling_study):
+@pytest.fixture(scope="module")
+def model_grid(modelling_study):
+    cfg, data, _ = modelling_study
+    return run_model_grid(data, cfg)
+
+
+@pytest.fixture(scope="module")
+def final_model(modelling_study):
+    cfg, data, _ = modelling_study
+    return fit_final_model(data, cfg)
+
+
+def test_blocks_and_grid(modelling_study, model_grid):
     cfg, data, _ = modelling_study
     blocks = study_blocks(data.X, cfg)
     assert list(blocks) == ["CT / tumour", "MR_T1 / tumour"]
-    grid = run_model_grid(data, cfg)
+    grid = model_grid
     assert len(grid) == 2 * 2 and {"cv_auc_mean", "auc_test"} <= set(grid.columns)
     assert grid["cv_auc_mean"].between(0.5, 1).all() and grid["auc_test"].between(0.5, 1).all()
 
 
-def test_final_model_threshold_from_training_and_deterministic(modelling_study):
+def test_final_model_threshold_from_training_and_deterministic(modelling_study, final_model):
     cfg, data, _ = modelling_study
-    model = fit_final_model(data, cfg)
+    model = final_model
     preds = predictions_table(model, data)
     assert preds["threshold"].nunique() == 1 and 0 < model.threshold_ < 1
     train = preds[preds["cohort"] == "train"]
@@ -62,6 +76,12 @@ def test_final_model_threshold_from_training_and_deterministic(modelling_study):
 def test_notebooks_04_to_07_smoke(tmp_path):
     # The planted study with notebook 02's super-resolution arm declared (SR features planted; no images to extract).
     study, _ = make_planted_feature_study(tmp_path, super_resolution=True)
+    # Lighter than the planted study's settings (checked here: the outputs and the wiring of notebooks 04-07): 10 LASSO
+    # lambdas (refitted in every fold of the final model's tuning) and 100 bootstrap resamples.
+    cfg = yaml.safe_load((study / "study.yaml").read_text())
+    cfg["signature"]["steps"][-1]["Cs"] = 10
+    cfg["statistics"]["n_bootstrap"] = 100
+    (study / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     results = run_study(study / "study.yaml", out=io.StringIO())
     assert [r.status for r in results] == ["ran", "ran", "ran", "ran"]
     root = load_config(study / "study.yaml").report_root
@@ -111,13 +131,11 @@ def test_notebooks_04_to_07_smoke(tmp_path):
     assert (root / "figures" / "roc_nr_vs_sr_test.png").is_file()
 
 
-def test_fusion_comparison(modelling_study):
+def test_fusion_comparison(modelling_study, model_grid, final_model):
     from helpers.steps.models import fusion_comparison
 
     cfg, data, _ = modelling_study
-    grid = run_model_grid(data, cfg)
-    final = fit_final_model(data, cfg)
-    table = fusion_comparison(data, cfg, grid, final)
+    table = fusion_comparison(data, cfg, model_grid, final_model)
     assert len(table) == 3 and table["model"].str.startswith(("best single", "feature-level", "score-level")).all()
     assert table[["training_auc_oof", "auc_test"]].apply(lambda s: s.between(0, 1)).all().all()
     # The planted signal spans both series: stacking both blocks beats chance clearly on the external test cohort.

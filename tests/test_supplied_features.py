@@ -200,14 +200,16 @@ def test_signature_and_methods_name_the_supplied_software_not_pyradiomics(ft_stu
 
 # -- end to end -------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_features_only_study_runs_end_to_end(ft_study):
-    """``python -m helpers run`` on a study of one supplied table: signature, models, statistics and supplement, no images."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUTF8": "1"}
-    proc = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", str(ft_study / "study.yaml")],
-                          capture_output=True, text=True, env=env, cwd=ft_study, timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "finished: 4 step run(s) executed" in proc.stdout
-    root = ft_study / "reports" / "feature_table_example"
+@pytest.mark.parametrize("example", ["feature_table"])
+def test_features_only_study_runs_end_to_end(example_run, example):
+    """``python -m helpers run`` on a study of one supplied table: signature, models, statistics and supplement, no images.
+
+    The study is examples/feature_table (the tables of its make_tables.py, lighter settings), run once for this test and
+    tests/test_examples.py (tests/conftest.py::example_run).
+    """
+    run = example_run(example)
+    assert "finished: 4 step run(s) executed" in run.printed
+    root = run.folder / "reports" / "feature_table_example"
     predictions = pd.read_parquet(root / "features" / "model_predictions.parquet")
     assert set(predictions["cohort"]) == {"training", "external"}
     html = (root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")
@@ -303,6 +305,9 @@ def test_mixed_simulated_study_with_the_external_cohort_supplied_as_a_table(tmp_
     cfg["steps"] = [s for s in cfg["steps"] if s["name"] != "acquisition_qc"]
     cfg["steps"][-1]["depends_on"] = [d for d in cfg["steps"][-1]["depends_on"] if d != "acquisition_qc"]
     cfg["models"].update(algorithms=["logistic"], cv=3)
+    for step in cfg["signature"]["steps"]:
+        if step["step"] == "lasso":
+            step["Cs"] = 10  # a coarse lambda path: the final model refits the signature's LASSO CV in every fold
     cfg["statistics"].update(n_bootstrap=100, subgroups=[])
     cfg.pop("survival", None)
     cfg["endpoints"] = {"binary": "label"}

@@ -2,14 +2,15 @@
 
 The validation cohort has one documented use: with ``models.final_selection: validation`` it chooses the final
 model's algorithm among ``models.algorithms`` (and with ``models.threshold_from: validation`` the operating
-threshold); test cohorts are never used for any choice. The fast tests check the config rules; the slow one runs a
-simulated three-cohort study end to end (validate, QC, extraction, signature, models, statistics, supplement) and
-checks the choice for leakage on the run's own modelling data.
+threshold); test cohorts are never used for any choice. The fast tests check the config rules; the slow ones assert on
+the end-to-end runs of the three-cohort examples (tests/conftest.py::example_run, shared with tests/test_examples.py):
+example 001 (validate, QC, super-resolution, extraction, signature, models with ``final_selection: validation``,
+statistics, supplement) for the choice, its reports and its leakage on the run's own modelling data, example 003
+(habitats) for the ITH sweep's held-out columns.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -20,35 +21,10 @@ import yaml
 from helpers.errors import ConfigError
 from helpers.settings.study import load_config
 
-
-def _three_cohort_study(out: Path, **models: object) -> Path:
-    """The simulator's study with a third of its external-test patients moved to a new ``validation`` cohort.
-
-    The simulator itself writes two cohorts; the manifest and the config are edited here.
-    """
-    from helpers.simulation.simulate import simulate_study
-
-    simulate_study(out, patients=54, seed=7, prevalence=0.5, test_fraction=0.5)
-    manifest = pd.read_csv(out / "data_manifest.csv", dtype=str, keep_default_na=False)
-    external = sorted(manifest.loc[manifest["cohort"] == "external_test", "patient"].unique())
-    manifest.loc[manifest["patient"].isin(external[::3]), "cohort"] = "validation"
-    manifest.to_csv(out / "data_manifest.csv", index=False, lineterminator="\n")
-    cfg = yaml.safe_load((out / "study.yaml").read_text(encoding="utf-8"))
-    cfg["cohort_rule"] += "; every third external patient (by identifier) forms the internal validation cohort"
-    cfg["cohorts"] = {"training": cfg["cohorts"]["training"],
-                      "validation": {"role": "validation", "description": "internal validation: a third of the simulated external patients"},
-                      "external_test": cfg["cohorts"]["external_test"]}  # fmt: skip
-    # Two candidates (logistic regression and the seed's random forest), one Optuna trial each: the choice is exercised,
-    # the run stays short.
-    cfg["models"].update({"algorithms": ["logistic", "random_forest"], "search": "optuna", "n_trials": 1, **models})
-    # Kept short: no time-to-event endpoint (the ITH Cox sweep is tested in test_ith_sweep.py), no clinical model, one ROI
-    # besides the habitats.
-    cfg["endpoints"] = {"binary": cfg["endpoints"]["binary"]}
-    cfg.pop("clinical", None)
-    cfg["extraction"]["rois"] = {"tumour": cfg["extraction"]["rois"]["tumour"]}
-    cfg["statistics"].update({"n_bootstrap": 100, "subgroups": []})
-    (out / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return out / "study.yaml"
+#: The example whose final model's algorithm is chosen on its validation cohort (``models.final_selection: validation``).
+CHOOSING = "001_nr_sr_three_cohorts"
+#: The three-cohort example with habitats (ITH scores, the ITH sweep).
+HABITATS = "003_habitats_deep_fusion"
 
 
 # --------------------------------------------------------------------------- config rules (fast)
@@ -113,18 +89,19 @@ def test_methods_say_what_the_validation_cohort_decided() -> None:
 # --------------------------------------------------------------------------- end to end (slow)
 
 
-@pytest.fixture(scope="module")
-def three_cohort_run(tmp_path_factory):
-    from helpers.runner.pipeline import run_study
+@pytest.fixture
+def three_cohort_run(example_run, example):
+    """The config of example 001's run: training, internal validation (centre 1) and external test (centre 2).
 
-    config = _three_cohort_study(tmp_path_factory.mktemp("three") / "study", final_selection="validation")
-    out = io.StringIO()
-    results = run_study(config, out=out)
-    assert [r.status for r in results] == ["ran"] * len(results), out.getvalue()
-    return load_config(config)
+    Tests using it are parametrized by the example's name (one pytest-xdist unit with the example's own test)."""
+    assert example == CHOOSING
+    cfg = load_config(example_run(example).folder / "study.yaml")
+    assert cfg.models.final_selection == "validation" and cfg.models.algorithms == ("logistic", "random_forest")
+    return cfg
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", [CHOOSING])
 def test_three_cohort_study_reports_what_the_validation_cohort_decided(three_cohort_run) -> None:
     cfg = three_cohort_run
     tables = cfg.report_root / "tables"
@@ -136,15 +113,10 @@ def test_three_cohort_study_reports_what_the_validation_cohort_decided(three_coh
     chosen = sel.loc[sel["selected"], "candidate_algorithm"].iloc[0]
     summary = pd.read_csv(tables / "final_model_summary.csv")
     assert list(summary["cohort"]) == ["training", "validation", "external_test"]
-    # Held-out columns: validation first, then the test cohort (model grid and ITH sweep).
+    # Held-out columns of the model grid: validation first, then the test cohort.
     grid = pd.read_csv(tables / "model_grid.csv")
     cols = [c for c in grid.columns if c.startswith(("auc_", "sensitivity_", "specificity_"))]
     assert cols[:3] == ["auc_validation", "sensitivity_validation", "specificity_validation"] and "test_auc" not in grid.columns
-    sweep = pd.read_csv(tables / "ith_sweep.csv", dtype={"clusters": str})
-    assert list(sweep["clusters"]) == ["2", "3", "4", "2-4"]  # ith_k_range [2, 4]; combined K = 2..5 clipped to 2..4
-    assert sweep.columns.get_loc("auc_validation") < sweep.columns.get_loc("auc_external_test")
-    assert {"oof_auc", "oof_accuracy_upper", "accuracy_external_test_lower", "auc_validation_upper"} <= set(sweep.columns)
-    assert sweep[["oof_auc", "auc_validation", "auc_external_test"]].notna().all().all()
     # Statistics: validation and test cohorts are labelled apart.
     perf = pd.read_csv(tables / "performance.csv")
     assert perf.groupby("cohort")["role"].first().to_dict() == {"training": "training (out-of-fold)", "validation": "validation",
@@ -152,22 +124,40 @@ def test_three_cohort_study_reports_what_the_validation_cohort_decided(three_coh
     assert f"Radiomics ({chosen})" in set(perf["model"])
     # The supplement says what the validation cohort was for.
     html = (cfg.report_root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")
-    assert "internal validation: a third of the simulated external patients" in html
+    assert cfg.cohorts["validation"].description in html  # "centre 1, held out at random (internal validation)"
     assert "was used to choose the final model&#x27;s algorithm" in html or "was used to choose the final model's algorithm" in html
     assert "the external test cohort was used only to report performance, never for a choice" in html
     assert "by the highest AUC in the validation cohort" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", [HABITATS])
+def test_ith_sweep_of_a_three_cohort_study_reports_validation_before_test(example_run, example) -> None:
+    cfg = load_config(example_run(example).folder / "study.yaml")
+    assert cfg.validation_cohorts == ["validation"] and cfg.test_cohorts == ["external_test"]
+    tables = cfg.report_root / "tables"
+    grid = pd.read_csv(tables / "model_grid.csv")
+    cols = [c for c in grid.columns if c.startswith(("auc_", "sensitivity_", "specificity_"))]
+    assert cols[:3] == ["auc_validation", "sensitivity_validation", "specificity_validation"] and "test_auc" not in grid.columns
+    sweep = pd.read_csv(tables / "ith_sweep.csv", dtype={"clusters": str})
+    assert list(sweep["clusters"]) == ["2", "3", "4", "2-4"]  # ith_k_range [2, 4] (the test's setting); combined K = 2..5 clipped to 2..4
+    assert sweep.columns.get_loc("auc_validation") < sweep.columns.get_loc("auc_external_test")
+    assert {"oof_auc", "oof_accuracy_upper", "accuracy_external_test_lower", "auc_validation_upper"} <= set(sweep.columns)
+    assert sweep[["oof_auc", "auc_validation", "auc_external_test"]].notna().all().all()
+    html = (cfg.report_root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")
     assert "ITH score" in html and "Clusters (K)" in html
 
 
 def _quick(cfg, **models):
-    """The run's config with light selection steps (no inner LASSO CV) and 3 folds: these tests check the choice, not the
-    signature."""
+    """The run's config with light selection steps (no inner LASSO CV), 3 folds and one Optuna trial per candidate: these
+    tests check the choice, not the signature or the tuning."""
     steps = ({"step": "zscore"}, {"step": "univariate", "p_threshold": 0.2, "min_features": 2}, {"step": "mrmr", "k": 5})
     return cfg.model_copy(update={"signature": cfg.signature.model_copy(update={"steps": steps}),
-                                  "models": cfg.models.model_copy(update={"cv": 3, **models})})  # fmt: skip
+                                  "models": cfg.models.model_copy(update={"cv": 3, "search": "optuna", "n_trials": 1, **models})})  # fmt: skip
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", [CHOOSING])
 def test_test_labels_change_no_choice_and_validation_labels_only_the_choice(three_cohort_run) -> None:
     from helpers.data.manifest import load_study
     from helpers.steps.models import load_modelling_data, select_final_model
@@ -196,6 +186,7 @@ def test_test_labels_change_no_choice_and_validation_labels_only_the_choice(thre
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", [CHOOSING])
 def test_threshold_from_validation_moves_only_the_threshold(three_cohort_run) -> None:
     from helpers.data.manifest import load_study
     from helpers.learning.models import youden_threshold
