@@ -122,3 +122,13 @@ def test_nr_vs_sr_study_config_loads():
     assert cfg.extraction.series == ("MR_T1", "MR_T1_SR") and cfg.comparison_series == ["MR_T1_SR"]
     assert [s.name for s in cfg.steps] == ["segmentation", "feature_extraction", "signature", "models", "statistics"]
     assert cfg.segmentation is None and cfg.deep_features == () and cfg.super_resolution == load_config(REPO / "study.yaml").super_resolution
+
+
+def test_ibsi_preset_resamples_on_centre_aligned_grids_unless_a_series_says_otherwise(tmp_path, base):
+    """IBSI's interpolation grid (centres of the original and resampled grids aligned) comes with the 'ibsi' preset."""
+    assert load_config(_write(tmp_path, base)).preprocessing["PET"].grid_alignment == "origin"  # seed1762: unchanged
+    base["extraction"]["presets"] = ["seed1762", "ibsi"]
+    base["preprocessing"]["CT"] = {"resample_mm": [1.0, 1.0, 1.0], "grid_alignment": "origin"}
+    cfg = load_config(_write(tmp_path, base))
+    assert cfg.preprocessing["PET"].grid_alignment == "center" and cfg.preprocessing["PET"].resample_mm == (4.0, 4.0, 4.0)
+    assert cfg.preprocessing["CT"].grid_alignment == "origin"  # set explicitly: kept

@@ -397,3 +397,22 @@ def test_unit_key_covers_every_module_that_computes_a_unit(small_study, tmp_path
             extraction._code_hash()
     finally:
         extraction.CODE_MODULES = original
+
+
+def test_ibsi_compliance_without_the_ct_phantom_writes_the_digital_phantom_only(tmp_path):
+    """``extraction.ibsi_ct_phantom: false`` (quick test runs): the digital phantom's tables, a one-row summary, no CT."""
+    from helpers.reporting.writer import ReportWriter, read_ledger
+    from helpers.steps.feature_extraction import write_ibsi_compliance
+
+    from .conftest import tiny_config
+
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path, extraction={"ibsi_ct_phantom": False})))
+    cfg = load_config(tmp_path / "study.yaml")
+    summary = write_ibsi_compliance(ReportWriter(cfg, "feature_extraction"))
+    assert summary[["phantom", "mapped_features", "features_within_tolerance"]].values.tolist() == [["digital", 385, 383]]
+    written = read_ledger(cfg.report_root, "feature_extraction", None)
+    assert sorted({Path(p).stem for p in written}) == ["ibsi_compliance_summary", "ibsi_deviations", "ibsi_phantom_compliance",
+                                                     "ibsi_phantom_unmapped"]
+    from helpers.settings.study import ExtractionConfig
+
+    assert ExtractionConfig().ibsi_ct_phantom is True  # every study's default: both phantoms

@@ -77,7 +77,7 @@ def _extraction_study(folder: Path, workers: int) -> Path:
     cfg = tiny_config(
         folder, study="rel", seed=11, series={"CT": {"modality": "CT"}},
         extraction={"presets": ["preset.yaml"], "rois": {"tumour": {"kind": "tumour"}, "ring2mm": {"kind": "ring", "width_mm": 2}},
-                    "workers": workers},
+                    "workers": workers, "ibsi_ct_phantom": False},
         signature={"preset": "preset", "icc": None,
                    "steps": [{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.5}, {"step": "correlation", "threshold": 0.95},
                              {"step": "mrmr", "k": 4}]},
@@ -333,7 +333,8 @@ def identifying_dicom_study(tmp_path: Path) -> Path:
         tmp_path, study="phi", series={"CT": {"modality": "CT", "display_window": [-100, 200]}},
         # Habitat maps are images written under reports/ (a header could carry DICOM values): kept, at a single K.
         extraction={"presets": ["tiny.yaml"], "rois": {"tumour": {"kind": "tumour"}},
-                    "habitats": {"series": ["CT"], "k_range": [2, 2], "ith_k_range": [2, 2], "max_voxels_per_patient": 100}},
+                    "habitats": {"series": ["CT"], "k_range": [2, 2], "ith_k_range": [2, 2], "max_voxels_per_patient": 100},
+                    "ibsi_ct_phantom": False},
         steps=[{"name": "acquisition_qc", "notebook": str(NOTEBOOKS / "01_acquisition_qc.ipynb"), "per_cohort": True},
                {"name": "feature_extraction", "notebook": str(NOTEBOOKS / "03_feature_extraction.ipynb"), "per_cohort": False}],
     )

@@ -22,7 +22,8 @@ class PreprocessSettings(BaseModel):
         (IBSI 1, "interpolation grid": the grid is centred on the original one,
         so the resampled voxels sit symmetrically over the imaged volume).
         ``center`` is recommended for new studies and used by the IBSI phantom
-        configurations.
+        configurations; a study extracting with the ``ibsi`` preset gets it
+        unless the series' preprocessing sets ``grid_alignment``.
     round_intensities : round interpolated intensities to the nearest integer
         (for integer-valued modalities such as CT in HU; IBSI 1 does this after
         interpolation). Only applies when the image is resampled.

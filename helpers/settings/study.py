@@ -225,6 +225,9 @@ class ExtractionConfig(StrictModel):
     series_settings: dict[str, dict[str, object]] = Field(default_factory=dict, description="pyradiomics settings per series (e.g. binWidth)")
     workers: int = Field(1, ge=1)
     scheduler_address: str | None = None
+    ibsi_ct_phantom: bool = Field(True, description=(
+        "the run's IBSI compliance tables cover the CT phantom in configurations A-E besides the digital phantom "
+        "(about 10 s on 2 cores); false leaves the digital phantom only (quick test runs)"))
 
     @field_validator("rois")
     @classmethod
@@ -651,6 +654,21 @@ class StudyConfig(StrictModel):
             if isinstance(listed, list | tuple) and parent in listed and derived not in listed:
                 extraction["series"] = [*listed, derived]
             raw["extraction"] = extraction
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ibsi_grid(cls, raw: object) -> object:
+        # IBSI aligns the centres of the original and the resampled grids: a study extracting with the 'ibsi' preset
+        # resamples that way unless a series' preprocessing says otherwise (other presets keep the 'origin' default).
+        if not isinstance(raw, dict) or not isinstance(raw.get("preprocessing"), dict):
+            return raw
+        extraction = raw.get("extraction") if isinstance(raw.get("extraction"), dict) else {}
+        if "ibsi" not in (extraction.get("presets") or ()):
+            return raw
+        raw = dict(raw)
+        raw["preprocessing"] = {series: {"grid_alignment": "center", **settings} if isinstance(settings, dict) else settings
+                                for series, settings in raw["preprocessing"].items()}
         return raw
 
     @field_validator("feature_tables")

@@ -19,7 +19,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from helpers.features.extraction import ExtractionResult, _code_hash, _versions, plan_units, run_extraction
-from helpers.features.ibsi import CT_PHANTOM_DIR, PHANTOM_DIR
+from helpers.features.ibsi import CT_PHANTOM_CONFIGS, CT_PHANTOM_DIR, PHANTOM_DIR
 from helpers.features.ibsi_compliance import ibsi_compliance
 from helpers.features.pyradiomics import preset_name
 from helpers.imaging.habitats import HabitatClusterer, habitat_fractions, habitat_map, ith_score, voxel_matrix
@@ -253,17 +253,21 @@ def write_ibsi_compliance(report: ReportWriter, phantom_dir: str | Path = PHANTO
     reference, tolerance and reason), ``ibsi_phantom_compliance`` and ``ibsi_phantom_unmapped`` (the digital
     phantom, every tag), ``ibsi_ct_phantom_diagnostics`` (the CT phantom's image-processing diagnostics per
     configuration: compared first, as features can only match on the same voxels), ``ibsi_ct_phantom_compliance``
-    and ``ibsi_ct_phantom_unmapped``.
+    and ``ibsi_ct_phantom_unmapped``. ``extraction.ibsi_ct_phantom: false`` in the study config leaves the CT
+    phantom out (the digital phantom's tables only).
 
     Returns
     -------
     DataFrame
         The summary.
     """
-    result = ibsi_compliance(phantom_dir, ct_phantom_dir)
-    for table, name in ((result.summary, "ibsi_compliance_summary"), (result.deviations, "ibsi_deviations"),
-                        (result.digital, "ibsi_phantom_compliance"), (result.digital_unmapped, "ibsi_phantom_unmapped"),
-                        (result.ct_diagnostics, "ibsi_ct_phantom_diagnostics"), (result.ct, "ibsi_ct_phantom_compliance"),
-                        (result.ct_unmapped, "ibsi_ct_phantom_unmapped")):
+    ct = report.cfg.extraction.ibsi_ct_phantom
+    result = ibsi_compliance(phantom_dir, ct_phantom_dir, ct_configs=tuple(CT_PHANTOM_CONFIGS) if ct else ())
+    tables = [(result.summary, "ibsi_compliance_summary"), (result.deviations, "ibsi_deviations"),
+              (result.digital, "ibsi_phantom_compliance"), (result.digital_unmapped, "ibsi_phantom_unmapped")]
+    if ct:
+        tables += [(result.ct_diagnostics, "ibsi_ct_phantom_diagnostics"), (result.ct, "ibsi_ct_phantom_compliance"),
+                   (result.ct_unmapped, "ibsi_ct_phantom_unmapped")]
+    for table, name in tables:
         report.table(table, name, per_cohort=False)
     return result.summary
