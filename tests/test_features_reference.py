@@ -374,6 +374,8 @@ def test_compliance_summary_deviations_and_unmapped_account_for_every_tag(compli
         listed = set(compliance.ct[compliance.ct["configuration"] == name]["tag"]) | set(unmapped["tag"]) | set(compliance.ct_diagnostics["diagnostic"])
         assert listed == tags
     diag = compliance.ct_diagnostics.set_index("diagnostic")
+    written = diag.to_csv().splitlines()  # counts and grid sizes as integers, spacings and means as decimals
+    assert any(line.startswith("img_dim_x_init_img,204,204,") for line in written), written[1]
     assert diag.loc["int_mask_vox_count_interp_roi", "ibsi_reference_C"] == 45985
     assert diag.loc["int_mask_vox_count_interp_roi", "computed_C"] == pytest.approx(45985, abs=100)
 

@@ -153,8 +153,9 @@ def _wide_diagnostics(diagnostics: dict[str, pd.DataFrame]) -> pd.DataFrame:
     tags = list(next(iter(diagnostics.values())).index)
     out = pd.DataFrame({"diagnostic": tags})
     for name, diag in diagnostics.items():
-        out[f"ibsi_reference_{name}"] = [_integral(v) for v in diag["reference"].reindex(tags)]
-        out[f"computed_{name}"] = [_integral(v) for v in diag["value"].reindex(tags)]
+        # object columns: a list mixing ints and floats would be cast back to float ("204.0")
+        out[f"ibsi_reference_{name}"] = pd.Series([_integral(v) for v in diag["reference"].reindex(tags)], dtype=object)
+        out[f"computed_{name}"] = pd.Series([_integral(v) for v in diag["value"].reindex(tags)], dtype=object)
     return out
 
 
