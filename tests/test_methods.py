@@ -323,7 +323,7 @@ def test_super_resolution_paragraph_reads_the_checkpoint_settings(base):
     _super_resolution(base)
     methods = base.methods()
     text = methods["super_resolution"]
-    assert "1 x 1 x 3" in text and "then 7 epochs" in text and "epoch 6 (best validation PSNR)" in text
+    assert "1 x 1 x 3" in text and "then up to 7 epochs in all" in text and "epoch 6 (best validation PSNR)" in text
     assert "comparison arm" in text
     assert "CT SR (the CT images super-resolved" in methods["cohorts"]
 
@@ -490,3 +490,22 @@ def test_resegmentation_settings_in_words(setting, words):
 
     assert pyradiomics_settings(setting) == [words]
     assert discretisation({"binWidth": 25, "binOrigin": -1000}) == "a fixed bin width of 25 with the first bin starting at -1000"
+
+
+def test_network_paragraphs_state_device_budget_epochs_run_and_validation(base):
+    """The checkpoints' training records: a run stopped by its time budget, and one that ran all its epochs."""
+    _segmentation(base)
+    record = json.loads((base.cfg.report_root / "segmentation/checkpoints/best.json").read_text())
+    record["training"] = {"epochs_planned": 24, "epochs_run": 9, "stopped_by": "time budget", "budget_minutes": 4,
+                          "device": "cpu", "seconds": 231.0}
+    record["settings"]["validate_every"] = 3
+    base.record("segmentation", "segmentation/checkpoints/best.json", record)
+    _super_resolution(base)
+    base.record("segmentation", "super_resolution/checkpoint/sr_checkpoint.json",
+                {"best_epoch": 6, "perceptual_source": "random (seed 0)",
+                 "training": {"epochs_planned": 7, "epochs_run": 7, "stopped_by": "epochs", "budget_minutes": None,
+                              "device": "cuda:0", "seconds": 90.0}})
+    methods = base.methods()
+    assert ("Training used the CPU: 9 of the 24 planned epochs ran within the time budget of 4 minutes in 3.9 minutes, "
+            "validating every 3 epochs and after the last.") in methods["segmentation"]
+    assert "Training used a GPU: all 7 epochs ran (no time budget) in 1.5 minutes." in methods["super_resolution"]

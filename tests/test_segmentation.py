@@ -477,3 +477,21 @@ def test_evaluation_table_and_mean_sd_summary(tmp_path):
     sitk.WriteImage(moved, str(tmp_path / "A_pred.nii.gz"))
     with pytest.raises(InputDataError, match="patient A: the prediction is not on the reference mask's grid"):
         evaluation_table(pd.DataFrame(rows), {"tumour": 1})
+
+
+@pytest.mark.slow
+@needs_torch
+def test_time_budget_stops_training_at_an_epoch_end_and_the_checkpoint_says_so(trained, tmp_path, monkeypatch):
+    """A 2.5-minute budget with one clock minute per epoch: 2 of 6 epochs, the last one validated, recorded in best.json."""
+    import types
+
+    import helpers.imaging.deep.budget as budget
+
+    now = iter(range(0, 6000, 60))
+    monkeypatch.setattr(budget, "time", types.SimpleNamespace(perf_counter=lambda: float(next(now))))
+    settings = _small_settings(epochs=6, iterations_per_epoch=1, validate_every=5, time_budget_minutes=2.5)
+    result = train_segmentation(trained["train"], trained["val"], settings, tmp_path / "run")
+    assert list(result.history["epoch"]) == [1, 2] and result.history["val_dice_mean"].notna().tolist() == [False, True]
+    assert (result.budget.epochs_run, result.budget.stopped_by, result.budget.device) == (2, "time budget", "cpu")
+    info = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    assert info["training"]["epochs_planned"] == 6 and info["training"]["stopped_by"] == "time budget" and info["epoch"] == 2

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import socket
+import types
 import urllib.request
 
 import matplotlib.pyplot as plt
@@ -439,3 +440,30 @@ def test_figures_have_the_expected_panels(trained, volumes, tmp_path):
     fig.savefig(tmp_path / "sr_curves.png")
     plt.close(fig)
     assert (tmp_path / "sr_comparison.png").stat().st_size > 0 and (tmp_path / "sr_curves.png").stat().st_size > 0
+
+
+# -- validation frequency and time budget -------------------------------------------------------------------------
+def test_validate_every_validates_those_epochs_and_the_last_and_keeps_the_same_training(volumes):
+    """validate_every 2 of 3 epochs: epochs 2 and 3 are validated, epoch 1 not; the training itself is unchanged."""
+    train, val = volumes["train"][:2], volumes["val"][:1]
+    every = train_super_resolution(train, val, _tiny(epochs=3, validate_every=2))
+    each = train_super_resolution(train, val, _tiny(epochs=3))
+    assert every.history["val_psnr"].isna().tolist() == [True, False, False]
+    pd.testing.assert_series_equal(every.history["g_total"], each.history["g_total"])  # same batches and updates
+    np.testing.assert_array_equal(every.history["val_psnr"].iloc[1:], each.history["val_psnr"].iloc[1:])
+    assert every.best_epoch in (2, 3) and every.budget.epochs_run == 3 and every.budget.stopped_by == "epochs"
+
+
+def test_time_budget_stops_at_an_epoch_end_validates_it_and_records_why(volumes, tmp_path, monkeypatch):
+    """A budget of 2.5 clock minutes with epochs of 1 minute: after epoch 2 (2 min + 1 predicted > 2.5) training stops."""
+    import helpers.imaging.deep.budget as budget
+
+    now = iter(range(0, 6000, 60))  # each reading of the budget's clock advances it by one minute
+    monkeypatch.setattr(budget, "time", types.SimpleNamespace(perf_counter=lambda: float(next(now))))
+    result = train_super_resolution(volumes["train"][:2], volumes["val"][:1], _tiny(epochs=6, time_budget_minutes=2.5),
+                                    checkpoint_dir=tmp_path / "ckpt")
+    assert len(result.history) == 2 and result.history["val_psnr"].notna().iloc[-1]
+    assert (result.budget.epochs_planned, result.budget.epochs_run, result.budget.stopped_by) == (6, 2, "time budget")
+    assert result.budget.device == "cpu" and result.budget.budget_minutes == 2.5
+    recorded = json.loads((tmp_path / "ckpt" / "sr_checkpoint.json").read_text())["training"]
+    assert recorded["epochs_run"] == 2 and recorded["stopped_by"] == "time budget"

@@ -322,7 +322,8 @@ def sr_training_curve_figure(history: pd.DataFrame, title: str = "") -> Figure:
     best = int(history.loc[history["val_psnr"].idxmax(), "epoch"])
     warm = history.loc[history["phase"] == "warmup", "epoch"] if "phase" in history else pd.Series(dtype=float)
     for ax, metric, name in ((ax_psnr, "psnr", "validation PSNR (dB)"), (ax_ssim, "ssim", "validation SSIM")):
-        ax.plot(epochs, history[f"val_{metric}"], color=PALETTE[0], marker="o", markersize=2.5, label="SR")
+        validated = history.dropna(subset=[f"val_{metric}"])  # validate_every > 1: the other epochs have no value
+        ax.plot(validated["epoch"], validated[f"val_{metric}"], color=PALETTE[0], marker="o", markersize=2.5, label="SR")
         ax.plot(epochs, history[f"val_{metric}_trilinear"], color=PALETTE[1], linestyle="--", label="trilinear")
         ax.set_ylabel(name)
         ax.set_title(name.replace(" (dB)", ""))

@@ -188,6 +188,13 @@ class SegmentationSettings(StrictModel):
     epochs, iterations_per_epoch, batch_size : one epoch is
         ``iterations_per_epoch`` batches of random patches.
     validate_every : validation Dice every n epochs (and after the last).
+    time_budget_minutes : wall-clock budget of the training (None: none). It
+        stops at the end of the first epoch after which another epoch would
+        exceed the budget (that epoch is validated); the learning-rate schedule
+        keeps its ``epochs``, so a budgeted run ends before the schedule does.
+        Epochs run, stop reason, device and time are recorded in the
+        checkpoint JSON and the methods; the epochs then depend on the
+        machine (leave it unset for byte-identical re-runs).
     sw_overlap, sw_batch_size, sw_mode : sliding-window inference.
     seed : seeds torch, NumPy, Python, MONAI transforms and the data order.
     device : ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
@@ -211,6 +218,7 @@ class SegmentationSettings(StrictModel):
     batch_size: int = Field(2, ge=1)
     validation: ValidationSettings = ValidationSettings()
     validate_every: int = Field(1, ge=1)
+    time_budget_minutes: float | None = Field(None, gt=0)
     augmentation: AugmentationSettings = AugmentationSettings()
     sw_overlap: float = Field(0.5, ge=0, lt=1)
     sw_batch_size: int = Field(2, ge=1)

@@ -64,6 +64,18 @@ class SuperResolutionSettings(BaseModel):
         losses only) before the discriminator starts; must be below ``epochs``
         when ``adversarial_weight > 0``.
     epochs, batch_size : int, default 100, 4
+    validate_every : int, default 1
+        Validation (PSNR/SSIM of the whole validation volumes, which picks the
+        checkpoint) every n epochs and after the last one. On CPU it costs more
+        than an epoch of training; other epochs' validation columns are empty.
+    time_budget_minutes : float or None, default None
+        Wall-clock budget of the training: it stops at the end of the first
+        epoch after which another epoch would exceed the budget (that epoch is
+        validated), or when ``epochs`` are done. The epochs run, the stop
+        reason, the device and the time are recorded with the checkpoint and
+        in the methods. The number of epochs then depends on the machine, so
+        for byte-identical re-runs leave it unset and set ``epochs`` (e.g. to
+        the epochs a budgeted run reached).
     generator_lr, discriminator_lr : float, default 1e-4, 1e-4
         Adam learning rates.
     adam_betas : (float, float), default (0.9, 0.999)
@@ -102,6 +114,8 @@ class SuperResolutionSettings(BaseModel):
     warmup_epochs: int = Field(5, ge=0)
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(4, ge=1)
+    validate_every: int = Field(1, ge=1)
+    time_budget_minutes: float | None = Field(None, gt=0)
     generator_lr: float = Field(1e-4, gt=0)
     discriminator_lr: float = Field(1e-4, gt=0)
     adam_betas: tuple[float, float] = (0.9, 0.999)

@@ -53,6 +53,7 @@ from helpers.errors import (
     InputDataError,
     StudyError,
 )
+from helpers.imaging.deep.budget import BudgetClock, TrainingBudget
 from helpers.imaging.io import conform_mask, grid_difference, read_image, read_mask, sha256_file
 from helpers.imaging.preprocess import clip_intensities, n4_bias_correction, resample_image, zscore_normalise
 from helpers.settings.segmentation import (
@@ -666,6 +667,7 @@ class TrainResult:
     best_epoch, best_val_dice : epoch (1-based) and per-label Dice of the checkpoint.
     train_cases, val_cases : case ids used for training and validation.
     device : device trained on.
+    budget : epochs run, why training stopped, device and wall time.
     """
 
     model: Any
@@ -677,6 +679,7 @@ class TrainResult:
     train_cases: list[str]
     val_cases: list[str]
     device: str
+    budget: TrainingBudget | None = None
 
 
 def _write_checkpoint(net, info: dict, ckpt_dir: Path) -> tuple[Path, dict]:
@@ -777,6 +780,7 @@ def train_segmentation(
         rows: list[dict[str, Any]] = []
         best = -math.inf
         best_epoch, best_dice, weights, info = 0, {}, None, {}
+        clock = BudgetClock(settings.epochs, settings.time_budget_minutes, str(device))
         for epoch in range(1, settings.epochs + 1):
             t0 = time.perf_counter()
             net.train()
@@ -793,7 +797,8 @@ def train_segmentation(
                 losses.append(float(loss.detach()))
             sched.step()
             row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses))}
-            validate = epoch % settings.validate_every == 0 or epoch == settings.epochs
+            last = clock.last_epoch(epoch)  # the epochs are done, or another one would exceed the time budget
+            validate = epoch % settings.validate_every == 0 or last
             dice = _validation_dice(net, val_cases, settings, device) if validate else {}
             for name in settings.class_names[1:]:
                 row[f"val_dice_{name}"] = dice.get(name, float("nan"))
@@ -813,6 +818,13 @@ def train_segmentation(
             row["best"] = bool(is_best)
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
+            clock.epoch_done()
+            if last:
+                break
+        budget = clock.summary()
+        # The checkpoint's sidecar also says what the training was allowed and used (read by the methods).
+        info = {**info, "training": budget.as_dict()}
+        (ckpt_dir / "best.json").write_text(json.dumps(info, indent=2, sort_keys=True, allow_nan=False), encoding="utf-8")
         history = pd.DataFrame(rows)
         out_dir.mkdir(parents=True, exist_ok=True)
         history.to_csv(out_dir / "training_history.csv", index=False)
@@ -821,6 +833,7 @@ def train_segmentation(
     return TrainResult(
         model=net, history=history, checkpoint=weights, checkpoint_info=info, best_epoch=best_epoch,
         best_val_dice=best_dice, train_cases=sorted(train_keyed), val_cases=sorted(val_keyed), device=str(device),
+        budget=budget,
     )
 
 

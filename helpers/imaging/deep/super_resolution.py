@@ -78,6 +78,7 @@ from helpers.errors import (
     SRWeightsError,  # noqa: F401  (defined in helpers.errors)
     StudyError,
 )
+from helpers.imaging.deep.budget import BudgetClock, TrainingBudget
 from helpers.imaging.deep.weights import read_state_dict
 from helpers.imaging.io import sha256_file
 from helpers.settings.super_resolution import SuperResolutionSettings
@@ -859,6 +860,8 @@ class SRResult:
     checkpoint_path : pathlib.Path or None
         The checkpoint manifest written by :func:`save_checkpoint`, when a folder was given.
     settings : SuperResolutionSettings
+    budget : TrainingBudget or None
+        Epochs run, why training stopped, device and wall time (see :class:`~helpers.imaging.deep.budget.TrainingBudget`).
     """
 
     model: SRGenerator
@@ -871,6 +874,7 @@ class SRResult:
     perceptual_source: str
     checkpoint_path: Path | None
     settings: SuperResolutionSettings = field(repr=False)
+    budget: TrainingBudget | None = None
 
 
 def train_super_resolution(
@@ -943,6 +947,7 @@ def train_super_resolution(
     gen = torch.Generator().manual_seed(settings.seed)  # batch order and flips
     rows: list[dict] = []
     best = (-math.inf, settings.epochs, None, None)  # psnr, epoch, state, per-volume rows
+    clock = BudgetClock(settings.epochs, settings.time_budget_minutes, str(device))
     for epoch in range(1, settings.epochs + 1):
         adv_on = discriminator is not None and epoch > settings.warmup_epochs
         lr_all, hr_all, _, _ = _sample_patches(train, settings, rng)
@@ -988,15 +993,16 @@ def train_super_resolution(
             sums["g_perceptual"] += perc.item() * n if perc is not None else 0.0
             sums["g_adversarial"] += adv.item() * n if adv is not None else 0.0
             seen += n
-        val_rows = _validate(generator, val, settings, device)
+        last = clock.last_epoch(epoch)  # the epochs are done, or another one would exceed the time budget
         row = {"epoch": epoch, "phase": "adversarial" if adv_on else "warmup"}
         row.update({k: v / seen for k, v in sums.items()})
         if perceptual is None:
             row["g_perceptual"] = math.nan
         if not adv_on:
             row["g_adversarial"] = row["d_loss"] = math.nan
-        row["val_psnr"] = float(np.mean([r["psnr"] for r in val_rows]))
-        row["val_ssim"] = float(np.mean([r["ssim"] for r in val_rows]))
+        val_rows = _validate(generator, val, settings, device) if last or epoch % settings.validate_every == 0 else None
+        row["val_psnr"] = float(np.mean([r["psnr"] for r in val_rows])) if val_rows else math.nan
+        row["val_ssim"] = float(np.mean([r["ssim"] for r in val_rows])) if val_rows else math.nan
         row.update(
             val_psnr_trilinear=base_psnr,
             val_ssim_trilinear=base_ssim,
@@ -1004,8 +1010,11 @@ def train_super_resolution(
             val_ssim_gain=row["val_ssim"] - base_ssim,
         )
         rows.append(row)
-        if row["val_psnr"] > best[0]:  # strict: on a tie the earlier epoch is kept
+        if val_rows and row["val_psnr"] > best[0]:  # strict: on a tie the earlier epoch is kept
             best = (row["val_psnr"], epoch, copy.deepcopy(generator.state_dict()), val_rows)
+        clock.epoch_done()
+        if last:
+            break
 
     _, best_epoch, best_state, best_rows = best
     generator.load_state_dict(best_state)
@@ -1028,6 +1037,7 @@ def train_super_resolution(
         perceptual_source=source,
         checkpoint_path=None,
         settings=settings,
+        budget=clock.summary(),
     )
     if checkpoint_dir is not None:
         result.checkpoint_path = save_checkpoint(result, checkpoint_dir)
@@ -1072,6 +1082,7 @@ def save_checkpoint(result: SRResult, directory: str | Path) -> Path:
         "perceptual_source": result.perceptual_source,
         "perceptual_weights_sha256": result.perceptual_sha256,
         "torch_version": torch.__version__,
+        **({"training": result.budget.as_dict()} if result.budget is not None else {}),
     }
     path = directory / _MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

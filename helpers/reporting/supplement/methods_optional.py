@@ -61,6 +61,26 @@ def _training_text(s: Mapping) -> str:
             f"{s.get('batch_size')} patches of {w.size(s.get('patch_size') or [])}")  # fmt: skip
 
 
+def _budget_text(training: Mapping, validate_every: object) -> str:
+    """What the training was allowed and used (the checkpoint's ``training`` record), and how often it was validated."""
+    every = int(validate_every or 1)
+    validation = f", validating every {w.plural(every, 'epoch')} and after the last" if every > 1 else ""
+    if not training:
+        return ""
+    device = "a GPU" if str(training.get("device", "")).startswith("cuda") else "the CPU"
+    run, planned = training.get("epochs_run"), training.get("epochs_planned")
+    minutes = training.get("seconds")
+    took = f" in {w.number(round(float(minutes) / 60, 1))} minutes" if minutes is not None else ""
+    budget = training.get("budget_minutes")
+    if training.get("stopped_by") == "time budget":
+        what = f"{run} of the {planned} planned epochs ran within the time budget of {w.number(budget)} minutes"
+    elif budget is not None:
+        what = f"all {planned} epochs ran within the time budget of {w.number(budget)} minutes"
+    else:
+        what = f"all {planned} epochs ran (no time budget)"
+    return f"Training used {device}: {what}{took}{validation}."
+
+
 def _augmentation_text(a: Mapping) -> str:
     if not a:
         return ""
@@ -118,6 +138,9 @@ def segmentation(run: RunRecord) -> MethodsParagraph | None:
     aug = _augmentation_text(s.get("augmentation") or {})
     if aug:
         text.append(aug)
+    budget = _budget_text(record.get("training") or {}, s.get("validate_every"))
+    if budget:
+        text.append(budget)
     best = _best_epoch(run)
     if best is not None:
         text.append(f"The checkpoint of epoch {best} (best validation Dice) was kept{run.cite('segmentation_training_history')}.")
@@ -161,8 +184,11 @@ def super_resolution(run: RunRecord) -> MethodsParagraph | None:
     text.append(f"The generator ({s.get('generator_depth')} residual blocks of width {s.get('generator_width')}, {s.get('upsampling', 'learned')} "
                 f"up-sampling) minimised the sum of {_join(loss)} losses on patches of {w.size(s.get('patch_size') or [])} "
                 f"({s.get('patches_per_volume')} per volume, batches of {s.get('batch_size')}): {s.get('warmup_epochs')} warm-up epoch"
-                f"{'s' if s.get('warmup_epochs') != 1 else ''} without the adversarial loss, then {s.get('epochs')} epochs, Adam with learning "
+                f"{'s' if s.get('warmup_epochs') != 1 else ''} without the adversarial loss, then up to {s.get('epochs')} epochs in all, Adam with learning "
                 f"rates {w.number(s.get('generator_lr'))} (generator) and {w.number(s.get('discriminator_lr'))} (discriminator).")  # fmt: skip
+    budget = _budget_text(ckpt.get("training") or {}, s.get("validate_every"))
+    if budget:
+        text.append(budget)
     if ckpt.get("best_epoch"):
         text.append(f"The checkpoint of epoch {ckpt['best_epoch']} (best validation PSNR) was kept.")
     text.append(f"On the validation patients the super-resolved images were compared with trilinear interpolation by the peak signal-to-noise "
