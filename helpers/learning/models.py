@@ -762,7 +762,10 @@ class StepCache:
                 return pickle.loads(self._store[key])
             self.misses += 1
             result = func(*args, **kwargs)
-            self._store[key] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                self._store[key] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass  # a fitted step that cannot be pickled is simply refitted next time
             return result
 
         return cached
