@@ -518,8 +518,8 @@ def test_model_grid_shares_fitted_selection_between_algorithms(easy):
     X, y = easy
     _LOG["count"].clear()
     steps = lambda: [("count", _CountingSelector(k=3)), ("scale", StandardScaler())]
-    kwargs = dict(algorithms=["logistic", "extra_trees"], steps_factory=steps, search="none", cv=4,
-                  classifier_params={"extra_trees": {"n_estimators": 10}})  # fmt: skip
+    kwargs = {"algorithms": ["logistic", "extra_trees"], "steps_factory": steps, "search": "none", "cv": 4,
+              "classifier_params": {"extra_trees": {"n_estimators": 10}}}  # fmt: skip
     cached = model_grid({"CT / tumour": X}, y, **kwargs)
     assert len(_LOG["count"]) == 4 + 1  # 4 training folds and the refit on all patients, for both algorithms
     _LOG["count"].clear()
