@@ -6,6 +6,7 @@ Synthetic data only, tiny ensembles and few trials, so the file runs in seconds.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import defaultdict
 
 import joblib
@@ -39,9 +40,11 @@ from helpers.learning.models import (
     make_classifier,
     model_grid,
     save_model,
+    selection_cache,
     tune,
     youden_threshold,
 )
+from helpers.learning.selection import build_selector
 
 #: Tiny ensembles so every algorithm fits in well under a second.
 TINY = {
@@ -298,25 +301,34 @@ def _on_segment(s: np.ndarray, A: np.ndarray) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "uncached"])
 @pytest.mark.parametrize("search", ["none", "grid"])
-def test_smote_and_selection_only_ever_see_training_folds(easy, search):
+def test_smote_and_selection_only_ever_see_training_folds(easy, search, cache):
     """Leakage guard (a): every fit sees training-fold rows only; SMOTE interpolates training-fold minority rows only;
-    validation folds and test patients are predicted as they are, never resampled."""
+    validation folds and test patients are predicted as they are, never resampled. With the selection cache the steps
+    before the classifier are fitted once per training set (4 folds + the final refit) and reused by every candidate."""
     X, y = easy
     X = _with_ids(X)
     _LOG.clear()
     pipe = build_pipeline([("rec", _RowRecorder("pre"))], _SpyClassifier("post"), smote=True, smote_k_neighbors=3, random_state=0)
     space = {"classifier__C": [0.1, 1.0]} if search == "grid" else None
-    model = tune(pipe, X, y, search=search, param_space=space, cv=4, random_state=0)
+    model = tune(pipe, X, y, search=search, param_space=space, cv=4, random_state=0, cache_selection=cache)
     ids, folds = X["row_id"].to_numpy(), model.fold_.to_numpy()
     train_sets = [set(ids[folds != k]) for k in range(4)] + [set(ids)]  # the 4 folds, then the final refit on all patients
     pre_fits = [rows for kind, rows in _LOG["pre"] if kind == "fit"]
     post_fits = [(e[1], e[2]) for e in _LOG["post"] if e[0] == "fit"]
-    assert len(pre_fits) == len(post_fits) == (5 if search == "none" else 2 * 4 + 5)
-    for rows, (Xf, yf) in zip(pre_fits, post_fits, strict=True):
-        train = next(s for s in train_sets if s == set(rows.tolist()))  # exactly one training fold (or all, final refit)
-        n = len(rows)
-        assert np.array_equal(Xf[:n, 0], rows)  # SMOTE keeps the originals first, then appends synthetic rows
+    assert len(post_fits) == (5 if search == "none" else 2 * 4 + 5)
+    fitted_on = [frozenset(rows.tolist()) for rows in pre_fits]
+    assert all(rows in train_sets for rows in fitted_on)  # exactly one training fold (or all, final refit)
+    if cache or search == "none":
+        assert len(set(fitted_on)) == len(fitted_on) == 5  # each training set once
+    else:
+        assert len(fitted_on) == 2 * 4 + 5  # every candidate refits the steps
+    for Xf, yf in post_fits:
+        # SMOTE keeps the originals first (in patient order), then appends synthetic rows.
+        train = next(s for s in train_sets if len(s) <= len(Xf) and set(Xf[: len(s), 0].tolist()) == s)
+        n = len(train)
+        assert np.array_equal(Xf[:n, 0], ids[np.isin(ids, list(train))])
         minority = Xf[:n][yf[:n] == 1]
         synthetic = Xf[n:]
         assert len(synthetic) == (yf[:n] == 0).sum() - (yf[:n] == 1).sum() > 0  # balanced from this fold's counts
@@ -396,6 +408,150 @@ def test_selection_inside_cv_shows_no_optimism_on_noise():
                           random_state=seed).cv_auc_mean_)  # fmt: skip
     assert abs(np.mean(honest) - 0.5) < 0.15 and max(honest) < 0.7
     assert np.mean(leaky) > 0.75
+
+
+# --------------------------------------------------------------------------- selection fitted once per fold (cache)
+
+
+class _CountingSelector(TransformerMixin, BaseEstimator):
+    """Keeps the k columns with the largest absolute class-mean difference; logs (k, patients) of every fit."""
+
+    def __init__(self, k: int = 3):
+        self.k = k
+
+    def fit(self, X, y):
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        _LOG["count"].append((self.k, frozenset(X.index)))
+        X, y = np.asarray(X), np.asarray(y)
+        gap = np.abs(X[y == 1].mean(axis=0) - X[y == 0].mean(axis=0))
+        self.keep_ = np.sort(np.argsort(-gap, kind="stable")[: self.k])
+        return self
+
+    def transform(self, X):
+        return np.asarray(X)[:, self.keep_]
+
+
+def _planted(n: int = 80, p: int = 30, seed: int = 3) -> tuple[pd.DataFrame, pd.Series]:
+    X, y = make_classification(n_samples=n, n_features=p, n_informative=4, n_redundant=3, class_sep=1.0, random_state=seed)
+    return frame(X, y)
+
+
+def _selection_pipeline(steps: list[dict]) -> object:
+    return build_pipeline(list(build_selector(steps).steps), make_classifier("logistic"))
+
+
+def _assert_same_model(a, b, X) -> None:
+    pd.testing.assert_frame_equal(a.cv_results_, b.cv_results_, check_exact=True)
+    assert a.best_params_ == b.best_params_ and a.threshold_ == b.threshold_
+    np.testing.assert_array_equal(a.cv_auc_folds_, b.cv_auc_folds_)
+    np.testing.assert_array_equal(a.oof_proba_.to_numpy(), b.oof_proba_.to_numpy())
+    np.testing.assert_array_equal(a.fold_.to_numpy(), b.fold_.to_numpy())
+    np.testing.assert_array_equal(a.positive_proba(X).to_numpy(), b.positive_proba(X).to_numpy())
+    np.testing.assert_array_equal(a.predict(X + 0.3), b.predict(X + 0.3))
+
+
+_SELECTION_SEARCHES = {
+    # grid: a selection parameter (mrmr__k) searched with the classifier's C
+    "grid": ([{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.2, "min_features": 2}, {"step": "mrmr", "k": 6}],
+             {"classifier__C": [0.01, 0.1, 1.0, 10.0], "mrmr__k": [3, 6]}),
+    # optuna: LASSO selection, its lambda rule searched with C
+    "optuna": ([{"step": "zscore"}, {"step": "univariate", "p_threshold": 0.2, "min_features": 2},
+                {"step": "lasso", "Cs": 4, "cv": 3, "random_state": 1}],
+               lambda t: {"classifier__C": t.suggest_float("C", 1e-2, 1e2, log=True),
+                          "lasso__lambda_rule": t.suggest_categorical("rule", ["min", "1se"])}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("search", ["grid", "optuna"])
+def test_cached_selection_gives_identical_results(search):
+    """The selection cache changes nothing: scores of every candidate, best parameters, out-of-fold probabilities and
+    the refitted model's predictions are bitwise those of refitting every step for every candidate."""
+    X, y = _planted()
+    steps, space = _SELECTION_SEARCHES[search]
+    runs = [tune(_selection_pipeline(steps), X, y, search=search, param_space=space, cv=3, n_trials=4, random_state=2,
+                 cache_selection=cache) for cache in (False, True)]  # fmt: skip
+    _assert_same_model(*runs, X)
+    assert runs[1].pipeline_.memory is None  # the returned model does not point at the removed cache folder
+    assert len(runs[0].cv_results_) == (8 if search == "grid" else 4)
+
+
+@pytest.mark.slow
+def test_cached_selection_does_not_depend_on_n_jobs():
+    X, y = _planted()
+    steps, space = _SELECTION_SEARCHES["grid"]
+    serial = tune(_selection_pipeline(steps), X, y, param_space=space, cv=4, random_state=2, cache_selection=False)
+    parallel = tune(_selection_pipeline(steps), X, y, param_space=space, cv=4, random_state=2, n_jobs=2)
+    _assert_same_model(serial, parallel, X)
+
+
+def _counted_fits(easy, search: str, cache: bool) -> tuple[list[tuple[int, frozenset]], object]:
+    X, y = easy
+    _LOG["count"].clear()
+    pipe = build_pipeline([("count", _CountingSelector()), ("scale", StandardScaler())], make_classifier("logistic"))
+    space = ({"count__k": [2, 4], "classifier__C": [0.1, 1.0, 10.0]} if search == "grid" else
+             lambda t: {"count__k": t.suggest_categorical("k", [2, 4]), "classifier__C": t.suggest_float("C", 0.01, 10, log=True)})
+    model = tune(pipe, X, y, search=search, param_space=space, cv=4, n_trials=6, random_state=0, cache_selection=cache)
+    return list(_LOG["count"]), model
+
+
+@pytest.mark.parametrize("search", ["grid", "optuna"])
+def test_selection_is_fitted_once_per_fold_and_selection_parameters(easy, search):
+    """With the cache each (training fold, selection parameters) pair is fitted exactly once, on that training fold
+    only; the out-of-fold pass reuses the search's fits and only the final refit on all patients is new."""
+    X, _ = easy
+    fits, model = _counted_fits(easy, search, cache=True)
+    folds = model.fold_.to_numpy()
+    train_sets = {frozenset(X.index[folds != k]) for k in range(4)}
+    ks = sorted({p["count__k"] for p in model.cv_results_["params"]})
+    assert len(ks) == 2 or search == "optuna"
+    assert len(fits) == len(set(fits)) == len(ks) * 4 + 1
+    assert {(k, rows) for k, rows in fits if rows != frozenset(X.index)} == {(k, rows) for k in ks for rows in train_sets}
+    assert fits[-1] == (model.best_params_["count__k"], frozenset(X.index))  # the final refit, best k, all patients
+    uncached, _ = _counted_fits(easy, search, cache=False)
+    n_candidates = len(model.cv_results_)
+    assert len(uncached) == n_candidates * 4 + 4 + 1  # before: every candidate, then the out-of-fold pass and the refit
+
+
+def test_model_grid_shares_fitted_selection_between_algorithms(easy):
+    """The selection does not depend on the algorithm: the algorithms of one block share each fold's fitted steps."""
+    X, y = easy
+    _LOG["count"].clear()
+    steps = lambda: [("count", _CountingSelector(k=3)), ("scale", StandardScaler())]
+    kwargs = {"algorithms": ["logistic", "extra_trees"], "steps_factory": steps, "search": "none", "cv": 4,
+              "classifier_params": {"extra_trees": {"n_estimators": 10}}}  # fmt: skip
+    cached = model_grid({"CT / tumour": X}, y, **kwargs)
+    assert len(_LOG["count"]) == 4 + 1  # 4 training folds and the refit on all patients, for both algorithms
+    _LOG["count"].clear()
+    uncached = model_grid({"CT / tumour": X}, y, **kwargs, cache_selection=False)
+    assert len(_LOG["count"]) == 2 * (4 + 1)
+    pd.testing.assert_frame_equal(cached, uncached, check_exact=True)
+
+
+def test_selection_cache_is_emptied_writes_nothing_and_skips_unpicklable_steps(easy, tmp_path, monkeypatch):
+    """The cache lives in memory for one tuning (or one ``with`` block) and is emptied afterwards, also after an error;
+    no file is written; the returned model does not hold it; steps that cannot be hashed (a lambda) run uncached."""
+    X, y = easy
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    pipe = build_pipeline([("count", _CountingSelector()), ("scale", StandardScaler())], make_classifier("logistic"))
+    model = tune(pipe, X, y, param_space={"classifier__C": [0.1, 1.0]}, cv=3)
+    assert model.pipeline_.memory is None and pipe.memory is None
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        tune(pipe.set_params(count__k=0), X, y, param_space={"classifier__C": [0.1, 1.0]}, cv=3)
+    pipe.set_params(count__k=3)
+    with pytest.raises(RuntimeError, match="interrupted"), selection_cache() as memory:
+        tune(pipe, X, y, param_space={"classifier__C": [0.1, 1.0]}, cv=3, selection_memory=memory)
+        assert len(memory) == 2 * (3 + 1) and memory.hits == 2 * 3 + 2 * 3  # 2 steps x (3 folds + refit); reused
+        raise RuntimeError("interrupted")
+    assert len(memory) == 0
+    with selection_cache(enabled=False) as memory:
+        assert memory is None
+    lam = build_pipeline([("select", SelectKBest(lambda a, b: f_classif(a, b), k=3))], make_classifier("logistic"))
+    runs = [tune(lam, X, y, param_space={"classifier__C": [0.1, 1.0]}, cv=3, cache_selection=c) for c in (False, True)]
+    _assert_same_model(*runs, X)
+    assert not list(scratch.iterdir())  # nothing written to the temporary directory (nor anywhere else)
 
 
 # --------------------------------------------------------------------------- persistence

@@ -8,6 +8,8 @@ Every fitted quantity is learned from training patients only:
   resamples only in ``fit`` and never at prediction time;
 - hyperparameters are chosen by stratified, shuffled, seeded k-fold CV on the
   training cohort (:func:`tune`: grid search or a seeded optuna TPE study);
+  the steps before the classifier are fitted once per training fold and
+  parameter set, not once per candidate (:func:`selection_cache`);
 - the operating threshold (Youden's J, :func:`youden_threshold`) is chosen on
   the training patients' *out-of-fold* probabilities and applied unchanged to
   every other cohort;
@@ -25,10 +27,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import pickle
 import platform
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +64,7 @@ __all__ = [
     "ModelVersionWarning",
     "ScoreStacker",
     "SearchSpace",
+    "StepCache",
     "TunedModel",
     "UnknownAlgorithmError",
     "build_pipeline",
@@ -70,6 +75,7 @@ __all__ = [
     "make_classifier",
     "model_grid",
     "save_model",
+    "selection_cache",
     "tune",
     "youden_threshold",
 ]
@@ -723,6 +729,119 @@ def _default_space(pipeline: object, search: str) -> object:
     return space.grid if search == "grid" else space.optuna
 
 
+class StepCache:
+    """In-process cache of fitted pipeline steps with the ``cache(func)`` interface of :class:`joblib.Memory`.
+
+    Given to a scikit-learn/imbalanced-learn pipeline as ``memory``, the
+    pipeline fits each step through ``cache(...)``; the key is the
+    :func:`joblib.hash` of everything the fit sees (the unfitted step with its
+    parameters, its input rows and labels), and the value is the fitted step
+    and its output. Held in memory rather than on disk: joblib's disk store
+    writes the repr of every input DataFrame and re-reads the function's
+    source on every fit, which costs more than fitting a z-score or a filter
+    on a small cohort. A hit returns an unpickled copy, so no two pipelines
+    share a fitted object. ``copy.deepcopy`` (which :func:`~sklearn.base.clone`
+    applies to the pipeline's parameters) returns the cache itself, so every
+    candidate's clone shares it; a pickled copy (a parallel worker) starts
+    empty, so with ``n_jobs > 1`` each worker fits its own steps (same
+    results, less saved).
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[str, bytes] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def cache(self, func: Callable) -> Callable:
+        """``func`` memoised by the hash of its arguments (the pipeline's ``_fit_transform_one``/``_fit_resample_one``)."""
+
+        def cached(*args: Any, **kwargs: Any) -> Any:
+            key = joblib.hash((func.__module__, func.__qualname__, args, kwargs))
+            if key in self._store:
+                self.hits += 1
+                return pickle.loads(self._store[key])
+            self.misses += 1
+            result = func(*args, **kwargs)
+            try:
+                self._store[key] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass  # a fitted step that cannot be pickled is simply refitted next time
+            return result
+
+        return cached
+
+    def clear(self) -> None:
+        """Drop every fitted step."""
+        self._store.clear()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __deepcopy__(self, memo: dict) -> StepCache:
+        return self  # clones of a pipeline share its cache
+
+    def __getstate__(self) -> dict:
+        return {"_store": {}, "hits": 0, "misses": 0}  # a worker process starts empty; nothing large is shipped
+
+
+@contextmanager
+def selection_cache(*, enabled: bool = True) -> Iterator[StepCache | None]:
+    """A cache of fitted pipeline steps for the duration of a ``with`` block, emptied on exit.
+
+    Why: the steps before the classifier (imputation, z-score, filters, mRMR,
+    LASSO, SMOTE) do not depend on the classifier's hyperparameters, yet a
+    search refits the whole pipeline for every candidate in every fold. With
+    the cache as the pipeline's ``memory`` (:class:`StepCache`), every fitted
+    step is keyed by its parameters and its exact input (the training fold's
+    rows and labels, i.e. the output of the steps before it), so each
+    (training fold, step parameters) pair is fitted once and later candidates
+    get a copy of the very same fit. Exact: a step parameter in the search
+    space is part of the key, so every value is fitted on its own; a
+    validation patient is never part of a key, so nothing fitted on one fold
+    serves another. Steps must be deterministic for a given input (the
+    project's steps are seeded). Nothing is written to disk.
+
+    Parameters
+    ----------
+    enabled : bool
+        ``False`` yields ``None`` (no cache), the behaviour before the cache.
+
+    Yields
+    ------
+    StepCache or None
+        Pass it to :func:`tune` (``selection_memory``) to share fitted steps
+        between several tunings of the same data (e.g. the algorithms of one
+        block in :func:`model_grid`).
+    """
+    if not enabled:
+        yield None
+        return
+    cache = StepCache()
+    try:
+        yield cache
+    finally:
+        cache.clear()
+
+
+def _cacheable(pipeline: object) -> bool:
+    """Whether the steps before the classifier can be cached: a pipeline without its own memory whose steps hash
+    deterministically (a lambda parameter cannot be pickled, so such a pipeline runs uncached, as before)."""
+    steps = getattr(pipeline, "steps", None)
+    if not steps or len(steps) < 2 or "memory" not in pipeline.get_params(deep=False) or pipeline.memory is not None:
+        return False
+    try:
+        return all(joblib.hash(clone(step)) == joblib.hash(clone(step)) for _, step in steps[:-1] if step not in (None, "passthrough"))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+
+
+def _with_memory(pipeline: object, memory: StepCache | None) -> object:
+    """A clone of the pipeline caching its fitted steps in ``memory`` (the pipeline itself when it cannot be cached)."""
+    if memory is None or not _cacheable(pipeline):
+        return pipeline
+    return clone(pipeline).set_params(memory=memory)
+
+
 def tune(
     pipeline: object,
     X: pd.DataFrame | np.ndarray,
@@ -737,6 +856,8 @@ def tune(
     n_jobs: int | None = 1,
     training_cohort: str | None = None,
     categorical: Sequence[str] = (),
+    cache_selection: bool = True,
+    selection_memory: StepCache | None = None,
 ) -> TunedModel:
     """Tune hyperparameters by stratified k-fold CV on training data, then refit.
 
@@ -778,6 +899,15 @@ def tune(
         Non-numeric columns the pipeline encodes itself (e.g. clinical
         variables before a :class:`~helpers.clinical.ClinicalEncoder`); any
         other non-numeric column is an error.
+    cache_selection : bool
+        Fit the steps before the classifier once per training fold and
+        parameter set instead of once per candidate (:func:`selection_cache`,
+        emptied before returning). Results are identical either way;
+        ``False`` refits every step for every candidate.
+    selection_memory : StepCache, optional
+        A cache opened by the caller with :func:`selection_cache`, to share
+        fitted steps between tunings of the same data (used instead of a
+        temporary one; ignored when ``cache_selection`` is False).
 
     Returns
     -------
@@ -805,24 +935,30 @@ def tune(
     _check_smote(pipeline, y, splits)
     n_splits = len(splits)
 
-    if search == "grid":
-        grid = param_space if param_space is not None else _default_space(pipeline, "grid")
-        gs = GridSearchCV(clone(pipeline), grid, scoring=scoring, cv=splits, refit=False, n_jobs=n_jobs, error_score="raise")
-        gs.fit(X, y)
-        res = gs.cv_results_
-        split_scores = np.column_stack([res[f"split{k}_test_score"] for k in range(n_splits)])
-        cv_results = _results_table(list(res["params"]), split_scores)
-        best_params = dict(gs.best_params_)
-    elif search == "optuna":
-        best_params, cv_results = _optuna_search(pipeline, X, y, splits, param_space, n_trials, scoring, random_state, n_jobs)
-    else:
-        best_params, cv_results = {}, None
+    with ExitStack() as stack:
+        if cache_selection and selection_memory is None:
+            selection_memory = stack.enter_context(selection_cache())
+        searched = _with_memory(pipeline, selection_memory if cache_selection else None)
+        if search == "grid":
+            grid = param_space if param_space is not None else _default_space(pipeline, "grid")
+            gs = GridSearchCV(clone(searched), grid, scoring=scoring, cv=splits, refit=False, n_jobs=n_jobs, error_score="raise")
+            gs.fit(X, y)
+            res = gs.cv_results_
+            split_scores = np.column_stack([res[f"split{k}_test_score"] for k in range(n_splits)])
+            cv_results = _results_table(list(res["params"]), split_scores)
+            best_params = dict(gs.best_params_)
+        elif search == "optuna":
+            best_params, cv_results = _optuna_search(searched, X, y, splits, param_space, n_trials, scoring, random_state, n_jobs)
+        else:
+            best_params, cv_results = {}, None
 
-    best = clone(pipeline).set_params(**best_params)
-    oof, fold, aucs, scores = _fold_pass(best, X, y, splits, scoring)
-    if cv_results is None:
-        cv_results = _results_table([{}], scores[None, :])
-    final = clone(best).fit(X, y)
+        best = clone(searched).set_params(**best_params)
+        oof, fold, aucs, scores = _fold_pass(best, X, y, splits, scoring)  # the search's fold fits of the steps, reused
+        if cv_results is None:
+            cv_results = _results_table([{}], scores[None, :])
+        final = clone(best).fit(X, y)
+    if searched is not pipeline:
+        final.set_params(memory=None)  # the returned model neither holds nor refits through the emptied cache
     index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(y))
     return TunedModel(
         pipeline_=final,
@@ -1164,6 +1300,7 @@ def model_grid(
     classifier_params: Mapping[str, Mapping[str, Any]] | None = None,
     training_cohort: str | None = None,
     return_models: bool = False,
+    cache_selection: bool = True,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[tuple[str, str], TunedModel]]:
     """Tune every feature block x algorithm on training data; evaluate held-out blocks.
 
@@ -1199,6 +1336,12 @@ def model_grid(
         Recorded with every model.
     return_models : bool
         Also return the tuned models keyed by (block label, algorithm).
+    cache_selection : bool
+        Share the fitted steps before the classifier between the algorithms
+        of a block (one :func:`selection_cache` per block): the steps do not
+        depend on the algorithm, so each training fold's selection is fitted
+        once per block instead of once per algorithm and candidate. Results
+        are identical either way.
 
     Returns
     -------
@@ -1235,30 +1378,31 @@ def model_grid(
     for key, X in blocks.items():
         name = _block_label(key)
         y = _aligned_labels(y_train, X, "y_train", f"blocks[{name!r}]") if isinstance(X, pd.DataFrame) else y_train
-        for algorithm in algorithms:
-            steps = steps_factory() if steps_factory is not None else []
-            pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, **classifier_params.get(algorithm, {})),
-                                  smote=smote, smote_k_neighbors=smote_k_neighbors, random_state=random_state)  # fmt: skip
-            space = param_spaces.get(algorithm) if search != "none" else None
-            model = tune(pipe, X, y, search=search, param_space=space, cv=cv, n_trials=n_trials, random_state=random_state,
-                         training_cohort=training_cohort)  # fmt: skip
-            row = {
-                "block": name, "algorithm": algorithm,
-                "block_label": labels.get(key, labels.get(name, name)), "algorithm_label": labels.get(algorithm, algorithm),
-                "n_features": X.shape[1], "n_train": model.n_train,
-                "cv_auc_mean": model.cv_auc_mean_, "cv_auc_sd": model.cv_auc_sd_, "oof_auc": model.oof_auc_,
-                "threshold": model.threshold_,
-                "test_auc": np.nan, "test_sensitivity": np.nan, "test_specificity": np.nan,
-                "best_params": json.dumps(_jsonable(model.best_params_), sort_keys=True),
-            }  # fmt: skip
-            if X_test_blocks is not None:
-                X_test = X_test_blocks[key]
-                yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test", f"X_test_blocks[{name!r}]") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
-                p = model.positive_proba(X_test).to_numpy()
-                called = p >= model.threshold_  # the training threshold, unchanged
-                row.update(test_auc=roc_auc_score(yt, p), test_sensitivity=called[yt == 1].mean(), test_specificity=(~called[yt == 0]).mean())
-            rows.append(row)
-            models[(name, algorithm)] = model
+        with selection_cache(enabled=cache_selection) as memory:  # one per block: only the same data shares fitted steps
+            for algorithm in algorithms:
+                steps = steps_factory() if steps_factory is not None else []
+                pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, **classifier_params.get(algorithm, {})),
+                                      smote=smote, smote_k_neighbors=smote_k_neighbors, random_state=random_state)  # fmt: skip
+                space = param_spaces.get(algorithm) if search != "none" else None
+                model = tune(pipe, X, y, search=search, param_space=space, cv=cv, n_trials=n_trials, random_state=random_state,
+                             training_cohort=training_cohort, cache_selection=cache_selection, selection_memory=memory)  # fmt: skip
+                row = {
+                    "block": name, "algorithm": algorithm,
+                    "block_label": labels.get(key, labels.get(name, name)), "algorithm_label": labels.get(algorithm, algorithm),
+                    "n_features": X.shape[1], "n_train": model.n_train,
+                    "cv_auc_mean": model.cv_auc_mean_, "cv_auc_sd": model.cv_auc_sd_, "oof_auc": model.oof_auc_,
+                    "threshold": model.threshold_,
+                    "test_auc": np.nan, "test_sensitivity": np.nan, "test_specificity": np.nan,
+                    "best_params": json.dumps(_jsonable(model.best_params_), sort_keys=True),
+                }  # fmt: skip
+                if X_test_blocks is not None:
+                    X_test = X_test_blocks[key]
+                    yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test", f"X_test_blocks[{name!r}]") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
+                    p = model.positive_proba(X_test).to_numpy()
+                    called = p >= model.threshold_  # the training threshold, unchanged
+                    row.update(test_auc=roc_auc_score(yt, p), test_sensitivity=called[yt == 1].mean(), test_specificity=(~called[yt == 0]).mean())
+                rows.append(row)
+                models[(name, algorithm)] = model
     table = pd.DataFrame(rows)
     return (table, models) if return_models else table
 
