@@ -104,17 +104,51 @@ def merge_settings(preset: Mapping, overrides: Mapping | None) -> dict:
 
 
 _BIN_ORIGIN: contextvars.ContextVar[float | None] = contextvars.ContextVar("bin_origin", default=None)
-_ORIGINAL_GET_BIN_EDGES = None
+#: pyradiomics' own ``getBinEdges``, kept when the hooks below replace it (reference tests compare against it).
+_PYRADIOMICS_GET_BIN_EDGES = None
+
+
+def _first_equal(values: np.ndarray, extreme):
+    """The element Python's ``min``/``max`` would return for the extreme value ``extreme`` of ``values``.
+
+    The built-ins keep the first of equal candidates, numpy's reductions do not say which: they differ only for
+    +0.0/-0.0, the one value with two bit patterns that compare equal (NaN never reaches here).
+    """
+    if extreme != 0:
+        return extreme
+    return values[int(np.argmax(values == extreme))]
+
+
+def _fast_bin_edges(parameterValues, **kwargs):  # pyradiomics' signature
+    """pyradiomics' ``getBinEdges`` with ndarray reductions instead of Python's ``min()``/``max()``.
+
+    pyradiomics iterates the ROI's voxels in Python there (about 160x slower than ``ndarray.min``, 10-14% of a CT
+    unit); the edges are bitwise the same: same dtype, same element chosen (:func:`_first_equal`), same arithmetic.
+    ``binCount``, non-arrays and NaN go to pyradiomics' function unchanged.
+    """
+    values = parameterValues
+    if kwargs.get("binCount") is not None or not isinstance(values, np.ndarray) or values.ndim != 1 or not values.size:
+        return _PYRADIOMICS_GET_BIN_EDGES(parameterValues, **kwargs)
+    minimum, maximum = values.min(), values.max()
+    if minimum != minimum or maximum != maximum:  # NaN: the built-ins' order-dependent result is pyradiomics' own
+        return _PYRADIOMICS_GET_BIN_EDGES(parameterValues, **kwargs)
+    minimum, maximum = _first_equal(values, minimum), _first_equal(values, maximum)
+    bin_width = kwargs.get("binWidth", 25)
+    # pyradiomics' fixed-bin-width arithmetic, verbatim (including its flat-region case).
+    edges = np.arange(minimum - (minimum % bin_width), maximum + 2 * bin_width, bin_width)
+    if len(edges) == 1:
+        edges = [edges[0] - 0.5, edges[0] + 0.5]
+    return edges
 
 
 def _bin_edges_from_origin(parameterValues, **kwargs):  # pyradiomics' signature
-    """pyradiomics' ``getBinEdges`` with the first edge at the active ``binOrigin`` (fixed bin width only).
+    """``getBinEdges`` with the first edge at the active ``binOrigin`` (fixed bin width only).
 
-    Without an active origin, or with ``binCount``, pyradiomics' own function is called unchanged.
+    Without an active origin, or with ``binCount``, the exact fast replacement :func:`_fast_bin_edges` runs.
     """
     origin = _BIN_ORIGIN.get()
     if origin is None or kwargs.get("binCount") is not None:
-        return _ORIGINAL_GET_BIN_EDGES(parameterValues, **kwargs)
+        return _fast_bin_edges(parameterValues, **kwargs)
     width = float(kwargs.get("binWidth", 25))
     values = np.asarray(parameterValues, dtype=np.float64)
     low, high = float(values.min()), float(values.max())
@@ -128,12 +162,13 @@ def _bin_edges_from_origin(parameterValues, **kwargs):  # pyradiomics' signature
     return origin + width * np.arange(n + 1, dtype=np.float64)
 
 
-def _install_bin_origin_hook() -> None:
-    global _ORIGINAL_GET_BIN_EDGES
+def _install_bin_edges_hook() -> None:
+    """Route pyradiomics' ``getBinEdges`` (looked up as a module global by ``binImage``) through the hooks above."""
+    global _PYRADIOMICS_GET_BIN_EDGES
     from radiomics import imageoperations
 
-    if _ORIGINAL_GET_BIN_EDGES is None:
-        _ORIGINAL_GET_BIN_EDGES = imageoperations.getBinEdges
+    if _PYRADIOMICS_GET_BIN_EDGES is None:
+        _PYRADIOMICS_GET_BIN_EDGES = imageoperations.getBinEdges
         imageoperations.getBinEdges = _bin_edges_from_origin
 
 
@@ -177,6 +212,7 @@ def _extractor(params: Mapping):
 
     # pyradiomics logs every filter at INFO; keep the notebook output readable.
     radiomics.setVerbosity(logging.ERROR)
+    _install_bin_edges_hook()
     key = json.dumps(params, sort_keys=True, default=repr)
     if key not in _EXTRACTORS:
         if len(_EXTRACTORS) >= _EXTRACTOR_CACHE_SIZE:
@@ -230,7 +266,6 @@ def extract_features(image: sitk.Image, mask: sitk.Image, params: Mapping) -> tu
     if origin is not None:
         if settings.get("binCount") is not None or not isinstance(origin, (int, float)) or not math.isfinite(origin):
             raise ValueError(f"binOrigin must be a finite number used with binWidth (not binCount), got {origin!r}")
-        _install_bin_origin_hook()
     sigma = settings.pop("resegmentSigma", None)
     if sigma is not None:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
