@@ -29,6 +29,7 @@ __all__ = [
     "clip_intensities",
     "zscore_normalise",
     "preprocess",
+    "image_depends_on_mask",
 ]
 
 
@@ -166,6 +167,15 @@ def zscore_normalise(image: sitk.Image, mask: sitk.Image | None = None) -> sitk.
     out = sitk.GetImageFromArray(((arr - mean) / sd).astype(np.float32))
     out.CopyInformation(image)
     return out
+
+
+def image_depends_on_mask(settings: PreprocessSettings) -> bool:
+    """Whether :func:`preprocess` changes the image's intensities according to the mask.
+
+    Percentile clipping and z-scoring in the mask do; everything else reads the image only, so all masks of an
+    image get the same preprocessed image (the extraction engine then filters it once for all of them).
+    """
+    return settings.clip_percentiles is not None or (settings.zscore and settings.zscore_region == "mask")
 
 
 def preprocess(image: sitk.Image, mask: sitk.Image, settings: PreprocessSettings) -> tuple[sitk.Image, sitk.Image, dict]:
