@@ -136,7 +136,7 @@ def _fast_bin_edges(parameterValues, **kwargs):  # pyradiomics' signature
     if kwargs.get("binCount") is not None or not isinstance(values, np.ndarray) or values.ndim != 1 or not values.size:
         return _PYRADIOMICS_GET_BIN_EDGES(parameterValues, **kwargs)
     minimum, maximum = values.min(), values.max()
-    if minimum != minimum or maximum != maximum:  # NaN: the built-ins' order-dependent result is pyradiomics' own
+    if np.isnan(minimum) or np.isnan(maximum):  # NaN: the built-ins' order-dependent result is pyradiomics' own
         return _PYRADIOMICS_GET_BIN_EDGES(parameterValues, **kwargs)
     minimum, maximum = _first_equal(values, minimum), _first_equal(values, maximum)
     bin_width = kwargs.get("binWidth", 25)
