@@ -196,3 +196,19 @@ def test_engine_features_equal_plain_pyradiomics_bitwise_on_sts(tmp_path):
         assert not differing, (unit.unit_id, differing[:5])
         assert json.loads(json.dumps(rec["diagnostics"], default=str)) == want["diagnostics"], unit.unit_id
     assert len({rec["diagnostics"]["diagnostics_Mask-original_Hash"] for rec in result.records}) == len(units)
+
+
+def test_preprocess_many_equals_preprocess_per_mask():
+    """One image preprocessed once serves all its masks when the preprocessing does not read them."""
+    from helpers.imaging.preprocess import PreprocessSettings, preprocess, preprocess_many
+
+    rng = np.random.default_rng(11)
+    image = _volume(rng.normal(100, 30, (12, 30, 32)).astype(np.float32))
+    masks = _masks((12, 30, 32))[:2]
+    settings = PreprocessSettings(resample_mm=[1.5, 1.5, 2.0], interpolator="bspline", clip=[0, 180], zscore=True)
+    shared, shared_masks, record = preprocess_many(image, masks, settings)
+    for mask, got in zip(masks, shared_masks, strict=True):
+        one, one_mask, one_record = preprocess(image, mask, settings)
+        assert sitk.Hash(one) == sitk.Hash(shared) and sitk.Hash(one_mask) == sitk.Hash(got) and one_record == record
+    with pytest.raises(ValueError, match="depends on the mask"):
+        preprocess_many(image, masks, PreprocessSettings(zscore=True, zscore_region="mask"))

@@ -12,7 +12,12 @@ patient and reason; the other units complete.
 Units run sequentially in-process (``workers=1``), in a local process pool
 (BLAS and SimpleITK threads capped at one per worker), or on a Dask
 distributed scheduler given by address; results are identical either way and
-are assembled in unit order, not completion order.
+are assembled in unit order, not completion order. The units of one image
+(all its ROIs, readers and presets with the same filters) form one work item:
+the image is read, and each filtered image computed, once for all of them,
+with the values of one unit at a time, bit for bit
+(:func:`helpers.features.pyradiomics.extract_features_many`); each unit keeps
+its own key and cache entry.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from helpers.features.pyradiomics import (
 )
 from helpers.imaging import rois
 from helpers.imaging.io import conform_mask, grid_difference, read_image, read_image_info, read_mask, sha256_file
-from helpers.imaging.preprocess import PreprocessSettings, image_depends_on_mask, mask_on_grid, preprocess
+from helpers.imaging.preprocess import PreprocessSettings, image_depends_on_mask, mask_on_grid, preprocess_many
 from helpers.settings.study import GeometryTolerance, StudyConfig
 
 __all__ = [
@@ -409,7 +414,7 @@ def compute_units(units: Sequence[ExtractionUnit], keys: Sequence[str], cache_di
     Units of one work item (:func:`_work_items`) share their image, preprocessing and filter settings: the image is
     read once and each filtered image computed once for all their ROIs (:func:`extract_features_many`, values
     identical to one unit at a time). Each unit is still cached under its own key as soon as the item is done, and
-    fails or is empty on its own. ``seconds`` is the unit's own preparation plus an equal share of the item's extraction.
+    fails or is empty on its own. ``seconds`` is an equal share of the item's time.
     """
     if len(units) != len(keys) or len(_work_items(units, range(len(units)))) > 1:
         raise ValueError("compute_units takes the units of one work item (same image, preprocessing and filters), one key each")
@@ -420,49 +425,60 @@ def compute_units(units: Sequence[ExtractionUnit], keys: Sequence[str], cache_di
         return records
     if limit_threads:
         _limit_threads()
-    prepared: dict[int, tuple] = {}
     t0 = time.perf_counter()
     try:
         image = read_image(units[pending[0]].image_path)
     except Exception as exc:
         return [rec if rec is not None else _failed(units[i], keys[i], exc, time.perf_counter() - t0) for i, rec in enumerate(records)]
+    rois: dict[int, sitk.Image] = {}
     for i in pending:
         t = time.perf_counter()
         try:
-            prepared[i] = (*_prepare(units[i], image), time.perf_counter() - t)
+            rois[i] = _roi_mask(units[i], image)
         except EmptyROIError as exc:
             records[i] = _empty(units[i], keys[i], exc, time.perf_counter() - t)
             _write_cache(paths[i], records[i])
         except Exception as exc:  # one unit's failure must not stop the others
             records[i] = _failed(units[i], keys[i], exc, time.perf_counter() - t)
-    done = list(prepared)
-    if done:
-        t = time.perf_counter()
-        # The units' images are the same preprocessed image (_work_items groups mask-independent preprocessing only).
-        outcomes = extract_features_many(prepared[done[0]][0], [prepared[i][1] for i in done], [prepared[i][2] for i in done])
-        share = (time.perf_counter() - t) / len(done)
-        for i, outcome in zip(done, outcomes, strict=True):
-            records[i] = _finished(units[i], keys[i], outcome, prepared[i], prepared[i][4] + share)
-            if records[i]["status"] == "computed":
-                _write_cache(paths[i], records[i])
+    done = list(rois)
+    if not done:
+        return records
+    params = [_unit_params(units[i]) for i in done]
+    prep_record = None
+    try:
+        # The units share their preprocessing, which does not read the mask (_work_items): the image is preprocessed,
+        # and each filtered image computed, once for all of them.
+        image, masks, prep_record = preprocess_many(image, [rois[i] for i in done], PreprocessSettings.model_validate(units[done[0]].preprocessing))
+        outcomes = extract_features_many(image, masks, params)
+    except Exception as exc:  # a failing preprocessing fails each unit, as it would alone
+        outcomes = [exc] * len(done)
+    share = (time.perf_counter() - t0) / len(done)
+    for i, unit_params, outcome in zip(done, params, outcomes, strict=True):
+        records[i] = _finished(units[i], keys[i], outcome, unit_params, prep_record, share)
+        if records[i]["status"] == "computed":
+            _write_cache(paths[i], records[i])
     return records
 
 
+def _unit_params(unit: ExtractionUnit) -> dict:
+    """The unit's pyradiomics parameters; pyradiomics reads the label from the settings, our ROI masks are 0/1."""
+    return {**unit.params, "setting": {**(unit.params.get("setting") or {}), "label": 1}}
+
+
 def _prepare(unit: ExtractionUnit, image: sitk.Image) -> tuple[sitk.Image, sitk.Image, dict, dict]:
-    """The unit's preprocessed image, ROI mask on its grid, pyradiomics parameters and preprocessing record."""
-    roi = _roi_mask(unit, image)
-    image, roi, prep_record = preprocess(image, roi, PreprocessSettings.model_validate(unit.preprocessing))
-    # pyradiomics reads the label from the settings; our ROI masks are 0/1.
-    params = {**unit.params, "setting": {**(unit.params.get("setting") or {}), "label": 1}}
-    return image, roi, params, prep_record
+    """One unit's preprocessed image, ROI mask on its grid, pyradiomics parameters and preprocessing record.
+
+    What :func:`compute_units` extracts for the unit (tests and benchmarks hand the same inputs to pyradiomics).
+    """
+    image, masks, record = preprocess_many(image, [_roi_mask(unit, image)], PreprocessSettings.model_validate(unit.preprocessing))
+    return image, masks[0], _unit_params(unit), record
 
 
-def _finished(unit: ExtractionUnit, key: str, outcome, prepared: tuple, seconds: float) -> dict:
+def _finished(unit: ExtractionUnit, key: str, outcome, params: dict, prep_record: dict | None, seconds: float) -> dict:
     """The record of an extracted unit: its features, or its failure (also a preset giving the wrong feature count)."""
     if isinstance(outcome, Exception):
         return _failed(unit, key, outcome, seconds)
     features, diagnostics = outcome
-    params = prepared[2]
     expected = EXPECTED_COUNTS.get(unit.preset)
     if expected is not None and "shape" not in (params.get("featureClass") or {}):
         expected -= SHAPE_FEATURES
@@ -470,7 +486,7 @@ def _finished(unit: ExtractionUnit, key: str, outcome, prepared: tuple, seconds:
         error = RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
         return _failed(unit, key, error, seconds)
     return {"status": "computed", "key": key, "unit": asdict(unit), "features": features, "diagnostics": diagnostics,
-            "preprocessing": prepared[3], "seconds": seconds, "error": None}
+            "preprocessing": prep_record, "seconds": seconds, "error": None}
 
 
 def _empty(unit: ExtractionUnit, key: str, exc: EmptyROIError, seconds: float) -> dict:
@@ -620,4 +636,4 @@ def _run_dask(units, keys, items: Iterable[list[int]], cache_dir: Path, address:
 
 # The functions whose source is part of every unit key (bound at import, so a wrapper installed later, e.g. for
 # instrumentation, does not change the keys).
-_KEY_FUNCTIONS = (compute_unit, compute_units, _prepare, _finished, _roi_mask)
+_KEY_FUNCTIONS = (compute_unit, compute_units, _unit_params, _finished, _roi_mask)
