@@ -167,12 +167,11 @@ def test_resume_after_kill_is_identical(small_study, tmp_path):
         cfg = load_config({str(small_study / 'study.yaml')!r})
         manifest, _ = load_study(cfg)
         units = extraction.plan_units(manifest, cfg)
-        original = extraction.compute_unit
-        def slow(*a, **k):
-            rec = original(*a, **k)
+        original = extraction._write_cache
+        def slow(*a, **k):  # every unit written to the cache, then a pause: the kill lands between units
+            original(*a, **k)
             time.sleep(0.4)
-            return rec
-        extraction.compute_unit = slow
+        extraction._write_cache = slow
         extraction.run_extraction(units, {str(cache)!r}, progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)

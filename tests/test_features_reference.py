@@ -473,7 +473,7 @@ def test_ct_phantom_2d_normalised_inverse_differences_need_the_whole_roi_ng(ct_t
             super()._calculateCoefficients()
             self.coefficients["Ng"] = ng
 
-    wrapper._install_bin_origin_hook()
+    wrapper._install_bin_edges_hook()
     token = wrapper._BIN_ORIGIN.set(float(settings["binOrigin"]))
     try:
         for norm, agg in ((None, "avg"), ("no_weighting", "comb")):

@@ -12,7 +12,12 @@ patient and reason; the other units complete.
 Units run sequentially in-process (``workers=1``), in a local process pool
 (BLAS and SimpleITK threads capped at one per worker), or on a Dask
 distributed scheduler given by address; results are identical either way and
-are assembled in unit order, not completion order.
+are assembled in unit order, not completion order. The units of one image
+(all its ROIs, readers and presets with the same filters) form one work item:
+the image is read, and each filtered image computed, once for all of them,
+with the values of one unit at a time, bit for bit
+(:func:`helpers.features.pyradiomics.extract_features_many`); each unit keeps
+its own key and cache entry.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from helpers.errors import EmptyROIError
 from helpers.features.pyradiomics import (
     EXPECTED_COUNTS,
     SHAPE_FEATURES,
-    extract_features,
+    extract_features_many,
     load_preset,
     merge_settings,
     preset_name,
@@ -51,7 +56,7 @@ from helpers.features.pyradiomics import (
 )
 from helpers.imaging import rois
 from helpers.imaging.io import conform_mask, grid_difference, read_image, read_image_info, read_mask, sha256_file
-from helpers.imaging.preprocess import PreprocessSettings, mask_on_grid, preprocess
+from helpers.imaging.preprocess import PreprocessSettings, image_depends_on_mask, mask_on_grid, preprocess_many
 from helpers.settings.study import GeometryTolerance, StudyConfig
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "plan_units",
     "unit_key",
     "compute_unit",
+    "compute_units",
     "run_extraction",
 ]
 
@@ -399,40 +405,117 @@ def compute_unit(unit: ExtractionUnit, key: str, cache_dir: str | Path, limit_th
     ``key``, ``features``, ``diagnostics``, ``preprocessing``, ``seconds`` and
     ``error`` (patient, series, ROI and reason, for failures).
     """
-    path = _cache_file(Path(cache_dir), key)
-    rec = _read_cached(path)
-    if rec is not None:
-        return rec
+    return compute_units([unit], [key], cache_dir, limit_threads)[0]
+
+
+def compute_units(units: Sequence[ExtractionUnit], keys: Sequence[str], cache_dir: str | Path, limit_threads: bool = False) -> list[dict]:
+    """Compute units of one image together (or load them from the cache); one record per unit, as :func:`compute_unit`.
+
+    Units of one work item (:func:`_work_items`) share their image, preprocessing and filter settings: the image is
+    read once and each filtered image computed once for all their ROIs (:func:`extract_features_many`, values
+    identical to one unit at a time). Each unit is still cached under its own key as soon as the item is done, and
+    fails or is empty on its own. ``seconds`` is an equal share of the item's time.
+    """
+    if len(units) != len(keys) or len(_work_items(units, range(len(units)))) > 1:
+        raise ValueError("compute_units takes the units of one work item (same image, preprocessing and filters), one key each")
+    paths = [_cache_file(Path(cache_dir), key) for key in keys]
+    records: list[dict | None] = [_read_cached(path) for path in paths]
+    pending = [i for i, rec in enumerate(records) if rec is None]
+    if not pending:
+        return records
     if limit_threads:
         _limit_threads()
     t0 = time.perf_counter()
     try:
-        image = read_image(unit.image_path)
-        roi = _roi_mask(unit, image)
-        settings = PreprocessSettings.model_validate(unit.preprocessing)
-        image, roi, prep_record = preprocess(image, roi, settings)
-        params = unit.params
-        # pyradiomics reads the label from the settings; our ROI masks are 0/1.
-        params = {**params, "setting": {**(params.get("setting") or {}), "label": 1}}
-        features, diagnostics = extract_features(image, roi, params)
-        expected = EXPECTED_COUNTS.get(unit.preset)
-        if expected is not None and "shape" not in (params.get("featureClass") or {}):
-            expected -= SHAPE_FEATURES
-        if expected is not None and len(features) != expected:
-            raise RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
-    except EmptyROIError as exc:
-        rec = {"status": "empty", "key": key, "unit": asdict(unit), "features": {}, "diagnostics": {}, "preprocessing": None,
-               "seconds": time.perf_counter() - t0, "error": None, "note": str(exc)}
-        _write_cache(path, rec)
-        return rec
-    except Exception as exc:  # one unit's failure must not stop the others
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        return {"status": "failed", "key": key, "error": f"patient {unit.patient}, series {unit.series}, ROI {unit.roi}: {reason}",
-                "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - t0}
-    rec = {"status": "computed", "key": key, "unit": asdict(unit), "features": features, "diagnostics": diagnostics,
-           "preprocessing": prep_record, "seconds": time.perf_counter() - t0, "error": None}
-    _write_cache(path, rec)
-    return rec
+        image = read_image(units[pending[0]].image_path)
+    except Exception as exc:
+        return [rec if rec is not None else _failed(units[i], keys[i], exc, time.perf_counter() - t0) for i, rec in enumerate(records)]
+    rois: dict[int, sitk.Image] = {}
+    for i in pending:
+        t = time.perf_counter()
+        try:
+            rois[i] = _roi_mask(units[i], image)
+        except EmptyROIError as exc:
+            records[i] = _empty(units[i], keys[i], exc, time.perf_counter() - t)
+            _write_cache(paths[i], records[i])
+        except Exception as exc:  # one unit's failure must not stop the others
+            records[i] = _failed(units[i], keys[i], exc, time.perf_counter() - t)
+    done = list(rois)
+    if not done:
+        return records
+    params = [_unit_params(units[i]) for i in done]
+    prep_record = None
+    try:
+        # The units share their preprocessing, which does not read the mask (_work_items): the image is preprocessed,
+        # and each filtered image computed, once for all of them.
+        image, masks, prep_record = preprocess_many(image, [rois[i] for i in done], PreprocessSettings.model_validate(units[done[0]].preprocessing))
+        outcomes = extract_features_many(image, masks, params)
+    except Exception as exc:  # a failing preprocessing fails each unit, as it would alone
+        outcomes = [exc] * len(done)
+    share = (time.perf_counter() - t0) / len(done)
+    for i, unit_params, outcome in zip(done, params, outcomes, strict=True):
+        records[i] = _finished(units[i], keys[i], outcome, unit_params, prep_record, share)
+        if records[i]["status"] == "computed":
+            _write_cache(paths[i], records[i])
+    return records
+
+
+def _unit_params(unit: ExtractionUnit) -> dict:
+    """The unit's pyradiomics parameters; pyradiomics reads the label from the settings, our ROI masks are 0/1."""
+    return {**unit.params, "setting": {**(unit.params.get("setting") or {}), "label": 1}}
+
+
+def _prepare(unit: ExtractionUnit, image: sitk.Image) -> tuple[sitk.Image, sitk.Image, dict, dict]:
+    """One unit's preprocessed image, ROI mask on its grid, pyradiomics parameters and preprocessing record.
+
+    What :func:`compute_units` extracts for the unit (tests and benchmarks hand the same inputs to pyradiomics).
+    """
+    image, masks, record = preprocess_many(image, [_roi_mask(unit, image)], PreprocessSettings.model_validate(unit.preprocessing))
+    return image, masks[0], _unit_params(unit), record
+
+
+def _finished(unit: ExtractionUnit, key: str, outcome, params: dict, prep_record: dict | None, seconds: float) -> dict:
+    """The record of an extracted unit: its features, or its failure (also a preset giving the wrong feature count)."""
+    if isinstance(outcome, Exception):
+        return _failed(unit, key, outcome, seconds)
+    features, diagnostics = outcome
+    expected = EXPECTED_COUNTS.get(unit.preset)
+    if expected is not None and "shape" not in (params.get("featureClass") or {}):
+        expected -= SHAPE_FEATURES
+    if expected is not None and len(features) != expected:
+        error = RuntimeError(f"preset {unit.preset} must give {expected} features, got {len(features)}; check the pyradiomics version")
+        return _failed(unit, key, error, seconds)
+    return {"status": "computed", "key": key, "unit": asdict(unit), "features": features, "diagnostics": diagnostics,
+            "preprocessing": prep_record, "seconds": seconds, "error": None}
+
+
+def _empty(unit: ExtractionUnit, key: str, exc: EmptyROIError, seconds: float) -> dict:
+    return {"status": "empty", "key": key, "unit": asdict(unit), "features": {}, "diagnostics": {}, "preprocessing": None,
+            "seconds": seconds, "error": None, "note": str(exc)}
+
+
+def _failed(unit: ExtractionUnit, key: str, exc: Exception, seconds: float) -> dict:
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    return {"status": "failed", "key": key, "error": f"patient {unit.patient}, series {unit.series}, ROI {unit.roi}: {reason}",
+            "traceback": "".join(traceback.format_exception(exc, limit=5)), "seconds": seconds}
+
+
+def _work_items(units: Sequence[ExtractionUnit], todo: Sequence[int]) -> list[list[int]]:
+    """The units to compute grouped by image: same image file, preprocessing and filters (image types and settings).
+
+    Such units get the same preprocessed and filtered images, so one work item computes them once for all their
+    ROIs, readers and presets. Preprocessing that depends on the mask (:func:`image_depends_on_mask`) keeps units
+    apart. Items keep the order of their first unit in ``todo``.
+    """
+    items: dict[object, list[int]] = {}
+    for i in todo:
+        u = units[i]
+        if image_depends_on_mask(PreprocessSettings.model_validate(u.preprocessing)):
+            group: object = i
+        else:
+            group = json.dumps([u.image_path, u.preprocessing, u.params.get("imageType"), u.params.get("setting")], sort_keys=True, default=str)
+        items.setdefault(group, []).append(i)
+    return list(items.values())
 
 
 def _write_cache(path: Path, rec: dict) -> None:
@@ -505,22 +588,27 @@ def run_extraction(
         records[i] = _read_cached(_cache_file(cache_dir, key))
         if records[i] is None:
             todo.append(i)
-    # Largest images first: long units then start early and the workers finish together (LPT scheduling).
-    todo.sort(key=lambda i: -_size_hint(units[i].image_path))
+    # One work item per image (all its ROIs), largest first: long items start early and the workers finish together
+    # (LPT scheduling).
+    items = sorted(_work_items(units, todo), key=lambda item: -_size_hint(units[item[0]].image_path) * len(item))
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="extraction units", unit="unit", disable=not progress, file=sys.stderr)
+
+    def finish(item: list[int], item_records: list[dict]) -> None:
+        for i, rec in zip(item, item_records, strict=True):
+            records[i] = rec
+        bar.update(len(item))
+
     try:
         if scheduler_address:
-            _run_dask(units, keys, todo, cache_dir, scheduler_address, records, bar)
-        elif workers <= 1 or len(todo) <= 1:
-            for i in todo:
-                records[i] = compute_unit(units[i], keys[i], cache_dir)
-                bar.update()
+            _run_dask(units, keys, items, cache_dir, scheduler_address, finish)
+        elif workers <= 1 or len(items) <= 1:
+            for item in items:
+                finish(item, compute_units([units[i] for i in item], [keys[i] for i in item], cache_dir))
         else:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_limit_threads) as pool:
-                futures = {pool.submit(compute_unit, units[i], keys[i], cache_dir): i for i in todo}
+                futures = {pool.submit(compute_units, [units[i] for i in item], [keys[i] for i in item], cache_dir): item for item in items}
                 for fut in as_completed(futures):
-                    records[futures[fut]] = fut.result()
-                    bar.update()
+                    finish(futures[fut], fut.result())
     finally:
         bar.close()
     return ExtractionResult(list(units), [r for r in records if r is not None])
@@ -534,18 +622,18 @@ def _size_hint(path: str) -> int:
         return 0
 
 
-def _run_dask(units, keys, todo: Iterable[int], cache_dir: Path, address: str, records: list, bar) -> None:
+def _run_dask(units, keys, items: Iterable[list[int]], cache_dir: Path, address: str, finish: Callable) -> None:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
     with Client(address) as client:
-        futures = {client.submit(compute_unit, units[i], keys[i], str(cache_dir), True, pure=False): i for i in todo}
+        futures = {client.submit(compute_units, [units[i] for i in item], [keys[i] for i in item], str(cache_dir), True, pure=False): item
+                   for item in items}
         for fut in dask_completed(list(futures)):
-            records[futures.pop(fut)] = fut.result()
+            finish(futures.pop(fut), fut.result())
             fut.release()  # drop the result from the workers' memory once it is here (memory stays flat in cohort size)
-            bar.update()
 
 
 # The functions whose source is part of every unit key (bound at import, so a wrapper installed later, e.g. for
 # instrumentation, does not change the keys).
-_KEY_FUNCTIONS = (compute_unit, _roi_mask)
+_KEY_FUNCTIONS = (compute_unit, compute_units, _unit_params, _finished, _roi_mask)

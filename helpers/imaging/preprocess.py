@@ -29,6 +29,8 @@ __all__ = [
     "clip_intensities",
     "zscore_normalise",
     "preprocess",
+    "image_depends_on_mask",
+    "preprocess_many",
 ]
 
 
@@ -168,6 +170,34 @@ def zscore_normalise(image: sitk.Image, mask: sitk.Image | None = None) -> sitk.
     return out
 
 
+def image_depends_on_mask(settings: PreprocessSettings) -> bool:
+    """Whether :func:`preprocess` changes the image's intensities according to the mask.
+
+    Percentile clipping and z-scoring in the mask do; everything else reads the image only, so all masks of an
+    image get the same preprocessed image (the extraction engine then filters it once for all of them).
+    """
+    return settings.clip_percentiles is not None or (settings.zscore and settings.zscore_region == "mask")
+
+
+def _mask_on_image_grid(mask: sitk.Image, image: sitk.Image, settings: PreprocessSettings) -> sitk.Image:
+    """The mask on the preprocessed image's grid (clipping and z-scoring keep the grid; only its geometry is read)."""
+    if settings.resample_mm is not None or mask.GetSize() != image.GetSize() or not np.allclose(mask.GetSpacing(), image.GetSpacing()):
+        return mask_on_grid(mask, image, settings.mask_resampling, settings.mask_threshold)
+    return mask
+
+
+def preprocess_many(image: sitk.Image, masks: list[sitk.Image], settings: PreprocessSettings) -> tuple[sitk.Image, list[sitk.Image], dict]:
+    """:func:`preprocess` of one image with several masks, the image preprocessed once (N4, resampling, ...).
+
+    Only for preprocessing that does not read the mask (:func:`image_depends_on_mask`): the image and the record
+    are then those of every mask, and each mask is put on the image's grid as :func:`preprocess` does.
+    """
+    if len(masks) > 1 and image_depends_on_mask(settings):
+        raise ValueError("this preprocessing depends on the mask (percentile clipping or z-score in the mask): preprocess each mask")
+    image, first, record = preprocess(image, masks[0], settings)
+    return image, [first, *(_mask_on_image_grid(m, image, settings) for m in masks[1:])], record
+
+
 def preprocess(image: sitk.Image, mask: sitk.Image, settings: PreprocessSettings) -> tuple[sitk.Image, sitk.Image, dict]:
     """Apply the configured preprocessing chain to an image and its mask.
 
@@ -186,9 +216,7 @@ def preprocess(image: sitk.Image, mask: sitk.Image, settings: PreprocessSettings
     if settings.resample_mm is not None:
         image = resample_image(image, settings.resample_mm, settings.interpolator, settings.grid_alignment,
                                settings.round_intensities)
-        mask = mask_on_grid(mask, image, settings.mask_resampling, settings.mask_threshold)
-    elif mask.GetSize() != image.GetSize() or not np.allclose(mask.GetSpacing(), image.GetSpacing()):
-        mask = mask_on_grid(mask, image, settings.mask_resampling, settings.mask_threshold)
+    mask = _mask_on_image_grid(mask, image, settings)
     if settings.clip is not None:
         image = clip_intensities(image, *settings.clip)
     if settings.clip_percentiles is not None:
