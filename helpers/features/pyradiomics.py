@@ -168,14 +168,28 @@ def _bin_edges_from_origin(parameterValues, **kwargs):  # pyradiomics' signature
     return origin + width * np.arange(n + 1, dtype=np.float64)
 
 
+#: pyradiomics functions replaced by this module's hooks: (owner, attribute name) -> pyradiomics' own function.
+_REPLACED: dict[tuple[object, str], object] = {}
+
+
+def _replace_once(owner: object, name: str, replacement: object) -> object:
+    """Put ``replacement`` in place of pyradiomics' ``owner.name`` (the first call only); return pyradiomics' function.
+
+    pyradiomics looks these up at call time (module globals, class attributes), so replacing the attribute reroutes
+    every caller; the original is kept for the hook to call and for the tests that compare against it.
+    """
+    if (owner, name) not in _REPLACED:
+        _REPLACED[(owner, name)] = getattr(owner, name)
+        setattr(owner, name, replacement)
+    return _REPLACED[(owner, name)]
+
+
 def _install_bin_edges_hook() -> None:
     """Route pyradiomics' ``getBinEdges`` (looked up as a module global by ``binImage``) through the hooks above."""
     global _PYRADIOMICS_GET_BIN_EDGES
     from radiomics import imageoperations
 
-    if _PYRADIOMICS_GET_BIN_EDGES is None:
-        _PYRADIOMICS_GET_BIN_EDGES = imageoperations.getBinEdges
-        imageoperations.getBinEdges = _bin_edges_from_origin
+    _PYRADIOMICS_GET_BIN_EDGES = _replace_once(imageoperations, "getBinEdges", _bin_edges_from_origin)
 
 
 _RESEGMENT_SIGMA: contextvars.ContextVar[float | None] = contextvars.ContextVar("resegment_sigma", default=None)
@@ -199,9 +213,7 @@ def _install_resegment_hook() -> None:
     global _ORIGINAL_RESEGMENT_MASK
     from radiomics import imageoperations
 
-    if _ORIGINAL_RESEGMENT_MASK is None:
-        _ORIGINAL_RESEGMENT_MASK = imageoperations.resegmentMask
-        imageoperations.resegmentMask = _resegment_range_then_sigma
+    _ORIGINAL_RESEGMENT_MASK = _replace_once(imageoperations, "resegmentMask", _resegment_range_then_sigma)
 
 
 _SHARED_BINNING: contextvars.ContextVar[dict | None] = contextvars.ContextVar("shared_binning", default=None)
@@ -249,9 +261,7 @@ def _install_binning_hook() -> None:
     global _PYRADIOMICS_APPLY_BINNING
     from radiomics import base
 
-    if _PYRADIOMICS_APPLY_BINNING is None:
-        _PYRADIOMICS_APPLY_BINNING = base.RadiomicsFeaturesBase._applyBinning
-        base.RadiomicsFeaturesBase._applyBinning = _apply_binning_once
+    _PYRADIOMICS_APPLY_BINNING = _replace_once(base.RadiomicsFeaturesBase, "_applyBinning", _apply_binning_once)
 
 
 #: pyradiomics extractors by their parameters: building one validates the parameters against pyradiomics' schema
