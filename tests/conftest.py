@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import SimpleITK as sitk
 import yaml
@@ -97,6 +98,84 @@ def image_from(array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0
 def arr(img: sitk.Image) -> np.ndarray:
     """The z,y,x voxel array of an image (a copy)."""
     return sitk.GetArrayFromImage(img)
+
+
+def write_rtstruct(mask: sitk.Image, series: Path, out: Path, roi_name: str) -> Path:
+    """An RTSTRUCT of a 0/1 mask on a DICOM series' grid, as a planning system would export it (test data only).
+
+    Each run of inside voxels along a row becomes one closed planar contour around those voxel centres (0.4 voxel
+    outside them); the runs are disjoint, so the even-odd fill of the RTSTRUCT reader gives the mask back exactly.
+    """
+    from helpers.imaging.io import dicom_series_files
+
+    first = pydicom.dcmread(dicom_series_files(series)[0], stop_before_pixels=True)
+    arr = sitk.GetArrayFromImage(mask)
+    contours = []
+    for z, y in zip(*np.nonzero(arr.any(axis=2)), strict=True):
+        row = np.concatenate([[0], arr[z, y], [0]]).astype(int)
+        starts, ends = np.flatnonzero(np.diff(row) == 1), np.flatnonzero(np.diff(row) == -1) - 1
+        for x0, x1 in zip(starts, ends, strict=True):
+            corners = [(x0 - 0.4, y - 0.4), (x1 + 0.4, y - 0.4), (x1 + 0.4, y + 0.4), (x0 - 0.4, y + 0.4)]
+            points = [c for x, yy in corners for c in mask.TransformContinuousIndexToPhysicalPoint((float(x), float(yy), float(z)))]
+            item = pydicom.Dataset()
+            item.ContourGeometricType, item.NumberOfContourPoints, item.ContourData = "CLOSED_PLANAR", 4, [f"{v:.6f}" for v in points]
+            contours.append(item)
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[str(out)])
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.Modality, ds.PatientID, ds.StudyInstanceUID = "RTSTRUCT", first.PatientID, first.StudyInstanceUID
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[str(out), "series"])
+    roi = pydicom.Dataset()
+    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, roi_name, first.FrameOfReferenceUID
+    ds.StructureSetROISequence = [roi]
+    roi_contour = pydicom.Dataset()
+    roi_contour.ReferencedROINumber, roi_contour.ContourSequence = 1, contours
+    ds.ROIContourSequence = [roi_contour]
+    referenced_series, study, frame = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
+    referenced_series.SeriesInstanceUID = first.SeriesInstanceUID
+    study.RTReferencedSeriesSequence = [referenced_series]
+    frame.FrameOfReferenceUID, frame.RTReferencedStudySequence = first.FrameOfReferenceUID, [study]
+    ds.ReferencedFrameOfReferenceSequence = [frame]
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def write_dicom_series(image: sitk.Image, folder: Path, patient_id: str, modality: str = "MR", **header) -> Path:
+    """A 3D image as an MR or CT DICOM series (one file per slice, signed 16-bit, CT with the identity rescale), with
+    extra header values (e.g. identifying ones planted for the PHI tests); UIDs are derived from ``patient_id`` so
+    re-written series are the same."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arr = sitk.GetArrayFromImage(image).astype(np.int16)
+    uid = lambda *k: generate_uid(entropy_srcs=[patient_id, *map(str, k)])  # noqa: E731
+    sx, sy, sz = image.GetSpacing()
+    for k in range(arr.shape[0]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = uid("sop", k)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.Modality, ds.PatientID, ds.PatientName = modality, patient_id, f"{patient_id}^"
+        if modality == "CT":
+            ds.RescaleIntercept, ds.RescaleSlope = "0", "1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uid("study"), uid("series"), uid("frame")
+        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))]
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in image.GetDirection()[0::3] + image.GetDirection()[1::3]]
+        ds.PixelSpacing, ds.SliceThickness = [f"{sy:.6f}", f"{sx:.6f}"], f"{sz:.6f}"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = arr.shape[1], arr.shape[2]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.PixelData = arr[k].tobytes()
+        for keyword, value in header.items():
+            setattr(ds, keyword, value)
+        ds.save_as(folder / f"{k:04d}.dcm", enforce_file_format=True)
+    return folder
 
 
 def tiny_config(tmp: Path, **overrides) -> dict:

@@ -621,6 +621,73 @@ def test_rtstruct_of_another_patient(sts_dicom_copy, tmp_path):
                   fix="point the row at the RTSTRUCT drawn on this row's image")
 
 
+def _dicom_ct_study(sts_dicom_copy: Path, tmp_path: Path, masks: dict[str, Path], mask_roi: dict[str, str] | None = None) -> Path:
+    """The two STS DICOM patients' CT (P01 = STS_001, P02 = STS_002) with the given mask files."""
+    study = tmp_path / "study"
+    study.mkdir()
+    rows = [{"patient": p, "cohort": c, "series": "CT", "image": str(sts_dicom_copy / s / "CT" / "image"), "mask": str(masks[p]),
+             "mask_roi": (mask_roi or {}).get(p, "")}
+            for p, c, s in (("P01", "train", "STS_001"), ("P02", "test", "STS_002"))]
+    pd.DataFrame(rows).to_csv(study / "manifest.csv", index=False)
+    _write_table(study, patient=["P01", "P02"], outcome=[0, 1])
+    from .conftest import tiny_config
+
+    (study / "study.yaml").write_text(yaml.safe_dump(tiny_config(study, series={"CT": {"modality": "CT"}}), sort_keys=False))
+    return study
+
+
+def _seg_from_rtstruct(sts_dicom_copy: Path, patient: str, out: Path, labels: dict[str, int] | None = None, split: bool = False) -> Path:
+    """A SEG of the patient's CT made from its RTSTRUCT (optionally as two segments: the tumour's two halves)."""
+    from helpers.imaging.dicom_seg import write_dicom_seg
+    from helpers.imaging.io import read_mask
+
+    image = read_image(sts_dicom_copy / patient / "CT" / "image")
+    mask = read_mask(sts_dicom_copy / patient / "CT" / "mask" / "RS.dcm", reference=image)
+    if split:
+        arr = sitk.GetArrayFromImage(mask)
+        half = int(np.median(np.nonzero(arr)[2]))
+        arr[:, :, half:][arr[:, :, half:] > 0] = 2
+        mask = sitk.GetImageFromArray(arr)
+        mask.CopyInformation(image)
+    return write_dicom_seg(mask, sts_dicom_copy / patient / "CT" / "image", out, labels=labels or {"GTV": 1}, pseudonym=patient,
+                           algorithm_name="test", algorithm_version="1")
+
+
+def test_dicom_seg_masks(sts_dicom_copy, tmp_path):
+    """SEG masks validate; a SEG of another patient's series, or with several segments and none chosen, is named."""
+    own = {p: _seg_from_rtstruct(sts_dicom_copy, s, tmp_path / f"{p}.dcm") for p, s in (("P01", "STS_001"), ("P02", "STS_002"))}
+    study = _dicom_ct_study(sts_dicom_copy, tmp_path, own)
+    load_study(load_config(study / "study.yaml"))
+    _set_manifest(study, "P01", "CT", mask=str(own["P02"]))
+    err = _validate(study)
+    _assert_issue(err, patient="P01", column="mask", row=1, text="SEG appears to belong to patient P02 (it references P02's CT series, not this row's image)",
+                  fix="point the row at the SEG drawn on this row's image")
+    assert len(err.issues) == 2  # and P02's mask is now used by two patients
+    two = _seg_from_rtstruct(sts_dicom_copy, "STS_001", tmp_path / "two.dcm", labels={"GTV": 1, "Oedema": 2}, split=True)
+    _set_manifest(study, "P01", "CT", mask=str(two))
+    err = _validate(study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P01", column="mask", row=1, text="holds 2 segments (1 'GTV', 2 'Oedema'); name the segment to use (label or number) in the manifest column 'mask_roi'",
+                  fix="choose the structure or segment in 'mask_roi'")
+    _set_manifest(study, "P01", "CT", mask_roi="Oedema")
+    load_study(load_config(study / "study.yaml"))
+
+
+def test_dicom_seg_of_another_frame_of_reference(sts_dicom_copy, tmp_path):
+    """A SEG that names no series is checked by its frame of reference."""
+    own = {p: _seg_from_rtstruct(sts_dicom_copy, s, tmp_path / f"{p}.dcm") for p, s in (("P01", "STS_001"), ("P02", "STS_002"))}
+    other = pydicom.dcmread(own["P02"])
+    seg = pydicom.dcmread(own["P01"])
+    del seg.ReferencedSeriesSequence
+    seg.FrameOfReferenceUID = other.FrameOfReferenceUID
+    seg.save_as(own["P01"])
+    study = _dicom_ct_study(sts_dicom_copy, tmp_path, own)
+    err = _validate(study)
+    (issue,) = err.issues
+    _assert_issue(err, patient="P01", column="mask", row=1, text="SEG appears to belong to patient P02 (its frame of reference is that of P02's images)",
+                  fix="point the row at the SEG drawn on this row's image")
+
+
 # -- images that are not one 3D volume; masks too small for texture -----------------------------------------------------------
 def test_4d_image(tiny_study):
     volume = sitk.GetImageFromArray(np.stack([_image()] * 3), isVector=False)  # t, z, y, x: three volumes (e.g. a dynamic series)

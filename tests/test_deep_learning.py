@@ -17,7 +17,15 @@ from helpers.errors import ManifestError
 from helpers.runner.pipeline import run_study
 from helpers.settings.study import load_config
 from helpers.steps.segmentation import with_super_resolution
-from tests.conftest import REPO, tiny_config, write_volume
+from helpers.imaging.dicom_seg import write_dicom_seg
+from helpers.imaging.io import read_image, read_mask
+from helpers.reporting.writer import find_values_in_reports
+from tests.conftest import REPO, tiny_config, write_dicom_series, write_rtstruct, write_volume
+
+#: Patients whose images are DICOM series (identifying values planted), with the format of their manual mask.
+DICOM_PATIENTS = {"P01": "seg", "P09": "rtstruct", "P10": "nifti"}
+PLANTED = {"PatientName": "Doe^Jane", "PatientBirthDate": "19610203", "InstitutionName": "St Example Hospital",
+           "AccessionNumber": "ACC-445566", "ReferringPhysicianName": "Who^Doctor", "StudyDate": "20200102", "StudyID": "STUDY-776655"}
 
 # Notebook 02 trains a segmentation network and runs papermill: slow tier.
 pytestmark = pytest.mark.slow
@@ -38,6 +46,14 @@ def _sphere_study(tmp: Path, n_train: int = 8, n_test: int = 4) -> Path:
         image = rng.normal(0, 15, inside.shape) + np.where(inside, 120, 0)
         img = write_volume(tmp / patient / "CT.nii.gz", image.astype(np.int16), spacing=(1.0, 1.0, 2.0))
         msk = write_volume(tmp / patient / "CT_mask.nii.gz", inside.astype(np.uint8), spacing=(1.0, 1.0, 2.0))
+        if patient in DICOM_PATIENTS:  # a DICOM series with an identifying header, its mask as NIfTI, SEG or RTSTRUCT
+            img = write_dicom_series(sitk.ReadImage(str(img)), tmp / patient / "CT_dicom", f"MRN-{patient}", modality="CT", **PLANTED)
+            mask = read_mask(msk, reference=read_image(img))
+            if DICOM_PATIENTS[patient] == "seg":
+                msk = write_dicom_seg(mask, img, tmp / patient / "seg.dcm", labels={"tumour": 1}, pseudonym=f"MRN-{patient}",
+                                      algorithm_name="reader", algorithm_version="1")
+            elif DICOM_PATIENTS[patient] == "rtstruct":
+                msk = write_rtstruct(mask, img, tmp / patient / "rs.dcm", "GTV")
         rows.append({"patient": patient, "cohort": cohort, "series": "CT", "image": img.relative_to(tmp).as_posix(), "mask": msk.relative_to(tmp).as_posix()})
         pts.append({"patient": patient, "outcome": outcome})
     pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
@@ -95,6 +111,22 @@ def test_notebook02_segments_and_evaluates(deep_study):
     reader2 = cfg.model_copy(update={"manifest": str(root / "segmentation" / "manifest_automatic_as_reader2.csv")})
     manifest2, _ = load_study(reader2, check_images=True)
     assert all("segmentation/masks" in p for p in manifest2["mask_reader2_path"]) and not any("segmentation" in str(Path(p).resolve()) for p in manifest2["mask_path"])
+
+
+def test_notebook02_writes_dicom_seg_for_dicom_images(deep_study):
+    """The predicted masks of the DICOM-series patients are also DICOM SEGs referencing their series: re-read on the
+    series they equal the NIfTI predictions; nothing identifying from the source headers reaches the reports."""
+    root = deep_study.report_root
+    written = sorted(p.stem for p in (root / "segmentation" / "masks_dicom_seg").glob("*.dcm"))
+    assert written == sorted(DICOM_PATIENTS)
+    for patient in DICOM_PATIENTS:
+        image = read_image(Path(deep_study.base_dir) / patient / "CT_dicom")
+        seg = read_mask(root / "segmentation" / "masks_dicom_seg" / f"{patient}.dcm", reference=image)
+        nifti = read_mask(root / "segmentation" / "masks" / f"{patient}.nii.gz", reference=image)
+        assert sitk.GetArrayFromImage(nifti).any(), patient
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(seg), sitk.GetArrayFromImage(nifti), err_msg=patient)
+    values = sorted(set(PLANTED.values()) | {"Doe", "Jane", "MRN-P01", "MRN-P09", "MRN-P10"})
+    assert find_values_in_reports(root, values) == {}
 
 
 def test_notebook02_deep_features_fitted_on_training(deep_study):

@@ -6,6 +6,9 @@ Siemens/Philips tumour unit and every habitat unit failed in pyradiomics ("Image
 said "done", and the run stopped later blaming a selection threshold. This test runs the simulated study as
 ``python -m helpers run`` does: validation, every configured step (QC, extraction with rings, habitats and a second
 reader, signature, models, statistics, supplement), with a coarser LASSO path and fewer bootstrap resamples.
+
+The manifest mixes the three mask formats a new user brings (issue 18): a third of the patients keep the simulator's
+NIfTI masks, a third have a DICOM SEG (some with a second segment, chosen by ``mask_roi``), a third an RTSTRUCT.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 import yaml
 
+from helpers.imaging.dicom_seg import write_dicom_seg
 from helpers.imaging.io import grid_difference, read_image, read_mask
 from helpers.runner.pipeline import run_study
 from helpers.settings.study import load_config
 from helpers.simulation.simulate import simulate_study
+from tests.conftest import write_rtstruct
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +47,37 @@ def dicom_cohort(tmp_path_factory):
             step["Cs"] = 10
     cfg["statistics"]["n_bootstrap"] = 100
     (out / "study.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    _mix_mask_formats(out)
     return out
+
+
+def _mix_mask_formats(study: Path) -> None:
+    """A third of the patients get their tumour mask as a DICOM SEG (every other one with a second segment, the
+    tumour's far half, so 'mask_roi' must choose), a third as an RTSTRUCT; the rest keep NIfTI."""
+    manifest = pd.read_csv(study / "data_manifest.csv", dtype=str, keep_default_na=False)
+    manifest["mask_roi"] = ""
+    for i, r in enumerate(manifest.itertuples()):
+        if i % 3 == 0:
+            continue
+        image = read_image(study / r.image)
+        mask = read_mask(study / r.mask, reference=image)
+        folder = study / "dicom_masks" / r.patient
+        folder.mkdir(parents=True, exist_ok=True)
+        if i % 3 == 1:
+            labels, arr = {"tumour": 1}, sitk.GetArrayFromImage(mask)
+            if i % 2:
+                half = int(np.median(np.nonzero(arr)[0]))
+                arr[half:][arr[half:] > 0] = 2
+                labels = {"far_half": 2, "tumour_near_half": 1}  # segment 1 is 'far_half': numbers follow this order
+            two = sitk.GetImageFromArray(arr)
+            two.CopyInformation(mask)
+            path = write_dicom_seg(two, study / r.image, folder / "seg.dcm", labels=labels, pseudonym=r.patient, algorithm_name="reader 1",
+                                   algorithm_version="1")
+            manifest.loc[r.Index, "mask_roi"] = "" if len(labels) == 1 else "tumour_near_half"
+        else:
+            path = write_rtstruct(mask, study / r.image, folder / "rs.dcm", "GTV")
+        manifest.loc[r.Index, ["mask", "mask_sha256"]] = [path.relative_to(study).as_posix(), ""]
+    manifest.to_csv(study / "data_manifest.csv", index=False)
 
 
 def test_the_dicom_images_and_nifti_masks_are_on_slightly_different_grids(dicom_cohort):
@@ -50,12 +86,29 @@ def test_the_dicom_images_and_nifti_masks_are_on_slightly_different_grids(dicom_
     offsets = []
     for r in manifest.groupby("scanner").head(1).itertuples():
         image = read_image(dicom_cohort / r.image)
-        mask = read_mask(dicom_cohort / r.mask)
+        nifti_mask = dicom_cohort / "images" / r.patient / "MR_mask.nii.gz"  # the simulator's mask (some rows now use a SEG or RTSTRUCT)
+        mask = read_mask(nifti_mask)
         offsets.append(float(np.max(np.abs(np.subtract(image.GetOrigin(), mask.GetOrigin())))))
         assert grid_difference(image, mask) is None  # within the default tolerance: validation accepts it
-        conformed = read_mask(dicom_cohort / r.mask, reference=image)
+        conformed = read_mask(nifti_mask, reference=image)
         assert conformed.GetOrigin() == image.GetOrigin() and conformed.GetSpacing() == image.GetSpacing()
     assert manifest["scanner"].nunique() == 3 and max(offsets) > 0
+
+
+def test_seg_and_rtstruct_masks_read_back_as_the_nifti_masks(dicom_cohort):
+    manifest = pd.read_csv(dicom_cohort / "data_manifest.csv", dtype=str, keep_default_na=False)
+    kinds = manifest["mask"].str.rsplit("/", n=1).str[-1].str.split(".").str[-1].value_counts().to_dict()
+    assert kinds == {"gz": 11, "dcm": 21}
+    assert (manifest["mask_roi"] == "tumour_near_half").sum() == 6
+    nifti = {p.name: p for p in (dicom_cohort / "images").iterdir()}
+    for r in manifest[manifest["mask"].str.endswith(".dcm")].itertuples():
+        image = read_image(dicom_cohort / r.image)
+        original = read_mask(nifti[r.patient] / "MR_mask.nii.gz", reference=image)
+        read = read_mask(dicom_cohort / r.mask, reference=image, roi_name=r.mask_roi or None)
+        expected = sitk.GetArrayFromImage(original).astype(bool)
+        if r.mask_roi:  # the near half only
+            expected[int(np.median(np.nonzero(expected)[0])):] = False
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(read).astype(bool), expected, err_msg=r.patient)
 
 
 def test_the_whole_study_runs_with_zero_failed_units(dicom_cohort):
@@ -79,6 +132,13 @@ def test_the_whole_study_runs_with_zero_failed_units(dicom_cohort):
     assert set(radscores.index) == set(diagnostics["patient"])
     assert not (root / "tables" / "excluded_patients.csv").exists()
     assert (root / "tables" / "performance.csv").is_file()
+    # The QC table counts the mask voxels each format gave (NIfTI, SEG segment, rasterised RTSTRUCT).
+    qc = pd.concat([pd.read_csv(p) for p in (root / "tables").glob("image_mask_qc_*.csv")]).set_index("patient")
+    manifest = pd.read_csv(dicom_cohort / "data_manifest.csv", dtype=str, keep_default_na=False).set_index("patient")
+    for patient in ("SIM0001", "SIM0002", "SIM0003", "SIM0004"):
+        m = manifest.loc[patient]
+        expected = read_mask(dicom_cohort / m["mask"], reference=read_image(dicom_cohort / m["image"]), roi_name=m["mask_roi"] or None)
+        assert qc.loc[patient, "mask_voxels"] == int(sitk.GetArrayFromImage(expected).sum()) > 0, patient
     # The first run's supplement is complete: the run record existed when it was written (software versions reported),
     # and its methods state the missing-data handling.
     html = (root / "supplementary" / "supplementary.html").read_text(encoding="utf-8")

@@ -306,8 +306,20 @@ def test_segmentation_paragraph_reads_the_checkpoint_record(base):
     text = base.methods()["segmentation"]
     for expected in ("DynUNet", "3 resolution levels with 8, 16 and 32 filters", "4 training patients, with 1 further training patient held out",
                      "9 epochs", "patches of 16 x 16 x 8 voxels", "epoch 3 (best validation Dice)", "Dice similarity coefficient", "HD95",
-                     "used the manual masks"):  # fmt: skip
+                     "used the manual masks", "saved as NIfTI label images on each image's grid."):  # fmt: skip
         assert expected in text, expected
+    assert "DICOM Segmentation" not in text  # NIfTI input: no SEG written
+
+
+def test_segmentation_paragraph_names_the_dicom_seg_outputs(base):
+    _segmentation(base)
+    folder = base.cfg.report_root / "segmentation" / "masks_dicom_seg"
+    folder.mkdir(parents=True)
+    for patient in ("P01", "P02", "P03"):
+        (folder / f"{patient}.dcm").write_bytes(b"")
+    text = base.methods()["segmentation"]
+    assert ("for the 3 patients whose images were DICOM series, also as DICOM Segmentation objects referencing the source series "
+            "(highdicom 0.28.2), which carry the study's patient pseudonym in place of the source's identifying values.") in text
 
 
 def test_deep_features_paragraph_reads_pca_table_and_record(base):

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from helpers.data.supplied_features import load_supplied_features, read_feature_tables, supplied_patients, without_features_note
 from helpers.data.tables import CsvDialect, read_csv_table
 from helpers.errors import ImageReadError, ManifestError, ManifestIssue
+from helpers.imaging.dicom_seg import seg_reference
 from helpers.imaging.io import geometry_difference, is_dicom_file, nonfinite_voxels, read_image, read_mask, sha256_file
 from helpers.settings.study import StudyConfig, binary_only_steps
 
@@ -306,9 +307,10 @@ def _attribute_foreign_masks(issues: list[ManifestIssue], mismatched: list[tuple
                                       "point the row at this patient's own mask (two patients' masks swapped or copied?)")
 
 
-# -- DICOM RTSTRUCT ownership ----------------------------------------------------------------------------------------------
-def _dicom_image_identity(path: Path) -> tuple[str, str] | None:
-    """(PatientID, SeriesInstanceUID) of a DICOM image file or series folder (its first DICOM file); ``None`` otherwise."""
+# -- DICOM RTSTRUCT / SEG ownership ----------------------------------------------------------------------------------------
+def _dicom_image_identity(path: Path) -> tuple[str, str, str] | None:
+    """(PatientID, SeriesInstanceUID, FrameOfReferenceUID) of a DICOM image file or series folder (its first DICOM
+    file); ``None`` otherwise."""
     try:
         if path.is_dir():
             first = next((p for p in sorted(path.iterdir()) if p.is_file() and is_dicom_file(p)), None)
@@ -319,56 +321,68 @@ def _dicom_image_identity(path: Path) -> tuple[str, str] | None:
         ds = pydicom.dcmread(str(first), stop_before_pixels=True)
     except Exception:  # an unreadable image is reported by the image checks
         return None
-    return str(ds.get("PatientID", "") or ""), str(ds.get("SeriesInstanceUID", "") or "")
+    return str(ds.get("PatientID", "") or ""), str(ds.get("SeriesInstanceUID", "") or ""), str(ds.get("FrameOfReferenceUID", "") or "")
 
 
-def _rtstruct_reference(path: Path) -> tuple[str, set[str]] | None:
-    """(PatientID, referenced SeriesInstanceUIDs) of an RTSTRUCT file; ``None`` for any other file."""
+def _dicom_mask_reference(path: Path) -> tuple[str, str, set[str], str] | None:
+    """(kind, PatientID, referenced SeriesInstanceUIDs, FrameOfReferenceUID) of an RTSTRUCT or SEG file; ``None``
+    for any other file."""
     if not path.is_file() or not is_dicom_file(path):
         return None
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception:  # reported by the mask checks
         return None
-    if ds.get("Modality") != "RTSTRUCT":
-        return None
-    series = {str(se.SeriesInstanceUID)
-              for f in ds.get("ReferencedFrameOfReferenceSequence", []) for st in f.get("RTReferencedStudySequence", [])
-              for se in st.get("RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in se}
-    return str(ds.get("PatientID", "") or ""), series
+    kind = ds.get("Modality")
+    if kind == "RTSTRUCT":
+        series = {str(se.SeriesInstanceUID)
+                  for f in ds.get("ReferencedFrameOfReferenceSequence", []) for st in f.get("RTReferencedStudySequence", [])
+                  for se in st.get("RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in se}
+        return "RTSTRUCT", str(ds.get("PatientID", "") or ""), series, ""
+    if kind == "SEG":
+        ref = seg_reference(path)
+        return "SEG", ref.patient_id, set(ref.series_uids), ref.frame_of_reference_uid
+    return None
 
 
-def _rtstruct_owner_problem(r, reference: tuple[str, set[str]], identities: dict[int, tuple[str, str, str, str]]) -> str | None:
-    """Why an RTSTRUCT was not drawn on its row's image (``None``: it was, or it cannot be told).
+def _mask_owner_problem(r, reference: tuple[str, str, set[str], str], identities: dict[int, tuple[str, str, str, str, str]]) -> str | None:
+    """Why an RTSTRUCT or SEG was not drawn on its row's image (``None``: it was, or it cannot be told).
 
     ``identities`` maps manifest rows to (patient, series, DICOM PatientID,
-    SeriesInstanceUID) of their DICOM images. The referenced series is
-    compared first; without one, the DICOM PatientID. DICOM ids are never
-    printed (they may identify the patient): the owner is named by study id.
+    SeriesInstanceUID, FrameOfReferenceUID) of their DICOM images. The
+    referenced series is compared first; without one, the frame of reference
+    (SEG), then the DICOM PatientID. DICOM ids are never printed (they may
+    identify the patient): the owner is named by study id.
     """
     own = identities.get(r.row)
     if own is None:
         return None
-    dicom_patient, uids = reference
+    kind, dicom_patient, uids, frame = reference
     if uids:
         if own[3] in uids:
             return None
         owners = [o for o in identities.values() if o[3] in uids]
         if owners and owners[0][0] == r.patient:
-            return f"RTSTRUCT was drawn on this patient's {owners[0][1]} series, not on this row's image"
+            return f"{kind} was drawn on this patient's {owners[0][1]} series, not on this row's image"
         if owners:
-            return f"RTSTRUCT appears to belong to patient {owners[0][0]} (it references {owners[0][0]}'s {owners[0][1]} series, not this row's image)"
-        return "RTSTRUCT references another DICOM series than this row's image (drawn on another scan)"
+            return f"{kind} appears to belong to patient {owners[0][0]} (it references {owners[0][0]}'s {owners[0][1]} series, not this row's image)"
+        return f"{kind} references another DICOM series than this row's image (drawn on another scan)"
+    if frame and own[4] and frame != own[4]:
+        owners = sorted({o[0] for o in identities.values() if o[4] == frame and o[0] != r.patient})
+        if owners:
+            return f"{kind} appears to belong to patient {owners[0]} (its frame of reference is that of {owners[0]}'s images)"
+        return f"{kind}'s frame of reference differs from its image's (drawn on another scan)"
     if dicom_patient and own[2] and dicom_patient != own[2]:
         owners = sorted({o[0] for o in identities.values() if o[2] == dicom_patient})
         if owners:
-            return f"RTSTRUCT appears to belong to patient {owners[0]} (its DICOM PatientID is that of {owners[0]}'s images)"
-        return "RTSTRUCT's DICOM PatientID differs from its image's (drawn on another patient's scan)"
+            return f"{kind} appears to belong to patient {owners[0]} (its DICOM PatientID is that of {owners[0]}'s images)"
+        return f"{kind}'s DICOM PatientID differs from its image's (drawn on another patient's scan)"
     return None
 
 
-def _dicom_identities(df: pd.DataFrame, base: Path) -> dict[int, tuple[str, str, str, str]]:
-    """Row -> (patient, series, DICOM PatientID, SeriesInstanceUID) of the DICOM images, when a mask is an RTSTRUCT."""
+def _dicom_identities(df: pd.DataFrame, base: Path) -> dict[int, tuple[str, str, str, str, str]]:
+    """Row -> (patient, series, DICOM PatientID, SeriesInstanceUID, FrameOfReferenceUID) of the DICOM images, when a
+    mask is a DICOM file (RTSTRUCT or SEG)."""
     masks = [_resolve(base, v) for col in ("mask", "mask_reader2") for v in df[col] if v]
     if not any(p.is_file() and is_dicom_file(p) for p in masks):
         return {}
@@ -483,16 +497,19 @@ def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[Ma
             if paths[col].resolve() == paths["image"].resolve():
                 issues.append(ManifestIssue(r.row, col, r.patient, f"the {col} is the image file itself", f"point '{col}' at the label mask of the image"))
                 continue
-            reference = _rtstruct_reference(paths[col]) if identities else None
-            owner = _rtstruct_owner_problem(r, reference, identities) if reference else None
+            reference = _dicom_mask_reference(paths[col]) if identities else None
+            owner = _mask_owner_problem(r, reference, identities) if reference else None
             if owner:
-                issues.append(ManifestIssue(r.row, col, r.patient, owner, "point the row at the RTSTRUCT drawn on this row's image"))
+                issues.append(ManifestIssue(r.row, col, r.patient, owner, f"point the row at the {reference[0]} drawn on this row's image"))
                 continue
+            dicom_mask = is_dicom_file(paths[col])
             try:
-                mask = read_mask(paths[col], reference=image if paths[col].suffix.lower() == ".dcm" else None, roi_name=r.mask_roi or None)
+                mask = read_mask(paths[col], reference=image if dicom_mask else None, roi_name=r.mask_roi or None,
+                                 tolerance=cfg.geometry_tolerance)
             except ImageReadError as exc:
-                issues.append(ManifestIssue(r.row, col, r.patient, str(exc).replace(str(paths[col]), _clip(getattr(r, col))),
-                                            "replace the mask with a readable label image or RTSTRUCT"))
+                fix = ("choose the structure or segment in 'mask_roi', or re-export the RTSTRUCT/SEG on this row's image"
+                       if dicom_mask else "replace the mask with a readable label image, RTSTRUCT or DICOM SEG")
+                issues.append(ManifestIssue(r.row, col, r.patient, str(exc).replace(str(paths[col]), _clip(getattr(r, col))), fix))
                 continue
             dimension = _dimension_problem(mask, "mask")
             if dimension:
@@ -565,7 +582,7 @@ def validate_manifest(
     two patients, sha256 mismatches, unreadable images/masks, 4D, 2D,
     single-slice or RGB images, image/mask geometry beyond tolerance (a mask
     on the grid of another patient's image is named as such), RTSTRUCTs
-    drawn on another patient's series, columns 'image' and 'mask' swapped,
+    or DICOM SEGs drawn on another patient's series (referenced series, frame of reference), columns 'image' and 'mask' swapped,
     empty, all-foreground or too small masks (``qc.min_mask_voxels``), label
     values not in the config and identical image content in two rows.
 

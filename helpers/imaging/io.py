@@ -1,8 +1,9 @@
-"""Reading images and masks: NIfTI/NRRD/MHA files, DICOM series and RTSTRUCT.
+"""Reading images and masks: NIfTI/NRRD/MHA files, DICOM series, RTSTRUCT and DICOM SEG.
 
 A manifest path may be a file readable by SimpleITK, a folder holding one DICOM
 series, or (for masks) a DICOM RTSTRUCT file, which is rasterised onto the grid
-of its image.
+of its image, or a DICOM SEG file, whose frames are placed on that grid
+(:mod:`helpers.imaging.dicom_seg`).
 """
 
 from __future__ import annotations
@@ -497,7 +498,7 @@ def read_mask(
     roi_name: str | None = None,
     tolerance: GeometryTolerance | None = None,
 ) -> sitk.Image:
-    """Read a mask: a label image file, a DICOM SEG-like series folder, or an RTSTRUCT.
+    """Read a mask: a label image file or DICOM series folder, an RTSTRUCT, or a DICOM SEG.
 
     Parameters
     ----------
@@ -505,10 +506,12 @@ def read_mask(
         Mask file or folder.
     reference : SimpleITK.Image, optional
         The mask's image: required for RTSTRUCT masks (rasterised on its
-        grid); a label-image mask within ``tolerance`` of it is put on its
-        exact grid (:func:`conform_mask`).
+        grid) and DICOM SEG masks (frames placed on its grid); a label-image
+        mask within ``tolerance`` of it is put on its exact grid
+        (:func:`conform_mask`).
     roi_name : str, optional
-        RTSTRUCT structure name.
+        RTSTRUCT structure name, or DICOM SEG segment label or number (the
+        manifest column ``mask_roi``).
     tolerance : GeometryTolerance, optional
         The study's ``geometry_tolerance`` (default: its default values).
     """
@@ -520,6 +523,12 @@ def read_mask(
             if reference is None:
                 raise ImageReadError(f"{path} is an RTSTRUCT: its image is needed to rasterise it")
             return rtstruct_to_mask(path, reference, roi_name)
+        if modality == "SEG":
+            from helpers.imaging.dicom_seg import seg_to_mask
+
+            if reference is None:
+                raise ImageReadError(f"{path} is a DICOM SEG: its image is needed to place its frames")
+            return seg_to_mask(path, reference, roi_name, tolerance)
     mask = read_image(path)
     return mask if reference is None else conform_mask(mask, reference, tolerance)
 

@@ -3,7 +3,8 @@
 Segmentation: a DynUNet (:mod:`helpers.segmentation`) trained on the TRAINING
 cohort (its own validation split for checkpointing), applied to every patient,
 evaluated against the manual masks (Dice, HD95 per label, patient and cohort),
-with the predicted masks written as NIfTI and two ready manifests: one whose
+with the predicted masks written as NIfTI (and, for DICOM input, as DICOM SEG
+referencing the source series) and two ready manifests: one whose
 masks are the automatic ones (the rest of the study can run on them) and one
 that keeps the manual masks and adds the automatic ones as the second reader
 (for the ICC stability filter).
@@ -32,7 +33,7 @@ from helpers.reporting.writer import ReportWriter
 from helpers.settings.study import StudyConfig
 
 __all__ = [
-    "SegmentationRun", "segmentation_cases", "run_segmentation", "write_segmentation_outputs", "DeepFeatureRun", "run_deep_features",
+    "SegmentationRun", "manifest_mask", "segmentation_cases", "run_segmentation", "write_segmentation_outputs", "write_predicted_dicom_seg", "DeepFeatureRun", "run_deep_features",
     "write_deep_feature_outputs", "SuperResolutionRun", "run_super_resolution", "write_super_resolution_outputs", "with_super_resolution",
 ]
 
@@ -46,6 +47,7 @@ class SegmentationRun:
     evaluation: pd.DataFrame
     summary: pd.DataFrame
     cases: pd.DataFrame
+    dicom_seg: dict[str, Path] = field(default_factory=dict)
 
 
 def _settings_with_local_paths(settings, cfg: StudyConfig, field_name: str = "pretrained_weights"):
@@ -56,14 +58,28 @@ def _settings_with_local_paths(settings, cfg: StudyConfig, field_name: str = "pr
     return settings
 
 
+def manifest_mask(row, cfg: StudyConfig):
+    """A manifest row's mask as the networks' readers take it: its path, or, when the mask is an RTSTRUCT or DICOM
+    SEG with a structure/segment chosen in ``mask_roi``, the chosen mask read on the row's image (the readers below
+    take paths without a structure name)."""
+    from helpers.imaging.io import is_dicom_file, read_image, read_mask
+
+    path, roi = str(row.mask_path), str(getattr(row, "mask_roi", "") or "").strip()
+    if not roi or not is_dicom_file(path):
+        return path
+    return read_mask(path, reference=read_image(row.image_path), roi_name=roi, tolerance=cfg.geometry_tolerance)
+
+
 def segmentation_cases(manifest: pd.DataFrame, cfg: StudyConfig) -> pd.DataFrame:
-    """Patients of the segmentation series: ``patient``, ``cohort``, ``image``, ``truth`` (absolute paths)."""
+    """Patients of the segmentation series: ``patient``, ``cohort``, ``image`` (absolute path) and ``truth`` (absolute
+    path, or the mask itself when it is a structure/segment of an RTSTRUCT or SEG: :func:`manifest_mask`)."""
     seg = cfg.segmentation
     rows = manifest[manifest["series"] == seg.series]
     if rows.empty:
         raise ValueError(f"segmentation.series '{seg.series}' has no image in the manifest")
     return pd.DataFrame({"patient": rows["patient"].to_numpy(), "cohort": rows["cohort"].to_numpy(),
-                         "image": rows["image_path"].astype(str).to_numpy(), "truth": rows["mask_path"].astype(str).to_numpy()})
+                         "image": rows["image_path"].astype(str).to_numpy(),
+                         "truth": [manifest_mask(r, cfg) for r in rows.itertuples()]})
 
 
 def run_segmentation(manifest: pd.DataFrame, cfg: StudyConfig) -> SegmentationRun:
@@ -87,7 +103,33 @@ def run_segmentation(manifest: pd.DataFrame, cfg: StudyConfig) -> SegmentationRu
     evaluation = evaluation_table(cases[["patient", "cohort", "prediction", "truth"]], seg.labels, origin_mm=tol.origin_mm)
     evaluation["set"] = np.where(evaluation["patient"].isin(result.val_cases), "training (validation split)",
                                  np.where(evaluation["patient"].isin(result.train_cases), "training (fitted)", "held out"))
-    return SegmentationRun(result, predictions, evaluation, summarise_evaluation(evaluation), cases)
+    dicom_seg = write_predicted_dicom_seg(predictions, cases, cfg, out / "masks_dicom_seg")
+    return SegmentationRun(result, predictions, evaluation, summarise_evaluation(evaluation), cases, dicom_seg)
+
+
+def write_predicted_dicom_seg(predictions: dict[str, Path], cases: pd.DataFrame, cfg: StudyConfig, folder: Path) -> dict[str, Path]:
+    """Each predicted mask of a DICOM-series image also as a DICOM SEG referencing that series (``<patient>.dcm``).
+
+    NIfTI input keeps NIfTI only. The SEG carries the study's pseudonym, not the source's identifying values
+    (:func:`helpers.imaging.dicom_seg.write_dicom_seg`).
+    """
+    from importlib.metadata import version
+
+    import SimpleITK as sitk
+
+    from helpers.imaging.dicom_seg import write_dicom_seg
+    from helpers.imaging.io import is_dicom_file
+
+    out: dict[str, Path] = {}
+    for r in cases.itertuples():
+        source = Path(r.image)
+        if not (source.is_dir() and any(is_dicom_file(p) for p in source.iterdir() if p.is_file())):
+            continue
+        mask = sitk.ReadImage(str(predictions[r.patient]))
+        out[r.patient] = write_dicom_seg(mask, source, folder / f"{r.patient}.dcm", labels=cfg.segmentation.labels,
+                                         pseudonym=r.patient, algorithm_name="DynUNet (radiomics-study-helpers)",
+                                         algorithm_version=version("radiomics-study-helpers"))
+    return out
 
 
 def write_segmentation_outputs(run: SegmentationRun, manifest_raw: pd.DataFrame, cfg: StudyConfig, report: ReportWriter) -> dict[str, pd.DataFrame]:
@@ -100,7 +142,7 @@ def write_segmentation_outputs(run: SegmentationRun, manifest_raw: pd.DataFrame,
     report.figure(dice_figure(run.evaluation.dropna(subset=["dice"])[["patient", "label", "cohort", "dice"]]), "segmentation_dice", per_cohort=False)
     report.record(run.train_result.checkpoint)
     report.record(run.train_result.checkpoint.with_suffix(".json"))
-    for path in run.predictions.values():
+    for path in [*run.predictions.values(), *run.dicom_seg.values()]:
         report.record(path)
     # Two manifests: automatic masks in place of the manual ones, or as the second reader of the stability analysis.
     # They live in reports/<study>/segmentation/, so every path is rewritten relative to that folder.
@@ -144,9 +186,9 @@ class DeepFeatureRun:
     inputs: dict[str, dict] = field(default_factory=dict)
 
 
-def _inputs(manifest: pd.DataFrame, series: str) -> dict[str, tuple[str, str]]:
+def _inputs(manifest: pd.DataFrame, series: str, cfg: StudyConfig) -> dict[str, tuple]:
     rows = manifest[manifest["series"] == series]
-    return {r.patient: (str(r.image_path), str(r.mask_path)) for r in rows.itertuples()}
+    return {r.patient: (str(r.image_path), manifest_mask(r, cfg)) for r in rows.itertuples()}
 
 
 def run_deep_features(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: StudyConfig) -> DeepFeatureRun:
@@ -163,7 +205,7 @@ def run_deep_features(manifest: pd.DataFrame, patients: pd.DataFrame, cfg: Study
     frames, extractors, classifiers, preds, all_inputs = [], {}, {}, [], {}
     for settings in cfg.deep_features:
         settings = _settings_with_local_paths(settings, cfg)
-        inputs = _inputs(manifest, settings.series)
+        inputs = _inputs(manifest, settings.series, cfg)
         all_inputs[settings.series] = inputs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the untrained-backbone warning is reported in the table below
@@ -289,7 +331,8 @@ def run_super_resolution(manifest: pd.DataFrame, cfg: StudyConfig) -> SuperResol
     for r in rows.itertuples():
         image = read_image(r.image_path)
         sr_image = apply_super_resolution(result, image, settings)
-        sr_mask = upsample_mask(read_mask(r.mask_path, reference=image, tolerance=cfg.geometry_tolerance), sr_image)
+        sr_mask = upsample_mask(read_mask(r.mask_path, reference=image, roi_name=getattr(r, "mask_roi", "") or None,
+                                          tolerance=cfg.geometry_tolerance), sr_image)
         img_path, msk_path = folder / r.patient / "image.nii.gz", folder / r.patient / "mask.nii.gz"
         img_path.parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(sr_image, str(img_path), True)

@@ -184,7 +184,8 @@ def export_nnunet_dataset(
     cases : DataFrame
         ``patient``, ``split`` (``train``/``test``), one column per channel
         (image path or DICOM folder), ``mask`` (required for ``train`` rows;
-        a label file or RTSTRUCT) and optionally ``cohort``.
+        a label file, RTSTRUCT or DICOM SEG) and optionally ``cohort`` and
+        ``mask_roi`` (the RTSTRUCT structure or SEG segment).
     channels : sequence of str
         Columns of ``cases`` holding the channels, in channel order
         (``_0000``, ``_0001``...). All channels of a case must share the
@@ -336,7 +337,9 @@ def _write_dataset(
         mask_path = row.get("mask")
         if mask_path is None or (not isinstance(mask_path, str | Path) and pd.isna(mask_path)) or str(mask_path) == "":
             raise InputDataError(f"patient {patient}: training case without mask")
-        mask = read_mask(mask_path, reference=first)
+        roi = row.get("mask_roi")
+        roi = None if roi is None or (not isinstance(roi, str) and pd.isna(roi)) or not str(roi).strip() else str(roi).strip()
+        mask = read_mask(mask_path, reference=first, roi_name=roi)  # an RTSTRUCT structure or SEG segment
         diff = geometry_difference(first, mask, *tolerances)
         if diff is not None:
             raise InputDataError(f"patient {patient}: mask is not on the image grid ({diff})")

@@ -1130,8 +1130,8 @@ def evaluation_table(
     Parameters
     ----------
     cases : DataFrame or records with ``patient``, ``cohort``, ``prediction``
-        and ``truth`` (paths; the truth may be an RTSTRUCT, rasterised on the
-        prediction's grid, which is the image's).
+        and ``truth`` (paths, or masks already read; an RTSTRUCT or DICOM SEG
+        truth is placed on the prediction's grid, which is the image's).
     labels : mapping name -> label value
     spacing_rtol, origin_mm, direction_atol : grid tolerances (the study's
         ``geometry_tolerance``).
@@ -1156,7 +1156,8 @@ def evaluation_table(
     parts = []
     for r in df.itertuples(index=False):
         pred = read_mask(r.prediction)
-        truth = read_mask(r.truth, reference=pred, tolerance=GeometryTolerance(spacing=spacing_rtol, origin_mm=origin_mm, direction=direction_atol))
+        tol = GeometryTolerance(spacing=spacing_rtol, origin_mm=origin_mm, direction=direction_atol)
+        truth = conform_mask(r.truth, pred, tol) if isinstance(r.truth, sitk.Image) else read_mask(r.truth, reference=pred, tolerance=tol)
         diff = geometry_difference(truth, pred, spacing_rtol, origin_mm, direction_atol)
         if diff is not None:
             raise InputDataError(f"patient {r.patient}: the prediction is not on the reference mask's grid ({diff})")

@@ -108,6 +108,19 @@ def _evaluation_text(run: RunRecord) -> str:
             f"summarised per cohort as mean and standard deviation{run.cite('segmentation_summary', 'segmentation_dice*')}.")  # fmt: skip
 
 
+def _mask_format_text(run: RunRecord) -> str:
+    """How the predicted masks were saved: NIfTI, and DICOM SEG for the patients whose images were DICOM series."""
+    n_seg = len(list((run.root / "segmentation" / "masks_dicom_seg").glob("*.dcm")))
+    if not n_seg:
+        return "The predicted masks were saved as NIfTI label images on each image's grid."
+    from importlib.metadata import version
+
+    return (f"The predicted masks were saved as NIfTI label images on each image's grid and, for the "
+            f"{w.plural(n_seg, 'patient')} whose images were DICOM series, also as DICOM Segmentation objects referencing "
+            f"the source series (highdicom {version('highdicom')}), which carry the study's patient pseudonym in place of "
+            "the source's identifying values.")
+
+
 def segmentation(run: RunRecord) -> MethodsParagraph | None:
     if not run.has("segmentation_summary", "segmentation_dice_per_patient", "segmentation_dice"):
         return None
@@ -148,6 +161,7 @@ def segmentation(run: RunRecord) -> MethodsParagraph | None:
         text.append(f"Every patient was segmented by sliding-window inference ({w.number(100 * float(s['sw_overlap']))}% overlap, "
                     f"{'Gaussian' if s.get('sw_mode') == 'gaussian' else 'constant'} weighting).")  # fmt: skip
     text.append(_evaluation_text(run))
+    text.append(_mask_format_text(run))
     manifest = str(cfg.manifest)
     if "manifest_automatic_masks" in manifest:
         text.append("The radiomics analysis of this run used the automatic masks in place of the manual ones.")
