@@ -338,8 +338,9 @@ class ModelsConfig(StrictModel):
         "auto",
         description="recalibration of each model's probabilities on the training cohort's out-of-fold scores only (Platt's "
         "sigmoid or isotonic regression, as scikit-learn's CalibratedClassifierCV with ensemble=False on the same folds); "
-        "auto (default): sigmoid for every model trained with class weights or SMOTE, none otherwise; none: never (the "
-        "outputs then say that such probabilities are not calibrated)",
+        "auto (default): sigmoid for every model trained with class weights or SMOTE or whose hyperparameters were chosen by "
+        "cross-validated AUC (which cannot see calibration), none for a model with fixed hyperparameters and no reweighting; "
+        "none: never (the outputs then say when probabilities of reweighted models are not calibrated)",
     )
     grid_steps: tuple[dict[str, object], ...] = (
         {"step": "zscore"},
@@ -369,12 +370,13 @@ class ModelsConfig(StrictModel):
         svm, random_forest or extra_trees)."""
         return self.class_weight == "balanced" and algorithm in _CLASS_WEIGHT_ALGORITHMS
 
-    def recalibration_for(self, algorithm: str, *, smote: bool | None = None) -> str:
+    def recalibration_for(self, algorithm: str, *, tuned: bool, smote: bool | None = None) -> str:
         """The recalibration (``none``, ``sigmoid``, ``isotonic``) of a model of ``algorithm``: ``auto`` is ``sigmoid``
-        when that model is class-weighted or has SMOTE (``smote``: default ``self.smote``), else ``none``."""
+        when that model is class-weighted, has SMOTE (``smote``: default ``self.smote``) or has hyperparameters ``tuned``
+        by cross-validated AUC, else ``none`` (helpers.learning.recalibration.recalibration_for)."""
         if self.recalibration != "auto":
             return self.recalibration
-        return "sigmoid" if self.weighted(algorithm) or (self.smote if smote is None else smote) else "none"
+        return "sigmoid" if self.weighted(algorithm) or (self.smote if smote is None else smote) or tuned else "none"
 
     @property
     def uncalibrated_reweighting(self) -> bool:

@@ -158,7 +158,7 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, retur
         algorithms=list(cfg.models.algorithms), steps_factory=_steps_factory(cfg, cfg.models.grid_steps), search=cfg.models.search,
         cv=cfg.models.cv, random_state=cfg.seed, n_trials=cfg.models.n_trials, smote=cfg.models.smote,
         training_cohort="+".join(data.training), return_models=True, class_weight=cfg.models.class_weight,
-        recalibration={a: cfg.models.recalibration_for(a) for a in cfg.models.algorithms},
+        recalibration={a: cfg.models.recalibration_for(a, tuned=cfg.models.search != "none") for a in cfg.models.algorithms},
     )
     # Held-out columns per cohort, validation first then tests (no cohort singled out as "the" test set).
     grid = grid.drop(columns=["test_auc", "test_sensitivity", "test_specificity"])
@@ -197,7 +197,7 @@ def fit_final_model(data: ModellingData, cfg: StudyConfig, algorithm: str | None
     train = data.train
     return tune(pipeline, data.X.loc[train], data.y.loc[train], search=cfg.models.search if cfg.models.search != "none" else "grid",
                 cv=cfg.models.cv, n_trials=cfg.models.n_trials, random_state=cfg.seed, training_cohort="+".join(data.training),
-                recalibration=cfg.models.recalibration_for(algorithm))
+                recalibration=cfg.models.recalibration_for(algorithm, tuned=True))  # always tuned (grid when search is none)
 
 
 def predictions_table(model: TunedModel, data: ModellingData) -> pd.DataFrame:
@@ -333,7 +333,7 @@ def ith_sweep(data: ModellingData, cfg: StudyConfig) -> pd.DataFrame | None:
                             cv=cfg.models.cv, search=cfg.models.search if sweep.tune else "none", n_trials=cfg.models.n_trials,
                             random_state=cfg.seed, training_cohort="+".join(data.training),
                             class_weight=class_weight_for(sweep.algorithm, cfg.models.class_weight),
-                            recalibration=cfg.models.recalibration_for(sweep.algorithm))  # fmt: skip
+                            recalibration=cfg.models.recalibration_for(sweep.algorithm, tuned=sweep.tune and cfg.models.search != "none"))  # fmt: skip
     table = ith_sweep_table(models, ith, data.y, data.cohort, data.training, data.other_cohorts(),
                             proportion_ci=cfg.statistics.proportion_ci)  # fmt: skip
     table.insert(1, "algorithm", sweep.algorithm)
@@ -453,7 +453,7 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
     pipe = build_pipeline(steps, clinical, smote=cfg.models.smote, random_state=cfg.seed)
     out["clinical"] = tune(pipe, data.clinical.loc[train], y, search=search, cv=cfg.models.cv, n_trials=cfg.models.n_trials,
                            random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical,
-                           recalibration=cfg.models.recalibration_for("logistic"))
+                           recalibration=cfg.models.recalibration_for("logistic", tuned=True))
     steps_cfg = study_steps(cfg, cfg.signature.steps)
     if cc.nomogram and steps_cfg and steps_cfg[-1].get("step") == "lasso":
         nomogram = Pipeline([
@@ -462,7 +462,8 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
             ("classifier", NomogramModel(categorical=cc.categorical)),
         ])
         try:
-            # Unweighted and without SMOTE, whatever models.class_weight/smote say: only an explicit sigmoid/isotonic recalibrates it.
+            # Unweighted, without SMOTE and untuned (maximum likelihood), whatever models.class_weight/smote say: only an explicit
+            # sigmoid/isotonic recalibrates it (auto leaves the printed nomogram and the model's probabilities the same).
             out["nomogram"] = tune(nomogram, data.inputs.loc[train], y, search="none", cv=cfg.models.cv, random_state=cfg.seed,
                                    training_cohort="+".join(data.training), categorical=cc.categorical,
                                    recalibration=cfg.models.recalibration if cfg.models.recalibration in ("sigmoid", "isotonic") else "none")
