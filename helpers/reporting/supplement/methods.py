@@ -547,8 +547,8 @@ def _probability_text(run: RunRecord) -> str:
            "folds' scores) and the operating threshold was chosen on them; no validation or test patient was used.")
     if m.recalibration == "auto":
         reasons = _join([x for x in ("was trained with class weights" if weighted else "", "was trained with SMOTE" if m.smote else "",
-                                     "had its hyperparameters chosen by cross-validated AUC, which ranks patients and cannot see "
-                                     "calibration") if x], "or")  # fmt: skip
+                                     "had its hyperparameters chosen by cross-validated AUC (which ranks patients and cannot see "
+                                     "calibration)") if x], "or")  # fmt: skip
         text.append(f"The probabilities of every model that {reasons} were recalibrated by {_RECALIBRATION_WORDS['sigmoid']} {how} "
                     f"Models with fixed hyperparameters and no reweighting (e.g. the nomogram) kept their own probabilities.")  # fmt: skip
     elif m.recalibration in _RECALIBRATION_WORDS:
