@@ -54,6 +54,8 @@ METHODS_KEYS = frozenset({
 CONDITIONS: dict[str, Callable[[StudyConfig], bool]] = {
     "clinical": lambda cfg: bool(cfg.clinical.variables),
     "smote": lambda cfg: bool(cfg.models.smote),
+    # Class weights, SMOTE or a recalibration that can apply (issue 19): the models paragraph states which, as configured.
+    "imbalance_or_recalibration": lambda cfg: bool(cfg.models.smote) or cfg.models.class_weight == "balanced" or cfg.models.recalibration != "none",
     "survival": lambda cfg: any(ep.time is not None for ep in cfg.all_endpoints),
     "deep_learning": lambda cfg: cfg.segmentation is not None or bool(cfg.deep_features) or cfg.super_resolution is not None,
     "never": lambda cfg: False,
