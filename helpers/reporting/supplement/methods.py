@@ -627,7 +627,8 @@ def _models(run: RunRecord) -> MethodsParagraph | None:
                     f"{smote}and the classifier, refitted inside every fold of a stratified, shuffled {m.cv}-fold cross-validation on the "
                     f"training cohort (seed {cfg.seed}), with {_search_text(m.search, m.n_trials)}; held-out cohorts were predicted by the "
                     f"model refitted on all training patients{run.cite('model_grid', 'auc_heatmap_*')}.")  # fmt: skip
-    text.append(_probability_text(run))
+    if run.has("model_grid", "final_model_summary", "predictions_final_model", "ith_sweep"):  # binary models (not a Cox-only sweep)
+        text.append(_probability_text(run))
     if run.has("final_model_summary", "predictions_final_model"):
         text += _final_model_text(run)
     for extra in (_selection_text(run), _fusion_text(run), _ith_sweep_text(run)):
