@@ -380,6 +380,9 @@ def test_shap_paragraph_reads_explainer_and_background(base):
     _shap(base)
     text = base.methods()["explainability"]
     assert "Tree SHAP" in text and "a seeded sample of 100 of the 150 training patients" in text and "never held-out" in text
+    assert "before its recalibration" not in text
+    base.record("models", "models/final_model.json", {"recalibration": {"method": "sigmoid"}})
+    assert "The explanations are those of the model before its recalibration" in base.methods()["explainability"]
 
 
 def test_table_one_paragraph_names_the_tests(base):

@@ -675,6 +675,8 @@ def explainability(run: RunRecord) -> MethodsParagraph | None:
         background = f"the {w.plural(int(n_train), 'training patient')}" if n_train else "the training patients"
     text = [f"The final model was explained with {how} on the features it selected, with {background} as background (never held-out "
             f"patients); summary, importance and single-patient plots are shown{run.cite('shap_*')}."]  # fmt: skip
+    if (sidecar.get("recalibration") or {}).get("method", "none") != "none":
+        text.append("The explanations are those of the model before its recalibration (a non-decreasing map of its score).")
     return MethodsParagraph("explainability", "Explainability", " ".join(text))
 
 
