@@ -568,7 +568,8 @@ def quality_sections(cfg: StudyConfig, root: Path, items: Sequence[SupplementIte
         rows = [["-", "-", f"None of the {len(RULES)} automatic checks raised a point.", ""]]
     review = SupplementItem("table", "review_points", "", "", None, first_number,
                             "Points a reviewer will raise - automatic checks of this run's outputs (major points first).",
-                            note=(f"{len(RULES)} checks of sample size, events per variable, optimism, calibration, thresholds, subgroups, "
+                            note=(f"{len(RULES)} checks of sample size, events per variable, optimism, calibration (slope, prevalence shift, "
+                                  "probabilities not recalibrated after class weighting or SMOTE), thresholds, subgroups, "
                                   "deep-learning weights, in-sample figures, exclusions, failed units, feature stability and the habitat "
                                   "search (thresholds in helpers.reporting.supplement.review_points). Source: the table or figure of this "
                                   "supplement, or the file, the point rests on."),
