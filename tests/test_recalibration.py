@@ -43,7 +43,7 @@ from helpers.stats.calibration import brier_score, calibration_slope_intercept
 from helpers.steps.models import ModellingData, fit_final_model, model_predictions, radiomics_model_name
 
 from .conftest import tiny_config
-from .test_models import TINY, _Memoriser, _with_ids, frame
+from .test_models import _LOG, TINY, _Memoriser, _RowRecorder, _SpyClassifier, _with_ids, frame
 
 #: Tolerances of the planted-truth checks (stated in the README): training out-of-fold calibration slope within 0.2 of 1
 #: and intercept within 0.2 of 0 (about two standard errors at 600 training patients); a large external cohort from the
@@ -233,6 +233,35 @@ def test_calibrator_sees_only_training_out_of_fold_scores(planted, method):
     batch = model.positive_proba(shifted).to_numpy()
     np.testing.assert_array_equal(batch[:5], model.positive_proba(shifted.iloc[:5]).to_numpy())
     assert joblib.hash(model) == state
+
+
+def test_recalibration_reuses_the_fold_fits_and_predicts_only_validation_folds(planted):
+    """Leakage and speed: with recalibration the classifier is fitted exactly as often as without (the k training folds,
+    then all training patients: no extra fit for the calibrator), every fold fit sees its training fold only, and the
+    only patients it scores before the refit are each fold's validation patients (the calibrator's input). A test
+    cohort is scored once, patient by patient, by the refitted pipeline."""
+    X, y, _ = planted
+    X, y = _with_ids(X.iloc[:120]), y.iloc[:120]
+    logs = {}
+    for method in ("none", "sigmoid"):
+        _LOG.clear()
+        pipe = build_pipeline([("rec", _RowRecorder("pre"))], _SpyClassifier("post"), smote=True, smote_k_neighbors=3, random_state=0)
+        model = tune(pipe, X, y, search="none", cv=4, random_state=0, recalibration=method)
+        logs[method] = [(e[0], frozenset(np.asarray(e[1])[:, 0].tolist())) for e in _LOG["post"]]
+    assert logs["sigmoid"] == logs["none"]  # the same fits and predictions: the calibrator costs no refit
+    ids, folds = X["row_id"].to_numpy(), model.fold_.to_numpy()
+    fits = [rows for kind, rows in logs["sigmoid"] if kind == "fit"]
+    predicted = [rows for kind, rows in logs["sigmoid"] if kind == "predict"]
+    assert len(fits) == 5 and fits[-1] >= set(ids)  # 4 folds + the refit (SMOTE adds synthetic rows)
+    for k in range(4):
+        assert not fits[k] & set(ids[folds == k])  # no validation patient in a fold's fit
+    assert sorted(map(sorted, predicted)) == sorted(sorted(ids[folds == k].tolist()) for k in range(4))
+    _LOG["post"].clear()
+    test = X.iloc[:9].copy()
+    test[X.columns[1]] += 3
+    model.positive_proba(test)
+    ((kind, rows),) = [(e[0], np.asarray(e[1])) for e in _LOG["post"]]
+    assert kind == "predict" and np.array_equal(rows, test.to_numpy())
 
 
 # --------------------------------------------------------------------------- planted truth

@@ -799,8 +799,8 @@ def _fold_pass(estimator: object, X: object, y: np.ndarray, splits, scoring: str
         fitted = clone(estimator).fit(_rows(X, tr), y[tr])
         p = _positive_proba(fitted, _rows(X, va))
         oof[va], fold[va] = p, k
-        if responses is not None:
-            responses.append((va, response_scores(fitted, _rows(X, va))))
+        if responses is not None:  # the class-1 probability already computed, or the decision function (one more predict)
+            responses.append((va, response_scores(fitted, _rows(X, va)) if response_method(fitted) == "decision_function" else p))
         aucs.append(roc_auc_score(y[va], p))
         scores.append(aucs[-1] if scorer is None else scorer(fitted, _rows(X, va), y[va]))
     return oof, fold, np.asarray(aucs), np.asarray(scores, dtype=float)
