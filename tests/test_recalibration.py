@@ -417,3 +417,27 @@ def test_methods_state_weighting_smote_and_recalibration_as_configured():
     # A sidecar written before issue 19 (balanced weights, no recalibration record) is reported as not recalibrated.
     (old,) = _final_calibration_text({"steps": ["zscore", "classifier"], "classifier_params": {"class_weight": "balanced"}})
     assert old.startswith("It was trained with weighted classes and its probabilities were not recalibrated")
+
+
+def test_a_recalibration_that_reverses_the_ranking_is_recorded_and_raised(tmp_path):
+    """Anti-informative out-of-fold scores (the outcome falls as the score rises) give Platt's sigmoid a positive a: the
+    calibrator reverses the model. The sidecar records it and a major reviewer point says the model has no usable signal;
+    isotonic regression is non-decreasing and never reverses."""
+    rng = np.random.default_rng(5)
+    y = (rng.random(200) < 0.4).astype(int)
+    s = rng.normal(size=200) - 1.0 * y
+    sig, iso = ProbabilityCalibrator(method="sigmoid").fit(s, y), ProbabilityCalibrator(method="isotonic").fit(s, y)
+    assert sig.reverses_ and sig.a_ > 0 and sig.summary()["reverses_ranking"] is True
+    assert not iso.reverses_ and np.all(np.diff(iso.predict(np.sort(s))) >= 0)
+    assert not ProbabilityCalibrator(method="sigmoid").fit(-s, y).reverses_
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path), sort_keys=False))
+    cfg = load_config(tmp_path / "study.yaml")
+    path = cfg.report_root / "models" / "clinical_model.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"recalibration": sig.summary(), "oof_auc_uncalibrated": 0.31}))
+    (text,) = _final_calibration_text({"recalibration": sig.summary(), "steps": ["classifier"]})
+    assert "the recalibrated model reverses the pipeline's ranking" in text
+    (point,) = rp.review_points(cfg, rules=[rp.reversed_recalibration])
+    assert point.severity == "major" and "the clinical model" in point.text and "out-of-fold AUC 0.31 before recalibration" in point.text
+    path.write_text(json.dumps({"recalibration": ProbabilityCalibrator(method="sigmoid").fit(-s, y).summary()}))
+    assert rp.review_points(cfg, rules=[rp.reversed_recalibration]) == []

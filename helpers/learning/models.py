@@ -681,6 +681,8 @@ class TunedModel(FittedModel):
         without recalibration.
     oof_auc_ : float
         AUC of the pooled out-of-fold probabilities.
+    oof_auc_uncalibrated_ : float
+        AUC of the pipelines' own pooled out-of-fold probabilities (equal to ``oof_auc_`` without recalibration).
     fold_ : Series
         Validation fold (0-based) of each training patient.
 
@@ -703,6 +705,7 @@ class TunedModel(FittedModel):
     oof_proba_uncalibrated_: pd.Series = field(default_factory=pd.Series, repr=False)
     oof_score_: pd.Series = field(default_factory=pd.Series, repr=False)
     oof_auc_: float = float("nan")
+    oof_auc_uncalibrated_: float = float("nan")
     fold_: pd.Series = field(default_factory=pd.Series, repr=False)
     training_prevalence_: float = float("nan")
 
@@ -721,6 +724,7 @@ class TunedModel(FittedModel):
             "cv_auc_sd": self.cv_auc_sd_,
             "cv_auc_folds": [float(a) for a in self.cv_auc_folds_],
             "oof_auc": self.oof_auc_,
+            "oof_auc_uncalibrated": self.oof_auc_uncalibrated_,
             "training_prevalence": self.training_prevalence_,
             "oof_mean_probability": mean(self.oof_proba_),
             "oof_mean_probability_uncalibrated": mean(self.oof_proba_uncalibrated_),
@@ -1112,6 +1116,7 @@ def tune(
         oof_proba_uncalibrated_=pd.Series(oof, index=index, name="oof_probability_uncalibrated"),
         oof_score_=pd.Series(responses, index=index, name="oof_score") if responses is not None else pd.Series(dtype=float, name="oof_score"),
         oof_auc_=float(roc_auc_score(y, reported)),
+        oof_auc_uncalibrated_=float(roc_auc_score(y, oof)),
         fold_=pd.Series(fold, index=index, name="fold"),
         training_prevalence_=float(y.mean()),
     )

@@ -148,6 +148,10 @@ class ProbabilityCalibrator(BaseEstimator):
         The sigmoid's parameters (NaN for isotonic).
     n_fitted_ : int
         Number of scores the calibrator was fitted on (the training patients).
+    reverses_ : bool
+        The sigmoid decreases with the score (``a_ > 0``): the out-of-fold scores ranked the patients the wrong way
+        round, and the calibrated model reverses the pipeline's ranking (a model without usable signal). Isotonic
+        regression is non-decreasing and never reverses.
     score_range_ : tuple of float
         Smallest and largest fitted score.
     """
@@ -170,6 +174,7 @@ class ProbabilityCalibrator(BaseEstimator):
         self.a_ = float(getattr(inner, "a_", np.nan))
         self.b_ = float(getattr(inner, "b_", np.nan))
         self.n_fitted_ = int(s.size)
+        self.reverses_ = bool(self.method == "sigmoid" and self.a_ > 0)
         self.score_range_ = (float(s.min()), float(s.max()))
         return self
 
@@ -185,7 +190,7 @@ class ProbabilityCalibrator(BaseEstimator):
         out: dict[str, object] = {"method": self.method, "response": self.response, "n_fitted": self.n_fitted_,
                                   "fitted_on": "training out-of-fold scores"}  # fmt: skip
         if self.method == "sigmoid":
-            out.update(a=self.a_, b=self.b_)
+            out.update(a=self.a_, b=self.b_, reverses_ranking=self.reverses_)
         return out
 
 

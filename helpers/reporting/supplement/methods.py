@@ -517,9 +517,11 @@ def _final_calibration_text(sidecar: Mapping) -> list[str]:
                  if isinstance(before, int | float) and isinstance(mean, int | float) and abs(before - mean) >= 0.0005 else "")  # fmt: skip
         tuned = sidecar.get("search") not in (None, "none") and bool(sidecar.get("params"))
         why = _join([f"it was trained with {how}" if how else "", "its hyperparameters were chosen by AUC" if tuned else ""], "and")
+        reversed_ = (" The fitted sigmoid decreases with the score: the out-of-fold scores ranked the patients the wrong way round, "
+                     "and the recalibrated model reverses the pipeline's ranking." if recal.get("reverses_ranking") else "")  # fmt: skip
         return [f"Its probabilities were recalibrated by {_RECALIBRATION_WORDS[method]} fitted on its "
                 f"{recal.get('n_fitted', '')} training out-of-fold {source}{params}".replace("  ", " ")
-                + (f", because {why}" if why else "") + f"{numbers}{moved}."]  # fmt: skip
+                + (f", because {why}" if why else "") + f"{numbers}{moved}.{reversed_}"]  # fmt: skip
     if how:
         return [f"It was trained with {how} and its probabilities were not recalibrated{numbers}: they are pulled towards 0.5 and do not "
                 f"estimate the risk at the training event rate, so its calibration and net benefit describe the reweighted model."]  # fmt: skip

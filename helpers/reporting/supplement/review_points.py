@@ -28,7 +28,9 @@ the text of each point:
   of the two rates' logits; major when a model's calibration intercept there
   has a 95% CI excluding 0);
 - probabilities of a model trained with class weights or SMOTE that were not
-  recalibrated (they do not estimate the risk at the training prevalence).
+  recalibrated (they do not estimate the risk at the training prevalence);
+- a sigmoid recalibration that decreases with the model's score (its
+  out-of-fold scores ranked the patients the wrong way round).
 """
 
 
@@ -477,9 +479,28 @@ def uncalibrated_probabilities(run: _Run) -> list[ReviewPoint]:
     return out
 
 
+def reversed_recalibration(run: _Run) -> list[ReviewPoint]:
+    """A recalibration that reverses a model's ranking (Platt's slope of the wrong sign)."""
+    out = []
+    for what, src in _MODEL_SIDECARS:
+        meta = run.json(src)
+        recal = meta.get("recalibration") or {}
+        if not recal.get("reverses_ranking"):
+            continue
+        auc = meta.get("oof_auc_uncalibrated")
+        before = f" (out-of-fold AUC {auc:.2f} before recalibration)" if isinstance(auc, int | float) else ""
+        out.append(ReviewPoint(
+            "major", f"The recalibration of {what} decreases with its score (Platt's a = {recal.get('a', float('nan')):+.2f}): its "
+            f"training out-of-fold scores ranked the patients the wrong way round{before}, so the calibrated model reverses the "
+            f"pipeline's ranking. The model carries no usable signal; report it as such rather than as a calibrated risk.",
+            src, "reversed_recalibration"))  # fmt: skip
+    return out
+
+
 #: Every rule, in the order their points are listed within a severity.
 RULES: tuple[Callable[[_Run], list[ReviewPoint]], ...] = (
-    small_evaluation_cohort, events_per_variable, auc_gap, uncalibrated_probabilities, calibration_slope, prevalence_shift,
+    small_evaluation_cohort, events_per_variable, auc_gap, uncalibrated_probabilities, reversed_recalibration, calibration_slope,
+    prevalence_shift,
     degenerate_threshold, untrained_deep_weights, in_sample_training_scores, failed_units, excluded_data, small_subgroups,
     icc_keeps_few, habitat_k_at_edge,
 )  # fmt: skip
