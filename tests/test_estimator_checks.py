@@ -87,6 +87,8 @@ NOT_CHECKED = {
     "UnivariateCoxFilter": "y is a structured survival array (to_structured(time, event)); the checks pass class labels",
     "CoxLassoSelector": "y is a structured survival array (to_structured(time, event)); the checks pass class labels",
     "SurvivalPipeline": "fit(X, time, event) on a DataFrame with named clinical columns; the checks call fit(X, y) with numpy X",
+    # Issue 19: maps a model's one-dimensional out-of-fold scores to probabilities (held by TunedModel, never a pipeline step).
+    "ProbabilityCalibrator": "fit(scores, y) on one score per patient, not a 2-D X; pinned to CalibratedClassifierCV in test_recalibration.py",
 }
 
 # Checks that fail for every estimator refusing numpy X (each calls fit or transform with an ndarray).
@@ -210,7 +212,9 @@ def test_every_estimator_is_checked_or_listed():
 
 
 def _constructors():
-    classes = [type(e) for e in ESTIMATORS]
+    from helpers.learning.recalibration import ProbabilityCalibrator
+
+    classes = [type(e) for e in ESTIMATORS] + [ProbabilityCalibrator]
     try:
         from helpers.imaging.deep.deep_features import DeepFeatureExtractor
     except ImportError:  # pragma: no cover - torch missing

@@ -392,6 +392,9 @@ def test_shap_paragraph_reads_explainer_and_background(base):
     _shap(base)
     text = base.methods()["explainability"]
     assert "Tree SHAP" in text and "a seeded sample of 100 of the 150 training patients" in text and "never held-out" in text
+    assert "before its recalibration" not in text
+    base.record("models", "models/final_model.json", {"recalibration": {"method": "sigmoid"}})
+    assert "The explanations are those of the model before its recalibration" in base.methods()["explainability"]
 
 
 def test_table_one_paragraph_names_the_tests(base):
@@ -521,3 +524,60 @@ def test_network_paragraphs_state_device_budget_epochs_run_and_validation(base):
     assert ("Training used the CPU: 9 of the 24 planned epochs ran within the time budget of 4 minutes in 3.9 minutes, "
             "validating every 3 epochs and after the last.") in methods["segmentation"]
     assert "Training used a GPU: all 7 epochs ran (no time budget) in 1.5 minutes." in methods["super_resolution"]
+
+
+# --------------------------------------------------------------------------- class weights, SMOTE and recalibration (issue 19)
+
+
+def _final_model(run: _Run, **sidecar) -> None:
+    run.table("models", "model_grid", [{"block": "CT / tumour", "algorithm": "logistic", "cv_auc_mean": 0.7}])
+    run.table("models", "final_model_summary", [{"cohort": "train", "patients": 30, "auc": 0.7}])
+    run.record("models", "models/final_model.json", {"algorithm": "logistic", "steps": ["impute", "zscore", "classifier"], "n_train": 30,
+                                                      "n_features": 12, "threshold": 0.41, "search": "grid", "params": {"classifier__C": 0.1},
+                                                      "training_prevalence": 0.4, "oof_mean_probability": 0.402, **sidecar})  # fmt: skip
+
+
+@pytest.mark.parametrize(("models", "sidecar", "expected", "absent"), [
+    ({}, {"class_weight": "none", "recalibration": {"method": "sigmoid", "response": "decision_function", "n_fitted": 30, "a": -1.1, "b": 0.2},
+          "oof_mean_probability_uncalibrated": 0.45},
+     ["Classes were not weighted (every patient weighed the same).",
+      "The probabilities of every model that had its hyperparameters chosen by cross-validated AUC (which ranks patients and cannot see "
+      "calibration) were recalibrated by Platt's sigmoid (logistic) recalibration fitted on that model's training out-of-fold scores only",
+      "no validation or test patient was used",
+      "Its probabilities were recalibrated by Platt's sigmoid (logistic) recalibration fitted on its 30 training out-of-fold decision values, "
+      "a = -1.1, b = 0.2 in p = 1 / (1 + exp(a s + b)), because its hyperparameters were chosen by AUC (training event rate 0.4, mean "
+      "out-of-fold probability 0.402); before recalibration the mean out-of-fold probability was 0.45."],
+     ["not calibrated"]),
+    ({"class_weight": "balanced", "algorithms": ["logistic", "xgboost"]},
+     {"class_weight": "balanced", "recalibration": {"method": "sigmoid", "response": "decision_function", "n_fitted": 30, "a": -1.0, "b": 0.1}},
+     ["Classes were weighted inversely to their training frequencies (balanced class weights) in the logistic regression classifiers "
+      "(XGBoost unweighted).", "every model that was trained with class weights or had its hyperparameters chosen",
+      "because it was trained with weighted classes and its hyperparameters were chosen by AUC"], ["not calibrated"]),
+    ({"smote": True, "recalibration": "none"}, {"class_weight": "none", "steps": ["impute", "zscore", "smote", "classifier"],
+                                                "recalibration": {"method": "none"}, "oof_mean_probability": 0.5},
+     ["The probabilities were not recalibrated (recalibration was switched off in the configuration): trained with SMOTE, the models' "
+      "probabilities are pulled towards 0.5 and are not calibrated risks",
+      "It was trained with SMOTE and its probabilities were not recalibrated (training event rate 0.4, mean out-of-fold probability 0.5)"],
+     ["were recalibrated"]),
+    ({"recalibration": "isotonic"}, {"class_weight": "none", "recalibration": {"method": "isotonic", "response": "decision_function", "n_fitted": 30}},
+     ["The probabilities of every model were recalibrated by isotonic regression fitted on that model's training out-of-fold scores only",
+      "Its probabilities were recalibrated by isotonic regression fitted on its 30 training out-of-fold decision values, because"],
+     ["not calibrated"]),
+], ids=["default", "balanced", "smote-without-recalibration", "isotonic"])  # fmt: skip
+def test_models_paragraph_states_class_weights_smote_and_recalibration_as_configured(tmp_path, models, sidecar, expected, absent):
+    run = _base(tmp_path, models=models)
+    _final_model(run, **sidecar)
+    text = run.methods()["models"]
+    for part in expected:
+        assert part in text, (part, text)
+    for part in absent:
+        assert part not in text
+    prose = " ".join(t for t in text.split() if "/" not in t)
+    assert not re.findall(r"\b\w+_\w+\b", prose) and not re.search(r"\bNone\b", text)
+
+
+def test_statistics_paragraph_explains_calibration_in_the_large_and_the_prevalence_rule(base):
+    _calibration(base)
+    text = base.methods()["statistics"]
+    assert "calibration-in-the-large (the mean predicted probability against the observed event rate" in text
+    assert "by at least 0.10 is flagged among the reviewer points" in text

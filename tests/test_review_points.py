@@ -183,5 +183,5 @@ def test_points_are_ordered_major_first_and_reproducible(cfg, tmp_path):
     _write(tmp_path, "tables/habitat_calinski_harabasz.csv", [{"k": k, "selected": k == 5} for k in (3, 4, 5)])
     _write(tmp_path, "tables/calibration.csv", [{"model": "A", "cohort": "test", "slope": 0.5, "slope_lower": 0.4, "slope_upper": 0.6}])
     points = rp.review_points(cfg, tmp_path)
-    assert [p.rule for p in points] == ["small_evaluation_cohort", "calibration_slope", "habitat_k_at_edge"]
+    assert [p.rule for p in points] == ["small_evaluation_cohort", "calibration_slope", "prevalence_shift", "habitat_k_at_edge"]
     assert points == rp.review_points(cfg, tmp_path)

@@ -208,8 +208,11 @@ else:
 
 Methods: each model is a pipeline (selection steps, optional SMOTE, classifier) refitted inside every fold of a
 stratified, seeded k-fold cross-validation on the training cohort; held-out cohorts are predicted once by the model
-refitted on all training patients. The operating threshold is Youden's J on the training out-of-fold probabilities
-and is applied unchanged to the other cohorts. SHAP explains the final model on the training background."""),
+refitted on all training patients. No class weights unless `models.class_weight: balanced`; a model trained with
+class weights or SMOTE, or tuned on the AUC, is recalibrated (`models.recalibration: auto`, Platt's sigmoid) on the
+training out-of-fold scores only. The operating threshold is Youden's J on the training out-of-fold (recalibrated)
+probabilities and is applied unchanged to the other cohorts. SHAP explains the final model's pipeline (before
+recalibration) on the training background."""),
         ("parameters", """config_path = "study.yaml"
 step = "models"
 cohort = ''
@@ -319,10 +322,12 @@ for name, table in shown.items():
 
 Methods: every number is computed from notebook 05's predictions, where training-cohort probabilities are
 out-of-fold and other cohorts are predicted by the models refitted on training; binary metrics use each model's
-training (Youden) threshold unchanged. AUC 95% CIs by DeLong's method; pairwise AUC comparisons by the paired DeLong
-test; continuous NRI and IDI with asymptotic CIs (Pencina 2008/2011); proportions with Wilson intervals, F1 with a
-seeded bootstrap; calibration intercept and slope (logistic recalibration), Brier score and Hosmer-Lemeshow test;
-decision curves (net benefit, Vickers & Elkin 2006). Table 1 tests continuous variables by Welch's t-test or
+training (Youden) threshold unchanged. The probabilities are those of the deployed models: recalibrated on the
+training out-of-fold scores where notebook 05 recalibrated them (models.recalibration). AUC 95% CIs by DeLong's
+method; pairwise AUC comparisons by the paired DeLong test; continuous NRI and IDI with asymptotic CIs (Pencina
+2008/2011); proportions with Wilson intervals, F1 with a seeded bootstrap; calibration-in-the-large (observed event
+rate vs mean predicted probability, calibration intercept), calibration slope, Brier and scaled Brier score and
+Hosmer-Lemeshow test; decision curves (net benefit, Vickers & Elkin 2006). Table 1 tests continuous variables by Welch's t-test or
 Mann-Whitney U (Shapiro-Wilk rule) and categorical ones by chi-square or Fisher's exact test (expected counts < 5)."""),
         ("parameters", """config_path = "study.yaml"
 step = "statistics"

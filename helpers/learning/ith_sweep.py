@@ -73,9 +73,10 @@ def _k_sets(ith: pd.DataFrame, combined: Sequence[int]) -> dict[str, list[str]]:
     return sets
 
 
-def _pipeline(algorithm: str, smote: bool, random_state: int):
+def _pipeline(algorithm: str, smote: bool, random_state: int, class_weight: str | None = None):
     steps = [("impute", SimpleImputer(strategy="median")), ("zscore", StandardScaler())]
-    return build_pipeline(steps, make_classifier(algorithm, random_state=random_state), smote=smote, random_state=random_state)
+    return build_pipeline(steps, make_classifier(algorithm, random_state=random_state, class_weight=class_weight), smote=smote,
+                          random_state=random_state)
 
 
 def fit_ith_models(
@@ -90,6 +91,8 @@ def fit_ith_models(
     n_trials: int = 20,
     random_state: int = 0,
     training_cohort: str | None = None,
+    class_weight: str | None = None,
+    recalibration: str = "none",
 ) -> dict[str, TunedModel]:
     """One tuned model per K (its ``ith_k<K>`` column) and one on the ``combined`` K, fitted on training only.
 
@@ -101,7 +104,7 @@ def fit_ith_models(
         Training outcome, indexed by patient.
     combined : sequence of int
         K of the combined model, clipped to the available K (no combined model when fewer than two remain).
-    algorithm, smote, cv, search, n_trials, random_state
+    algorithm, smote, cv, search, n_trials, random_state, class_weight, recalibration
         As in :func:`~helpers.learning.models.tune` / :func:`~helpers.learning.models.make_classifier`.
 
     Returns
@@ -112,8 +115,8 @@ def fit_ith_models(
     X = ith.reindex(y_train.index)
     out: dict[str, TunedModel] = {}
     for label, cols in _k_sets(ith, combined).items():
-        out[label] = tune(_pipeline(algorithm, smote, random_state), X[cols], y_train, search=search, cv=cv, n_trials=n_trials,
-                          random_state=random_state, training_cohort=training_cohort)  # fmt: skip
+        out[label] = tune(_pipeline(algorithm, smote, random_state, class_weight), X[cols], y_train, search=search, cv=cv, n_trials=n_trials,
+                          random_state=random_state, training_cohort=training_cohort, recalibration=recalibration)  # fmt: skip
     return out
 
 

@@ -13,6 +13,13 @@ Every fitted quantity is learned from training patients only:
 - the operating threshold (Youden's J, :func:`youden_threshold`) is chosen on
   the training patients' *out-of-fold* probabilities and applied unchanged to
   every other cohort;
+- no class weighting by default (``class_weight="balanced"`` is opt-in); a
+  model trained with class weights or SMOTE can be recalibrated
+  (:func:`tune`'s ``recalibration``): Platt's sigmoid or isotonic regression
+  fitted on the training patients' out-of-fold scores only
+  (:mod:`helpers.learning.recalibration`), equal to scikit-learn's
+  ``CalibratedClassifierCV(ensemble=False)`` on the same folds; the threshold
+  is then chosen on the recalibrated out-of-fold probabilities;
 - score-level stacking (:class:`ScoreStacker`) trains its meta-model on the
   base models' out-of-fold training probabilities only.
 
@@ -50,6 +57,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from helpers._alignment import align_series, align_to_index
 from helpers.errors import ModelFileError, ModelVersionError, ModelVersionWarning, StudyError, UnknownAlgorithmError  # noqa: F401  (defined in helpers.errors)
+from helpers.learning.recalibration import (
+    ProbabilityCalibrator,
+    cross_fitted_probabilities,
+    response_method,
+    response_scores,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import optuna
@@ -57,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "ALGORITHMS",
+    "CLASS_WEIGHT_ALGORITHMS",
     "DEFAULT_PARAMS",
     "FittedModel",
     "ModelFileError",
@@ -68,6 +82,7 @@ __all__ = [
     "TunedModel",
     "UnknownAlgorithmError",
     "build_pipeline",
+    "class_weight_for",
     "default_search_space",
     "feature_blocks",
     "feature_fusion",
@@ -84,16 +99,17 @@ __all__ = [
 ALGORITHMS = ("logistic", "svm", "random_forest", "extra_trees", "xgboost", "lightgbm", "catboost")
 
 #: Defaults for small radiomics cohorts (tens to a few hundred patients), passed to the library estimator.
-#: Class weighting compensates moderate imbalance without resampling; boosting is shallow with a small
-#: learning rate and row/column subsampling; forests use bushy trees with a leaf floor of 2. Everything is
-#: single-threaded and silent so results are reproducible and parallelism is left to the caller.
+#: No class weighting (probabilities estimate the event probability at the training prevalence; see
+#: :func:`make_classifier`'s ``class_weight``); boosting is shallow with a small learning rate and row/column
+#: subsampling; forests use bushy trees with a leaf floor of 2. Everything is single-threaded and silent so
+#: results are reproducible and parallelism is left to the caller.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     # L2 penalty (sklearn's default l1_ratio=0); needs standardised features (put a scaler in the steps).
-    "logistic": {"C": 1.0, "solver": "lbfgs", "max_iter": 5000, "class_weight": "balanced"},
+    "logistic": {"C": 1.0, "solver": "lbfgs", "max_iter": 5000},
     # RBF SVC; probabilities by Platt scaling in CalibratedClassifierCV(cv=3, ensemble=False), see make_classifier.
-    "svm": {"C": 1.0, "kernel": "rbf", "gamma": "scale", "class_weight": "balanced"},
-    "random_forest": {"n_estimators": 500, "max_features": "sqrt", "min_samples_leaf": 2, "class_weight": "balanced", "n_jobs": 1},
-    "extra_trees": {"n_estimators": 500, "max_features": "sqrt", "min_samples_leaf": 2, "class_weight": "balanced", "n_jobs": 1},
+    "svm": {"C": 1.0, "kernel": "rbf", "gamma": "scale"},
+    "random_forest": {"n_estimators": 500, "max_features": "sqrt", "min_samples_leaf": 2, "n_jobs": 1},
+    "extra_trees": {"n_estimators": 500, "max_features": "sqrt", "min_samples_leaf": 2, "n_jobs": 1},
     "xgboost": {
         "n_estimators": 200, "learning_rate": 0.05, "max_depth": 3, "subsample": 0.8, "colsample_bytree": 0.8,
         "min_child_weight": 1, "reg_lambda": 1.0, "tree_method": "hist", "eval_metric": "logloss", "n_jobs": 1, "verbosity": 0,
@@ -111,6 +127,11 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 
+#: Algorithms whose library estimator takes scikit-learn's ``class_weight`` (``balanced``: weights inversely proportional
+#: to the class frequencies of the data it is fitted on). The boosting libraries are always fitted unweighted.
+CLASS_WEIGHT_ALGORITHMS = ("logistic", "svm", "random_forest", "extra_trees")
+_CLASS_WEIGHTS = (None, "none", "balanced")
+
 _SVM_CALIBRATION_FOLDS = 3
 _RESERVED_STEPS = ("smote", "classifier")
 _CORE_MODULES = ("numpy", "scipy", "pandas", "sklearn", "imblearn", "joblib")
@@ -124,7 +145,18 @@ def _unknown(name: object) -> UnknownAlgorithmError:
     return UnknownAlgorithmError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}")
 
 
-def make_classifier(name: str, random_state: int = 0, **params: Any) -> BaseEstimator:
+def class_weight_for(algorithm: str, class_weight: str | None) -> str | None:
+    """The ``class_weight`` :func:`make_classifier` gets for an algorithm under a study-wide setting.
+
+    ``"balanced"`` for an algorithm of :data:`CLASS_WEIGHT_ALGORITHMS` when the setting is ``"balanced"``; ``None``
+    otherwise (the boosting algorithms are never weighted).
+    """
+    if class_weight not in _CLASS_WEIGHTS:
+        raise ValueError(f"class_weight must be 'none' or 'balanced', got {class_weight!r}")
+    return "balanced" if class_weight == "balanced" and algorithm in CLASS_WEIGHT_ALGORITHMS else None
+
+
+def make_classifier(name: str, random_state: int = 0, *, class_weight: str | None = None, **params: Any) -> BaseEstimator:
     """A seeded, single-threaded binary classifier with small-cohort defaults.
 
     Parameters
@@ -137,6 +169,14 @@ def make_classifier(name: str, random_state: int = 0, **params: Any) -> BaseEsti
     random_state : int
         Seed of the estimator (``random_seed`` for CatBoost); the same seed
         and data give identical probabilities.
+    class_weight : {None, "none", "balanced"}
+        ``None``/``"none"`` (default): every patient weighs the same, so the
+        probabilities estimate the event probability at the training
+        prevalence. ``"balanced"``: scikit-learn's class weights inversely
+        proportional to the class frequencies (only for
+        :data:`CLASS_WEIGHT_ALGORITHMS`); the probabilities are then pulled
+        towards 0.5 and need recalibration (:func:`tune`'s ``recalibration``)
+        to mean a risk.
     **params
         Override :data:`DEFAULT_PARAMS` of the algorithm; passed to the
         library estimator (for ``svm`` to the inner ``SVC``).
@@ -162,10 +202,18 @@ def make_classifier(name: str, random_state: int = 0, **params: Any) -> BaseEsti
     ------
     UnknownAlgorithmError
         For a name not in :data:`ALGORITHMS` (the message lists them).
+    ValueError
+        For a ``class_weight`` other than None, ``"none"`` or ``"balanced"``,
+        or ``"balanced"`` for an algorithm without class weights.
     """
     if name not in DEFAULT_PARAMS:
         raise _unknown(name)
-    kwargs = {**DEFAULT_PARAMS[name], **params}
+    if class_weight not in _CLASS_WEIGHTS:
+        raise ValueError(f"class_weight must be None, 'none' or 'balanced', got {class_weight!r}")
+    if class_weight == "balanced" and name not in CLASS_WEIGHT_ALGORITHMS:
+        raise ValueError(f"class_weight='balanced' is not available for {name!r}; weighted algorithms: {', '.join(CLASS_WEIGHT_ALGORITHMS)}")
+    weights = {"class_weight": "balanced"} if class_weight == "balanced" else {}
+    kwargs = {**DEFAULT_PARAMS[name], **weights, **params}
     if name == "logistic":
         return LogisticRegression(random_state=random_state, **kwargs)
     if name == "svm":
@@ -475,6 +523,14 @@ def youden_threshold(y: object, p: object) -> float:
 # --------------------------------------------------------------------------- fitted and tuned models
 
 
+def _class_weight_of(classifier: object) -> str:
+    """``balanced``, ``none`` or the repr of a custom weighting, of a classifier (the SVM's inner SVC for ``svm``)."""
+    inner = getattr(classifier, "estimator", None) if type(classifier).__name__ == "CalibratedClassifierCV" else classifier
+    params = inner.get_params(deep=False) if hasattr(inner, "get_params") else {}
+    weight = params.get("class_weight")
+    return "none" if weight is None else weight if isinstance(weight, str) else repr(weight)
+
+
 def _positive_proba(estimator: object, X: object) -> np.ndarray:
     proba = np.asarray(estimator.predict_proba(X))
     classes = list(np.asarray(estimator.classes_).tolist())
@@ -511,6 +567,11 @@ class FittedModel:
         Number of training patients.
     threshold_rule : str
         How the threshold was chosen (recorded in the sidecar).
+    calibrator_ : ProbabilityCalibrator or None
+        Recalibration of the pipeline's raw score (its decision function, or
+        its class-1 probability), fitted on the training patients'
+        out-of-fold scores only; applied by :meth:`positive_proba`. ``None``:
+        the pipeline's own probabilities are reported.
     """
 
     pipeline_: Any = field(repr=False)
@@ -522,6 +583,7 @@ class FittedModel:
     random_state: int | None = None
     n_train: int = 0
     threshold_rule: str = "Youden's J on training out-of-fold probabilities; positive when p >= threshold"
+    calibrator_: ProbabilityCalibrator | None = field(default=None, repr=False)
 
     def _features(self, X: object) -> object:
         names = self.feature_names_in_
@@ -539,8 +601,14 @@ class FittedModel:
         return arr
 
     def positive_proba(self, X: object) -> pd.Series:
-        """Predicted probability of class 1, one per patient (indexed like X when a DataFrame)."""
-        p = _positive_proba(self.pipeline_, self._features(X))
+        """Predicted probability of class 1, one per patient (indexed like X when a DataFrame); recalibrated when the
+        model has a calibrator (:attr:`calibrator_`)."""
+        features = self._features(X)
+        calibrator = getattr(self, "calibrator_", None)  # models saved before recalibration existed have none
+        if calibrator is not None:
+            p = calibrator.predict(response_scores(self.pipeline_, features))
+        else:
+            p = _positive_proba(self.pipeline_, features)
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.Series(p, index=index, name="probability")
 
@@ -565,6 +633,8 @@ class FittedModel:
             "steps": [name for name, _ in self.pipeline_.steps] if hasattr(self.pipeline_, "steps") else [],
             "threshold": self.threshold_,
             "threshold_rule": self.threshold_rule,
+            "class_weight": _class_weight_of(final),
+            "recalibration": self.calibrator_.summary() if getattr(self, "calibrator_", None) is not None else {"method": "none"},
             "features": list(self.feature_names_in_) if self.feature_names_in_ is not None else None,
             "n_features": len(self.feature_names_in_) if self.feature_names_in_ is not None else None,
             "training_cohort": self.training_cohort,
@@ -597,9 +667,22 @@ class TunedModel(FittedModel):
     oof_proba_ : Series
         Out-of-fold probability of every training patient: each from a
         pipeline (every step, selection and SMOTE included) fitted on the
-        other folds with the best parameters.
+        other folds with the best parameters. With recalibration: that
+        pipeline's raw score through a calibrator fitted on the other folds'
+        out-of-fold scores (cross-fitted), so no training probability comes
+        from a calibrator that saw the patient.
+    oof_proba_uncalibrated_ : Series
+        The pipelines' own out-of-fold probabilities (equal to ``oof_proba_``
+        without recalibration).
+    oof_score_ : Series
+        Out-of-fold raw scores the calibrator was fitted on (decision
+        function or class-1 probability, see
+        :func:`~helpers.learning.recalibration.response_method`); empty
+        without recalibration.
     oof_auc_ : float
         AUC of the pooled out-of-fold probabilities.
+    oof_auc_uncalibrated_ : float
+        AUC of the pipelines' own pooled out-of-fold probabilities (equal to ``oof_auc_`` without recalibration).
     fold_ : Series
         Validation fold (0-based) of each training patient.
 
@@ -619,11 +702,19 @@ class TunedModel(FittedModel):
     cv_auc_sd_: float = float("nan")
     cv_auc_folds_: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     oof_proba_: pd.Series = field(default_factory=pd.Series, repr=False)
+    oof_proba_uncalibrated_: pd.Series = field(default_factory=pd.Series, repr=False)
+    oof_score_: pd.Series = field(default_factory=pd.Series, repr=False)
     oof_auc_: float = float("nan")
+    oof_auc_uncalibrated_: float = float("nan")
     fold_: pd.Series = field(default_factory=pd.Series, repr=False)
+    training_prevalence_: float = float("nan")
 
     def metadata(self) -> dict[str, Any]:
-        """As :meth:`FittedModel.metadata`, plus the search and its cross-validated AUCs."""
+        """As :meth:`FittedModel.metadata`, plus the search, its cross-validated AUCs and the training event rate
+        against the mean out-of-fold probability (recalibrated and, when different, the pipeline's own)."""
+        def mean(s: pd.Series) -> float:
+            return float(np.mean(s)) if len(s) else float("nan")
+
         return {
             **super().metadata(),
             "search": self.search,
@@ -633,6 +724,10 @@ class TunedModel(FittedModel):
             "cv_auc_sd": self.cv_auc_sd_,
             "cv_auc_folds": [float(a) for a in self.cv_auc_folds_],
             "oof_auc": self.oof_auc_,
+            "oof_auc_uncalibrated": self.oof_auc_uncalibrated_,
+            "training_prevalence": self.training_prevalence_,
+            "oof_mean_probability": mean(self.oof_proba_),
+            "oof_mean_probability_uncalibrated": mean(self.oof_proba_uncalibrated_),
         }
 
 
@@ -689,11 +784,16 @@ def _check_smote(pipeline: object, y: np.ndarray, splits: list[tuple[np.ndarray,
                              f"the smallest fold has {minority}; lower smote_k_neighbors to {max(minority - 1, 1)} or use fewer folds")  # fmt: skip
 
 
-def _fold_pass(estimator: object, X: object, y: np.ndarray, splits, scoring: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _fold_pass(estimator: object, X: object, y: np.ndarray, splits, scoring: str,
+               responses: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Out-of-fold probabilities, fold ids, per-fold AUC and per-fold score (every step refitted per fold).
 
     Equivalent to ``cross_val_predict(..., method="predict_proba")`` with the
-    same folds, keeping the per-fold AUC of the very same fits.
+    same folds, keeping the per-fold AUC of the very same fits. ``responses``
+    (a list), when given, receives ``(validation indices, raw scores)`` of the
+    same fits per fold (:func:`~helpers.learning.recalibration.response_scores`,
+    in the estimator's own dtype: what ``cross_val_predict(...,
+    method=response_method(estimator))`` collects; see :func:`_gather`).
     """
     oof = np.full(len(y), np.nan)
     fold = np.full(len(y), -1)
@@ -703,9 +803,20 @@ def _fold_pass(estimator: object, X: object, y: np.ndarray, splits, scoring: str
         fitted = clone(estimator).fit(_rows(X, tr), y[tr])
         p = _positive_proba(fitted, _rows(X, va))
         oof[va], fold[va] = p, k
+        if responses is not None:  # the class-1 probability already computed, or the decision function (one more predict)
+            responses.append((va, response_scores(fitted, _rows(X, va)) if response_method(fitted) == "decision_function" else p))
         aucs.append(roc_auc_score(y[va], p))
         scores.append(aucs[-1] if scorer is None else scorer(fitted, _rows(X, va), y[va]))
     return oof, fold, np.asarray(aucs), np.asarray(scores, dtype=float)
+
+
+def _gather(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """Per-fold (indices, values) as one array in patient order, in the values' common dtype (float32 scores of
+    XGBoost stay float32, as in ``cross_val_predict``, so the calibrator sees what ``CalibratedClassifierCV`` sees)."""
+    out = np.empty(n, dtype=np.result_type(*[v.dtype for _, v in parts]))
+    for idx, values in parts:
+        out[idx] = values
+    return out
 
 
 def _results_table(params: list[dict], split_scores: np.ndarray) -> pd.DataFrame:
@@ -858,6 +969,7 @@ def tune(
     categorical: Sequence[str] = (),
     cache_selection: bool = True,
     selection_memory: StepCache | None = None,
+    recalibration: str = "none",
 ) -> TunedModel:
     """Tune hyperparameters by stratified k-fold CV on training data, then refit.
 
@@ -908,14 +1020,27 @@ def tune(
         A cache opened by the caller with :func:`selection_cache`, to share
         fitted steps between tunings of the same data (used instead of a
         temporary one; ignored when ``cache_selection`` is False).
+    recalibration : {"none", "sigmoid", "isotonic"}
+        ``none`` (default): the pipeline's own probabilities. ``sigmoid``
+        (Platt) or ``isotonic``: a
+        :class:`~helpers.learning.recalibration.ProbabilityCalibrator` fitted
+        on the best parameters' out-of-fold raw scores of the training
+        patients (the fold fits this function makes anyway; nothing is
+        refitted) and applied to the refitted pipeline's scores. The deployed
+        probabilities equal ``CalibratedClassifierCV(pipeline, method=...,
+        cv=<the same folds>, ensemble=False)``'s. The reported out-of-fold
+        probabilities are cross-fitted (each fold through a calibrator fitted
+        on the other folds' scores) and the Youden threshold is chosen on
+        them. Use it when the classifier weights the classes or the pipeline
+        has SMOTE: their probabilities are otherwise pulled towards 0.5.
 
     Returns
     -------
     TunedModel
         The best pipeline refitted on all of X, ``best_params_``,
         ``cv_results_``, the best parameters' per-fold AUC (mean, SD) and
-        out-of-fold probabilities, and the Youden threshold chosen on those
-        out-of-fold probabilities.
+        out-of-fold probabilities (recalibrated when asked), the calibrator,
+        and the Youden threshold chosen on those out-of-fold probabilities.
 
     Raises
     ------
@@ -928,6 +1053,8 @@ def tune(
     """
     if search not in ("grid", "optuna", "none"):
         raise ValueError(f"search must be 'grid', 'optuna' or 'none', got {search!r}")
+    if recalibration not in ("none", "sigmoid", "isotonic"):
+        raise ValueError(f"recalibration must be 'none', 'sigmoid' or 'isotonic', got {recalibration!r}")
     if search == "none" and param_space is not None:
         raise ValueError("param_space is only used by search='grid' or 'optuna'; set parameters on the pipeline for search='none'")
     X, y, names = _check_Xy(X, y, categorical)
@@ -953,16 +1080,25 @@ def tune(
             best_params, cv_results = {}, None
 
         best = clone(searched).set_params(**best_params)
-        oof, fold, aucs, scores = _fold_pass(best, X, y, splits, scoring)  # the search's fold fits of the steps, reused
+        responses: list | None = [] if recalibration != "none" else None
+        oof, fold, aucs, scores = _fold_pass(best, X, y, splits, scoring, responses)  # the search's fold fits of the steps, reused
         if cv_results is None:
             cv_results = _results_table([{}], scores[None, :])
         final = clone(best).fit(X, y)
     if searched is not pipeline:
         final.set_params(memory=None)  # the returned model neither holds nor refits through the emptied cache
     index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(y))
+    calibrator, reported = None, oof
+    if responses is not None:
+        # Training out-of-fold scores only: each came from a pipeline that never saw the patient, and no other cohort is here.
+        responses = _gather(responses, len(y))
+        response = response_method(best)
+        calibrator = ProbabilityCalibrator(method=recalibration, response=response).fit(responses, y)
+        reported = cross_fitted_probabilities(responses, y, splits, method=recalibration, response=response)
     return TunedModel(
         pipeline_=final,
-        threshold_=youden_threshold(y, oof),  # out-of-fold, never in-sample
+        threshold_=youden_threshold(y, reported),  # out-of-fold (recalibrated when asked), never in-sample
+        calibrator_=calibrator,
         best_params_=best_params,
         algorithm=_algorithm_of(pipeline),
         feature_names_in_=names,
@@ -976,9 +1112,13 @@ def tune(
         cv_auc_mean_=float(aucs.mean()),
         cv_auc_sd_=float(aucs.std()),
         cv_auc_folds_=aucs,
-        oof_proba_=pd.Series(oof, index=index, name="oof_probability"),
-        oof_auc_=float(roc_auc_score(y, oof)),
+        oof_proba_=pd.Series(reported, index=index, name="oof_probability"),
+        oof_proba_uncalibrated_=pd.Series(oof, index=index, name="oof_probability_uncalibrated"),
+        oof_score_=pd.Series(responses, index=index, name="oof_score") if responses is not None else pd.Series(dtype=float, name="oof_score"),
+        oof_auc_=float(roc_auc_score(y, reported)),
+        oof_auc_uncalibrated_=float(roc_auc_score(y, oof)),
         fold_=pd.Series(fold, index=index, name="fold"),
+        training_prevalence_=float(y.mean()),
     )
 
 
@@ -1301,6 +1441,8 @@ def model_grid(
     training_cohort: str | None = None,
     return_models: bool = False,
     cache_selection: bool = True,
+    class_weight: str | None = None,
+    recalibration: str | Mapping[str, str] = "none",
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[tuple[str, str], TunedModel]]:
     """Tune every feature block x algorithm on training data; evaluate held-out blocks.
 
@@ -1342,12 +1484,19 @@ def model_grid(
         depend on the algorithm, so each training fold's selection is fitted
         once per block instead of once per algorithm and candidate. Results
         are identical either way.
+    class_weight : {None, "none", "balanced"}
+        ``balanced`` weights the classes of the algorithms that support it
+        (:func:`class_weight_for`); the others are fitted unweighted.
+    recalibration : str or mapping of algorithm to str
+        :func:`tune`'s ``recalibration``, for every algorithm or per
+        algorithm (missing algorithms: ``none``).
 
     Returns
     -------
     DataFrame
         One row per block x algorithm: ``block``, ``algorithm``,
         ``block_label``, ``algorithm_label``, ``n_features``, ``n_train``,
+        ``class_weight``, ``recalibration``,
         ``cv_auc_mean``, ``cv_auc_sd``, ``oof_auc``, ``threshold``,
         ``test_auc``, ``test_sensitivity``, ``test_specificity`` (at the
         training threshold; NaN without a test block) and ``best_params``
@@ -1381,15 +1530,19 @@ def model_grid(
         with selection_cache(enabled=cache_selection) as memory:  # one per block: only the same data shares fitted steps
             for algorithm in algorithms:
                 steps = steps_factory() if steps_factory is not None else []
-                pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, **classifier_params.get(algorithm, {})),
+                weight = class_weight_for(algorithm, class_weight)
+                recal = recalibration if isinstance(recalibration, str) else recalibration.get(algorithm, "none")
+                pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, class_weight=weight,
+                                                             **classifier_params.get(algorithm, {})),
                                       smote=smote, smote_k_neighbors=smote_k_neighbors, random_state=random_state)  # fmt: skip
                 space = param_spaces.get(algorithm) if search != "none" else None
                 model = tune(pipe, X, y, search=search, param_space=space, cv=cv, n_trials=n_trials, random_state=random_state,
-                             training_cohort=training_cohort, cache_selection=cache_selection, selection_memory=memory)  # fmt: skip
+                             training_cohort=training_cohort, cache_selection=cache_selection, selection_memory=memory,
+                             recalibration=recal)  # fmt: skip
                 row = {
                     "block": name, "algorithm": algorithm,
                     "block_label": labels.get(key, labels.get(name, name)), "algorithm_label": labels.get(algorithm, algorithm),
-                    "n_features": X.shape[1], "n_train": model.n_train,
+                    "n_features": X.shape[1], "n_train": model.n_train, "class_weight": weight or "none", "recalibration": recal,
                     "cv_auc_mean": model.cv_auc_mean_, "cv_auc_sd": model.cv_auc_sd_, "oof_auc": model.oof_auc_,
                     "threshold": model.threshold_,
                     "test_auc": np.nan, "test_sensitivity": np.nan, "test_specificity": np.nan,

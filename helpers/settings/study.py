@@ -314,6 +314,11 @@ class IthSweepConfig(StrictModel):
     tune: bool = Field(False, description="tune hyperparameters with models.search (default: the algorithm's defaults)")
 
 
+#: Algorithms with scikit-learn class weights (helpers.learning.models.CLASS_WEIGHT_ALGORITHMS; settings import nothing
+#: of the learning package, a test keeps the two equal).
+_CLASS_WEIGHT_ALGORITHMS = ("logistic", "svm", "random_forest", "extra_trees")
+
+
 class ModelsConfig(StrictModel):
     """Notebook 05: the model grid and the final model."""
 
@@ -321,7 +326,22 @@ class ModelsConfig(StrictModel):
     search: Literal["grid", "optuna", "none"] = "grid"
     cv: int = Field(5, ge=2)
     n_trials: int = Field(20, ge=1)
-    smote: bool = False
+    smote: bool = Field(False, description="SMOTE oversampling of the minority class inside every training fold (never of "
+                        "held-out data); moves the probabilities away from the training prevalence (see recalibration)")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none",
+        description="none (default): every patient weighs the same, so probabilities estimate the risk at the training "
+        "prevalence; balanced: class weights inversely proportional to the training class frequencies for logistic, svm, "
+        "random_forest and extra_trees (the boosting algorithms are never weighted)",
+    )
+    recalibration: Literal["auto", "none", "sigmoid", "isotonic"] = Field(
+        "auto",
+        description="recalibration of each model's probabilities on the training cohort's out-of-fold scores only (Platt's "
+        "sigmoid or isotonic regression, as scikit-learn's CalibratedClassifierCV with ensemble=False on the same folds); "
+        "auto (default): sigmoid for every model trained with class weights or SMOTE or whose hyperparameters were chosen by "
+        "cross-validated AUC (which cannot see calibration), none for a model with fixed hyperparameters and no reweighting; "
+        "none: never (the outputs then say when probabilities of reweighted models are not calibrated)",
+    )
     grid_steps: tuple[dict[str, object], ...] = (
         {"step": "zscore"},
         {"step": "univariate", "p_threshold": 0.05},
@@ -344,6 +364,24 @@ class ModelsConfig(StrictModel):
         description="one model per ITH score (K) and one on a set of K (tables/ith_sweep); runs when habitats are configured; "
         "null turns it off",
     )
+
+    def weighted(self, algorithm: str) -> bool:
+        """Whether ``algorithm``'s classifier is fitted with class weights (``class_weight: balanced`` on logistic,
+        svm, random_forest or extra_trees)."""
+        return self.class_weight == "balanced" and algorithm in _CLASS_WEIGHT_ALGORITHMS
+
+    def recalibration_for(self, algorithm: str, *, tuned: bool, smote: bool | None = None) -> str:
+        """The recalibration (``none``, ``sigmoid``, ``isotonic``) of a model of ``algorithm``: ``auto`` is ``sigmoid``
+        when that model is class-weighted, has SMOTE (``smote``: default ``self.smote``) or has hyperparameters ``tuned``
+        by cross-validated AUC, else ``none`` (helpers.learning.recalibration.recalibration_for)."""
+        if self.recalibration != "auto":
+            return self.recalibration
+        return "sigmoid" if self.weighted(algorithm) or (self.smote if smote is None else smote) or tuned else "none"
+
+    @property
+    def uncalibrated_reweighting(self) -> bool:
+        """Class weighting or SMOTE with ``recalibration: none``: the reported probabilities are not calibrated."""
+        return self.recalibration == "none" and (self.smote or self.class_weight == "balanced")
 
 
 class ClinicalConfig(StrictModel):

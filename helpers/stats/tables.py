@@ -234,7 +234,13 @@ def calibration_table(
     min_patients_per_group: int = 10,
     digits: int = 2,
 ) -> pd.DataFrame:
-    """Calibration per model and cohort: intercept and slope with CIs, Brier score and Hosmer-Lemeshow test.
+    """Calibration per model and cohort: intercept and slope with CIs, expected vs observed event rate, Brier and
+    scaled Brier score, Hosmer-Lemeshow test.
+
+    ``mean_predicted`` (the expected event rate: mean predicted probability) against ``observed_rate`` (the observed
+    prevalence) is calibration-in-the-large on the probability scale; the calibration intercept is the same on the
+    logit scale (0 when they agree, negative when risks are overestimated). A cohort whose prevalence differs from
+    the training cohort's shifts both even for a model calibrated on training.
 
     The Hosmer-Lemeshow test uses ``g = min(hl_groups, n // min_patients_per_group)`` groups, so that a
     group holds ``min_patients_per_group`` patients on average (10 groups need 100 patients; a cohort of 60
@@ -254,10 +260,10 @@ def calibration_table(
     Returns
     -------
     pandas.DataFrame
-        ``model``, ``cohort``, ``n``, ``events``, ``intercept``, ``intercept_lower``, ``intercept_upper``,
-        ``slope``, ``slope_lower``, ``slope_upper``, formatted ``Intercept (95% CI)`` and
-        ``Slope (95% CI)``, ``brier``, ``scaled_brier``, ``hl_statistic``, ``hl_df``, ``hl_p``,
-        ``hl_groups``, ``note``.
+        ``model``, ``cohort``, ``n``, ``events``, ``observed_rate``, ``mean_predicted``, ``intercept``,
+        ``intercept_lower``, ``intercept_upper``, ``slope``, ``slope_lower``, ``slope_upper``, formatted
+        ``Intercept (95% CI)`` and ``Slope (95% CI)``, ``brier``, ``scaled_brier``, ``hl_statistic``,
+        ``hl_df``, ``hl_p``, ``hl_groups``, ``note``.
     """
     df = _check_predictions(predictions)
     _check_level(level)
@@ -265,7 +271,8 @@ def calibration_table(
     rows = []
     for (model, cohort), sub in df.groupby(["model", "cohort"], sort=False):
         y, p = sub["outcome"].to_numpy(), sub["probability"].to_numpy()
-        row: dict[str, Any] = {"model": model, "cohort": cohort, "n": int(y.size), "events": int(y.sum())}
+        row: dict[str, Any] = {"model": model, "cohort": cohort, "n": int(y.size), "events": int(y.sum()),
+                               "observed_rate": float(y.mean()), "mean_predicted": float(np.mean(p))}
         keys = ["intercept", "intercept_lower", "intercept_upper", "slope", "slope_lower", "slope_upper", "brier", "scaled_brier",
                 "hl_statistic", "hl_df", "hl_p", "hl_groups"]
         row.update({k: np.nan for k in keys})
@@ -300,7 +307,7 @@ def calibration_table(
         row["note"] = "; ".join(notes)
         rows.append(row)
     out = pd.DataFrame(rows)
-    order = ["model", "cohort", "n", "events", "intercept", "intercept_lower", "intercept_upper", "slope", "slope_lower", "slope_upper",
+    order = ["model", "cohort", "n", "events", "observed_rate", "mean_predicted", "intercept", "intercept_lower", "intercept_upper", "slope", "slope_lower", "slope_upper",
              f"Intercept ({pct} CI)", f"Slope ({pct} CI)", "brier", "scaled_brier", "hl_statistic", "hl_df", "hl_p", "hl_groups", "note"]
     return out[order]
 

@@ -30,6 +30,7 @@ from helpers.learning.models import (
     ScoreStacker,
     TunedModel,
     build_pipeline,
+    class_weight_for,
     make_classifier,
     model_grid,
     save_model,
@@ -156,7 +157,8 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, retur
         {k: v.loc[train] for k, v in blocks.items()}, data.y.loc[train],
         algorithms=list(cfg.models.algorithms), steps_factory=_steps_factory(cfg, cfg.models.grid_steps), search=cfg.models.search,
         cv=cfg.models.cv, random_state=cfg.seed, n_trials=cfg.models.n_trials, smote=cfg.models.smote,
-        training_cohort="+".join(data.training), return_models=True,
+        training_cohort="+".join(data.training), return_models=True, class_weight=cfg.models.class_weight,
+        recalibration={a: cfg.models.recalibration_for(a, tuned=cfg.models.search != "none") for a in cfg.models.algorithms},
     )
     # Held-out columns per cohort, validation first then tests (no cohort singled out as "the" test set).
     grid = grid.drop(columns=["test_auc", "test_sensitivity", "test_specificity"])
@@ -182,13 +184,20 @@ def _auc(y: pd.Series, p: pd.Series) -> float:
 
 
 def fit_final_model(data: ModellingData, cfg: StudyConfig, algorithm: str | None = None) -> TunedModel:
-    """The final model: the signature's selection steps and the configured algorithm (or ``algorithm``), tuned on training."""
+    """The final model: the signature's selection steps and the configured algorithm (or ``algorithm``), tuned on training.
+
+    Class weights (``models.class_weight``), SMOTE (``models.smote``) and the recalibration
+    (``models.recalibration``; its calibrator is fitted on the training patients' out-of-fold scores only) are
+    those of the configuration.
+    """
+    algorithm = algorithm or cfg.models.final_algorithm
     steps = list(build_selector(study_steps(cfg, cfg.signature.steps)).steps)
-    classifier = make_classifier(algorithm or cfg.models.final_algorithm, random_state=cfg.seed)
+    classifier = make_classifier(algorithm, random_state=cfg.seed, class_weight=class_weight_for(algorithm, cfg.models.class_weight))
     pipeline = build_pipeline(steps, classifier, smote=cfg.models.smote, random_state=cfg.seed)
     train = data.train
     return tune(pipeline, data.X.loc[train], data.y.loc[train], search=cfg.models.search if cfg.models.search != "none" else "grid",
-                cv=cfg.models.cv, n_trials=cfg.models.n_trials, random_state=cfg.seed, training_cohort="+".join(data.training))
+                cv=cfg.models.cv, n_trials=cfg.models.n_trials, random_state=cfg.seed, training_cohort="+".join(data.training),
+                recalibration=cfg.models.recalibration_for(algorithm, tuned=True))  # always tuned (grid when search is none)
 
 
 def predictions_table(model: TunedModel, data: ModellingData) -> pd.DataFrame:
@@ -245,12 +254,18 @@ def write_grid_outputs(grid: pd.DataFrame, report: ReportWriter) -> pd.DataFrame
 
 
 def fit_stacker(data: ModellingData, cfg: StudyConfig) -> ScoreStacker:
-    """Score-level fusion: one logistic model per block (the grid's selection steps), logistic meta-model on their OOF probabilities."""
+    """Score-level fusion: one logistic model per block (the grid's selection steps), logistic meta-model on their OOF probabilities.
+
+    The base models get the configured class weights and SMOTE; the meta-model is an unweighted logistic regression
+    fitted on the training outcome, so it also recalibrates the stack (no separate recalibration).
+    """
     train = data.train
     blocks = study_blocks(data.X, cfg)
     factory = _steps_factory(cfg, cfg.models.grid_steps)
+    weight = class_weight_for("logistic", cfg.models.class_weight)
     bases = [
-        (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed), list(block.columns))
+        (name, build_pipeline(factory(), make_classifier("logistic", random_state=cfg.seed, class_weight=weight), smote=cfg.models.smote,
+                              random_state=cfg.seed), list(block.columns))
         for name, block in blocks.items()
     ]
     return ScoreStacker(estimators=bases, cv=cfg.models.cv, random_state=cfg.seed).fit(data.X.loc[train], data.y.loc[train])
@@ -316,7 +331,9 @@ def ith_sweep(data: ModellingData, cfg: StudyConfig) -> pd.DataFrame | None:
         return cox
     models = fit_ith_models(ith, data.y.loc[train], combined=sweep.combined_k, algorithm=sweep.algorithm, smote=cfg.models.smote,
                             cv=cfg.models.cv, search=cfg.models.search if sweep.tune else "none", n_trials=cfg.models.n_trials,
-                            random_state=cfg.seed, training_cohort="+".join(data.training))  # fmt: skip
+                            random_state=cfg.seed, training_cohort="+".join(data.training),
+                            class_weight=class_weight_for(sweep.algorithm, cfg.models.class_weight),
+                            recalibration=cfg.models.recalibration_for(sweep.algorithm, tuned=sweep.tune and cfg.models.search != "none"))  # fmt: skip
     table = ith_sweep_table(models, ith, data.y, data.cohort, data.training, data.other_cohorts(),
                             proportion_ci=cfg.statistics.proportion_ci)  # fmt: skip
     table.insert(1, "algorithm", sweep.algorithm)
@@ -432,9 +449,11 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
         ("impute", ClinicalImputer(continuous=cc.continuous, categorical=cc.categorical)),
         ("encode", ClinicalEncoder(continuous=cc.continuous, categorical=cc.categorical)),
     ]
-    pipe = build_pipeline(steps, make_classifier("logistic", random_state=cfg.seed), smote=cfg.models.smote, random_state=cfg.seed)
+    clinical = make_classifier("logistic", random_state=cfg.seed, class_weight=class_weight_for("logistic", cfg.models.class_weight))
+    pipe = build_pipeline(steps, clinical, smote=cfg.models.smote, random_state=cfg.seed)
     out["clinical"] = tune(pipe, data.clinical.loc[train], y, search=search, cv=cfg.models.cv, n_trials=cfg.models.n_trials,
-                           random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical)
+                           random_state=cfg.seed, training_cohort="+".join(data.training), categorical=cc.categorical,
+                           recalibration=cfg.models.recalibration_for("logistic", tuned=True))
     steps_cfg = study_steps(cfg, cfg.signature.steps)
     if cc.nomogram and steps_cfg and steps_cfg[-1].get("step") == "lasso":
         nomogram = Pipeline([
@@ -443,8 +462,11 @@ def fit_clinical_models(data: ModellingData, cfg: StudyConfig) -> dict[str, Tune
             ("classifier", NomogramModel(categorical=cc.categorical)),
         ])
         try:
+            # Unweighted, without SMOTE and untuned (maximum likelihood), whatever models.class_weight/smote say: only an explicit
+            # sigmoid/isotonic recalibrates it (auto leaves the printed nomogram and the model's probabilities the same).
             out["nomogram"] = tune(nomogram, data.inputs.loc[train], y, search="none", cv=cfg.models.cv, random_state=cfg.seed,
-                                   training_cohort="+".join(data.training), categorical=cc.categorical)
+                                   training_cohort="+".join(data.training), categorical=cc.categorical,
+                                   recalibration=cfg.models.recalibration if cfg.models.recalibration in ("sigmoid", "isotonic") else "none")
         except SeparationError as exc:
             # An unpenalised model cannot be fitted on these data (e.g. a small training cohort where a variable separates
             # the classes in a fold): the study goes on without the nomogram, and says why.

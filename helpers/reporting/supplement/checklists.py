@@ -54,6 +54,8 @@ METHODS_KEYS = frozenset({
 CONDITIONS: dict[str, Callable[[StudyConfig], bool]] = {
     "clinical": lambda cfg: bool(cfg.clinical.variables),
     "smote": lambda cfg: bool(cfg.models.smote),
+    # Class weights, SMOTE or a recalibration that can apply (issue 19): the models paragraph states which, as configured.
+    "imbalance_or_recalibration": lambda cfg: bool(cfg.models.smote) or cfg.models.class_weight == "balanced" or cfg.models.recalibration != "none",
     "survival": lambda cfg: any(ep.time is not None for ep in cfg.all_endpoints),
     "deep_learning": lambda cfg: cfg.segmentation is not None or bool(cfg.deep_features) or cfg.super_resolution is not None,
     "never": lambda cfg: False,
@@ -566,7 +568,8 @@ def quality_sections(cfg: StudyConfig, root: Path, items: Sequence[SupplementIte
         rows = [["-", "-", f"None of the {len(RULES)} automatic checks raised a point.", ""]]
     review = SupplementItem("table", "review_points", "", "", None, first_number,
                             "Points a reviewer will raise - automatic checks of this run's outputs (major points first).",
-                            note=(f"{len(RULES)} checks of sample size, events per variable, optimism, calibration, thresholds, subgroups, "
+                            note=(f"{len(RULES)} checks of sample size, events per variable, optimism, calibration (slope, prevalence shift, "
+                                  "probabilities not recalibrated after class weighting or SMOTE), thresholds, subgroups, "
                                   "deep-learning weights, in-sample figures, exclusions, failed units, feature stability and the habitat "
                                   "search (thresholds in helpers.reporting.supplement.review_points). Source: the table or figure of this "
                                   "supplement, or the file, the point rests on."),

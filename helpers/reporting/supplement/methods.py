@@ -484,15 +484,85 @@ def _final_model_text(run: RunRecord) -> list[str]:
         how = "grid search" if search == "grid" else f"an Optuna search of {m.n_trials} trials"
         text.append(f"Its hyperparameters were tuned by {how} over {folds}-fold cross-validated AUC on the training cohort "
                     f"({_join([w.hyperparameter(k, v) for k, v in sorted(params.items())])}).")  # fmt: skip
-    cls = (sidecar.get("classifier_params") or {}).get("class_weight")
-    if cls == "balanced":
-        text.append("Classes were weighted inversely to their training frequencies.")
+    text += _final_calibration_text(sidecar)
     rule = str(sidecar.get("threshold_rule") or "Youden's J on training out-of-fold probabilities; positive when p >= threshold")
     rule = rule.replace("; positive when p >= threshold", "").rstrip(".")
     thr = f" ({w.number(sidecar['threshold'], 4)})" if isinstance(sidecar.get("threshold"), int | float) else ""
     text.append(f"The operating threshold{thr} maximised {rule.replace('on training', 'on the training')}; a patient was classed positive "
                 f"at or above it, and it was applied unchanged to the other cohorts.")  # fmt: skip
     return text
+
+
+#: The algorithms scikit-learn weights by class (models.class_weight: balanced); helpers.learning.models.CLASS_WEIGHT_ALGORITHMS.
+_WEIGHTED_ALGORITHMS = ("logistic", "svm", "random_forest", "extra_trees")
+_RECALIBRATION_WORDS = {"sigmoid": "Platt's sigmoid (logistic) recalibration", "isotonic": "isotonic regression"}
+
+
+def _final_calibration_text(sidecar: Mapping) -> list[str]:
+    """The final model's class weighting, SMOTE and recalibration, as its sidecar records them."""
+    weight = sidecar.get("class_weight") or (sidecar.get("classifier_params") or {}).get("class_weight") or "none"
+    smote = "smote" in (sidecar.get("steps") or [])
+    recal = sidecar.get("recalibration") or {"method": "none"}
+    method = recal.get("method", "none")
+    how = _join([x for x in ("weighted classes" if weight == "balanced" else "", "SMOTE" if smote else "") if x])
+    rate, mean = sidecar.get("training_prevalence"), sidecar.get("oof_mean_probability")
+    numbers = (f" (training event rate {w.number(rate, 3)}, mean out-of-fold probability {w.number(mean, 3)})"
+               if isinstance(rate, int | float) and isinstance(mean, int | float) else "")  # fmt: skip
+    if method in _RECALIBRATION_WORDS:
+        source = "decision values" if recal.get("response") == "decision_function" else "probabilities"
+        params = (f", a = {w.number(recal['a'], 3)}, b = {w.number(recal['b'], 3)} in p = 1 / (1 + exp(a s + b))"
+                  if method == "sigmoid" and isinstance(recal.get("a"), int | float) and isinstance(recal.get("b"), int | float) else "")  # fmt: skip
+        before = sidecar.get("oof_mean_probability_uncalibrated")
+        moved = (f"; before recalibration the mean out-of-fold probability was {w.number(before, 3)}"
+                 if isinstance(before, int | float) and isinstance(mean, int | float) and abs(before - mean) >= 0.0005 else "")  # fmt: skip
+        tuned = sidecar.get("search") not in (None, "none") and bool(sidecar.get("params"))
+        why = _join([f"it was trained with {how}" if how else "", "its hyperparameters were chosen by AUC" if tuned else ""], "and")
+        reversed_ = (" The fitted sigmoid decreases with the score: the out-of-fold scores ranked the patients the wrong way round, "
+                     "and the recalibrated model reverses the pipeline's ranking." if recal.get("reverses_ranking") else "")  # fmt: skip
+        return [f"Its probabilities were recalibrated by {_RECALIBRATION_WORDS[method]} fitted on its "
+                f"{recal.get('n_fitted', '')} training out-of-fold {source}{params}".replace("  ", " ")
+                + (f", because {why}" if why else "") + f"{numbers}{moved}.{reversed_}"]  # fmt: skip
+    if how:
+        return [f"It was trained with {how} and its probabilities were not recalibrated{numbers}: they are pulled towards 0.5 and do not "
+                f"estimate the risk at the training event rate, so its calibration and net benefit describe the reweighted model."]  # fmt: skip
+    return [f"It was trained without class weights or oversampling, and its probabilities were not recalibrated{numbers}."]
+
+
+def _probability_text(run: RunRecord) -> str:
+    """Class weighting, SMOTE and recalibration of every model, exactly as configured."""
+    m = run.cfg.models
+    used = list(dict.fromkeys([*m.algorithms, m.final_algorithm, "logistic"]))
+    weighted = [a for a in used if a in _WEIGHTED_ALGORITHMS] if m.class_weight == "balanced" else []
+    text = []
+    if weighted:
+        others = [a for a in used if a not in _WEIGHTED_ALGORITHMS]
+        text.append(f"Classes were weighted inversely to their training frequencies (balanced class weights) in the "
+                    f"{_join([w.algorithm(a) for a in weighted])} classifiers" + (f" ({_join([w.algorithm(a) for a in others])} "
+                    f"unweighted)" if others else "") + ".")  # fmt: skip
+    else:
+        text.append("Classes were not weighted" + (" (every patient weighed the same)" if not m.smote else "; SMOTE oversampled the "
+                    "minority class inside each training fold") + ".")  # fmt: skip
+    how = ("fitted on that model's training out-of-fold scores only (its decision values when the classifier has them, else its "
+           "probabilities), as scikit-learn's CalibratedClassifierCV does with one calibrator on the pooled out-of-fold predictions "
+           "of the same folds; the deployed model is the pipeline refitted on all training patients followed by that calibrator. "
+           "Training-cohort probabilities were recalibrated out-of-fold too (each fold through a calibrator fitted on the other "
+           "folds' scores) and the operating threshold was chosen on them; no validation or test patient was used.")
+    if m.recalibration == "auto":
+        reasons = _join([x for x in ("was trained with class weights" if weighted else "", "was trained with SMOTE" if m.smote else "",
+                                     "had its hyperparameters chosen by cross-validated AUC (which ranks patients and cannot see "
+                                     "calibration)") if x], "or")  # fmt: skip
+        text.append(f"The probabilities of every model that {reasons} were recalibrated by {_RECALIBRATION_WORDS['sigmoid']} {how} "
+                    f"Models with fixed hyperparameters and no reweighting (e.g. the nomogram) kept their own probabilities.")  # fmt: skip
+    elif m.recalibration in _RECALIBRATION_WORDS:
+        text.append(f"The probabilities of every model were recalibrated by {_RECALIBRATION_WORDS[m.recalibration]} {how}")
+    elif weighted or m.smote:
+        text.append(f"The probabilities were not recalibrated (recalibration was switched off in the configuration): trained with "
+                    f"{_join([x for x in ('class weights' if weighted else '', 'SMOTE' if m.smote else '') if x])}, the models' "
+                    f"probabilities are pulled towards 0.5 and are not calibrated risks, so the calibration intercepts, calibration "
+                    f"curves and net benefit describe the reweighted models.")  # fmt: skip
+    else:
+        text.append("The probabilities were used as the models gave them (recalibration was switched off in the configuration).")
+    return " ".join(t.strip() for t in text)
 
 
 def _fusion_text(run: RunRecord) -> str:
@@ -559,6 +629,8 @@ def _models(run: RunRecord) -> MethodsParagraph | None:
                     f"{smote}and the classifier, refitted inside every fold of a stratified, shuffled {m.cv}-fold cross-validation on the "
                     f"training cohort (seed {cfg.seed}), with {_search_text(m.search, m.n_trials)}; held-out cohorts were predicted by the "
                     f"model refitted on all training patients{run.cite('model_grid', 'auc_heatmap_*')}.")  # fmt: skip
+    if run.has("model_grid", "final_model_summary", "predictions_final_model", "ith_sweep"):  # binary models (not a Cox-only sweep)
+        text.append(_probability_text(run))
     if run.has("final_model_summary", "predictions_final_model"):
         text += _final_model_text(run)
     for extra in (_selection_text(run), _fusion_text(run), _ith_sweep_text(run)):
@@ -619,10 +691,15 @@ def _statistics(run: RunRecord) -> MethodsParagraph | None:
             if c in bins:
                 by_k.setdefault(bins[c], []).append(w.words(c))
         plotted = _join([f"{k} for the {_join(names)} cohort{'s' if len(names) > 1 else ''}" for k, names in by_k.items()])
-        text.append(f"Calibration was assessed by the calibration intercept and slope, the Brier score and the Hosmer-Lemeshow test"
+        text.append(f"Calibration was assessed by calibration-in-the-large (the mean predicted probability against the observed event "
+                    f"rate and, on the logit scale, the calibration intercept: the offset a logistic model with the logit of the "
+                    f"predicted probability as offset needs, ideal 0, negative when risks are overestimated), the calibration slope "
+                    f"(ideal 1, below 1 when predictions are too extreme), the Brier and scaled Brier scores and the Hosmer-Lemeshow test"
                     f"{_hl_groups(run)}{run.cite('calibration')}" + (f", and plotted as the observed event rate in quantile bins of the predicted "
                     f"probability (at most {sc.calibration_bins} bins and about ten patients per bin: {plotted}) with a lowess-smoothed curve"
-                    f"{run.cite('calibration_*')}" if plotted else "") + ".")  # fmt: skip
+                    f"{run.cite('calibration_*')}" if plotted else "") + ". A cohort whose event rate differed from the training "
+                    "cohort's by at least 0.10 is flagged among the reviewer points: such a prevalence shift moves the calibration "
+                    "intercept even of a model calibrated on training, by about the difference of the two rates' logits.")  # fmt: skip
     if run.has("decision_curve_*"):
         first, last, step = sc.dca_thresholds
         text.append(f"Decision curves give the net benefit at threshold probabilities from {w.number(first)} to {w.number(last)} in steps of "

@@ -501,8 +501,17 @@ def clinical(run: RunRecord) -> MethodsParagraph | None:
     params = sidecar.get("params") or {}
     tuned = f" ({_join([w.hyperparameter(k, v) for k, v in sorted(params.items())])})" if params else ""
     folds = sidecar.get("cv_folds") or run.cfg.models.cv
-    text.append(f"It was an L2-penalised logistic regression with class weights inverse to the training class frequencies, its penalty tuned by "
-                f"grid search over {folds}-fold cross-validated AUC{tuned}; its threshold was chosen like the radiomics model's"
+    # Class weights and recalibration as the sidecar recorded them (a sidecar written before they were recorded: its
+    # classifier parameters, else the configuration).
+    weight = sidecar.get("class_weight") or (sidecar.get("classifier_params") or {}).get("class_weight") or run.cfg.models.class_weight
+    recal = (sidecar.get("recalibration") or {}).get("method", "none")
+    weighted = "with class weights inverse to the training class frequencies" if weight == "balanced" else "without class weights"
+    smote = " and SMOTE inside the training folds" if "smote" in (sidecar.get("steps") or []) else ""
+    calibrated = {"sigmoid": "; its probabilities were recalibrated by Platt's sigmoid fitted on its training out-of-fold decision values",
+                  "isotonic": "; its probabilities were recalibrated by isotonic regression fitted on its training out-of-fold decision values"
+                  }.get(recal, "; its probabilities were not recalibrated")  # fmt: skip
+    text.append(f"It was an L2-penalised logistic regression {weighted}{smote}, its penalty tuned by grid search over {folds}-fold "
+                f"cross-validated AUC{tuned}{calibrated}; its threshold was chosen like the radiomics model's"
                 f"{run.cite('clinical_model_coefficients')}.")  # fmt: skip
     cc = run.cfg.clinical
     if cc.nomogram and not run.has("nomogram_coefficients", "nomogram"):
@@ -680,6 +689,8 @@ def explainability(run: RunRecord) -> MethodsParagraph | None:
         background = f"the {w.plural(int(n_train), 'training patient')}" if n_train else "the training patients"
     text = [f"The final model was explained with {how} on the features it selected, with {background} as background (never held-out "
             f"patients); summary, importance and single-patient plots are shown{run.cite('shap_*')}."]  # fmt: skip
+    if (sidecar.get("recalibration") or {}).get("method", "none") != "none":
+        text.append("The explanations are those of the model before its recalibration (a non-decreasing map of its score).")
     return MethodsParagraph("explainability", "Explainability", " ".join(text))
 
 

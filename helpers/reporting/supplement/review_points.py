@@ -21,13 +21,23 @@ the text of each point:
 - an evaluation cohort with fewer than 100 patients, events or non-events
   (Collins et al. 2016; Riley et al. 2021);
 - excluded patients, dropped features and failed extraction units;
-- a calibration slope below 0.8 or above 1.25 in an evaluation cohort.
+- a calibration slope below 0.8 or above 1.25 in an evaluation cohort;
+- an evaluation cohort whose event rate differs from the training cohort's by
+  at least 0.10 in absolute terms (prevalence shift: it moves the calibration
+  intercept even of a model calibrated on training, by about the difference
+  of the two rates' logits; major when a model's calibration intercept there
+  has a 95% CI excluding 0);
+- probabilities of a model trained with class weights or SMOTE that were not
+  recalibrated (they do not estimate the risk at the training prevalence);
+- a sigmoid recalibration that decreases with the model's score (its
+  out-of-fold scores ranked the patients the wrong way round).
 """
 
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -49,6 +59,9 @@ MIN_EVENTS_PER_VARIABLE = 10
 MIN_EVALUATION_PATIENTS = 100
 MIN_EVALUATION_EVENTS = 100
 SLOPE_RANGE = (0.8, 1.25)
+#: Absolute difference in event rate between an evaluation cohort and the training cohort that counts as a prevalence
+#: shift (10 percentage points: about 0.4 on the logit scale around 0.5, a calibration intercept a reviewer notices).
+PREVALENCE_SHIFT = 0.10
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,15 @@ class _Run:
 
     def exists(self, rel: str) -> bool:
         return self._path(rel).is_file()
+
+    def json(self, rel: str) -> dict:
+        """A JSON record of the run (empty when missing or unreadable)."""
+        path = self._path(rel)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def tables(self, prefix: str) -> list[str]:
         """``tables/<prefix>*.csv`` files, sorted (a task's and the shared steps' for one task of a study with tasks)."""
@@ -367,10 +389,120 @@ def calibration_slope(run: _Run) -> list[ReviewPoint]:
     return out
 
 
+def _rates(run: _Run) -> dict[str, tuple[int, int]]:
+    """(patients, events) per cohort: ``cohort_split_counts``, else the calibration table's rows."""
+    out: dict[str, tuple[int, int]] = {}
+    for cohort in run.cfg.cohorts:
+        counts = _class_counts(run, cohort)
+        if counts is not None:
+            out[cohort] = (counts[0], counts[1])
+    for row in run.rows("tables/calibration.csv"):
+        n, events = _count(row.get("n")), _count(row.get("events"))
+        if row.get("cohort") and n and events is not None:
+            out.setdefault(row["cohort"], (n, events))
+    return out
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def prevalence_shift(run: _Run) -> list[ReviewPoint]:
+    """An evaluation cohort whose event rate differs from the training cohort's by at least :data:`PREVALENCE_SHIFT`."""
+    rates = _rates(run)
+    train = [rates[c] for c in run.training if c in rates]
+    if not train:
+        return []
+    n_t, e_t = sum(n for n, _ in train), sum(e for _, e in train)
+    if not 0 < e_t < n_t:
+        return []
+    p_t = e_t / n_t
+    src = "tables/cohort_split_counts.csv" if run.exists("tables/cohort_split_counts.csv") else "tables/calibration.csv"
+    out = []
+    for cohort in run.evaluation:
+        if cohort not in rates:
+            continue
+        n, events = rates[cohort]
+        if not 0 < events < n:
+            continue
+        p = events / n
+        if abs(p - p_t) < PREVALENCE_SHIFT:
+            continue
+        shift = _logit(p) - _logit(p_t)
+        observed, excluded = [], False
+        for row in run.rows("tables/calibration.csv"):
+            a, lo, hi = (_float(row.get(k)) for k in ("intercept", "intercept_lower", "intercept_upper"))
+            if row.get("cohort") != cohort or a is None:
+                continue
+            ci = f" (95% CI {_f2(lo)} to {_f2(hi)})" if lo is not None and hi is not None else ""
+            observed.append(f"{row.get('model', 'a model')} {a:+.2f}{ci}")
+            excluded = excluded or (lo is not None and hi is not None and not lo <= 0.0 <= hi)
+        seen = f" Observed calibration intercepts there: {'; '.join(observed)}." if observed else ""
+        training = " and ".join(_cohort(c) for c in run.training)
+        out.append(ReviewPoint(
+            "major" if excluded else "minor",
+            f"The {_cohort(cohort)} cohort's event rate ({p:.2f}, {events} of {n}) differs from the {training} cohort's ({p_t:.2f}, "
+            f"{e_t} of {n_t}) by {abs(p - p_t):.2f} (rule: an absolute difference of at least {PREVALENCE_SHIFT:.2f}). Under a pure "
+            f"prevalence shift a model calibrated on training shows a calibration intercept of about logit({p:.2f}) - logit({p_t:.2f}) "
+            f"= {shift:+.2f} there, and its mean predicted probability stays near the training rate.{seen} A reviewer will ask how much "
+            f"of the miscalibration is prevalence shift; discuss it, and update the intercept to the cohort's event rate before "
+            f"using the model there.", src, "prevalence_shift"))  # fmt: skip
+    return out
+
+
+#: The saved models whose probabilities the statistics report (notebook 05's sidecars).
+_MODEL_SIDECARS = (("the final radiomics model", "models/final_model.json"), ("the clinical model", "models/clinical_model.json"))
+
+
+def uncalibrated_probabilities(run: _Run) -> list[ReviewPoint]:
+    """A model trained with class weights or SMOTE whose probabilities were not recalibrated."""
+    out = []
+    for what, src in _MODEL_SIDECARS:
+        meta = run.json(src)
+        if not meta:
+            continue
+        weight = meta.get("class_weight") or (meta.get("classifier_params") or {}).get("class_weight") or "none"
+        smote = "smote" in (meta.get("steps") or [])
+        method = (meta.get("recalibration") or {}).get("method", "none")
+        if method != "none" or (weight == "none" and not smote):
+            continue
+        how = " and ".join(x for x in ("class weighting" if weight != "none" else "", "SMOTE oversampling" if smote else "") if x)
+        rate = meta.get("training_prevalence")
+        mean = meta.get("oof_mean_probability")
+        numbers = (f" (training event rate {rate:.2f}, mean out-of-fold probability {mean:.2f})"
+                   if isinstance(rate, int | float) and isinstance(mean, int | float) else "")  # fmt: skip
+        out.append(ReviewPoint(
+            "major", f"The probabilities of {what} are not calibrated: it was trained with {how} and not recalibrated "
+            f"(models.recalibration: none), so its probabilities are pulled towards 0.5 instead of the training event rate{numbers}. "
+            f"Its calibration table and curves, and the net benefit of its decision curves, describe the reweighted model, not a risk; "
+            f"set models.recalibration to auto, sigmoid or isotonic, or turn the reweighting off.", src, "uncalibrated_probabilities"))  # fmt: skip
+    return out
+
+
+def reversed_recalibration(run: _Run) -> list[ReviewPoint]:
+    """A recalibration that reverses a model's ranking (Platt's slope of the wrong sign)."""
+    out = []
+    for what, src in _MODEL_SIDECARS:
+        meta = run.json(src)
+        recal = meta.get("recalibration") or {}
+        if not recal.get("reverses_ranking"):
+            continue
+        auc = meta.get("oof_auc_uncalibrated")
+        before = f" (out-of-fold AUC {auc:.2f} before recalibration)" if isinstance(auc, int | float) else ""
+        out.append(ReviewPoint(
+            "major", f"The recalibration of {what} decreases with its score (Platt's a = {recal.get('a', float('nan')):+.2f}): its "
+            f"training out-of-fold scores ranked the patients the wrong way round{before}, so the calibrated model reverses the "
+            f"pipeline's ranking. The model carries no usable signal; report it as such rather than as a calibrated risk.",
+            src, "reversed_recalibration"))  # fmt: skip
+    return out
+
+
 #: Every rule, in the order their points are listed within a severity.
 RULES: tuple[Callable[[_Run], list[ReviewPoint]], ...] = (
-    small_evaluation_cohort, events_per_variable, auc_gap, calibration_slope, degenerate_threshold, untrained_deep_weights,
-    in_sample_training_scores, failed_units, excluded_data, small_subgroups, icc_keeps_few, habitat_k_at_edge,
+    small_evaluation_cohort, events_per_variable, auc_gap, uncalibrated_probabilities, reversed_recalibration, calibration_slope,
+    prevalence_shift,
+    degenerate_threshold, untrained_deep_weights, in_sample_training_scores, failed_units, excluded_data, small_subgroups,
+    icc_keeps_few, habitat_k_at_edge,
 )  # fmt: skip
 
 
