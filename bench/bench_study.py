@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,8 @@ def _write_docs(section: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", nargs="*", default=None, help="steps to run (default: every configured step)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="copy the run's reports folder here afterwards (e.g. to compare tables with another commit)")
     args = ap.parse_args()
     configured = [s["name"] for s in yaml.safe_load((REPO / "study.yaml").read_text())["steps"]]
     steps = [s for s in configured if args.steps is None or s in args.steps]
@@ -94,6 +97,8 @@ def main() -> int:
             if rows[-1]["exit"] != 0:
                 print(rows[-1]["tail"], file=sys.stderr)
                 break
+        if args.keep is not None:
+            shutil.copytree(Path(tmp) / "reports", args.keep, dirs_exist_ok=True)
     Path("/tmp/bench_study.json").write_text(json.dumps(rows, indent=2))
     _write_docs(_markdown(rows, "python " + " ".join(["bench/bench_study.py", *sys.argv[1:]])))
     return 0 if all(r["exit"] == 0 for r in rows) else 1
