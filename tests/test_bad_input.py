@@ -667,8 +667,8 @@ def test_dicom_seg_masks(sts_dicom_copy, tmp_path):
     _set_manifest(study, "P01", "CT", mask=str(two))
     err = _validate(study)
     (issue,) = err.issues
-    _assert_issue(err, patient="P01", column="mask", row=1, text="holds 2 segments (1 'GTV', 2 'Oedema'); name the segment to use (label or number) in the manifest column 'mask_roi'",
-                  fix="choose the structure or segment in 'mask_roi'")
+    _assert_issue(err, patient="P01", column="mask", row=1, text="holds 2 segments (1 'GTV', 2 'Oedema'); name one (label or number) in the manifest column 'mask_roi'",
+                  fix="set 'mask_roi', or re-export the RTSTRUCT/SEG")
     _set_manifest(study, "P01", "CT", mask_roi="Oedema")
     load_study(load_config(study / "study.yaml"))
 

@@ -170,7 +170,7 @@ def test_segment_chosen_by_label_or_number(two_segments, choice, value):
 
 def test_segment_choice_errors_list_the_segments(two_segments, tmp_path):
     image, labels, path = two_segments
-    with pytest.raises(ImageReadError, match=r"holds 2 segments \(1 'GTV', 2 'Oedema'\); name the segment to use \(label or number\) in the manifest column 'mask_roi'"):
+    with pytest.raises(ImageReadError, match=r"holds 2 segments \(1 'GTV', 2 'Oedema'\); name one \(label or number\) in the manifest column 'mask_roi'"):
         read_mask(path, reference=image)
     with pytest.raises(ImageReadError, match=r"segment 'Tumour' not in .*; segments: 1 'GTV', 2 'Oedema'; fix the manifest column 'mask_roi'"):
         read_mask(path, reference=image, roi_name="Tumour")

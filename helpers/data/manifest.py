@@ -507,7 +507,7 @@ def _check_files(df: pd.DataFrame, cfg: StudyConfig, base: Path, issues: list[Ma
                 mask = read_mask(paths[col], reference=image if dicom_mask else None, roi_name=r.mask_roi or None,
                                  tolerance=cfg.geometry_tolerance)
             except ImageReadError as exc:
-                fix = ("choose the structure or segment in 'mask_roi', or re-export the RTSTRUCT/SEG on this row's image"
+                fix = ("set 'mask_roi', or re-export the RTSTRUCT/SEG on this row's image"
                        if dicom_mask else "replace the mask with a readable label image, RTSTRUCT or DICOM SEG")
                 issues.append(ManifestIssue(r.row, col, r.patient, str(exc).replace(str(paths[col]), _clip(getattr(r, col))), fix))
                 continue

@@ -90,7 +90,7 @@ def _listing(segments: list[tuple[int, str]]) -> str:
 
 def _segment_number(path: Path, segments: list[tuple[int, str]], choice: str | None) -> int:
     """The segment named by ``choice`` (label, else number); the only one when ``choice`` is empty."""
-    fix = "name the segment to use (label or number) in the manifest column 'mask_roi'"
+    fix = "name one (label or number) in the manifest column 'mask_roi'"
     if not segments:
         raise ImageReadError(f"{path} is a DICOM SEG without segments (empty SegmentSequence); re-export the segmentation")
     if choice is None or str(choice).strip() == "":
