@@ -340,7 +340,7 @@ def _dicom_mask_reference(path: Path) -> tuple[str, str, set[str], str] | None:
                   for se in st.get("RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in se}
         return "RTSTRUCT", str(ds.get("PatientID", "") or ""), series, ""
     if kind == "SEG":
-        ref = seg_reference(path)
+        ref = seg_reference(ds)  # the header already read
         return "SEG", ref.patient_id, set(ref.series_uids), ref.frame_of_reference_uid
     return None
 

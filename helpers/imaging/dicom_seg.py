@@ -69,15 +69,20 @@ def _read(path: Path):
         raise ImageReadError(f"cannot read DICOM SEG {path}: {exc}") from None
 
 
-def seg_segments(path: str | Path) -> list[tuple[int, str]]:
-    """(segment number, segment label) of every segment of a SEG file."""
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    return [(int(s.SegmentNumber), str(s.get("SegmentLabel", ""))) for s in ds.get("SegmentSequence", [])]
+def _header(source: str | Path | pydicom.Dataset) -> pydicom.Dataset:
+    """A SEG's header: the dataset itself, or read from its file (pixel data skipped)."""
+    return source if isinstance(source, pydicom.Dataset) else pydicom.dcmread(str(source), stop_before_pixels=True)
 
 
-def seg_reference(path: str | Path) -> SegReference:
-    """PatientID, referenced SeriesInstanceUIDs and FrameOfReferenceUID of a SEG file."""
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+def seg_segments(source: str | Path | pydicom.Dataset) -> list[tuple[int, str]]:
+    """(segment number, segment label) of every segment of a SEG file or dataset."""
+    return [(int(s.SegmentNumber), str(s.get("SegmentLabel", ""))) for s in _header(source).get("SegmentSequence", [])]
+
+
+def seg_reference(source: str | Path | pydicom.Dataset) -> SegReference:
+    """PatientID, referenced SeriesInstanceUIDs and FrameOfReferenceUID of a SEG file or dataset (an already read
+    header is not read again)."""
+    ds = _header(source)
     series = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
     series |= {str(s.SeriesInstanceUID) for st in ds.get("StudiesContainingOtherReferencedInstancesSequence", [])
                for s in st.get("ReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
@@ -168,7 +173,7 @@ def seg_to_mask(path: str | Path, reference: sitk.Image, segment: str | None = N
     seg = _read(path)
     if str(seg.get("Modality", "")) != "SEG":
         raise ImageReadError(f"{path} is not a DICOM SEG (Modality={seg.get('Modality')!r})")
-    number = _segment_number(path, [(int(s.SegmentNumber), str(s.get("SegmentLabel", ""))) for s in seg.SegmentSequence], segment)
+    number = _segment_number(path, seg_segments(seg), segment)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
