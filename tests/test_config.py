@@ -13,7 +13,8 @@ def test_default_study_config_loads():
     cfg = load_config(REPO / "study.yaml")
     assert cfg.study == "sts"
     assert cfg.training_cohorts == ["training"]
-    assert set(cfg.series) == {"CT", "PET", "MR_T1", "MR_T1_SR"} and cfg.comparison_series == ["MR_T1_SR"]
+    # The NR-vs-SR arm is its own study (study_nr_sr.yaml) since issue 17.
+    assert set(cfg.series) == {"CT", "PET", "MR_T1"} and cfg.comparison_series == [] and cfg.super_resolution is None
     assert cfg.path(cfg.manifest) == REPO / "data_manifest.csv"
     assert cfg.report_root == REPO / "reports" / "sts"
 
@@ -121,7 +122,8 @@ def test_nr_vs_sr_study_config_loads():
     cfg = load_config(REPO / "study_nr_sr.yaml")
     assert cfg.extraction.series == ("MR_T1", "MR_T1_SR") and cfg.comparison_series == ["MR_T1_SR"]
     assert [s.name for s in cfg.steps] == ["segmentation", "feature_extraction", "signature", "models", "statistics"]
-    assert cfg.segmentation is None and cfg.deep_features == () and cfg.super_resolution == load_config(REPO / "study.yaml").super_resolution
+    assert cfg.segmentation is None and cfg.deep_features == ()
+    assert cfg.super_resolution.series == "MR_T1" and cfg.super_resolution.settings.epochs == 8
 
 
 def test_ibsi_preset_resamples_on_centre_aligned_grids_unless_a_series_says_otherwise(tmp_path, base):
