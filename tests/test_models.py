@@ -728,3 +728,35 @@ def test_stacker_inside_tune_gives_nested_out_of_fold_estimate():
     model = tune(_stacker(cv=3), feature_fusion(train), y_train, search="none", cv=3)
     assert model.algorithm == "stacking" and 0.6 < model.cv_auc_mean_ <= 1.0
     assert "helpers" in model.metadata()["versions"]
+
+
+@pytest.mark.parametrize("recalibration", ["none", "sigmoid"])
+def test_model_grid_in_parallel_processes_gives_identical_results(recalibration):
+    """``n_jobs`` fits blocks in loky processes: the table, every out-of-fold probability, threshold and held-out
+    probability are bitwise those of the sequential grid (each fit is seeded and single-threaded)."""
+    train, y_train = _two_block_problem(80, seed=0)
+    test, y_test = _two_block_problem(60, seed=1)
+    train = {**train, "MR / ring": train["CT / tumour"] * 2.0 + 1.0}
+    test = {**test, "MR / ring": test["CT / tumour"] * 2.0 + 1.0}
+    kwargs = {"algorithms": ["logistic", "svm", "random_forest", "xgboost", "lightgbm", "catboost"],
+              "steps_factory": scaled_selected, "search": "none", "cv": 3, "recalibration": recalibration,
+              "classifier_params": {"random_forest": {"n_estimators": 20}, "xgboost": {"n_estimators": 20},
+                                    "lightgbm": {"n_estimators": 20}, "catboost": {"iterations": 20}},
+              "return_models": True}  # fmt: skip
+    grid_seq, models_seq = model_grid(train, y_train, test, y_test, **kwargs)
+    grid_par, models_par = model_grid(train, y_train, test, y_test, n_jobs=2, **kwargs)
+    pd.testing.assert_frame_equal(grid_seq, grid_par, check_exact=True)
+    assert list(models_seq) == list(models_par) and len(models_seq) == 3 * 6
+    for key, model in models_seq.items():
+        other = models_par[key]
+        block = test[key[0]]
+        assert np.array_equal(model.oof_proba_.to_numpy(), other.oof_proba_.to_numpy()), key
+        assert model.threshold_ == other.threshold_, key
+        assert np.array_equal(model.positive_proba(block).to_numpy(), other.positive_proba(block).to_numpy()), key
+
+
+@pytest.mark.parametrize("n_jobs", [0, -1, 1.5, "2"])
+def test_model_grid_refuses_a_bad_n_jobs(easy, n_jobs):
+    X, y = easy
+    with pytest.raises(ValueError, match="n_jobs must be a positive integer"):
+        model_grid({"b": X}, y, algorithms=["logistic"], search="none", n_jobs=n_jobs)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import numbers
 import pickle
 import platform
 import re
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import joblib
+from joblib import Parallel, delayed
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -1421,6 +1423,45 @@ def _aligned_labels(y: object, X: pd.DataFrame, what: str, ref: str = "X") -> ob
     return align_to_index(X.index, y, what, ref)
 
 
+def _grid_block(key, X, *, y_train, X_test_blocks, y_test, algorithms, steps_factory, search, cv, random_state, labels,
+                n_trials, smote, smote_k_neighbors, param_spaces, classifier_params, training_cohort, cache_selection,
+                class_weight, recalibration) -> tuple[list[dict], dict[tuple[str, str], TunedModel]]:
+    """:func:`model_grid`'s rows and models of one block (every algorithm), with the block's own selection cache."""
+    rows, models = [], {}
+    name = _block_label(key)
+    y = _aligned_labels(y_train, X, "y_train", f"blocks[{name!r}]") if isinstance(X, pd.DataFrame) else y_train
+    with selection_cache(enabled=cache_selection) as memory:  # one per block: only the same data shares fitted steps
+        for algorithm in algorithms:
+            steps = steps_factory() if steps_factory is not None else []
+            weight = class_weight_for(algorithm, class_weight)
+            recal = recalibration if isinstance(recalibration, str) else recalibration.get(algorithm, "none")
+            pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, class_weight=weight,
+                                                         **classifier_params.get(algorithm, {})),
+                                  smote=smote, smote_k_neighbors=smote_k_neighbors, random_state=random_state)  # fmt: skip
+            space = param_spaces.get(algorithm) if search != "none" else None
+            model = tune(pipe, X, y, search=search, param_space=space, cv=cv, n_trials=n_trials, random_state=random_state,
+                         training_cohort=training_cohort, cache_selection=cache_selection, selection_memory=memory,
+                         recalibration=recal)  # fmt: skip
+            row = {
+                "block": name, "algorithm": algorithm,
+                "block_label": labels.get(key, labels.get(name, name)), "algorithm_label": labels.get(algorithm, algorithm),
+                "n_features": X.shape[1], "n_train": model.n_train, "class_weight": weight or "none", "recalibration": recal,
+                "cv_auc_mean": model.cv_auc_mean_, "cv_auc_sd": model.cv_auc_sd_, "oof_auc": model.oof_auc_,
+                "threshold": model.threshold_,
+                "test_auc": np.nan, "test_sensitivity": np.nan, "test_specificity": np.nan,
+                "best_params": json.dumps(_jsonable(model.best_params_), sort_keys=True),
+            }  # fmt: skip
+            if X_test_blocks is not None:
+                X_test = X_test_blocks[key]
+                yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test", f"X_test_blocks[{name!r}]") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
+                p = model.positive_proba(X_test).to_numpy()
+                called = p >= model.threshold_  # the training threshold, unchanged
+                row.update(test_auc=roc_auc_score(yt, p), test_sensitivity=called[yt == 1].mean(), test_specificity=(~called[yt == 0]).mean())
+            rows.append(row)
+            models[(name, algorithm)] = model
+    return rows, models
+
+
 def model_grid(
     blocks: Mapping[object, pd.DataFrame],
     y_train: pd.Series | np.ndarray,
@@ -1443,6 +1484,7 @@ def model_grid(
     cache_selection: bool = True,
     class_weight: str | None = None,
     recalibration: str | Mapping[str, str] = "none",
+    n_jobs: int = 1,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[tuple[str, str], TunedModel]]:
     """Tune every feature block x algorithm on training data; evaluate held-out blocks.
 
@@ -1490,6 +1532,11 @@ def model_grid(
     recalibration : str or mapping of algorithm to str
         :func:`tune`'s ``recalibration``, for every algorithm or per
         algorithm (missing algorithms: ``none``).
+    n_jobs : int
+        Blocks fitted in parallel (joblib processes, one block with all its
+        algorithms per task, so a block's selection cache stays shared).
+        Every fit is seeded and single-threaded, so the table and the models
+        are identical for any ``n_jobs`` (tested bitwise).
 
     Returns
     -------
@@ -1520,42 +1567,25 @@ def model_grid(
         missing = [k for k in blocks if k not in X_test_blocks]
         if missing:
             raise ValueError(f"no test block for {missing[:3]}; give X_test_blocks the same keys as blocks")
-    labels = dict(labels or {})
-    param_spaces = dict(param_spaces or {})
-    classifier_params = dict(classifier_params or {})
+    if not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    options = {
+        "y_train": y_train, "X_test_blocks": X_test_blocks, "y_test": y_test, "algorithms": tuple(algorithms),
+        "steps_factory": steps_factory, "search": search, "cv": cv, "random_state": random_state, "labels": dict(labels or {}),
+        "n_trials": n_trials, "smote": smote, "smote_k_neighbors": smote_k_neighbors, "param_spaces": dict(param_spaces or {}),
+        "classifier_params": dict(classifier_params or {}), "training_cohort": training_cohort,
+        "cache_selection": cache_selection, "class_weight": class_weight, "recalibration": recalibration,
+    }  # fmt: skip
+    jobs = min(n_jobs, len(blocks))
+    if jobs == 1:
+        results = [_grid_block(key, X, **options) for key, X in blocks.items()]
+    else:
+        # Processes, in block order; each worker's BLAS/OpenMP is limited to one thread by loky, as the classifiers are.
+        results = Parallel(n_jobs=jobs, backend="loky")(delayed(_grid_block)(key, X, **options) for key, X in blocks.items())
     rows, models = [], {}
-    for key, X in blocks.items():
-        name = _block_label(key)
-        y = _aligned_labels(y_train, X, "y_train", f"blocks[{name!r}]") if isinstance(X, pd.DataFrame) else y_train
-        with selection_cache(enabled=cache_selection) as memory:  # one per block: only the same data shares fitted steps
-            for algorithm in algorithms:
-                steps = steps_factory() if steps_factory is not None else []
-                weight = class_weight_for(algorithm, class_weight)
-                recal = recalibration if isinstance(recalibration, str) else recalibration.get(algorithm, "none")
-                pipe = build_pipeline(steps, make_classifier(algorithm, random_state=random_state, class_weight=weight,
-                                                             **classifier_params.get(algorithm, {})),
-                                      smote=smote, smote_k_neighbors=smote_k_neighbors, random_state=random_state)  # fmt: skip
-                space = param_spaces.get(algorithm) if search != "none" else None
-                model = tune(pipe, X, y, search=search, param_space=space, cv=cv, n_trials=n_trials, random_state=random_state,
-                             training_cohort=training_cohort, cache_selection=cache_selection, selection_memory=memory,
-                             recalibration=recal)  # fmt: skip
-                row = {
-                    "block": name, "algorithm": algorithm,
-                    "block_label": labels.get(key, labels.get(name, name)), "algorithm_label": labels.get(algorithm, algorithm),
-                    "n_features": X.shape[1], "n_train": model.n_train, "class_weight": weight or "none", "recalibration": recal,
-                    "cv_auc_mean": model.cv_auc_mean_, "cv_auc_sd": model.cv_auc_sd_, "oof_auc": model.oof_auc_,
-                    "threshold": model.threshold_,
-                    "test_auc": np.nan, "test_sensitivity": np.nan, "test_specificity": np.nan,
-                    "best_params": json.dumps(_jsonable(model.best_params_), sort_keys=True),
-                }  # fmt: skip
-                if X_test_blocks is not None:
-                    X_test = X_test_blocks[key]
-                    yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test", f"X_test_blocks[{name!r}]") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
-                    p = model.positive_proba(X_test).to_numpy()
-                    called = p >= model.threshold_  # the training threshold, unchanged
-                    row.update(test_auc=roc_auc_score(yt, p), test_sensitivity=called[yt == 1].mean(), test_specificity=(~called[yt == 0]).mean())
-                rows.append(row)
-                models[(name, algorithm)] = model
+    for block_rows, block_models in results:
+        rows += block_rows
+        models.update(block_models)
     table = pd.DataFrame(rows)
     return (table, models) if return_models else table
 

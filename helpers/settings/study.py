@@ -349,6 +349,8 @@ class ModelsConfig(StrictModel):
         {"step": "mrmr", "k": 10},
     )
     final_algorithm: str = "logistic"
+    workers: int = Field(1, ge=1, description="blocks of the model grid fitted in parallel (processes; every fit stays "
+                         "single-threaded and seeded, so the results are identical for any number of workers)")
     final_selection: Literal["configured", "validation"] = Field(
         "configured",
         description="configured: the final model uses final_algorithm; validation: the final model's algorithm is chosen among "

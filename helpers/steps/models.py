@@ -144,11 +144,12 @@ def _steps_factory(cfg: StudyConfig, steps_config):
     return factory
 
 
-def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, return_models: bool = False):
+def run_model_grid(data: ModellingData, cfg: StudyConfig, return_models: bool = False):
     """Cross-validated (training) and held-out AUC of every block x algorithm.
 
     Held-out AUCs are given for each non-training cohort (``auc_<cohort>``).
     With ``return_models``, also the fitted models keyed by ``(block, algorithm)``.
+    The blocks are fitted ``models.workers`` at a time (identical results for any number).
     """
     blocks = study_blocks(data.features, cfg)
     train = data.train
@@ -159,6 +160,7 @@ def run_model_grid(data: ModellingData, cfg: StudyConfig, n_jobs: int = 1, retur
         cv=cfg.models.cv, random_state=cfg.seed, n_trials=cfg.models.n_trials, smote=cfg.models.smote,
         training_cohort="+".join(data.training), return_models=True, class_weight=cfg.models.class_weight,
         recalibration={a: cfg.models.recalibration_for(a, tuned=cfg.models.search != "none") for a in cfg.models.algorithms},
+        n_jobs=cfg.models.workers,
     )
     # Held-out columns per cohort, validation first then tests (no cohort singled out as "the" test set).
     grid = grid.drop(columns=["test_auc", "test_sensitivity", "test_specificity"])
