@@ -1423,10 +1423,12 @@ def _aligned_labels(y: object, X: pd.DataFrame, what: str, ref: str = "X") -> ob
     return align_to_index(X.index, y, what, ref)
 
 
-def _grid_block(key, X, *, y_train, X_test_blocks, y_test, algorithms, steps_factory, search, cv, random_state, labels,
+def _grid_block(key, X, X_test, *, y_train, y_test, algorithms, steps_factory, search, cv, random_state, labels,
                 n_trials, smote, smote_k_neighbors, param_spaces, classifier_params, training_cohort, cache_selection,
                 class_weight, recalibration) -> tuple[list[dict], dict[tuple[str, str], TunedModel]]:
-    """:func:`model_grid`'s rows and models of one block (every algorithm), with the block's own selection cache."""
+    """:func:`model_grid`'s rows and models of one block (every algorithm), with the block's own selection cache.
+
+    ``X_test`` is the block's held-out frame or None: a worker process receives its own block's data only."""
     rows, models = [], {}
     name = _block_label(key)
     y = _aligned_labels(y_train, X, "y_train", f"blocks[{name!r}]") if isinstance(X, pd.DataFrame) else y_train
@@ -1451,8 +1453,7 @@ def _grid_block(key, X, *, y_train, X_test_blocks, y_test, algorithms, steps_fac
                 "test_auc": np.nan, "test_sensitivity": np.nan, "test_specificity": np.nan,
                 "best_params": json.dumps(_jsonable(model.best_params_), sort_keys=True),
             }  # fmt: skip
-            if X_test_blocks is not None:
-                X_test = X_test_blocks[key]
+            if X_test is not None:
                 yt = _binary_labels(_aligned_labels(y_test, X_test, "y_test", f"X_test_blocks[{name!r}]") if isinstance(X_test, pd.DataFrame) else y_test, "y_test")
                 p = model.positive_proba(X_test).to_numpy()
                 called = p >= model.threshold_  # the training threshold, unchanged
@@ -1570,18 +1571,19 @@ def model_grid(
     if not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
     options = {
-        "y_train": y_train, "X_test_blocks": X_test_blocks, "y_test": y_test, "algorithms": tuple(algorithms),
+        "y_train": y_train, "y_test": y_test, "algorithms": tuple(algorithms),
         "steps_factory": steps_factory, "search": search, "cv": cv, "random_state": random_state, "labels": dict(labels or {}),
         "n_trials": n_trials, "smote": smote, "smote_k_neighbors": smote_k_neighbors, "param_spaces": dict(param_spaces or {}),
         "classifier_params": dict(classifier_params or {}), "training_cohort": training_cohort,
         "cache_selection": cache_selection, "class_weight": class_weight, "recalibration": recalibration,
     }  # fmt: skip
+    tasks = [(key, X, None if X_test_blocks is None else X_test_blocks[key]) for key, X in blocks.items()]
     jobs = min(n_jobs, len(blocks))
     if jobs == 1:
-        results = [_grid_block(key, X, **options) for key, X in blocks.items()]
+        results = [_grid_block(*task, **options) for task in tasks]
     else:
         # Processes, in block order; each worker's BLAS/OpenMP is limited to one thread by loky, as the classifiers are.
-        results = Parallel(n_jobs=jobs, backend="loky")(delayed(_grid_block)(key, X, **options) for key, X in blocks.items())
+        results = Parallel(n_jobs=jobs, backend="loky")(delayed(_grid_block)(*task, **options) for task in tasks)
     rows, models = [], {}
     for block_rows, block_models in results:
         rows += block_rows
