@@ -64,8 +64,8 @@ def compare(before: Path, after: Path, ignore: set[str]) -> pd.DataFrame:
             if rel not in files_b or rel not in files_a:
                 rows.append({"file": str(rel), "verdict": "before only" if rel in files_a else "after only", "detail": ""})
                 continue
-            verdict, detail = (_parquet_verdict if rel.suffix == ".parquet" else lambda x, y: _csv_verdict(x, y, ignore))(
-                before / rel, after / rel)
+            a, b = before / rel, after / rel
+            verdict, detail = _parquet_verdict(a, b) if rel.suffix == ".parquet" else _csv_verdict(a, b, ignore)
             rows.append({"file": str(rel), "verdict": verdict, "detail": detail})
     return pd.DataFrame(rows, columns=["file", "verdict", "detail"])
 
