@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 from sklearn.base import clone
 from sklearn.feature_selection import f_classif
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -21,10 +22,12 @@ from sklearn.preprocessing import StandardScaler
 
 from helpers.errors import ConfigError
 from helpers.figures.selection import coefficient_figure, lasso_cv_figure, lasso_path_figure
+from helpers.learning.models import _content_of
 from helpers.learning.selection import (
     CorrelationFilter,
     CoxLassoSelector,
     LassoSelector,
+    MissingValueImputer,
     MRMRSelector,
     UnivariateCoxFilter,
     UnivariateFilter,
@@ -652,3 +655,60 @@ def test_only_the_logistic_lasso_takes_a_cv_splitter_and_integer_checks_refuse_b
     for step in (UnivariateFilter, UnivariateCoxFilter):
         with pytest.raises(ValueError, match=re.escape("min_features=True must be an integer >= 0")):  # True is an int to Python
             step(min_features=True)._check_params()
+
+
+# --------------------------------------------------------------------------- imputation
+
+
+def _holey(rows: int, cols: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(rows, cols)) * 10.0 ** rng.integers(-3, 4, size=cols)
+    values[rng.random(values.shape) < 0.15] = np.nan
+    return pd.DataFrame(values, index=[f"P{seed}_{i}" for i in range(rows)], columns=[f"f{j}" for j in range(cols)])
+
+
+@pytest.mark.parametrize("strategy", ["median", "mean"])
+def test_imputer_equals_sklearn_simple_imputer_bitwise(strategy):
+    """Training statistics and filled values are scikit-learn's ``SimpleImputer``'s, bit for bit, on held-out rows
+    with their own missing values; observed values are untouched and the output is the input's labels."""
+    train, test = _holey(30, 40, 1), _holey(12, 40, 2)
+    ours = MissingValueImputer(strategy=strategy).fit(train)
+    reference = SimpleImputer(strategy=strategy).fit(train.to_numpy())
+    for frame in (train, test):
+        out = ours.transform(frame)
+        assert list(out.columns) == list(frame.columns) and list(out.index) == list(frame.index)
+        assert (out.dtypes == np.float64).all()
+        expected = reference.transform(frame.to_numpy())
+        np.testing.assert_array_equal(out.to_numpy().view(np.int64), expected.view(np.int64))
+        # the vectorised fill equals pandas' per-column fillna it replaced, and leaves the input unchanged
+        pd.testing.assert_frame_equal(out, frame.fillna(ours.statistics_), check_exact=True)
+    assert test.isna().to_numpy().any()
+
+
+def test_imputer_keeps_integer_columns_and_fills_the_float_ones():
+    frame = pd.DataFrame({"count": [1, 2, 3, 4], "size": [1.5, np.nan, 2.5, np.nan]}, index=list("abcd"))
+    out = MissingValueImputer().fit(frame).transform(frame)
+    assert out["count"].dtype == np.int64 and out["size"].tolist() == [1.5, 2.0, 2.5, 2.0]
+
+
+def test_selection_cache_key_is_a_frames_content_not_its_memory_layout():
+    """A frame built column by column (one block per column) and the same frame in one block share a cache key; a
+    different value, label, patient or dtype gives a different key."""
+    import joblib
+
+    frame = _holey(6, 50, 3).fillna(0.5)
+    fragmented = pd.DataFrame(index=frame.index)
+    for name in frame.columns:
+        fragmented[name] = frame[name].to_numpy()
+    assert fragmented._mgr.nblocks == 50 and frame._mgr.nblocks == 1
+    key = joblib.hash(_content_of(frame))
+    assert joblib.hash(_content_of(fragmented)) == key
+    other_order = pd.DataFrame(np.asfortranarray(frame.to_numpy()), index=frame.index, columns=frame.columns)
+    assert joblib.hash(_content_of(other_order)) == key
+    changed_value = frame.copy()
+    changed_value.iloc[2, 7] = np.nextafter(changed_value.iloc[2, 7], 1.0)
+    variants = [changed_value, frame.rename(columns={"f7": "g7"}), frame.rename(index={frame.index[0]: "other"}),
+                frame.astype({"f1": np.float32}), frame.iloc[:, ::-1], frame.iloc[:5]]  # fmt: skip
+    keys = {joblib.hash(_content_of(variant)) for variant in variants}
+    assert key not in keys and len(keys) == len(variants)
+    assert _content_of(frame["f1"]) is frame["f1"]  # anything but a DataFrame is hashed as it is
