@@ -681,8 +681,8 @@ def test_imputer_equals_sklearn_simple_imputer_bitwise(strategy):
         expected = reference.transform(frame.to_numpy())
         np.testing.assert_array_equal(out.to_numpy().view(np.int64), expected.view(np.int64))
         # the vectorised fill equals pandas' per-column fillna it replaced, and leaves the input unchanged
+        assert frame.isna().to_numpy().any()
         pd.testing.assert_frame_equal(out, frame.fillna(ours.statistics_), check_exact=True)
-    assert test.isna().to_numpy().any()
 
 
 def test_imputer_keeps_integer_columns_and_fills_the_float_ones():

@@ -1253,16 +1253,16 @@ class MissingValueImputer(_FeatureStep):
         """The kept features with every NaN replaced by its training statistic (other values unchanged)."""
         check_is_fitted(self, "statistics_")
         df = _as_frame(self, X, reset=False)[self.selected_features_]
-        if df.isna().to_numpy().any():
-            if (df.dtypes == np.float64).all():
-                # One vectorised fill instead of pandas' per-column ``fillna``: same values bit for bit, and one
-                # block instead of one per column (a 16,874-block frame costs 100x more to copy, pickle and hash).
-                values = df.to_numpy(dtype=np.float64, copy=True)
-                rows, cols = np.nonzero(np.isnan(values))
+        if (df.dtypes == np.float64).all():
+            # One vectorised fill instead of pandas' per-column ``fillna``: same values bit for bit, and one
+            # block instead of one per column (a 16,874-block frame costs 100x more to copy, pickle and hash).
+            values = df.to_numpy(dtype=np.float64, copy=True)
+            rows, cols = np.nonzero(np.isnan(values))
+            if rows.size:
                 values[rows, cols] = self.statistics_.to_numpy(dtype=np.float64)[cols]
                 df = pd.DataFrame(values, index=df.index, columns=df.columns)
-            else:
-                df = df.fillna(self.statistics_)
+        elif df.isna().to_numpy().any():
+            df = df.fillna(self.statistics_)
         _require_finite(df, "MissingValueImputer.transform")
         return df
 
